@@ -1,0 +1,55 @@
+# lnrepro: every figure of "Layer Normalization" (Ba, Kiros, Hinton 2016) with one make target.
+# `make help` lists the targets. Everything runs inside .venv (created on first use).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SCALE ?= cpu
+LAUNCHER ?=
+# Datasets: $LNREPRO_DATA, else ../shared/data when it exists (this project's offline machines),
+# else <repo>/data (torchvision downloads MNIST there).
+LNREPRO_DATA ?= $(wildcard $(abspath ../shared/data))
+ifneq ($(LNREPRO_DATA),)
+export LNREPRO_DATA
+endif
+export HF_HUB_OFFLINE ?= 0
+FIG := $(PY) scripts/figure.py
+LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-fast figure6 figures bench clean-runs clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@echo "  variables: SCALE=cpu|paper  LAUNCHER=joblib  LNREPRO_DATA=<datasets>"
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed ## create/update the virtual environment from requirements.txt
+
+test: venv ## run the test suite (the README's test command; .ci/run calls it)
+	$(PY) -m pytest -q
+
+test-fast: venv ## the tests not marked slow
+	$(PY) -m pytest -q -m "not slow"
+
+figure6: venv ## Figure 6, permutation-invariant MNIST: ln/bn/none x batch 128/4 (SCALE=cpu|paper)
+	$(FIG) run experiments/figure6_pi_mnist.yaml --scale $(SCALE) $(LAUNCH)
+	$(FIG) plot experiments/figure6_pi_mnist.yaml --scale $(SCALE)
+
+figures: venv ## redraw every figure from existing runs (no training)
+	@for f in experiments/*.yaml; do $(FIG) plot $$f --scale $(SCALE) || true; done
+
+bench: venv ## speed benchmarks -> results/bench.md
+	$(PY) scripts/bench.py
+
+clean-runs: ## delete outputs/ (all runs, checkpoints and W&B files)
+	rm -rf outputs
+
+clean: ## delete the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache src/*.egg-info

@@ -1,0 +1,172 @@
+"""Run and draw one paper figure from its experiments/<figure>.yaml.
+
+    python scripts/figure.py run  experiments/figure6_pi_mnist.yaml [--scale cpu] [--launcher joblib]
+    python scripts/figure.py plot experiments/figure6_pi_mnist.yaml [--scale cpu]
+
+`run` launches the whole grid (norms x grid x seeds) as ONE Hydra multirun into
+outputs/figures/<name>/<scale>/ with resume=true, so running it again continues killed runs
+and leaves finished ones as they are. `plot` reads those run directories (metrics.jsonl) and
+writes results/<name>.png (mean over seeds, band = min..max) and results/<name>.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from lnrepro.runs import Run, find_runs  # noqa: E402
+
+COLORS = {"ln": "tab:red", "bn": "tab:blue", "none": "tab:gray"}
+
+
+def load_spec(path: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def sweep_dir(spec: dict, scale: str) -> Path:
+    out = os.environ.get("LNREPRO_OUTPUTS", str(ROOT / "outputs"))
+    return Path(out) / "figures" / spec["name"] / scale
+
+
+def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
+    sc = spec["scales"][scale]
+    cmd = [sys.executable, "-m", "lnrepro.train", "-m", f"experiment={sc['experiment']}",
+           "norm=" + ",".join(spec["norms"]),
+           "seed=" + ",".join(str(s) for s in sc["seeds"])]
+    cmd += [f"{k}=" + ",".join(str(v) for v in vals) for k, vals in spec.get("grid", {}).items()]
+    cmd += list(sc.get("overrides", []))
+    cmd += [f"hydra.sweep.dir={sweep_dir(spec, scale)}", "resume=true"]
+    if launcher:
+        cmd += [f"hydra/launcher={launcher}"]
+    cmd += extra
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=ROOT)
+
+
+def _label_value(v) -> str:
+    return str(v)
+
+
+def plot(spec: dict, scale: str, out_dir: Path) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root = sweep_dir(spec, scale)
+    runs = find_runs(root) if root.exists() else []
+    if not runs:
+        print(f"no runs under {root}: run `make {spec['name'].split('_')[0]}` first", file=sys.stderr)
+        return 1
+    panel_key, x = spec["panels"], spec.get("x", "epoch")
+    panels = sorted({r.get(panel_key) for r in runs}, key=lambda v: -v if isinstance(v, (int, float)) else 0)
+    metrics = spec["metrics"]
+    fig, axes = plt.subplots(len(metrics), len(panels), figsize=(5.2 * len(panels), 3.6 * len(metrics)),
+                             squeeze=False)
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for r in runs:
+        groups[(r.get(panel_key), r.get("norm.kind"))].append(r)
+    for j, pv in enumerate(panels):
+        for i, m in enumerate(metrics):
+            ax = axes[i][j]
+            for norm in spec["norms"]:
+                rs = groups.get((pv, norm), [])
+                curves = [r.series(m["key"], x) for r in rs]
+                curves = [c for c in curves if c[0]]
+                if not curves:
+                    continue
+                n = min(len(c[0]) for c in curves)
+                xs = curves[0][0][:n]
+                ys = [[c[1][k] for c in curves] for k in range(n)]
+                mean = [sum(v) / len(v) for v in ys]
+                label = f"{spec['labels'].get(norm, norm)} ({len(curves)} seed{'s' * (len(curves) > 1)})"
+                ax.plot(xs, mean, color=COLORS.get(norm), label=label)
+                if len(curves) > 1:
+                    ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys],
+                                    color=COLORS.get(norm), alpha=0.2)
+            if m.get("log"):
+                ax.set_yscale("log")
+            ax.set_xlabel(x)
+            ax.set_ylabel(m["label"])
+            ax.set_title(f"{panel_key.split('.')[-1]} = {pv}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    # Caption from what the runs actually were, not from what the spec hopes.
+    ref = runs[0]
+    epochs = sorted({round(r.summary.get("epoch", float('nan')), 2) for r in runs if r.summary})
+    seeds = sorted({r.get("seed") for r in runs})
+    statuses = sorted({r.status for r in runs})
+    sub = (f"{scale} scale ({ref.get('name')}), {spec.get('dataset', '')}; epochs trained: "
+           f"{', '.join(map(str, epochs))}; seeds {seeds}; {len(runs)} runs ({', '.join(statuses)})")
+    tr = ref.get("data.train_eval_size")
+    if tr:
+        sub += f"; training NLL on a fixed {tr}-image training subset"
+    fig.suptitle(f"{spec['title']}\n{sub}", fontsize=9)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = out_dir / f"{spec['name']}.png"
+    fig.savefig(png, dpi=120)
+    write_table(spec, runs, out_dir / f"{spec['name']}.csv", scale)
+    print(f"wrote {png} and {png.with_suffix('.csv')} from {len(runs)} runs under {root}")
+    return 0
+
+
+def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
+    keys = spec.get("table", [m["key"] for m in spec["metrics"]])
+    grid_keys = list(spec.get("grid", {}))
+    header = ["scale", "experiment", "norm", *grid_keys, "seed", "status", "steps", "epochs",
+              "wall_time_s"]
+    header += [f"final_{k}" for k in keys] + [f"best_{k}" for k in keys] + ["run_dir"]
+    rows = []
+    for r in sorted(runs, key=lambda r: (str(r.get("norm.kind")), *[str(r.get(k)) for k in grid_keys], r.get("seed") or 0)):
+        s = r.summary
+        last = r.rows[-1] if r.rows else {}
+        final = s.get("final") or {}
+        best = s.get("best") or {}
+        rows.append([scale, r.get("name"), r.get("norm.kind"), *[r.get(k) for k in grid_keys],
+                     r.get("seed"), r.status, s.get("step", last.get("step")),
+                     _num(s.get("epoch", last.get("epoch"))), _num(s.get("wall_time", last.get("time")))]
+                    + [_num(final.get(k)) for k in keys] + [_num(best.get(k)) for k in keys]
+                    + [os.path.relpath(r.path, ROOT)])
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _num(v):
+    if isinstance(v, float):
+        return f"{v:.6g}" if math.isfinite(v) else str(v)
+    return "" if v is None else v
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["run", "plot"])
+    p.add_argument("spec", help="experiments/<figure>.yaml")
+    p.add_argument("--scale", default="cpu")
+    p.add_argument("--launcher", default=None, help="hydra/launcher option, e.g. joblib")
+    p.add_argument("--out", default=str(ROOT / "results"))
+    args, extra = p.parse_known_args(argv)
+    spec = load_spec(args.spec)
+    if args.scale not in spec["scales"]:
+        p.error(f"--scale must be one of {sorted(spec['scales'])}")
+    if args.action == "run":
+        return run(spec, args.scale, args.launcher, extra)
+    return plot(spec, args.scale, Path(args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""In-memory datasets sliced into batches: deterministic order from (seed, epoch), resumable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from lnrepro.errors import ConfigError
+
+
+def check_batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+class TensorData:
+    """Tensors held in memory (on the training device) and sliced into mini-batches.
+
+    Training order is a fresh permutation per epoch drawn from a generator seeded with
+    (seed, epoch), so a run resumed at step s replays exactly the batches it would have seen.
+    The last incomplete training batch is dropped (batch norm must never see a batch of 1).
+
+    Args:
+        splits: name -> tuple of tensors with the same first dimension; must include "train".
+        batch_size: training batch size.
+        eval_batch_size: batch size for evaluation passes (no effect on the numbers).
+        seed: base seed of the shuffling.
+        eval_subsets: split name -> number of leading examples evaluated (None = all); used to
+            estimate the training NLL on a fixed subset at CPU scale.
+    """
+
+    def __init__(
+        self,
+        splits: dict[str, tuple[torch.Tensor, ...]],
+        batch_size: int,
+        eval_batch_size: int = 1000,
+        seed: int = 0,
+        eval_subsets: dict[str, int | None] | None = None,
+    ):
+        self.splits = splits
+        self.batch_size = check_batch_size(batch_size)
+        self.eval_batch_size = check_batch_size(eval_batch_size)
+        self.seed = int(seed)
+        self.eval_subsets = dict(eval_subsets or {})
+        n = len(splits["train"][0])
+        if n < self.batch_size:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is larger than the training set ({n} examples)"
+            )
+        self.steps_per_epoch = n // self.batch_size
+
+    def to(self, device) -> "TensorData":
+        self.splits = {k: tuple(t.to(device) for t in v) for k, v in self.splits.items()}
+        return self
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Batches `start, start+1, ...` of training epoch `epoch` (0-based)."""
+        tensors = self.splits["train"]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(tensors[0]), generator=g).to(tensors[0].device)
+        bs = self.batch_size
+        for i in range(start, self.steps_per_epoch):
+            idx = order[i * bs : (i + 1) * bs]
+            yield tuple(t[idx] for t in tensors)
+
+    def eval_batches(self, split: str) -> Iterator[tuple[torch.Tensor, ...]]:
+        tensors = self.splits[split]
+        n = len(tensors[0])
+        limit = self.eval_subsets.get(split)
+        if limit:
+            n = min(n, int(limit))
+        for i in range(0, n, self.eval_batch_size):
+            yield tuple(t[i : min(i + self.eval_batch_size, n)] for t in tensors)

@@ -1,0 +1,52 @@
+"""The permutation-invariant MNIST network of Sec. 6.6: 784-1000-1000-10 with a norm switch."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lnrepro.errors import ConfigError
+from lnrepro.nn.norm import NormSpec, as_spec, linear_bias, make_norm
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+class MLP(nn.Module):
+    """Fully connected net, `h = f(norm(W x))` per hidden layer (Eq. 1 with Eq. 2/3 on the
+    summed inputs), then linear logits.
+
+    Sec. 6.6: LN normalizes the hidden layers only, never the logits ("prediction confidence
+    is determined by the scale of the logits"); BN is "applied to all layers", so with
+    `norm=bn` the logits are batch-normalized too (`norm_logits` lists the kinds that do).
+    The linear layer drops its own bias wherever a norm's bias replaces it.
+    """
+
+    def __init__(
+        self,
+        in_dim: int = 784,
+        hidden: tuple[int, ...] = (1000, 1000),
+        out_dim: int = 10,
+        norm: NormSpec | str = "ln",
+        activation: str = "relu",
+        norm_logits: tuple[str, ...] = ("bn",),
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"model.activation must be one of {sorted(ACTIVATIONS)}")
+        spec = as_spec(norm)
+        layers: list[nn.Module] = []
+        prev = in_dim
+        for width in hidden:
+            layers += [
+                nn.Linear(prev, width, bias=linear_bias(spec)),
+                make_norm(spec, width),
+                ACTIVATIONS[activation](),
+            ]
+            prev = width
+        with_norm = spec.kind in tuple(norm_logits)
+        layers += [nn.Linear(prev, out_dim, bias=not with_norm or linear_bias(spec))]
+        if with_norm:
+            layers.append(make_norm(spec, out_dim))
+        self.net = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))
+
+    def forward(self, x):  # (B, in_dim) -> (B, out_dim) logits
+        return self.net(x)

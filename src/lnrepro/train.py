@@ -1,0 +1,168 @@
+"""The one entrypoint: build data, model (with the norm switch), task and optimizer from the
+config, then run the one training loop.
+
+    python -m lnrepro.train experiment=pi_mnist_cpu norm=ln|bn|none [key=value ...]
+    python -m lnrepro.train -m experiment=pi_mnist_cpu norm=ln,bn,none data.batch_size=128,4
+    python -m lnrepro.train experiment=pi_mnist_cpu resume=true hydra.run.dir=<run dir>
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from lnrepro.callbacks import check_writable
+from lnrepro.errors import ConfigError, DataError, LnreproError
+from lnrepro.logging import RunLogger, git_commit
+from lnrepro.nn.norm import NormSpec
+from lnrepro.trainer import Trainer, TrainerConfig
+
+log = logging.getLogger("lnrepro")
+
+# Keys that may differ between a checkpoint's config and the resuming run's config.
+RESUME_MAY_CHANGE = ("resume", "trainer.epochs", "trainer.max_steps", "trainer.progress",
+                     "trainer.line_seconds", "threads", "logger", "paths", "device")
+
+
+def build(node, **kwargs):
+    """`hydra.utils.instantiate`, reporting a bad config value as one ConfigError line."""
+    try:
+        return hydra.utils.instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, LnreproError):
+            raise cause from None
+        raise ConfigError(str(e).replace("\n", " ")) from None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise ConfigError(f"device={name!r} is not usable here: {e}") from None
+    return device
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _check_resumable(saved: dict, now: dict) -> None:
+    a, b = _flat(saved), _flat(now)
+    differ = sorted(
+        k for k in set(a) | set(b)
+        if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in RESUME_MAY_CHANGE)
+    )
+    if differ:
+        shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in differ[:5])
+        raise ConfigError(f"cannot resume: the config differs from the checkpoint's ({shown})")
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise DataError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train one configured run in `run_dir`; returns the summary (as in summary.json)."""
+    run_dir = Path(run_dir)
+    check_writable(run_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    device = resolve_device(str(cfg.device))
+
+    batch_size = cfg.data.get("batch_size")
+    norm = NormSpec.from_cfg(cfg.norm, batch_size)
+    if norm.kind == "bn" and batch_size == 1:
+        raise ConfigError(
+            "norm=bn cannot train with data.batch_size=1 (the batch variance of one case is 0): "
+            "use norm=ln, which the paper proposes for exactly this case, or a larger batch"
+        )
+    trainer_cfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
+
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    ckpt = None
+    if ckpt_path.exists():
+        if not cfg.resume:
+            raise ConfigError(
+                f"{run_dir} already holds a checkpoint: pass resume=true to continue it, or "
+                "choose another hydra.run.dir"
+            )
+        ckpt = _load_checkpoint(ckpt_path)
+        _check_resumable(ckpt["config"], config)
+    elif cfg.resume:
+        log.warning("resume=true but %s has no checkpoint: starting from step 0", run_dir)
+
+    torch.manual_seed(cfg.seed)
+    data = build(cfg.data, seed=cfg.seed, device=device)
+    model = build(cfg.model, norm=norm).to(device)
+    task = build(cfg.task)
+    try:  # a partial: Adam(params, **cfg.optim); bad values (lr < 0, ...) surface here
+        optimizer = build(cfg.optim)(model.parameters())
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"optim: {e}") from None
+
+    meta = {"seed": cfg.seed, "git_commit": git_commit(), "experiment": cfg.name,
+            "norm": norm.kind, "batch_size": batch_size,
+            "n_params": sum(p.numel() for p in model.parameters())}
+    logger = RunLogger(run_dir, config, OmegaConf.to_container(cfg.logger, resolve=True), meta,
+                       resume_step=ckpt["step"] if ckpt else None)
+    trainer = Trainer(model, task, data, optimizer, trainer_cfg, logger, run_dir,
+                      checkpoint_extra={"config": config, "meta": meta})
+    exit_code = 1
+    try:
+        if ckpt:
+            trainer.load_state_dict(ckpt)
+            log.info("resumed %s at step %d (epoch %.2f)", run_dir, trainer.step, trainer.epoch)
+        log.info("%s | norm=%s batch=%s seed=%s | %d params | %d steps (%d per epoch) | %s",
+                 cfg.name, norm.kind, batch_size, cfg.seed, meta["n_params"],
+                 trainer.total_steps, data.steps_per_epoch, run_dir)
+        summary = trainer.fit()
+        logger.write_summary(summary)
+        exit_code = 0
+        return summary
+    finally:
+        logger.close(exit_code)
+
+
+@hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
+def main(cfg: DictConfig):
+    hc = HydraConfig.get()
+    try:
+        summary = run(cfg, hc.runtime.output_dir)
+    except LnreproError as e:
+        log.error("%s", e)
+        if hc.mode == RunMode.MULTIRUN:
+            raise  # Hydra reports the failed job; the other jobs still run
+        sys.exit(e.exit_code)
+    key = cfg.get("optimized_metric")
+    if key:  # e.g. "best.val/err", for sweepers
+        section, _, metric = key.partition(".")
+        return summary[section][metric]
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""The one training loop: steps, evaluation, checkpoint/resume, NaN guard, progress, logging.
+
+It knows nothing about any experiment. It needs:
+  - `data.train_batches(epoch, start)`, `data.eval_batches(split)`, `data.steps_per_epoch`;
+  - `task.training_step(model, batch) -> (loss, {name: tensor})`,
+    `task.evaluate(model, batches) -> {name: float}` (lower is better for every metric),
+    `task.state_dict()` / `task.load_state_dict()` for state carried between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lnrepro.errors import ConfigError, DivergenceError, Interrupted
+from lnrepro.logging import RunLogger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerConfig:
+    """`cfg.trainer`. The budget is `max_steps`, or `epochs` whole epochs when it is null."""
+
+    epochs: float | None = 1
+    max_steps: int | None = None
+    evals_per_epoch: int = 1  # evaluation passes per epoch (and one at the end)
+    eval_at_start: bool = True  # evaluate the initial model (step 0) too
+    eval_splits: list = field(default_factory=lambda: ["train", "val", "test"])
+    log_every: int = 100  # steps between `batch/*` rows (running means of the training batches)
+    ckpt_every: int | None = None  # steps between checkpoints; None: at every evaluation
+    # (a checkpoint is also written at the end and when SIGINT/SIGTERM stops the run)
+    grad_clip: float | None = None  # max global gradient norm (None: no clipping)
+    progress: str = "auto"  # auto: a tqdm bar on a terminal, log lines otherwise | bar | lines
+    line_seconds: float = 15.0  # at most one progress line per this many seconds
+
+    def __post_init__(self):
+        def positive(name, allow_none=False, allow_zero=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not ok or v < 0 or (v == 0 and not allow_zero):
+                raise ConfigError(f"trainer.{name} must be a positive number, got {v!r}")
+
+        positive("epochs", allow_none=True)
+        positive("max_steps", allow_none=True)
+        if self.epochs is None and self.max_steps is None:
+            raise ConfigError("set trainer.epochs or trainer.max_steps")
+        positive("evals_per_epoch")
+        positive("log_every")
+        positive("ckpt_every", allow_none=True)
+        positive("grad_clip", allow_none=True)
+        if self.progress not in ("auto", "bar", "lines"):
+            raise ConfigError(f"trainer.progress must be auto|bar|lines, got {self.progress!r}")
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints between steps and exits cleanly."""
+
+    def __init__(self):
+        self.signum, self._old = None, {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a joblib worker): keep defaults
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    def __init__(self, model, task, data, optimizer, cfg: TrainerConfig, logger: RunLogger,
+                 run_dir, checkpoint_extra: dict | None = None):
+        self.model, self.task, self.data, self.opt = model, task, data, optimizer
+        self.cfg, self.logger = cfg, logger
+        self.run_dir = Path(run_dir)
+        self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
+        self.extra = checkpoint_extra or {}  # config etc., written into every checkpoint
+        spe = data.steps_per_epoch
+        self.total_steps = int(cfg.max_steps or math.ceil(cfg.epochs * spe))
+        self.eval_interval = max(1, spe // cfg.evals_per_epoch)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        # state that a checkpoint carries
+        self.step, self.elapsed = 0, 0.0
+        self.best: dict[str, float] = {}
+        self.last_eval: dict[str, float] = {}
+        self._acc: dict[str, torch.Tensor] = {}
+        self._acc_n = 0
+
+    # ---- checkpoints ------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best": self.best,
+            "last_eval": self.last_eval,
+            "acc": {k: v.cpu() for k, v in self._acc.items()},
+            "acc_n": self._acc_n,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "task": self.task.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **self.extra,
+        }
+
+    def save(self) -> None:
+        """Atomic: write a temp file, then rename over last.pt."""
+        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.ckpt_path.with_name(".last.pt.tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, self.ckpt_path)
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.task.load_state_dict(ckpt["task"])
+        self.step, self.elapsed = ckpt["step"], ckpt["elapsed"]
+        self.best, self.last_eval = dict(ckpt["best"]), dict(ckpt["last_eval"])
+        device = next(iter(self.params)).device
+        self._acc = {k: v.to(device) for k, v in ckpt["acc"].items()}
+        self._acc_n = ckpt["acc_n"]
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if ckpt["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+
+    # ---- evaluation -------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        metrics = {}
+        for split in self.cfg.eval_splits:
+            if split not in self.data.splits:
+                continue
+            for k, v in self.task.evaluate(self.model, self.data.eval_batches(split)).items():
+                metrics[f"{split}/{k}"] = v
+        self.model.train()
+        for k, v in metrics.items():
+            if math.isfinite(v) and v < self.best.get(k, math.inf):
+                self.best[k] = v
+        self.last_eval = metrics
+        self.logger.log(self.step, self.epoch, self._time(), metrics)
+        return metrics
+
+    # ---- the loop ---------------------------------------------------------------------
+    @property
+    def epoch(self) -> float:
+        return self.step / self.data.steps_per_epoch
+
+    def _time(self) -> float:
+        return self.elapsed + (time.perf_counter() - self._t0)
+
+    def _log_batches(self) -> dict[str, float]:
+        row = {f"batch/{k}": float(v) / self._acc_n for k, v in self._acc.items()}
+        self.logger.log(self.step, self.epoch, self._time(), row)
+        self._acc, self._acc_n = {}, 0
+        return row
+
+    def fit(self) -> dict:
+        """Train to the step budget. Returns the summary (also written to summary.json)."""
+        cfg, spe = self.cfg, self.data.steps_per_epoch
+        self._t0 = time.perf_counter()
+        bar = self._progress()
+        last_line = 0.0
+        self.model.train()
+        if self.step == 0 and cfg.eval_at_start:
+            self.evaluate()
+        with _StopFlag() as stop:
+            while self.step < self.total_steps:
+                epoch, offset = divmod(self.step, spe)
+                for batch in self.data.train_batches(epoch, offset):
+                    loss, metrics = self.task.training_step(self.model, batch)
+                    if not torch.isfinite(loss):
+                        self._diverged(float(loss))
+                    self.opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+                    self.opt.step()
+                    self.step += 1
+                    for k, v in metrics.items():
+                        self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
+                    self._acc_n += 1
+                    done = self.step >= self.total_steps
+                    if self.step % cfg.log_every == 0 or done:
+                        row = self._log_batches()
+                        now = time.perf_counter()
+                        if bar is not None:
+                            bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in row.items()})
+                        elif now - last_line >= cfg.line_seconds or done:
+                            last_line = now
+                            log.info("step %d/%d epoch %.2f %s", self.step, self.total_steps,
+                                     self.epoch, _fmt(row))
+                    if bar is not None:
+                        bar.update(1)
+                    evaluated = self.step % self.eval_interval == 0 or done
+                    if evaluated:
+                        log.info("eval step %d epoch %.2f %s", self.step, self.epoch,
+                                 _fmt(self.evaluate()))
+                    every = cfg.ckpt_every
+                    if done or (self.step % every == 0 if every else evaluated):
+                        self._checkpoint()
+                    if stop.signum is not None:
+                        self._checkpoint()
+                        self.logger.write_summary(self.summary("interrupted"))
+                        raise Interrupted(
+                            f"stopped by signal {stop.signum} at step {self.step}; checkpoint "
+                            f"saved, continue with resume=true hydra.run.dir={self.run_dir}"
+                        )
+                    if done:
+                        break
+        if bar is not None:
+            bar.close()
+        return self.summary("completed")
+
+    def _checkpoint(self) -> None:
+        self.elapsed = self._time()
+        self._t0 = time.perf_counter()
+        self.save()
+
+    def _diverged(self, value: float) -> None:
+        where = f"step {self.step + 1} (epoch {self.epoch:.2f})"
+        kept = (
+            f"the last good checkpoint ({self.ckpt_path}) is kept"
+            if self.ckpt_path.exists()
+            else "no checkpoint had been written yet"
+        )
+        self.logger.write_summary(self.summary("diverged"))
+        raise DivergenceError(
+            f"training loss is {value} at {where}; {kept}. Lower optim.lr or set "
+            "trainer.grad_clip"
+        )
+
+    def summary(self, status: str) -> dict:
+        return {
+            "status": status,
+            "step": self.step,
+            "epoch": self.epoch,
+            "total_steps": self.total_steps,
+            "wall_time": self._time(),
+            "final": self.last_eval,
+            "best": self.best,
+        }
+
+    def _progress(self):
+        want = self.cfg.progress
+        if want == "lines" or (want == "auto" and not sys.stderr.isatty()):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
