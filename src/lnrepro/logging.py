@@ -12,6 +12,7 @@ import logging
 import math
 import netrc
 import os
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -48,8 +49,13 @@ def git_commit() -> str:
 
 
 def _jsonable(v):
+    """JSON has no NaN/inf: write them as the strings "nan", "inf", "-inf"."""
     if isinstance(v, float) and not math.isfinite(v):
-        return str(v)  # JSON has no NaN/inf
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
     return v
 
 
@@ -118,7 +124,7 @@ class RunLogger:
         if resume and id_file.exists():
             run_id = id_file.read_text().strip()
         else:
-            run_id = wandb.util.generate_id()
+            run_id = secrets.token_hex(6)  # W&B ids: lower-case letters and digits
             atomic_write_text(id_file, run_id)
         self.wandb = wandb.init(
             project=cfg.get("project"),
@@ -141,7 +147,7 @@ class RunLogger:
     def log(self, step: int, epoch: float, time: float, metrics: dict[str, float]) -> None:
         row = {"step": step, "epoch": round(epoch, 6), "time": round(time, 3)}
         row.update({k: _jsonable(float(v)) for k, v in metrics.items()})
-        self._file.write(json.dumps(row) + "\n")
+        self._file.write(json.dumps(row, allow_nan=False) + "\n")
         self._file.flush()
         if self.wandb is not None:
             self.wandb.log({"epoch": epoch, **metrics}, step=step)
@@ -149,7 +155,7 @@ class RunLogger:
     def write_summary(self, summary: dict) -> None:
         summary = {**summary, **self.meta, "config": self.config}
         atomic_write_text(
-            self.run_dir / "summary.json", json.dumps(summary, indent=2, default=_jsonable) + "\n"
+            self.run_dir / "summary.json", json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n"
         )
         if self.wandb is not None:
             for k, v in summary.items():

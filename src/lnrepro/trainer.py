@@ -189,7 +189,7 @@ class Trainer:
                 for batch in self.data.train_batches(epoch, offset):
                     loss, metrics = self.task.training_step(self.model, batch)
                     if not torch.isfinite(loss):
-                        self._diverged(float(loss))
+                        self._diverged(float(loss.detach()))
                     self.opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.grad_clip:

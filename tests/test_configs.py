@@ -1,0 +1,50 @@
+"""Every experiment config composes with every norm, and its model builds."""
+
+from pathlib import Path
+
+import hydra
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import ROOT
+from lnrepro.nn.norm import NormSpec
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
+
+
+def test_there_are_experiments():
+    assert {"pi_mnist", "pi_mnist_cpu"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("norm", ["ln", "bn", "none"])
+def test_experiment_composes_and_builds(compose, experiment, norm):
+    cfg = compose([f"experiment={experiment}", f"norm={norm}"])
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert cfg.name and cfg.norm.kind == norm
+    for key in ("data", "model", "task", "optim", "trainer"):
+        assert key in cfg, f"{experiment} has no {key}"
+    spec = NormSpec.from_cfg(cfg.norm, cfg.data.get("batch_size"))
+    model = hydra.utils.instantiate(cfg.model, _convert_="all", norm=spec)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_paper_setup_of_pi_mnist(compose):
+    """Sec. 6.6: 784-1000-1000-10, Adam, batch 128, 55k/5k split, 60 epochs as Figure 6."""
+    cfg = compose(["experiment=pi_mnist"])
+    assert list(cfg.model.hidden) == [1000, 1000] and cfg.model.in_dim == 784
+    assert cfg.optim._target_ == "torch.optim.Adam" and cfg.data.val_size == 5000
+    assert cfg.data.batch_size == 128 and cfg.trainer.epochs == 60
+
+
+def test_missing_experiment_is_reported(compose):
+    with pytest.raises(Exception, match="experiment"):
+        compose(["norm=ln"])
+
+
+def test_figure_specs_name_existing_experiments():
+    for spec_file in (ROOT / "experiments").glob("*.yaml"):
+        spec = OmegaConf.load(spec_file)
+        for scale, sc in spec.scales.items():
+            assert Path(ROOT / "configs" / "experiment" / f"{sc.experiment}.yaml").exists(), (
+                spec_file, scale)

@@ -1,0 +1,207 @@
+"""The norm switch: each fast path against its equation, and Table 1 of the paper."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lnrepro.errors import ConfigError
+from lnrepro.models.mlp import MLP
+from lnrepro.nn.norm import BatchNorm, LayerNorm, NormSpec, linear_bias, make_norm
+
+torch.manual_seed(0)
+
+
+def ln_reference(a, g, b, eps):
+    """Eq. 3 written out: per case, over all hidden units (all non-batch dims)."""
+    dims = tuple(range(1, a.dim()))
+    H = 1
+    for d in dims:
+        H *= a.shape[d]
+    mu = a.sum(dims, keepdim=True) / H
+    sigma = torch.sqrt(((a - mu) ** 2).sum(dims, keepdim=True) / H + eps)
+    shape = (1, -1) + (1,) * (a.dim() - 2)
+    return g.view(shape) * (a - mu) / sigma + b.view(shape)
+
+
+def bn_reference(a, g, b, eps, unbiased=False):
+    """Eq. 2 written out: per unit (channel), over the batch (and spatial positions)."""
+    dims = (0,) + tuple(range(2, a.dim()))
+    n = a.numel() // a.shape[1]
+    mu = a.sum(dims, keepdim=True) / n
+    var = ((a - mu) ** 2).sum(dims, keepdim=True) / (n - 1 if unbiased else n)
+    shape = (1, -1) + (1,) * (a.dim() - 2)
+    return g.view(shape) * (a - mu) / torch.sqrt(var + eps) + b.view(shape)
+
+
+def _randomize_affine(m):
+    with torch.no_grad():
+        m.weight.uniform_(0.5, 1.5)
+        m.bias.normal_()
+    return m
+
+
+@pytest.mark.parametrize("shape", [(8, 20), (5, 3, 4, 4)])
+def test_layer_norm_matches_eq3(shape):
+    a = torch.randn(*shape, dtype=torch.float64) * 3 + 1
+    ln = _randomize_affine(LayerNorm(shape[1], eps=1e-5).double())
+    torch.testing.assert_close(ln(a), ln_reference(a, ln.weight, ln.bias, 1e-5))
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+@pytest.mark.parametrize("shape", [(6, 20), (4, 3, 5, 5)])
+def test_batch_norm_matches_eq2(shape, unbiased):
+    a = torch.randn(*shape, dtype=torch.float64) * 2 - 1
+    bn = _randomize_affine(BatchNorm(shape[1], eps=1e-5, unbiased=unbiased).double())
+    torch.testing.assert_close(bn(a), bn_reference(a, bn.weight, bn.bias, 1e-5, unbiased))
+    # running averages take the unbiased variance either way (as torch does)
+    dims = (0,) + tuple(range(2, a.dim()))
+    torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * a.var(dims, correction=1))
+    torch.testing.assert_close(bn.running_mean, 0.1 * a.mean(dims))
+
+
+def test_batch_norm_eval_uses_running_statistics():
+    bn = BatchNorm(4).double()
+    for _ in range(50):
+        bn(torch.randn(32, 4, dtype=torch.float64) * 3 + 2)
+    bn.eval()
+    x = torch.randn(1, 4, dtype=torch.float64)
+    expect = (x - bn.running_mean) / torch.sqrt(bn.running_var + 1e-5)
+    torch.testing.assert_close(bn(x), expect)
+    assert abs(bn.running_mean.mean().item() - 2) < 0.5  # it learned the data's statistics
+
+
+def test_unbiased_variance_differs_at_batch_4():
+    a = torch.randn(4, 10, dtype=torch.float64)
+    biased, unbiased = BatchNorm(10).double(), BatchNorm(10, unbiased=True).double()
+    ratio = biased(a) / unbiased(a)
+    torch.testing.assert_close(ratio, torch.full_like(ratio, (4 / 3) ** 0.5), rtol=1e-4, atol=0)
+
+
+def test_layer_norm_same_in_train_and_eval_and_per_case():
+    ln = _randomize_affine(LayerNorm(16))
+    x = torch.randn(10, 16)
+    y_train = ln.train()(x)
+    y_eval = ln.eval()(x)
+    torch.testing.assert_close(y_train, y_eval)
+    # a case's output does not depend on the other cases of its batch, batch size 1 included
+    torch.testing.assert_close(ln(x[3:4]), y_train[3:4])
+    other = torch.cat([x[3:4], torch.randn(5, 16) * 100])
+    torch.testing.assert_close(ln(other)[0], y_train[3])
+
+
+def test_batch_norm_depends_on_the_batch():
+    bn = BatchNorm(16)
+    x = torch.randn(10, 16)
+    other = torch.cat([x[:1], torch.randn(5, 16) * 100])
+    assert not torch.allclose(bn(x)[0], bn(other)[0], atol=1e-3)
+
+
+def test_batch_norm_batch_size_one_is_a_clear_error():
+    with pytest.raises(ConfigError, match="batch size 1"):
+        BatchNorm(8)(torch.randn(1, 8))
+    BatchNorm(8).eval()(torch.randn(1, 8))  # evaluation of a single case is fine
+
+
+def test_factory_and_bias_rule():
+    assert isinstance(make_norm("ln", 5), LayerNorm)
+    assert isinstance(make_norm("bn", 5), BatchNorm)
+    assert isinstance(make_norm("none", 5), torch.nn.Identity)
+    assert make_norm("bn", 5, gain_init=0.1).weight.eq(0.1).all()
+    ln = make_norm("ln", 5)
+    assert ln.weight.eq(1).all() and ln.bias.eq(0).all()  # Sec. 6: gains 1, biases 0
+    assert linear_bias("none") and not linear_bias("ln") and not linear_bias("bn")
+    with pytest.raises(ConfigError, match="unknown norm 'group'"):
+        make_norm("group", 5)
+
+
+def test_spec_from_config_resolves_unbiased_auto():
+    cfg = {"kind": "bn", "eps": 1e-5, "momentum": 0.1, "unbiased": "auto", "gain_init": 1.0}
+    assert NormSpec.from_cfg(cfg, batch_size=4).unbiased
+    assert not NormSpec.from_cfg(cfg, batch_size=128).unbiased
+    with pytest.raises(ConfigError, match="unknown key"):
+        NormSpec.from_cfg({"kind": "ln", "epsilon": 1e-5})
+    with pytest.raises(ConfigError, match="momentum"):
+        NormSpec(kind="bn", momentum=2.0)
+
+
+def test_mlp_norm_placement():
+    """Sec. 6.6: LN on hidden layers only (linear layers without their own bias), logits plain;
+    BN on every layer including the logits; none keeps the biases."""
+    ln, bn, none = MLP(norm="ln"), MLP(norm="bn"), MLP(norm="none")
+    kinds = lambda m: [type(x).__name__ for x in m.net]  # noqa: E731
+    assert kinds(ln) == ["Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU", "Linear"]
+    assert kinds(bn)[-2:] == ["Linear", "BatchNorm"]
+    assert kinds(none) == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert ln.net[0].bias is None and ln.net[-1].bias is not None
+    assert all(m.bias is not None for m in none.net if isinstance(m, torch.nn.Linear))
+    assert sum(p.numel() for p in none.parameters()) == 784 * 1000 + 1000 * 1000 + 1000 * 10 + 2010
+
+
+# ---- Table 1 (Sec. 5.1): invariance of the normalized summed inputs -------------------------
+# For a layer with weights W (H x D) and a batch X (N x D), the summed inputs are A = X W^T; a
+# model is invariant to a transformation when norm(A') == norm(A). eps ~ 0 so that the
+# invariances are exact up to float64 rounding.
+
+N, D, H = 16, 12, 10
+
+
+def _normed(kind, W, X):
+    m = make_norm(NormSpec(kind=kind, eps=1e-14), H).double().train()
+    return m(X @ W.T)
+
+
+def _transforms():
+    g = torch.Generator().manual_seed(1)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    gamma, c = r(D), r(D) * 3
+    delta_rows = torch.rand(H, 1, generator=g, dtype=torch.float64) * 3 + 0.2
+    delta_cases = torch.rand(N, 1, generator=g, dtype=torch.float64) * 3 + 0.2
+    return {  # name -> (W, X) -> (W', X')
+        "weight matrix re-scaling": lambda W, X: (W * 2.7, X),
+        "weight matrix re-centering": lambda W, X: (W + gamma[None, :], X),  # W + 1 gamma^T
+        "weight vector re-scaling": lambda W, X: (W * delta_rows, X),
+        "dataset re-scaling": lambda W, X: (W, X * 2.7),
+        "dataset re-centering": lambda W, X: (W, X + c[None, :]),
+        "single training case re-scaling": lambda W, X: (W, X * delta_cases),
+    }
+
+
+TABLE1 = {  # the paper's Table 1; True = invariant
+    "bn": {"weight matrix re-scaling": True, "weight matrix re-centering": False,
+           "weight vector re-scaling": True, "dataset re-scaling": True,
+           "dataset re-centering": True, "single training case re-scaling": False},
+    "ln": {"weight matrix re-scaling": True, "weight matrix re-centering": True,
+           "weight vector re-scaling": False, "dataset re-scaling": True,
+           "dataset re-centering": False, "single training case re-scaling": True},
+}
+
+
+@pytest.mark.parametrize("kind", ["ln", "bn"])
+@pytest.mark.parametrize("name", list(TABLE1["ln"]))
+@pytest.mark.parametrize("trial", range(5))
+def test_table1_invariances(kind, name, trial):
+    g = torch.Generator().manual_seed(100 + trial)
+    W = torch.randn(H, D, generator=g, dtype=torch.float64)
+    X = torch.randn(N, D, generator=g, dtype=torch.float64)
+    W2, X2 = _transforms()[name](W, X)
+    before, after = _normed(kind, W, X), _normed(kind, W2, X2)
+    gap = (before - after).abs().max().item()
+    if TABLE1[kind][name]:
+        assert gap < 1e-8, f"{kind} should be invariant to {name} (gap {gap})"
+    else:
+        assert gap > 1e-2, f"{kind} should NOT be invariant to {name} (gap {gap})"
+
+
+def test_ln_gradient_scales_inversely_with_weight_norm():
+    """Sec. 5.2: scaling W by delta leaves LN's output unchanged and divides dL/dW by delta
+    (an implicit learning-rate reduction)."""
+    X = torch.randn(N, D, dtype=torch.float64)
+    target = torch.randn(N, H, dtype=torch.float64)
+    grads = []
+    for delta in (1.0, 4.0):
+        W = (torch.randn(H, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+             * delta).requires_grad_()
+        loss = ((_normed("ln", W, X) - target) ** 2).sum()
+        loss.backward()
+        grads.append(W.grad)
+    torch.testing.assert_close(grads[1] * 4.0, grads[0])
