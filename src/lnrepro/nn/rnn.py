@@ -1,0 +1,478 @@
+"""Recurrent core with the norm switch: LSTM and GRU (norm=ln|bn|none), plus their cells.
+
+Shapes are TIME-FIRST everywhere: inputs x are (T, B, I), outputs (T, B, H), states
+(num_layers, B, H) as in torch.nn.LSTM / torch.nn.GRU; single steps (the cells) take (B, I) and
+(B, H).
+
+* norm "none": the plain recurrences, numerically equal to torch.nn.LSTM / torch.nn.GRU once
+  their weights are copied in (`copy_from_torch`).
+* norm "ln": the paper's LN-LSTM (supplementary Eq. 20-22) and LN-GRU (Eq. 23-28); the DRAW cell
+  (Eq. 29-31) is `LSTMCell(..., norm="ln", ln_gates=False)`.
+* norm "bn": recurrent batch norm after Cooijmans et al. 2016 (PAPER.md B.2), with statistics
+  per time step (`SeqBatchNorm`).
+
+Time-step index of the BN statistics: step k of a `forward(x, ..., t0)` call uses the statistics
+of step t0 + k; t0 defaults to 0, so the index restarts at every call (position within the
+segment, as Cooijmans et al. did for truncated-BPTT language modelling). Pass t0 to continue a
+longer sequence. LN and "none" ignore t0.
+
+Initialization (`init=`): "torch" draws every weight from U(-1/sqrt(H), 1/sqrt(H)) as torch.nn.LSTM
+does; "orthogonal" makes each H x H gate block of the recurrent matrix orthogonal (the authors'
+LN code and Cooijmans et al.). Gate biases: torch's uniform draw where the gates are not
+normalised, zeros next to a norm (the paper's b = 0, no forget-gate +1). LN gains 1 / biases 0
+(Sec. 6), BN gains 0.1 / shifts 0 (Cooijmans et al.).
+
+Speed: the input projection (and its norm) is computed for all T steps in one batched matmul;
+Python loops only over the recurrence. Autograd would form the gradient of the recurrent weight
+as T skinny (4H x B)(B x H) products added one by one; `_DeferredWeightGrad` instead forms it as
+one (4H x TB)(TB x H) GEMM in the backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from lnrepro.errors import ConfigError
+from lnrepro.nn.norm import NormSpec, as_spec, make_norm
+
+DEFAULT_T_MAX = 1000  # BN: steps with their own population statistics (longer reuse the last)
+BN_GAIN_INIT = 0.1  # Cooijmans et al.: gamma 0.1; ~1 saturates tanh, <= 0.01 is unstable
+INITS = ("torch", "orthogonal")
+
+Norm = NormSpec | str
+
+
+class SeqBatchNorm(nn.Module):
+    """Batch norm with statistics per time step (Cooijmans et al. 2016, Sec. 3-4).
+
+    Training: each step t is normalised with the mean and variance over the batch of that step
+    only (averaging over time "severely degrades performance"); the running averages of step t
+    go to row t of `running_mean` / `running_var` (t_max, F). Evaluation: step t uses row
+    min(t, t_max - 1), i.e. the last row's statistics are reused beyond t_max. Training steps
+    t >= t_max are normalised with their batch statistics but not recorded. The gain (and the
+    optional shift) are shared over time.
+
+    `forward(x, t0)`: x is (T, B, F) for steps t0 .. t0+T-1, or (B, F) for the single step t0.
+    Normalises with the unbiased batch variance when `unbiased` (Sec. 6.6); the running variance
+    is always the unbiased estimate, as in torch.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        t_max: int = DEFAULT_T_MAX,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        unbiased: bool = False,
+        gain_init: float = BN_GAIN_INIT,
+        shift: bool = True,
+    ):
+        super().__init__()
+        if t_max < 1:
+            raise ConfigError(f"bn t_max must be >= 1, got {t_max}")
+        self.num_features, self.t_max = num_features, t_max
+        self.eps, self.momentum, self.unbiased = eps, momentum, unbiased
+        self.weight = nn.Parameter(torch.full((num_features,), float(gain_init)))
+        self.bias = nn.Parameter(torch.zeros(num_features)) if shift else None
+        self.register_buffer("running_mean", torch.zeros(t_max, num_features))
+        self.register_buffer("running_var", torch.ones(t_max, num_features))
+
+    @classmethod
+    def from_spec(cls, spec: NormSpec, num_features: int, t_max: int, shift: bool):
+        return cls(num_features, t_max, spec.eps, spec.momentum, spec.unbiased, shift=shift)
+
+    def forward(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
+        if t0 < 0:
+            raise ConfigError(f"time-step offset t0 must be >= 0, got {t0}")
+        if self.training and x.shape[-2] < 2:
+            raise ConfigError(
+                "recurrent batch norm needs batch size >= 2 in training (statistics over the "
+                f"batch of each time step), got {x.shape[-2]}: use norm=ln (made for this case) "
+                "or a larger data.batch_size"
+            )
+        if x.dim() == 2:
+            return self._step(x, t0)
+        return self._steps(x, t0)
+
+    def _step(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        if self.training and self.unbiased:  # F.batch_norm normalises with the biased variance
+            return self._steps(x.unsqueeze(0), t).squeeze(0)
+        if self.training:
+            rows = (self.running_mean[t], self.running_var[t]) if t < self.t_max else (None, None)
+        else:
+            t = min(t, self.t_max - 1)
+            rows = (self.running_mean[t], self.running_var[t])
+        # fused kernel for the per-step call inside the recurrence; updates row t in place
+        return F.batch_norm(
+            x, *rows, self.weight, self.bias, self.training, self.momentum, self.eps
+        )
+
+    def _steps(self, x: torch.Tensor, t0: int) -> torch.Tensor:
+        steps, batch = x.shape[:2]
+        if self.training:
+            var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=int(self.unbiased))
+            n = max(0, min(steps, self.t_max - t0))
+            with torch.no_grad():
+                unbiased_var = var[:n, 0] if self.unbiased else var[:n, 0] * (batch / (batch - 1))
+                self.running_mean[t0 : t0 + n].lerp_(mean[:n, 0], self.momentum)
+                self.running_var[t0 : t0 + n].lerp_(unbiased_var, self.momentum)
+        else:
+            rows = torch.arange(t0, t0 + steps, device=x.device).clamp_(max=self.t_max - 1)
+            mean, var = self.running_mean[rows].unsqueeze(1), self.running_var[rows].unsqueeze(1)
+        y = (x - mean) * torch.rsqrt(var + self.eps) * self.weight
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, t_max={self.t_max}, eps={self.eps}, "
+            f"momentum={self.momentum}, unbiased={self.unbiased}, shift={self.bias is not None}"
+        )
+
+
+def _time_norm(spec: NormSpec, num_features: int, t_max: int, shift: bool) -> nn.Module | None:
+    """The norm at one place of a cell: LN from the factory, per-step BN, or None."""
+    if spec.kind == "bn":
+        return SeqBatchNorm.from_spec(spec, num_features, t_max, shift)
+    if spec.kind == "ln":
+        return make_norm(spec, num_features)
+    return None
+
+
+def _normed(norm: nn.Module | None, u: torch.Tensor, t: int) -> torch.Tensor:
+    """Apply a `_time_norm` to (T, B, F) steps t.. or to the (B, F) step t."""
+    if norm is None:
+        return u
+    if isinstance(norm, SeqBatchNorm):
+        return norm(u, t)
+    # LN is per case: flatten time into the batch (norm.LayerNorm reads 3-d input as (N, C, L))
+    return norm(u.reshape(-1, u.shape[-1])).view(u.shape)
+
+
+class _DeferredWeightGrad(torch.autograd.Function):
+    """Zeros (T, B, N) added to the recurrent products h_{t-1} W^T computed with a detached W.
+
+    Their gradient, stacked over steps by autograd, is G = dL/d(h_{t-1} W^T); backward turns it
+    into dL/dW = G^T [h_{-1}; h_0 .. h_{T-2}] in one GEMM. The hidden states are not known when
+    this runs, so the loop leaves them on `tape` (h0 and the layer output, detached).
+    First-order only (once_differentiable).
+    """
+
+    @staticmethod
+    def forward(ctx, weight, steps: int, batch: int, tape: dict):
+        ctx.tape = tape
+        return weight.new_zeros(()).expand(steps, batch, weight.shape[0])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        h0, hs = ctx.tape["h0"], ctx.tape["hs"]
+        dw = grad[0].t() @ h0
+        dw.addmm_(grad[1:].flatten(0, 1).t(), hs[:-1].flatten(0, 1))
+        return dw, None, None, None
+
+
+def _scan(step, xin: tuple[torch.Tensor, ...], weight_hh, state, t0: int) -> torch.Tensor:
+    """Run `step(xin_t, a_t, state, t) -> state` over time; state[0] is h. Returns (T, B, H)."""
+    h0 = state[0]
+    tape: dict = {}
+    sink = _DeferredWeightGrad.apply(weight_hh, xin[0].shape[0], h0.shape[0], tape)
+    w_t = weight_hh.detach().t()  # its gradient comes from the sink, in one GEMM
+    outs = []
+    for k, (xs, zero) in enumerate(zip(zip(*(u.unbind(0) for u in xin)), sink.unbind(0))):
+        # unbind, not x[t]: the backward of indexing would allocate a (T, B, N) zero tensor per step
+        state = step(xs, torch.addmm(zero, state[0], w_t), state, t0 + k)
+        outs.append(state[0])
+    hs = torch.stack(outs)
+    tape.update(h0=h0.detach(), hs=hs.detach())
+    return hs, state
+
+
+def _check_sizes(input_size: int, hidden_size: int, init: str):
+    if input_size < 1 or hidden_size < 1:
+        raise ConfigError(f"input and hidden sizes must be >= 1, got {input_size}, {hidden_size}")
+    if init not in INITS:
+        raise ConfigError(f"unknown rnn init {init!r}: choose one of {', '.join(INITS)}")
+
+
+def _init_weights(cell: nn.Module, hidden_size: int, init: str, gate_bias_zero: bool):
+    bound = 1.0 / math.sqrt(hidden_size)
+    with torch.no_grad():
+        for name, p in cell.named_parameters(recurse=False):
+            if name.startswith("weight") or not gate_bias_zero:
+                p.uniform_(-bound, bound)
+            else:
+                p.zero_()
+        if init == "orthogonal":
+            for block in cell.weight_hh.split(hidden_size, 0):
+                nn.init.orthogonal_(block)
+
+
+class LSTMCell(nn.Module):
+    """One LSTM layer: `forward` takes one step, `scan` a whole sequence (same cell math).
+
+    Gates, in torch's row order [i; f; g; o] (supplementary Eq. 20-22 for norm "ln"):
+        gates = N_h(W_hh h_{t-1}) + N_x(W_ih x_t) + b
+        c_t = sig(f) * c_{t-1} + sig(i) * tanh(g)
+        h_t = sig(o) * tanh(N_c(c_t))
+    N_h and N_x are two separate norms, each over all 4H gate units jointly (LN: one mean and
+    variance over 4H, own gain and bias); N_c over the H cell units. The carried c_t is the raw,
+    un-normalised one. Without norm, b is torch's b_ih + b_hh.
+
+    `ln_gates` / `ln_cell` switch the chosen norm off at the gates / at c_t. DRAW (Eq. 29-31):
+    `LSTMCell(I, H, norm="ln", ln_gates=False)`, LN only on c_t.
+    With norm "bn" (Cooijmans et al.): N_h, N_x are per-step BN without shift (b is the shift),
+    N_c per-step BN with shift; no norm in the cell update; gains 0.1.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        norm: Norm = "none",
+        ln_gates: bool = True,
+        ln_cell: bool = True,
+        t_max: int = DEFAULT_T_MAX,
+        init: str = "torch",
+    ):
+        super().__init__()
+        _check_sizes(input_size, hidden_size, init)
+        spec = as_spec(norm)
+        self.input_size, self.hidden_size, self.kind = input_size, hidden_size, spec.kind
+        gates_spec = spec if ln_gates else spec.with_(kind="none")
+        cell_spec = spec if ln_cell else spec.with_(kind="none")
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))
+        self.norm_ih = _time_norm(gates_spec, 4 * hidden_size, t_max, shift=False)
+        self.norm_hh = _time_norm(gates_spec, 4 * hidden_size, t_max, shift=False)
+        self.norm_c = _time_norm(cell_spec, hidden_size, t_max, shift=True)
+        _init_weights(self, hidden_size, init, gate_bias_zero=gates_spec.kind != "none")
+
+    def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
+        """N_x(W_ih x) + b for (T, B, I) steps t0.. (one batched matmul) or one (B, I) step."""
+        return _normed(self.norm_ih, F.linear(x, self.weight_ih), t0) + self.bias
+
+    def _step(self, xin_t, a_t, state, t: int):
+        """Eq. 20-22 given the input term xin_t and the recurrent product a_t = W_hh h_{t-1}."""
+        c = state[1]
+        gates = xin_t[0] + _normed(self.norm_hh, a_t, t)
+        i, f, g, o = gates.chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(_normed(self.norm_c, c, t))
+        return h, c
+
+    def zero_state(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = x.new_zeros(x.shape[-2], self.hidden_size)
+        return z, z
+
+    def forward(self, x_t: torch.Tensor, state=None, t: int = 0):
+        """One step: x_t (B, I), state (h, c) each (B, H) (zeros if None) -> (h, c)."""
+        state = self.zero_state(x_t) if state is None else state
+        return self._step(
+            (self.input_term(x_t, t),), F.linear(state[0], self.weight_hh), state, t
+        )
+
+    def scan(self, x: torch.Tensor, state=None, t0: int = 0):
+        """All steps of x (T, B, I) -> (out (T, B, H), (h_T, c_T))."""
+        state = self.zero_state(x) if state is None else state
+        return _scan(self._step, (self.input_term(x, t0),), self.weight_hh, state, t0)
+
+
+class GRUCell(nn.Module):
+    """One GRU layer: `forward` takes one step, `scan` a whole sequence (same cell math).
+
+    Supplementary Eq. 23-28, reset gate applied after the recurrent matmul:
+        [r; z] = N_rz,h(W_h h_{t-1}) + N_rz,x(W_x x_t)          (LN over the 2H gate units)
+        h~_t  = tanh(N_n,x(W x_t) + sig(r) * N_n,h(U h_{t-1}))  (LN on U h BEFORE * sig(r))
+        h_t   = (1 - sig(z)) * h_{t-1} + sig(z) * h~_t          (the paper's z)
+    Weights are laid out as torch.nn.GRU: rows [r; z; n] of weight_ih = [W_r; W_z; W], of
+    weight_hh = [W_hr; W_hz; U]. torch's update gate is the complement: z_torch = 1 - sig(z),
+    i.e. z's pre-activation is torch's negated; `GRU.copy_from_torch` negates the z rows.
+    Norm "none": plain biases (b for [r; z; n] on the input side, torch's b_hn inside
+    sig(r) * (U h + b_hn)). Norm "ln": four LNs, gains 1, biases 0, no other bias (Eq. 23-28).
+    Norm "bn": per-step BN at the same four places, gains 0.1; the two input-side BNs carry the
+    shift (the role of b), the two recurrent-side ones have none (as Cooijmans' beta_h = 0).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        norm: Norm = "none",
+        t_max: int = DEFAULT_T_MAX,
+        init: str = "torch",
+    ):
+        super().__init__()
+        _check_sizes(input_size, hidden_size, init)
+        spec = as_spec(norm)
+        self.input_size, self.hidden_size, self.kind = input_size, hidden_size, spec.kind
+        H = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(3 * H, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(3 * H, H))
+        if spec.kind == "none":
+            self.bias = nn.Parameter(torch.empty(3 * H))
+            self.bias_hn = nn.Parameter(torch.empty(H))
+        else:
+            self.bias = self.bias_hn = None
+        self.norm_rz_x = _time_norm(spec, 2 * H, t_max, shift=True)
+        self.norm_n_x = _time_norm(spec, H, t_max, shift=True)
+        self.norm_rz_h = _time_norm(spec, 2 * H, t_max, shift=spec.kind == "ln")
+        self.norm_n_h = _time_norm(spec, H, t_max, shift=spec.kind == "ln")
+        _init_weights(self, H, init, gate_bias_zero=False)
+
+    def input_term(self, x: torch.Tensor, t0: int = 0):
+        """(N_rz,x(W_rz x) [+ b_rz], N_n,x(W x) [+ b_n]) for (T, B, I) steps t0.. or a (B, I) step."""
+        u = F.linear(x, self.weight_ih, self.bias)
+        H = self.hidden_size
+        return _normed(self.norm_rz_x, u[..., : 2 * H], t0), _normed(self.norm_n_x, u[..., 2 * H :], t0)
+
+    def _step(self, xin_t, a_t, state, t: int):
+        """Eq. 23-28 given the input terms and the recurrent product a_t = [W_h; U] h_{t-1}."""
+        h, H = state[0], self.hidden_size
+        x_rz, x_n = xin_t
+        rz = torch.sigmoid(x_rz + _normed(self.norm_rz_h, a_t[:, : 2 * H], t))
+        r, z = rz.chunk(2, 1)
+        uh = _normed(self.norm_n_h, a_t[:, 2 * H :], t)
+        if self.bias_hn is not None:
+            uh = uh + self.bias_hn
+        n = torch.tanh(x_n + r * uh)
+        return (torch.lerp(h, n, z),)  # h + sig(z) (h~ - h) = (1 - sig(z)) h + sig(z) h~
+
+    def forward(self, x_t: torch.Tensor, h: torch.Tensor | None = None, t: int = 0) -> torch.Tensor:
+        """One step: x_t (B, I), h (B, H) (zeros if None) -> h."""
+        h = x_t.new_zeros(x_t.shape[0], self.hidden_size) if h is None else h
+        return self._step(self.input_term(x_t, t), F.linear(h, self.weight_hh), (h,), t)[0]
+
+    def scan(self, x: torch.Tensor, h: torch.Tensor | None = None, t0: int = 0):
+        """All steps of x (T, B, I) -> (out (T, B, H), h_T)."""
+        h = x.new_zeros(x.shape[1], self.hidden_size) if h is None else h
+        out, (h,) = _scan(self._step, self.input_term(x, t0), self.weight_hh, (h,), t0)
+        return out, h
+
+
+class _Stack(nn.Module):
+    """Stacked recurrent layers, dropout between layers (not on the last layer's output)."""
+
+    def __init__(self, layers: list[nn.Module], dropout: float):
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"rnn dropout must be in [0, 1), got {dropout}")
+        self.layers = nn.ModuleList(layers)
+        self.dropout = dropout
+        first = layers[0]
+        self.input_size, self.hidden_size = first.input_size, first.hidden_size
+        self.num_layers, self.kind = len(layers), first.kind
+
+    def _run(self, x, states, t0):
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"expected time-first input (T, B, {self.input_size}), got {tuple(x.shape)}")
+        finals = []
+        for k, (layer, state) in enumerate(zip(self.layers, states)):
+            if k:
+                x = F.dropout(x, self.dropout, self.training)
+            x, final = layer.scan(x, state, t0)
+            finals.append(final)
+        return x, finals
+
+    def _check_torch(self, ref: nn.Module, kind: type):
+        if self.kind != "none":
+            raise ValueError("copy_from_torch: only norm 'none' has torch's parameters")
+        if not isinstance(ref, kind) or ref.bidirectional or not ref.bias or ref.batch_first:
+            raise ValueError(f"copy_from_torch needs a unidirectional, biased, time-first {kind.__name__}")
+        if (ref.input_size, ref.hidden_size, ref.num_layers) != (
+            self.input_size, self.hidden_size, self.num_layers
+        ):
+            raise ValueError("copy_from_torch: sizes or number of layers differ")
+        if getattr(ref, "proj_size", 0):
+            raise ValueError("copy_from_torch: proj_size is not supported")
+
+
+class LSTM(_Stack):
+    """Stacked LSTM over time-first x (T, B, I); see `LSTMCell` for the equations.
+
+    `forward(x, state=None, t0=0) -> (out (T, B, H), (h, c))`, h and c (num_layers, B, H) as
+    torch.nn.LSTM. The caller carries the state across truncated-BPTT segments (and detaches it);
+    t0 is the step index of x[0] for the per-step BN statistics (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        norm: Norm = "none",
+        ln_cell: bool = True,
+        dropout: float = 0.0,
+        t_max: int = DEFAULT_T_MAX,
+        init: str = "torch",
+    ):
+        if num_layers < 1:
+            raise ConfigError(f"num_layers must be >= 1, got {num_layers}")
+        sizes = [input_size] + [hidden_size] * (num_layers - 1)
+        super().__init__(
+            [LSTMCell(i, hidden_size, norm, True, ln_cell, t_max, init) for i in sizes], dropout
+        )
+
+    def forward(self, x: torch.Tensor, state=None, t0: int = 0):
+        states = [None] * self.num_layers if state is None else zip(state[0], state[1])
+        out, finals = self._run(x, states, t0)
+        h, c = zip(*finals)
+        return out, (torch.stack(h), torch.stack(c))
+
+    @torch.no_grad()
+    def copy_from_torch(self, ref: nn.LSTM) -> "LSTM":
+        """Take the weights of a torch.nn.LSTM (norm 'none'): b = b_ih + b_hh. Returns self."""
+        self._check_torch(ref, nn.LSTM)
+        for k, layer in enumerate(self.layers):
+            layer.weight_ih.copy_(getattr(ref, f"weight_ih_l{k}"))
+            layer.weight_hh.copy_(getattr(ref, f"weight_hh_l{k}"))
+            layer.bias.copy_(getattr(ref, f"bias_ih_l{k}") + getattr(ref, f"bias_hh_l{k}"))
+        return self
+
+
+class GRU(_Stack):
+    """Stacked GRU over time-first x (T, B, I); see `GRUCell` for the equations.
+
+    `forward(x, h0=None, t0=0) -> (out (T, B, H), h (num_layers, B, H))` as torch.nn.GRU.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        norm: Norm = "none",
+        dropout: float = 0.0,
+        t_max: int = DEFAULT_T_MAX,
+        init: str = "torch",
+    ):
+        if num_layers < 1:
+            raise ConfigError(f"num_layers must be >= 1, got {num_layers}")
+        sizes = [input_size] + [hidden_size] * (num_layers - 1)
+        super().__init__([GRUCell(i, hidden_size, norm, t_max, init) for i in sizes], dropout)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None, t0: int = 0):
+        states = [None] * self.num_layers if h0 is None else h0.unbind(0)
+        out, finals = self._run(x, states, t0)
+        return out, torch.stack(finals)
+
+    @torch.no_grad()
+    def copy_from_torch(self, ref: nn.GRU) -> "GRU":
+        """Take the weights of a torch.nn.GRU (norm 'none'), negating the update-gate rows
+        (torch's z is the complement of the paper's, see `GRUCell`). Returns self."""
+        self._check_torch(ref, nn.GRU)
+        H = self.hidden_size
+        for k, layer in enumerate(self.layers):
+            sign = layer.weight_ih.new_ones(3 * H, 1)
+            sign[H : 2 * H] = -1.0
+            b_ih, b_hh = getattr(ref, f"bias_ih_l{k}"), getattr(ref, f"bias_hh_l{k}")
+            layer.weight_ih.copy_(getattr(ref, f"weight_ih_l{k}") * sign)
+            layer.weight_hh.copy_(getattr(ref, f"weight_hh_l{k}") * sign)
+            layer.bias.copy_((b_ih + torch.cat([b_hh[: 2 * H], b_hh.new_zeros(H)])) * sign[:, 0])
+            layer.bias_hn.copy_(b_hh[2 * H :])
+        return self
