@@ -35,6 +35,7 @@ class TrainerConfig:
     evals_per_epoch: int = 1  # evaluation passes per epoch (and one at the end)
     eval_at_start: bool = True  # evaluate the initial model (step 0) too
     eval_splits: list = field(default_factory=lambda: ["train", "val", "test"])
+    final_eval_splits: list = field(default_factory=list)  # evaluated once, after the last step
     log_every: int = 100  # steps between `batch/*` rows (running means of the training batches)
     ckpt_every: int | None = None  # steps between checkpoints; None: at every evaluation
     # (a checkpoint is also written at the end and when SIGINT/SIGTERM stops the run)
@@ -144,10 +145,11 @@ class Trainer:
             torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
 
     # ---- evaluation -------------------------------------------------------------------
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, final: bool = False) -> dict[str, float]:
         self.model.eval()
         metrics = {}
-        for split in self.cfg.eval_splits:
+        splits = list(self.cfg.eval_splits) + (list(self.cfg.final_eval_splits) if final else [])
+        for split in splits:
             if split not in self.data.splits:
                 continue
             for k, v in self.task.evaluate(self.model, self.data.eval_batches(split)).items():
@@ -214,7 +216,7 @@ class Trainer:
                     evaluated = self.step % self.eval_interval == 0 or done
                     if evaluated:
                         log.info("eval step %d epoch %.2f %s", self.step, self.epoch,
-                                 _fmt(self.evaluate()))
+                                 _fmt(self.evaluate(final=done)))
                     every = cfg.ckpt_every
                     if done or (self.step % every == 0 if every else evaluated):
                         self._checkpoint()

@@ -75,6 +75,8 @@ class SeqBatchNorm(nn.Module):
         super().__init__()
         if t_max < 1:
             raise ConfigError(f"bn t_max must be >= 1, got {t_max}")
+        if not eps > 0:  # a step's batch variance can be 0 (e.g. a zero initial state)
+            raise ConfigError(f"recurrent batch norm needs norm.eps > 0, got {eps}")
         self.num_features, self.t_max = num_features, t_max
         self.eps, self.momentum, self.unbiased = eps, momentum, unbiased
         self.weight = nn.Parameter(torch.full((num_features,), float(gain_init)))
@@ -373,7 +375,7 @@ class _Stack(nn.Module):
             raise ValueError(f"expected time-first input (T, B, {self.input_size}), got {tuple(x.shape)}")
         finals = []
         for k, (layer, state) in enumerate(zip(self.layers, states)):
-            if k:
+            if True:
                 x = F.dropout(x, self.dropout, self.training)
             x, final = layer.scan(x, state, t0)
             finals.append(final)

@@ -1,0 +1,148 @@
+"""Forward+backward speed of lnrepro.nn.rnn against torch.nn.LSTM / torch.nn.GRU.
+
+Setup: hidden 512, batch 32, seq 100, input 512, one layer, float32, training mode; loss =
+out.sum(); the time covers forward, backward and nothing else (gradients set to None before).
+All models are timed round-robin in the same run (one repeat of each, then the next round), so
+load from other processes hits them alike; the table gives the median over the rounds and
+the ratio to the torch module of the same family. On CPU with the default thread count; also on
+CUDA (torch = cuDNN) when available.
+
+A "naive loop" row times the LN-LSTM equations written as a straightforward autograd loop
+(input projection batched, x.unbind over time, h @ W_hh.T per step) to show what
+`_DeferredWeightGrad` and the rest of the layer buy.
+
+    python scripts/bench_rnn.py [--quick] [--out results/bench_rnn.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lnrepro.nn.rnn import GRU, LSTM
+
+T, B, I, H = 100, 32, 512, 512
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class NaiveLNLSTM(nn.Module):
+    """Eq. 20-22 as a plain autograd loop (benchmark reference only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = LSTM(I, H, norm="ln").layers[0]
+
+    def forward(self, x):
+        cell = self.cell
+        xin = cell.input_term(x)
+        h = c = x.new_zeros(x.shape[1], H)
+        outs = []
+        for x_t in xin.unbind(0):
+            gates = x_t + cell.norm_hh(h @ cell.weight_hh.t())
+            i, f, g, o = gates.chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(cell.norm_c(c))
+            outs.append(h)
+        return torch.stack(outs), None
+
+
+def models() -> dict[str, tuple[str, nn.Module]]:
+    """name -> (family, module); the family's first entry is the ratio's reference."""
+    return {
+        "torch.nn.LSTM": ("LSTM", nn.LSTM(I, H)),
+        "LSTM none": ("LSTM", LSTM(I, H, norm="none")),
+        "LSTM ln": ("LSTM", LSTM(I, H, norm="ln")),
+        "LSTM bn": ("LSTM", LSTM(I, H, norm="bn")),
+        "LSTM ln, naive loop": ("LSTM", NaiveLNLSTM()),
+        "torch.nn.GRU": ("GRU", nn.GRU(I, H)),
+        "GRU none": ("GRU", GRU(I, H, norm="none")),
+        "GRU ln": ("GRU", GRU(I, H, norm="ln")),
+        "GRU bn": ("GRU", GRU(I, H, norm="bn")),
+    }
+
+
+def step_time(model: nn.Module, x: torch.Tensor, sync) -> float:
+    for p in model.parameters():
+        p.grad = None
+    sync()
+    start = time.perf_counter()
+    model(x)[0].sum().backward()
+    sync()
+    return time.perf_counter() - start
+
+
+def bench(device: str, warmup: int, rounds: int) -> list[tuple[str, str, float, float]]:
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I, device=device)
+    table = {name: (fam, m.to(device).train()) for name, (fam, m) in models().items()}
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {name: [] for name in table}
+    for r in range(warmup + rounds):
+        for name, (_, model) in table.items():
+            t = step_time(model, x, sync)
+            if r >= warmup:
+                times[name].append(t)
+    rows, ref = [], {}
+    for name, (fam, _) in table.items():
+        ms = statistics.median(times[name]) * 1e3
+        ref.setdefault(fam, ms)
+        rows.append((device, name, ms, ms / ref[fam]))
+    return rows
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 warm-up round, 3 timed rounds")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench_rnn.md")
+    args = ap.parse_args()
+    warmup, rounds = (1, 3) if args.quick else (2, 9)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = [row for d in devices for row in bench(d, warmup, rounds)]
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = [
+        "# RNN layer speed: forward + backward per batch",
+        "",
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"- torch {torch.__version__}, CPU threads {torch.get_num_threads()} ({cpu_name()}, "
+        f"{os.cpu_count()} logical CPUs, 1-min load average at the end {load:.2f})"
+        + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ""),
+        f"- setup: seq {T}, batch {B}, input {I}, hidden {H}, 1 layer, float32, training mode, "
+        "loss = out.sum(); time of forward + backward; models timed round-robin, "
+        f"median of {rounds} rounds after {warmup} warm-up round(s)"
+        + (" (--quick)" if args.quick else ""),
+        "- ratio: to torch.nn.LSTM (LSTM rows) / torch.nn.GRU (GRU rows) in the same run; "
+        "torch's CPU LSTM runs oneDNN's fused kernel, on CUDA cuDNN",
+        "",
+        "| device | model | ms / batch | ratio |",
+        "|---|---|---:|---:|",
+    ]
+    lines += [f"| {d} | {name} | {ms:.1f} | {ratio:.2f} |" for d, name, ms, ratio in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
