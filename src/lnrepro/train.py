@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lnrepro.callbacks import check_writable
-from lnrepro.errors import ConfigError, DataError, LnreproError
+from lnrepro.errors import ConfigError, DataError, Interrupted, LnreproError
 from lnrepro.logging import RunLogger, git_commit
 from lnrepro.nn.norm import NormSpec
 from lnrepro.trainer import Trainer, TrainerConfig
@@ -154,9 +154,9 @@ def main(cfg: DictConfig):
         summary = run(cfg, hc.runtime.output_dir)
     except LnreproError as e:
         log.error("%s", e)
-        if hc.mode == RunMode.MULTIRUN:
-            raise  # Hydra reports the failed job; the other jobs still run
-        sys.exit(e.exit_code)
+        if hc.mode == RunMode.MULTIRUN and not isinstance(e, Interrupted):
+            raise  # Hydra reports the failed job at the end; the other jobs still run
+        sys.exit(e.exit_code)  # a signal stops the whole sweep, not only this job
     key = cfg.get("optimized_metric")
     if key:  # e.g. "best.val/err", for sweepers
         section, _, metric = key.partition(".")

@@ -375,7 +375,7 @@ class _Stack(nn.Module):
             raise ValueError(f"expected time-first input (T, B, {self.input_size}), got {tuple(x.shape)}")
         finals = []
         for k, (layer, state) in enumerate(zip(self.layers, states)):
-            if True:
+            if k:
                 x = F.dropout(x, self.dropout, self.training)
             x, final = layer.scan(x, state, t0)
             finals.append(final)
