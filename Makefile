@@ -18,7 +18,7 @@ FIG := $(PY) scripts/figure.py
 LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast figure6 figures bench clean-runs clean
+.PHONY: help venv test test-fast figure6 figure-lm figures bench clean-runs clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,11 +42,16 @@ figure6: venv ## Figure 6, permutation-invariant MNIST: ln/bn/none x batch 128/4
 	$(FIG) run experiments/figure6_pi_mnist.yaml --scale $(SCALE) $(LAUNCH)
 	$(FIG) plot experiments/figure6_pi_mnist.yaml --scale $(SCALE)
 
+figure-lm: venv ## char-level PTB: LSTM vs LN-LSTM vs BN-LSTM, bpc vs updates and time (SCALE=cpu|paper)
+	$(FIG) run experiments/lm_ptb_char.yaml --scale $(SCALE) $(LAUNCH)
+	$(FIG) plot experiments/lm_ptb_char.yaml --scale $(SCALE)
+
 figures: venv ## redraw every figure from existing runs (no training)
 	@for f in experiments/*.yaml; do $(FIG) plot $$f --scale $(SCALE) || true; done
 
-bench: venv ## speed benchmarks -> results/bench.md
+bench: venv ## speed benchmarks -> results/bench.md (MLP) and results/bench_rnn.md (LSTM/GRU)
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_rnn.py
 
 clean-runs: ## delete outputs/ (all runs, checkpoints and W&B files)
 	rm -rf outputs

@@ -7,9 +7,10 @@ load from other processes hits them alike; the table gives the median over the r
 the ratio to the torch module of the same family. On CPU with the default thread count; also on
 CUDA (torch = cuDNN) when available.
 
-A "naive loop" row times the LN-LSTM equations written as a straightforward autograd loop
-(input projection batched, x.unbind over time, h @ W_hh.T per step) to show what
-`_DeferredWeightGrad` and the rest of the layer buy.
+Two "autograd loop" rows time the LN-LSTM equations written as a straightforward loop (input
+projection batched, h @ W_hh.T per step, autograd for everything), stepping through time with
+xin[t] (what one usually writes) or with xin.unbind(0): they show what the layer's techniques
+(unbind, the deferred W_hh gradient) buy.
 
     python scripts/bench_rnn.py [--quick] [--out results/bench_rnn.md]
 """
@@ -34,19 +35,19 @@ T, B, I, H = 100, 32, 512, 512
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class NaiveLNLSTM(nn.Module):
+class LoopLNLSTM(nn.Module):
     """Eq. 20-22 as a plain autograd loop (benchmark reference only)."""
 
-    def __init__(self):
+    def __init__(self, unbind: bool):
         super().__init__()
-        self.cell = LSTM(I, H, norm="ln").layers[0]
+        self.cell, self.unbind = LSTM(I, H, norm="ln").layers[0], unbind
 
     def forward(self, x):
         cell = self.cell
         xin = cell.input_term(x)
         h = c = x.new_zeros(x.shape[1], H)
         outs = []
-        for x_t in xin.unbind(0):
+        for x_t in xin.unbind(0) if self.unbind else (xin[t] for t in range(len(xin))):
             gates = x_t + cell.norm_hh(h @ cell.weight_hh.t())
             i, f, g, o = gates.chunk(4, 1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -62,7 +63,8 @@ def models() -> dict[str, tuple[str, nn.Module]]:
         "LSTM none": ("LSTM", LSTM(I, H, norm="none")),
         "LSTM ln": ("LSTM", LSTM(I, H, norm="ln")),
         "LSTM bn": ("LSTM", LSTM(I, H, norm="bn")),
-        "LSTM ln, naive loop": ("LSTM", NaiveLNLSTM()),
+        "LSTM ln, autograd loop, xin[t]": ("LSTM", LoopLNLSTM(unbind=False)),
+        "LSTM ln, autograd loop, unbind": ("LSTM", LoopLNLSTM(unbind=True)),
         "torch.nn.GRU": ("GRU", nn.GRU(I, H)),
         "GRU none": ("GRU", GRU(I, H, norm="none")),
         "GRU ln": ("GRU", GRU(I, H, norm="ln")),

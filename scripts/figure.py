@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from lnrepro.runs import Run, find_runs  # noqa: E402
 
 COLORS = {"ln": "tab:red", "bn": "tab:blue", "none": "tab:gray"}
+XLABELS = {"step": "updates", "time": "wall-clock time (s)", "epoch": "epoch"}
 
 
 def load_spec(path: str) -> dict:
@@ -53,10 +54,6 @@ def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
     return subprocess.call(cmd, cwd=ROOT)
 
 
-def _label_value(v) -> str:
-    return str(v)
-
-
 def plot(spec: dict, scale: str, out_dir: Path) -> int:
     import matplotlib
 
@@ -68,25 +65,30 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     if not runs:
         print(f"no runs under {root}: run `make {spec['name'].split('_')[0]}` first", file=sys.stderr)
         return 1
-    panel_key, x = spec["panels"], spec.get("x", "epoch")
-    panels = sorted({r.get(panel_key) for r in runs}, key=lambda v: -v if isinstance(v, (int, float)) else 0)
+    # columns: one per value of `panels` (e.g. batch size), or one per x-axis in `xs`
+    panel_key = spec.get("panels")
+    if spec.get("xs"):
+        columns = [(None, x) for x in spec["xs"]]
+    else:
+        values = sorted({r.get(panel_key) for r in runs},
+                        key=lambda v: -v if isinstance(v, (int, float)) else 0)
+        columns = [(v, spec.get("x", "epoch")) for v in values]
     metrics = spec["metrics"]
-    fig, axes = plt.subplots(len(metrics), len(panels), figsize=(5.2 * len(panels), 3.6 * len(metrics)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(metrics), len(columns),
+                             figsize=(5.2 * len(columns), 3.6 * len(metrics)), squeeze=False)
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for r in runs:
-        groups[(r.get(panel_key), r.get("norm.kind"))].append(r)
-    for j, pv in enumerate(panels):
+        groups[(r.get(panel_key) if panel_key else None, r.get("norm.kind"))].append(r)
+    for j, (pv, x) in enumerate(columns):
         for i, m in enumerate(metrics):
             ax = axes[i][j]
             for norm in spec["norms"]:
-                rs = groups.get((pv, norm), [])
-                curves = [r.series(m["key"], x) for r in rs]
+                curves = [r.series(m["key"], x) for r in groups.get((pv, norm), [])]
                 curves = [c for c in curves if c[0]]
                 if not curves:
                     continue
                 n = min(len(c[0]) for c in curves)
-                xs = curves[0][0][:n]
+                xs = [sum(c[0][k] for c in curves) / len(curves) for k in range(n)]
                 ys = [[c[1][k] for c in curves] for k in range(n)]
                 mean = [sum(v) / len(v) for v in ys]
                 label = f"{spec['labels'].get(norm, norm)} ({len(curves)} seed{'s' * (len(curves) > 1)})"
@@ -96,9 +98,12 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
                                     color=COLORS.get(norm), alpha=0.2)
             if m.get("log"):
                 ax.set_yscale("log")
-            ax.set_xlabel(x)
+            if m.get("logx"):
+                ax.set_xscale("log")
+            ax.set_xlabel(XLABELS.get(x, x))
             ax.set_ylabel(m["label"])
-            ax.set_title(f"{panel_key.split('.')[-1]} = {pv}")
+            if pv is not None:
+                ax.set_title(f"{panel_key.split('.')[-1]} = {pv}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     # Caption from what the runs actually were, not from what the spec hopes.
@@ -114,9 +119,10 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     fig.suptitle(f"{spec['title']}\n{sub}", fontsize=9)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = out_dir / f"{spec['name']}.png"
+    stem = spec["name"] if scale == "cpu" else f"{spec['name']}_{scale}"
+    png = out_dir / f"{stem}.png"
     fig.savefig(png, dpi=120)
-    write_table(spec, runs, out_dir / f"{spec['name']}.csv", scale)
+    write_table(spec, runs, png.with_suffix(".csv"), scale)
     print(f"wrote {png} and {png.with_suffix('.csv')} from {len(runs)} runs under {root}")
     return 0
 
@@ -125,7 +131,7 @@ def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
     keys = spec.get("table", [m["key"] for m in spec["metrics"]])
     grid_keys = list(spec.get("grid", {}))
     header = ["scale", "experiment", "norm", *grid_keys, "seed", "status", "steps", "epochs",
-              "wall_time_s"]
+              "wall_time_s", "s_per_update"]
     header += [f"final_{k}" for k in keys] + [f"best_{k}" for k in keys] + ["run_dir"]
     rows = []
     for r in sorted(runs, key=lambda r: (str(r.get("norm.kind")), *[str(r.get(k)) for k in grid_keys], r.get("seed") or 0)):
@@ -135,7 +141,8 @@ def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
         best = s.get("best") or {}
         rows.append([scale, r.get("name"), r.get("norm.kind"), *[r.get(k) for k in grid_keys],
                      r.get("seed"), r.status, s.get("step", last.get("step")),
-                     _num(s.get("epoch", last.get("epoch"))), _num(s.get("wall_time", last.get("time")))]
+                     _num(s.get("epoch", last.get("epoch"))), _num(s.get("wall_time", last.get("time"))),
+                     _num(s.get("s_per_step"))]
                     + [_num(final.get(k)) for k in keys] + [_num(best.get(k)) for k in keys]
                     + [os.path.relpath(r.path, ROOT)])
     tmp = path.with_name(f".{path.name}.tmp")

@@ -25,7 +25,9 @@ def test_experiment_composes_and_builds(compose, experiment, norm):
     for key in ("data", "model", "task", "optim", "trainer"):
         assert key in cfg, f"{experiment} has no {key}"
     spec = NormSpec.from_cfg(cfg.norm, cfg.data.get("batch_size"))
-    model = hydra.utils.instantiate(cfg.model, _convert_="all", norm=spec)
+    # shape fields the data fills at run time (train.py passes data.model_kwargs)
+    extra = {"vocab_size": 50} if OmegaConf.is_missing(cfg.model, "vocab_size") else {}
+    model = hydra.utils.instantiate(cfg.model, _convert_="all", norm=spec, **extra)
     assert sum(p.numel() for p in model.parameters()) > 0
 
 

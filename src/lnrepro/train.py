@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from lnrepro.callbacks import check_writable
 from lnrepro.errors import ConfigError, DataError, Interrupted, LnreproError
@@ -29,8 +30,10 @@ from lnrepro.trainer import Trainer, TrainerConfig
 log = logging.getLogger("lnrepro")
 
 # Keys that may differ between a checkpoint's config and the resuming run's config.
+# (The data may move: models check what must match, e.g. the LM's vocabulary hash.)
 RESUME_MAY_CHANGE = ("resume", "trainer.epochs", "trainer.max_steps", "trainer.progress",
-                     "trainer.line_seconds", "threads", "logger", "paths", "device")
+                     "trainer.line_seconds", "threads", "logger", "paths", "data.data_dir",
+                     "device")
 
 
 def build(node, **kwargs):
@@ -42,6 +45,8 @@ def build(node, **kwargs):
         if isinstance(cause, LnreproError):
             raise cause from None
         raise ConfigError(str(e).replace("\n", " ")) from None
+    except MissingMandatoryValue as e:
+        raise ConfigError(f"a required config value is missing: {e.full_key} (???)") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,7 +122,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     torch.manual_seed(cfg.seed)
     data = build(cfg.data, seed=cfg.seed, device=device)
-    model = build(cfg.model, norm=norm).to(device)
+    # shape fields the data decides (e.g. vocab_size) fill the model config's `???` values
+    model = build(cfg.model, norm=norm, **getattr(data, "model_kwargs", {})).to(device)
     task = build(cfg.task)
     try:  # a partial: Adam(params, **cfg.optim); bad values (lr < 0, ...) surface here
         optimizer = build(cfg.optim)(model.parameters())

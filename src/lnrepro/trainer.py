@@ -101,7 +101,7 @@ class Trainer:
         self.eval_interval = max(1, spe // cfg.evals_per_epoch)
         self.params = [p for p in model.parameters() if p.requires_grad]
         # state that a checkpoint carries
-        self.step, self.elapsed = 0, 0.0
+        self.step, self.elapsed, self.eval_time = 0, 0.0, 0.0
         self.best: dict[str, float] = {}
         self.last_eval: dict[str, float] = {}
         self._acc: dict[str, torch.Tensor] = {}
@@ -112,6 +112,7 @@ class Trainer:
         return {
             "step": self.step,
             "elapsed": self.elapsed,
+            "eval_time": self.eval_time,
             "best": self.best,
             "last_eval": self.last_eval,
             "acc": {k: v.cpu() for k, v in self._acc.items()},
@@ -135,7 +136,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.task.load_state_dict(ckpt["task"])
-        self.step, self.elapsed = ckpt["step"], ckpt["elapsed"]
+        self.step, self.elapsed, self.eval_time = ckpt["step"], ckpt["elapsed"], ckpt["eval_time"]
         self.best, self.last_eval = dict(ckpt["best"]), dict(ckpt["last_eval"])
         device = next(iter(self.params)).device
         self._acc = {k: v.to(device) for k, v in ckpt["acc"].items()}
@@ -146,6 +147,7 @@ class Trainer:
 
     # ---- evaluation -------------------------------------------------------------------
     def evaluate(self, final: bool = False) -> dict[str, float]:
+        t0 = time.perf_counter()
         self.model.eval()
         metrics = {}
         splits = list(self.cfg.eval_splits) + (list(self.cfg.final_eval_splits) if final else [])
@@ -159,6 +161,7 @@ class Trainer:
             if math.isfinite(v) and v < self.best.get(k, math.inf):
                 self.best[k] = v
         self.last_eval = metrics
+        self.eval_time += time.perf_counter() - t0
         self.logger.log(self.step, self.epoch, self._time(), metrics)
         return metrics
 
@@ -258,6 +261,9 @@ class Trainer:
             "epoch": self.epoch,
             "total_steps": self.total_steps,
             "wall_time": self._time(),
+            "eval_time": self.eval_time,
+            # training time per update, evaluation passes excluded
+            "s_per_step": (self._time() - self.eval_time) / self.step if self.step else None,
             "final": self.last_eval,
             "best": self.best,
         }

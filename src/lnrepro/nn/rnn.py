@@ -91,41 +91,55 @@ class SeqBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
         if t0 < 0:
             raise ConfigError(f"time-step offset t0 must be >= 0, got {t0}")
-        if self.training and x.shape[-2] < 2:
+        batch = x.shape[-2]
+        if self.training and batch < 2:
             raise ConfigError(
                 "recurrent batch norm needs batch size >= 2 in training (statistics over the "
-                f"batch of each time step), got {x.shape[-2]}: use norm=ln (made for this case) "
+                f"batch of each time step), got {batch}: use norm=ln (made for this case) "
                 "or a larger data.batch_size"
             )
-        if x.dim() == 2:
-            return self._step(x, t0)
-        return self._steps(x, t0)
-
-    def _step(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        step = x.dim() == 2
+        steps = 1 if step else x.shape[0]
+        if self.training and t0 < self.t_max < t0 + steps:  # record the steps up to t_max only
+            n = self.t_max - t0
+            return torch.cat([self(x[:n], t0), self(x[n:], self.t_max)])
         if self.training and self.unbiased:  # F.batch_norm normalises with the biased variance
-            return self._steps(x.unsqueeze(0), t).squeeze(0)
-        if self.training:
-            rows = (self.running_mean[t], self.running_var[t]) if t < self.t_max else (None, None)
+            y = self._unbiased(x.unsqueeze(0) if step else x, t0)
+            return y[0] if step else y
+        # one BN channel per (step, unit): (B, T*F), so the fused kernel does all steps at once
+        flat = x if step else x.transpose(0, 1).reshape(batch, -1)
+        if self.training and t0 >= self.t_max:
+            mean = var = None
         else:
-            t = min(t, self.t_max - 1)
-            rows = (self.running_mean[t], self.running_var[t])
-        # fused kernel for the per-step call inside the recurrence; updates row t in place
-        return F.batch_norm(
-            x, *rows, self.weight, self.bias, self.training, self.momentum, self.eps
+            mean, var = self._rows(t0, steps)
+        y = F.batch_norm(
+            flat, mean, var, self._tile(self.weight, steps), self._tile(self.bias, steps),
+            self.training, self.momentum, self.eps,
         )
+        return y if step else y.view(batch, steps, -1).transpose(0, 1)
 
-    def _steps(self, x: torch.Tensor, t0: int) -> torch.Tensor:
-        steps, batch = x.shape[:2]
-        if self.training:
-            var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=int(self.unbiased))
-            n = max(0, min(steps, self.t_max - t0))
+    def _rows(self, t0: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Running statistics of steps t0.., flattened; views (updated in place) within t_max."""
+        if t0 + steps <= self.t_max:
+            return (
+                self.running_mean[t0 : t0 + steps].view(-1),
+                self.running_var[t0 : t0 + steps].view(-1),
+            )
+        rows = torch.arange(t0, t0 + steps, device=self.running_mean.device)
+        rows = rows.clamp_(max=self.t_max - 1)  # evaluation only: reuse the last step's statistics
+        return self.running_mean[rows].view(-1), self.running_var[rows].view(-1)
+
+    @staticmethod
+    def _tile(p: torch.Tensor | None, steps: int) -> torch.Tensor | None:
+        return p if p is None or steps == 1 else p.expand(steps, -1).reshape(-1)
+
+    def _unbiased(self, x: torch.Tensor, t0: int) -> torch.Tensor:
+        """Training with the unbiased batch variance (Sec. 6.6), x (T, B, F)."""
+        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=1)
+        if t0 < self.t_max:
             with torch.no_grad():
-                unbiased_var = var[:n, 0] if self.unbiased else var[:n, 0] * (batch / (batch - 1))
-                self.running_mean[t0 : t0 + n].lerp_(mean[:n, 0], self.momentum)
-                self.running_var[t0 : t0 + n].lerp_(unbiased_var, self.momentum)
-        else:
-            rows = torch.arange(t0, t0 + steps, device=x.device).clamp_(max=self.t_max - 1)
-            mean, var = self.running_mean[rows].unsqueeze(1), self.running_var[rows].unsqueeze(1)
+                self.running_mean[t0 : t0 + x.shape[0]].lerp_(mean[:, 0], self.momentum)
+                self.running_var[t0 : t0 + x.shape[0]].lerp_(var[:, 0], self.momentum)
         y = (x - mean) * torch.rsqrt(var + self.eps) * self.weight
         return y if self.bias is None else y + self.bias
 
@@ -136,12 +150,25 @@ class SeqBatchNorm(nn.Module):
         )
 
 
-def _time_norm(spec: NormSpec, num_features: int, t_max: int, shift: bool) -> nn.Module | None:
-    """The norm at one place of a cell: LN from the factory, per-step BN, or None."""
+class GroupLN(nn.Module):
+    """Separate LNs over consecutive groups of units, e.g. the GRU's [r; z] (2H) and n (H)."""
+
+    def __init__(self, spec: NormSpec, sizes: tuple[int, ...]):
+        super().__init__()
+        self.sizes = sizes
+        self.groups = nn.ModuleList(make_norm(spec, n) for n in sizes)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.cat([ln(part) for ln, part in zip(self.groups, u.split(self.sizes, -1))], -1)
+
+
+def _time_norm(spec: NormSpec, sizes: tuple[int, ...], t_max: int, shift: bool):
+    """The norm of one projection, with LN statistics per group of `sizes` units: LN from the
+    factory, per-step BN (per unit, so the groups do not matter), or None."""
     if spec.kind == "bn":
-        return SeqBatchNorm.from_spec(spec, num_features, t_max, shift)
+        return SeqBatchNorm.from_spec(spec, sum(sizes), t_max, shift)
     if spec.kind == "ln":
-        return make_norm(spec, num_features)
+        return make_norm(spec, sizes[0]) if len(sizes) == 1 else GroupLN(spec, sizes)
     return None
 
 
@@ -178,16 +205,17 @@ class _DeferredWeightGrad(torch.autograd.Function):
         return dw, None, None, None
 
 
-def _scan(step, xin: tuple[torch.Tensor, ...], weight_hh, state, t0: int) -> torch.Tensor:
-    """Run `step(xin_t, a_t, state, t) -> state` over time; state[0] is h. Returns (T, B, H)."""
+def _scan(step, xin: torch.Tensor, weight_hh, state, t0: int):
+    """Run `step(xin_t, a_t, state, t) -> state` over the input terms xin (T, B, N), where
+    a_t = W_hh h_{t-1} and state[0] is h. Returns (out (T, B, H), final state)."""
     h0 = state[0]
     tape: dict = {}
-    sink = _DeferredWeightGrad.apply(weight_hh, xin[0].shape[0], h0.shape[0], tape)
+    sink = _DeferredWeightGrad.apply(weight_hh, xin.shape[0], h0.shape[0], tape)
     w_t = weight_hh.detach().t()  # its gradient comes from the sink, in one GEMM
     outs = []
-    for k, (xs, zero) in enumerate(zip(zip(*(u.unbind(0) for u in xin)), sink.unbind(0))):
-        # unbind, not x[t]: the backward of indexing would allocate a (T, B, N) zero tensor per step
-        state = step(xs, torch.addmm(zero, state[0], w_t), state, t0 + k)
+    for k, (x_t, zero) in enumerate(zip(xin.unbind(0), sink.unbind(0))):
+        # unbind, not xin[t]: the backward of indexing allocates a (T, B, N) zero tensor per step
+        state = step(x_t, torch.addmm(zero, state[0], w_t), state, t0 + k)
         outs.append(state[0])
     hs = torch.stack(outs)
     tape.update(h0=h0.detach(), hs=hs.detach())
@@ -250,9 +278,9 @@ class LSTMCell(nn.Module):
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         self.bias = nn.Parameter(torch.empty(4 * hidden_size))
-        self.norm_ih = _time_norm(gates_spec, 4 * hidden_size, t_max, shift=False)
-        self.norm_hh = _time_norm(gates_spec, 4 * hidden_size, t_max, shift=False)
-        self.norm_c = _time_norm(cell_spec, hidden_size, t_max, shift=True)
+        self.norm_ih = _time_norm(gates_spec, (4 * hidden_size,), t_max, shift=False)
+        self.norm_hh = _time_norm(gates_spec, (4 * hidden_size,), t_max, shift=False)
+        self.norm_c = _time_norm(cell_spec, (hidden_size,), t_max, shift=True)
         _init_weights(self, hidden_size, init, gate_bias_zero=gates_spec.kind != "none")
 
     def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
@@ -262,7 +290,7 @@ class LSTMCell(nn.Module):
     def _step(self, xin_t, a_t, state, t: int):
         """Eq. 20-22 given the input term xin_t and the recurrent product a_t = W_hh h_{t-1}."""
         c = state[1]
-        gates = xin_t[0] + _normed(self.norm_hh, a_t, t)
+        gates = xin_t + _normed(self.norm_hh, a_t, t)
         i, f, g, o = gates.chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(_normed(self.norm_c, c, t))
@@ -275,30 +303,30 @@ class LSTMCell(nn.Module):
     def forward(self, x_t: torch.Tensor, state=None, t: int = 0):
         """One step: x_t (B, I), state (h, c) each (B, H) (zeros if None) -> (h, c)."""
         state = self.zero_state(x_t) if state is None else state
-        return self._step(
-            (self.input_term(x_t, t),), F.linear(state[0], self.weight_hh), state, t
-        )
+        return self._step(self.input_term(x_t, t), F.linear(state[0], self.weight_hh), state, t)
 
     def scan(self, x: torch.Tensor, state=None, t0: int = 0):
         """All steps of x (T, B, I) -> (out (T, B, H), (h_T, c_T))."""
         state = self.zero_state(x) if state is None else state
-        return _scan(self._step, (self.input_term(x, t0),), self.weight_hh, state, t0)
+        return _scan(self._step, self.input_term(x, t0), self.weight_hh, state, t0)
 
 
 class GRUCell(nn.Module):
     """One GRU layer: `forward` takes one step, `scan` a whole sequence (same cell math).
 
     Supplementary Eq. 23-28, reset gate applied after the recurrent matmul:
-        [r; z] = N_rz,h(W_h h_{t-1}) + N_rz,x(W_x x_t)          (LN over the 2H gate units)
-        h~_t  = tanh(N_n,x(W x_t) + sig(r) * N_n,h(U h_{t-1}))  (LN on U h BEFORE * sig(r))
-        h_t   = (1 - sig(z)) * h_{t-1} + sig(z) * h~_t          (the paper's z)
+        [r; z] = N_h(W_h h_{t-1}) + N_x(W_x x_t)                (LN over the 2H gate units)
+        h~_t  = tanh(N_x'(W x_t) + sig(r) * N_h'(U h_{t-1}))     (LN on U h BEFORE * sig(r))
+        h_t   = (1 - sig(z)) * h_{t-1} + sig(z) * h~_t           (the paper's z)
     Weights are laid out as torch.nn.GRU: rows [r; z; n] of weight_ih = [W_r; W_z; W], of
-    weight_hh = [W_hr; W_hz; U]. torch's update gate is the complement: z_torch = 1 - sig(z),
-    i.e. z's pre-activation is torch's negated; `GRU.copy_from_torch` negates the z rows.
-    Norm "none": plain biases (b for [r; z; n] on the input side, torch's b_hn inside
-    sig(r) * (U h + b_hn)). Norm "ln": four LNs, gains 1, biases 0, no other bias (Eq. 23-28).
-    Norm "bn": per-step BN at the same four places, gains 0.1; the two input-side BNs carry the
-    shift (the role of b), the two recurrent-side ones have none (as Cooijmans' beta_h = 0).
+    weight_hh = [W_hr; W_hz; U]; `norm_ih` normalises the input projection (3H), `norm_hh` the
+    recurrent one, LN separately over the [r; z] and n groups (four LNs, gains 1, biases 0, no
+    other bias: Eq. 23-28). torch's update gate is the complement: z_torch = 1 - sig(z), i.e. z's
+    pre-activation is torch's negated; `GRU.copy_from_torch` negates the z rows.
+    Norm "none": plain biases (`bias` for [r; z; n] on the input side, torch's b_hn inside
+    sig(r) * (U h + b_hn)). Norm "bn": per-step BN at the same four places, gains 0.1, the
+    input-side ones with a shift (the role of b), the recurrent-side ones without (as Cooijmans'
+    beta_h = 0); BN is per unit, so one BN over each 3H projection is the same thing.
     """
 
     def __init__(
@@ -321,28 +349,23 @@ class GRUCell(nn.Module):
             self.bias_hn = nn.Parameter(torch.empty(H))
         else:
             self.bias = self.bias_hn = None
-        self.norm_rz_x = _time_norm(spec, 2 * H, t_max, shift=True)
-        self.norm_n_x = _time_norm(spec, H, t_max, shift=True)
-        self.norm_rz_h = _time_norm(spec, 2 * H, t_max, shift=spec.kind == "ln")
-        self.norm_n_h = _time_norm(spec, H, t_max, shift=spec.kind == "ln")
+        self.norm_ih = _time_norm(spec, (2 * H, H), t_max, shift=True)
+        self.norm_hh = _time_norm(spec, (2 * H, H), t_max, shift=False)
         _init_weights(self, H, init, gate_bias_zero=False)
 
-    def input_term(self, x: torch.Tensor, t0: int = 0):
-        """(N_rz,x(W_rz x) [+ b_rz], N_n,x(W x) [+ b_n]) for (T, B, I) steps t0.. or a (B, I) step."""
-        u = F.linear(x, self.weight_ih, self.bias)
-        H = self.hidden_size
-        return _normed(self.norm_rz_x, u[..., : 2 * H], t0), _normed(self.norm_n_x, u[..., 2 * H :], t0)
+    def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
+        """N_x(W_ih x) [+ b] for (T, B, I) steps t0.. (one batched matmul) or one (B, I) step."""
+        return _normed(self.norm_ih, F.linear(x, self.weight_ih, self.bias), t0)
 
     def _step(self, xin_t, a_t, state, t: int):
-        """Eq. 23-28 given the input terms and the recurrent product a_t = [W_h; U] h_{t-1}."""
+        """Eq. 23-28 given the input term and the recurrent product a_t = [W_h; U] h_{t-1}."""
         h, H = state[0], self.hidden_size
-        x_rz, x_n = xin_t
-        rz = torch.sigmoid(x_rz + _normed(self.norm_rz_h, a_t[:, : 2 * H], t))
-        r, z = rz.chunk(2, 1)
-        uh = _normed(self.norm_n_h, a_t[:, 2 * H :], t)
+        x_rz, x_n = xin_t.split([2 * H, H], 1)
+        a_rz, a_n = _normed(self.norm_hh, a_t, t).split([2 * H, H], 1)
+        r, z = torch.sigmoid(x_rz + a_rz).chunk(2, 1)
         if self.bias_hn is not None:
-            uh = uh + self.bias_hn
-        n = torch.tanh(x_n + r * uh)
+            a_n = a_n + self.bias_hn
+        n = torch.tanh(x_n + r * a_n)
         return (torch.lerp(h, n, z),)  # h + sig(z) (h~ - h) = (1 - sig(z)) h + sig(z) h~
 
     def forward(self, x_t: torch.Tensor, h: torch.Tensor | None = None, t: int = 0) -> torch.Tensor:
@@ -372,7 +395,9 @@ class _Stack(nn.Module):
 
     def _run(self, x, states, t0):
         if x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise ValueError(f"expected time-first input (T, B, {self.input_size}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected time-first input (T, B, {self.input_size}), got {tuple(x.shape)}"
+            )
         finals = []
         for k, (layer, state) in enumerate(zip(self.layers, states)):
             if k:
@@ -385,7 +410,9 @@ class _Stack(nn.Module):
         if self.kind != "none":
             raise ValueError("copy_from_torch: only norm 'none' has torch's parameters")
         if not isinstance(ref, kind) or ref.bidirectional or not ref.bias or ref.batch_first:
-            raise ValueError(f"copy_from_torch needs a unidirectional, biased, time-first {kind.__name__}")
+            raise ValueError(
+                f"copy_from_torch needs a unidirectional, biased, time-first {kind.__name__}"
+            )
         if (ref.input_size, ref.hidden_size, ref.num_layers) != (
             self.input_size, self.hidden_size, self.num_layers
         ):

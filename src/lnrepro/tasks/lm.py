@@ -1,0 +1,69 @@
+"""Language-modelling task: next-symbol cross-entropy with truncated BPTT (PAPER.md B.1-B.3)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from lnrepro.errors import ConfigError
+
+UNITS = ("bpc", "ppl")
+
+
+class LanguageModel:
+    """Loss, metrics and carried state for `lnrepro.data.ptb.Segment` batches.
+
+    Training carries the LSTM state (h, c) from one segment to the next of the same streams,
+    detached, so gradients stop at the segment boundary (truncated BPTT); a segment marked
+    `first` (the start of an epoch) starts from zeros. The carried state is part of
+    `state_dict`, so a resumed run continues exactly.
+
+    Metrics: `loss` is the mean cross-entropy in nats per symbol; `bpc` = nats / ln 2 (bits per
+    character, the char-level unit of PAPER.md B.1-B.3) or `ppl` = exp(nats) (perplexity, the
+    word-level unit). The trainer averages training metrics over the batches of a logging
+    interval, so `batch/ppl` is the mean of per-batch perplexities, a little above
+    exp(`batch/loss`); evaluation reports the exact exp of the mean.
+
+    Args:
+        unit: "bpc" | "ppl".
+    """
+
+    def __init__(self, unit: str = "bpc"):
+        if unit not in UNITS:
+            raise ConfigError(f"task.unit must be one of {', '.join(UNITS)}, got {unit!r}")
+        self.unit = unit
+        self.state: tuple[torch.Tensor, torch.Tensor] | None = None  # (h, c) after the last segment
+
+    def _metric(self, nats: torch.Tensor) -> torch.Tensor:
+        return nats / math.log(2) if self.unit == "bpc" else nats.exp()
+
+    def training_step(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x, y, first = batch  # x, y (T, B)
+        state = None if first or self.state is None else tuple(s.to(x.device) for s in self.state)
+        logits, state = model(x, state)  # (T, B, V)
+        self.state = tuple(s.detach() for s in state)  # truncated BPTT: no gradient across segments
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        nats = loss.detach()
+        return loss, {"loss": nats, self.unit: self._metric(nats)}
+
+    @torch.no_grad()
+    def evaluate(self, model, batches) -> dict[str, float]:
+        """Mean NLL over every target of the split, its segments read in order with their own
+        carried state (from zeros; the training state is left alone)."""
+        nll, n, state = 0.0, 0, None
+        for x, y, first in batches:
+            logits, state = model(x, None if first else state)  # (T, B, V)
+            # summed on the device in float64: one synchronisation per split, not per segment
+            nll = nll + F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").double()
+            n += y.numel()
+        nats = torch.as_tensor(nll, dtype=torch.float64).cpu() / n
+        return {"nll": float(nats), self.unit: float(self._metric(nats))}
+
+    def state_dict(self) -> dict:
+        return {"state": None if self.state is None else [s.cpu() for s in self.state]}
+
+    def load_state_dict(self, state: dict) -> None:
+        carried = state["state"]
+        self.state = None if carried is None else tuple(carried)

@@ -1,0 +1,427 @@
+"""Tests of lnrepro.nn.rnn against from-scratch equations and against torch.nn.LSTM / GRU.
+
+Time-first shapes: x (T, B, I). The reference implementations below use plain tensor ops
+(no F.layer_norm / F.batch_norm) and read the parameters of the module under test.
+"""
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+from torch.func import functional_call
+
+from lnrepro.errors import ConfigError
+from lnrepro.nn.norm import NormSpec
+from lnrepro.nn.rnn import GRU, LSTM, GRUCell, LSTMCell, SeqBatchNorm
+
+T, B, I, H = 5, 4, 3, 4
+KINDS = ["none", "ln", "bn"]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+# ---------------------------------------------------------------- reference equations
+
+
+def ref_norm(mod, u, t):
+    """LN (Eq. 15-16, eps 1e-5 in the sqrt) or per-step BN of u (B, F) at step t; None: u."""
+    if mod is None:
+        return u
+    if isinstance(mod, SeqBatchNorm):
+        if mod.training:
+            mu = u.mean(0)
+            var = ((u - mu) ** 2).sum(0) / (u.shape[0] - int(mod.unbiased))
+        else:
+            row = min(t, mod.t_max - 1)
+            mu, var = mod.running_mean[row], mod.running_var[row]
+        y = (u - mu) / torch.sqrt(var + mod.eps) * mod.weight
+        return y if mod.bias is None else y + mod.bias
+    mu = u.mean(-1, keepdim=True)
+    var = ((u - mu) ** 2).mean(-1, keepdim=True)
+    return (u - mu) / torch.sqrt(var + mod.eps) * mod.weight + mod.bias
+
+
+def ref_lstm(cell, x, h, c, t0=0):
+    """Supplementary Eq. 20-22, one step at a time."""
+    outs = []
+    for t in range(x.shape[0]):
+        gates = (
+            ref_norm(cell.norm_hh, h @ cell.weight_hh.T, t0 + t)
+            + ref_norm(cell.norm_ih, x[t] @ cell.weight_ih.T, t0 + t)
+            + cell.bias
+        )
+        i, f, g, o = gates.split(cell.hidden_size, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(ref_norm(cell.norm_c, c, t0 + t))
+        outs.append(h)
+    return torch.stack(outs), h, c
+
+
+def ref_gru(cell, x, h, t0=0):
+    """Supplementary Eq. 23-28 with the paper's z: h = (1 - sig(z)) h + sig(z) h~."""
+    n = cell.hidden_size
+
+    def norm(mod, v, t):  # LN separately over [r; z] and n; BN is per unit: over all 3H at once
+        if mod is None or isinstance(mod, SeqBatchNorm):
+            return ref_norm(mod, v, t)
+        rz, new = mod.groups
+        return torch.cat([ref_norm(rz, v[:, : 2 * n], t), ref_norm(new, v[:, 2 * n :], t)], 1)
+
+    outs = []
+    for t in range(x.shape[0]):
+        u, a = x[t] @ cell.weight_ih.T, h @ cell.weight_hh.T
+        if cell.bias is not None:
+            u = u + cell.bias
+        u, a = norm(cell.norm_ih, u, t0 + t), norm(cell.norm_hh, a, t0 + t)
+        rz = a[:, : 2 * n] + u[:, : 2 * n]
+        r, z = torch.sigmoid(rz[:, :n]), torch.sigmoid(rz[:, n:])
+        uh = a[:, 2 * n :]  # LN(U h), applied before the product with sig(r)
+        if cell.bias_hn is not None:
+            uh = uh + cell.bias_hn
+        h = (1 - z) * h + z * torch.tanh(u[:, 2 * n :] + r * uh)
+        outs.append(h)
+    return torch.stack(outs), h
+
+
+def randomize(module):
+    """Move LN/BN gains and biases off their init so that every parameter matters."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "norm" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    return module
+
+
+# ---------------------------------------------------------------- cells vs equations
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lstm_matches_equations(kind):
+    m = randomize(LSTM(I, H, norm=kind)).double()
+    x = torch.randn(T, B, I).double()
+    h0, c0 = torch.randn(B, H).double(), torch.randn(B, H).double()
+    out, (h, c) = m(x, (h0[None], c0[None]))
+    ref_out, ref_h, ref_c = ref_lstm(m.layers[0], x, h0, c0)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(h[0], ref_h)
+    torch.testing.assert_close(c[0], ref_c)  # raw c_t is carried, not LN(c_t)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gru_matches_equations(kind):
+    m = randomize(GRU(I, H, norm=kind)).double()
+    x, h0 = torch.randn(T, B, I).double(), torch.randn(B, H).double()
+    out, h = m(x, h0[None])
+    ref_out, ref_h = ref_gru(m.layers[0], x, h0)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(h[0], ref_h)
+
+
+def test_lstm_ln_parameters_follow_the_paper():
+    cell = LSTM(I, H, norm="ln").layers[0]
+    assert cell.norm_ih.weight.shape == cell.norm_hh.weight.shape == (4 * H,)  # joint over 4H
+    assert cell.norm_c.weight.shape == (H,)
+    for norm in (cell.norm_ih, cell.norm_hh, cell.norm_c):
+        assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
+    assert torch.all(cell.bias == 0)  # the extra bias b, kept, zeros
+    gru = GRU(I, H, norm="ln").layers[0]
+    assert gru.bias is None  # four LNs, no other b
+    for side in (gru.norm_ih, gru.norm_hh):
+        assert [ln.weight.shape[0] for ln in side.groups] == [2 * H, H]
+
+
+def test_lstm_bn_parameters_follow_cooijmans():
+    cell = LSTM(I, H, norm="bn").layers[0]
+    for norm in (cell.norm_ih, cell.norm_hh, cell.norm_c):
+        assert torch.allclose(norm.weight, torch.full_like(norm.weight, 0.1))
+    assert cell.norm_ih.bias is None and cell.norm_hh.bias is None  # beta_x = beta_h = 0
+    assert cell.norm_c.bias is not None
+
+
+def test_lstm_without_cell_norm_and_draw_cell():
+    m = randomize(LSTM(I, H, norm="ln", ln_cell=False)).double()
+    assert m.layers[0].norm_c is None
+    x = torch.randn(T, B, I).double()
+    zero = torch.zeros(B, H).double()
+    torch.testing.assert_close(m(x)[0], ref_lstm(m.layers[0], x, zero, zero)[0])
+
+    draw = randomize(LSTMCell(I, H, norm="ln", ln_gates=False)).double()  # Eq. 29-31
+    assert draw.norm_ih is None and draw.norm_hh is None and draw.norm_c is not None
+    state = (torch.randn(B, H).double(), torch.randn(B, H).double())
+    h, c = state
+    for t in range(T):
+        h, c = draw(x[t], (h, c), t)
+    _, ref_h, ref_c = ref_lstm(draw, x, *state)
+    torch.testing.assert_close((h, c), (ref_h, ref_c))
+
+
+@pytest.mark.parametrize(
+    "kind,training", [("none", True), ("ln", True), ("bn", True), ("bn", False)]
+)
+def test_step_api_equals_scan(kind, training):
+    lstm, gru = LSTMCell(I, H, norm=kind).double(), GRUCell(I, H, norm=kind).double()
+    x = torch.randn(T, B, I).double()
+    if kind == "bn" and not training:
+        for cell in (lstm, gru):
+            cell.scan(x * 2 + 1)  # non-trivial per-step running statistics
+            cell.eval()
+    out, (h_scan, c_scan) = lstm.scan(x, t0=2)
+    gru_out, _ = gru.scan(x, t0=2)
+    state, g = None, None
+    for t in range(T):
+        state = lstm(x[t], state, t=2 + t)
+        g = gru(x[t], g, t=2 + t)
+        torch.testing.assert_close(state[0], out[t])
+        torch.testing.assert_close(g, gru_out[t])
+    torch.testing.assert_close(state[1], c_scan)
+
+
+# ---------------------------------------------------------------- gradients
+
+
+def _gradcheck(module, x, state):
+    names, params = zip(*module.named_parameters())
+    flat_state = state if isinstance(state, tuple) else (state,)
+
+    def f(x, *rest):
+        st, ps = rest[: len(flat_state)], rest[len(flat_state) :]
+        out, final = functional_call(
+            module, dict(zip(names, ps)), (x, st if isinstance(state, tuple) else st[0])
+        )
+        return (out, *final) if isinstance(final, tuple) else (out, final)
+
+    inputs = (x, *flat_state, *params)
+    assert gradcheck(f, tuple(t.detach().requires_grad_() for t in inputs), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lstm_gradcheck(kind):
+    m = randomize(LSTM(2, 2, num_layers=2 if kind == "ln" else 1, norm=kind)).double()
+    L = m.num_layers
+    x = torch.randn(3, 3, 2).double()
+    _gradcheck(m, x, (torch.randn(L, 3, 2).double(), torch.randn(L, 3, 2).double()))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gru_gradcheck(kind):
+    m = randomize(GRU(2, 2, norm=kind)).double()
+    _gradcheck(m, torch.randn(3, 3, 2).double(), torch.randn(1, 3, 2).double())
+
+
+# ---------------------------------------------------------------- norm "none" == torch
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_lstm_none_equals_torch(layers):
+    ref = torch.nn.LSTM(I, H, layers)
+    m = LSTM(I, H, layers).copy_from_torch(ref)
+    x = torch.randn(T, B, I)
+    state = (torch.randn(layers, B, H), torch.randn(layers, B, H))
+    out, (h, c) = m(x, state)
+    ref_out, (ref_h, ref_c) = ref(x, state)
+    torch.testing.assert_close((out, h, c), (ref_out, ref_h, ref_c))
+    (out.pow(2).sum() + c.sum()).backward()
+    (ref_out.pow(2).sum() + ref_c.sum()).backward()
+    for k, layer in enumerate(m.layers):
+        torch.testing.assert_close(layer.weight_hh.grad, getattr(ref, f"weight_hh_l{k}").grad)
+        torch.testing.assert_close(layer.weight_ih.grad, getattr(ref, f"weight_ih_l{k}").grad)
+        torch.testing.assert_close(layer.bias.grad, getattr(ref, f"bias_hh_l{k}").grad)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_gru_none_equals_torch(layers):
+    ref = torch.nn.GRU(I, H, layers)
+    m = GRU(I, H, layers).copy_from_torch(ref)
+    x, h0 = torch.randn(T, B, I), torch.randn(layers, B, H)
+    out, h = m(x, h0)
+    ref_out, ref_h = ref(x, h0)
+    torch.testing.assert_close((out, h), (ref_out, ref_h))
+    out.pow(2).sum().backward()
+    ref_out.pow(2).sum().backward()
+    sign = torch.ones(3 * H, 1)
+    sign[H : 2 * H] = -1  # the paper's z is torch's with negated pre-activation
+    for k, layer in enumerate(m.layers):
+        ref_grad = getattr(ref, f"weight_hh_l{k}").grad
+        torch.testing.assert_close(layer.weight_hh.grad, ref_grad * sign)
+        torch.testing.assert_close(layer.bias_hn.grad, getattr(ref, f"bias_hh_l{k}").grad[2 * H :])
+
+
+def test_copy_from_torch_refuses_normalized_layers():
+    with pytest.raises(ValueError):
+        LSTM(I, H, norm="ln").copy_from_torch(torch.nn.LSTM(I, H))
+    with pytest.raises(ValueError):
+        GRU(I, H, 2).copy_from_torch(torch.nn.GRU(I, H, 1))
+
+
+# ---------------------------------------------------------------- LN: per case
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_ln_sequence_alone_equals_inside_batch(cls):
+    m = randomize(cls(I, H, 2, norm="ln")).double()
+    x = torch.randn(T, B, I).double() * torch.arange(1, B + 1).double().view(1, B, 1)
+    torch.testing.assert_close(m(x[:, 2:3])[0], m(x)[0][:, 2:3])
+
+
+# ---------------------------------------------------------------- recurrent BN
+
+
+def test_bn_uses_batch_statistics_of_each_step_in_training():
+    spec = NormSpec("bn", eps=1e-12)
+    m = LSTM(I, H, norm=spec).double()
+    x = torch.randn(T, B, I).double()
+    y = x.clone()
+    y[2] = 5.0 * y[2] + 3.0  # same affine map for the whole batch at one step: W y = 5 W x + const
+    # statistics of step 2 absorb it; pooled-over-time statistics would change every step
+    torch.testing.assert_close(m(y)[0], m(x)[0])
+    bn = SeqBatchNorm(H, eps=1e-12).double()
+    u = torch.randn(T, B, H).double()
+    v = u.clone()
+    v[1] = 0.1 * v[1] - 2.0
+    torch.testing.assert_close(bn(v), bn(u))
+    torch.testing.assert_close(bn(v[1], 1), bn(u[1], 1))  # the single-step path
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_seq_bn_running_statistics_per_step(unbiased):
+    bn = SeqBatchNorm(H, t_max=8, momentum=1.0, unbiased=unbiased).double()
+    steps = torch.arange(T).double().view(T, 1, 1)
+    x = torch.randn(T, B, H).double() * (1 + steps) + 10 * steps  # step-dependent data
+    y = bn(x, t0=1)
+    var, mean = torch.var_mean(x, dim=1, correction=int(unbiased))
+    torch.testing.assert_close(y, (x - mean[:, None]) / torch.sqrt(var[:, None] + bn.eps) * 0.1)
+    torch.testing.assert_close(bn.running_mean[1 : T + 1], mean)  # momentum 1: last batch
+    torch.testing.assert_close(bn.running_var[1 : T + 1], torch.var(x, dim=1))  # always unbiased
+    assert torch.all(bn.running_mean[0] == 0) and torch.all(bn.running_mean[T + 1 :] == 0)
+    # the per-step path records the same statistics
+    bn2 = SeqBatchNorm(H, t_max=8, momentum=1.0, unbiased=unbiased).double()
+    for t in range(T):
+        torch.testing.assert_close(bn2(x[t], 1 + t), y[t])
+    torch.testing.assert_close(
+        (bn2.running_mean, bn2.running_var), (bn.running_mean, bn.running_var)
+    )
+
+
+def test_bn_eval_uses_per_step_population_statistics():
+    m = LSTM(I, H, norm="bn", t_max=4).double()
+    steps = torch.arange(T).double().view(T, 1, 1)
+    for _ in range(3):
+        m(torch.randn(T, B, I).double() * (1 + steps) + steps)
+    cell = m.layers[0]
+    for norm in (cell.norm_ih, cell.norm_hh, cell.norm_c):
+        assert not torch.allclose(norm.running_mean[0], norm.running_mean[1])
+        assert not torch.allclose(norm.running_var[1], norm.running_var[2])
+    m.eval()
+    x, zero = torch.randn(2 * T, 1, I).double(), torch.zeros(1, H).double()  # batch 1, T > t_max
+    out, (h, c) = m(x)
+    ref_out, ref_h, ref_c = ref_lstm(cell, x, zero, zero)  # rows min(t, t_max - 1)
+    torch.testing.assert_close((out, h[0], c[0]), (ref_out, ref_h, ref_c))
+    # beyond t_max the last row is reused, so a later offset changes nothing there
+    torch.testing.assert_close(m(x, t0=7)[0], m(x, t0=3)[0])
+    assert not torch.allclose(m(x, t0=1)[0], out)
+
+
+def test_bn_train_longer_than_t_max_records_only_t_max_steps():
+    bn = SeqBatchNorm(H, t_max=3, momentum=1.0)
+    x = torch.randn(T, B, H) + 5.0
+    bn(x)
+    torch.testing.assert_close(bn.running_mean, x.mean(1)[:3])
+    bn(x[0], 4)  # a single step beyond t_max: normalised, not recorded
+    torch.testing.assert_close(bn.running_mean, x.mean(1)[:3])
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_bn_batch_size_one_in_training_raises(cls):
+    m = cls(I, H, norm="bn")
+    with pytest.raises(ConfigError, match="batch size"):
+        m(torch.randn(T, 1, I))
+    with pytest.raises(ConfigError, match="batch size"):
+        LSTMCell(I, H, norm="bn")(torch.randn(1, I))
+    m.eval()
+    assert m(torch.randn(T, 1, I))[0].shape == (T, 1, H)
+
+
+# ---------------------------------------------------------------- state across segments
+
+
+@pytest.mark.parametrize("kind", ["none", "ln", "bn"])
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_state_carried_across_segments(cls, kind):
+    m = randomize(cls(I, H, 2, norm=kind)).double()
+    x = torch.randn(2 * T, B, I).double()
+    whole, final = m(x)
+    first, state = m(x[:3])
+    # training BN normalises each step with its own batch: the step index does not matter
+    second, final2 = m(x[3:], state)
+    torch.testing.assert_close(torch.cat([first, second]), whole)
+    torch.testing.assert_close(final2, final)
+    if kind == "bn":  # evaluation: per-step population statistics, the index matters
+        m.eval()
+        whole, _ = m(x)
+        first, state = m(x[:3])
+        torch.testing.assert_close(m(x[3:], state, t0=3)[0], whole[3:])
+        assert not torch.allclose(m(x[3:], state)[0], whole[3:])  # t0=0 restarts the index
+
+
+# ---------------------------------------------------------------- stacking, init, errors
+
+
+def test_dropout_between_layers_only():
+    one = LSTM(I, H, 1, norm="ln", dropout=0.9)
+    x = torch.randn(T, B, I)
+    out = one(x)[0]
+    assert torch.all(out != 0)  # no dropout on the last layer's output
+    two = LSTM(I, H, 2, norm="ln", dropout=0.5)
+    assert not torch.allclose(two(x)[0], two(x)[0])
+    two.eval()
+    torch.testing.assert_close(two(x)[0], two(x)[0])
+
+
+def test_init():
+    m = LSTM(I, H, norm="none")
+    bound = H**-0.5
+    for p in m.parameters():
+        assert p.abs().max() <= bound
+    cell = LSTM(I, H, norm="ln", init="orthogonal").layers[0]
+    for block in cell.weight_hh.split(H, 0):
+        torch.testing.assert_close(block @ block.T, torch.eye(H), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: LSTM(I, H, norm="wn"),
+        lambda: GRU(I, H, init="xavier"),
+        lambda: LSTM(I, H, 2, dropout=1.0),
+        lambda: LSTM(I, H, 0),
+        lambda: SeqBatchNorm(H, t_max=0),
+        lambda: LSTM(I, H, norm=NormSpec("bn", eps=0.0)),
+    ],
+)
+def test_config_errors(build):
+    with pytest.raises(ConfigError):
+        build()
+
+
+def test_wrong_input_shape():
+    with pytest.raises(ValueError, match="time-first"):
+        LSTM(I, H)(torch.randn(B, I))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", KINDS)
+def test_cuda_matches_cpu(kind):
+    for cls in (LSTM, GRU):
+        m = randomize(cls(I, H, 2, norm=kind)).double()
+        x = torch.randn(T, B, I).double()
+        out = m(x)[0]
+        out.pow(2).sum().backward()
+        grads = [p.grad for p in m.parameters()]
+        m.zero_grad(set_to_none=True)
+        m.cuda()
+        out_gpu = m(x.cuda())[0]
+        out_gpu.pow(2).sum().backward()
+        torch.testing.assert_close(out_gpu.cpu(), out)
+        torch.testing.assert_close([p.grad.cpu() for p in m.parameters()], grads)
