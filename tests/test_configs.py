@@ -26,7 +26,8 @@ def test_experiment_composes_and_builds(compose, experiment, norm):
         assert key in cfg, f"{experiment} has no {key}"
     spec = NormSpec.from_cfg(cfg.norm, cfg.data.get("batch_size"))
     # shape fields the data fills at run time (train.py passes data.model_kwargs)
-    extra = {"vocab_size": 50} if OmegaConf.is_missing(cfg.model, "vocab_size") else {}
+    dims = {"vocab_size": 50, "in_channels": 1, "image_size": 28}
+    extra = {k: v for k, v in dims.items() if k in cfg.model.keys() and OmegaConf.is_missing(cfg.model, k)}
     model = hydra.utils.instantiate(cfg.model, _convert_="all", norm=spec, **extra)
     assert sum(p.numel() for p in model.parameters()) > 0
 

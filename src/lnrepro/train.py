@@ -122,8 +122,12 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     torch.manual_seed(cfg.seed)
     data = build(cfg.data, seed=cfg.seed, device=device)
-    # shape fields the data decides (e.g. vocab_size) fill the model config's `???` values
-    model = build(cfg.model, norm=norm, **getattr(data, "model_kwargs", {})).to(device)
+    # shape fields the data decides (vocab_size, image size, ...) fill the model config's `???`
+    dims = getattr(data, "model_kwargs", {})
+    for k, v in dims.items():
+        if k in cfg.model and not OmegaConf.is_missing(cfg.model, k) and cfg.model[k] != v:
+            raise ConfigError(f"model.{k}={cfg.model[k]} does not match the data ({k}={v})")
+    model = build(cfg.model, norm=norm, **dims).to(device)
     task = build(cfg.task)
     try:  # a partial: Adam(params, **cfg.optim); bad values (lr < 0, ...) surface here
         optimizer = build(cfg.optim)(model.parameters())

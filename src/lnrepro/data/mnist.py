@@ -76,8 +76,10 @@ def mnist(
     download: bool = True,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    flatten: bool = True,
 ) -> TensorData:
-    """Permutation-invariant MNIST: 784-d vectors in [0, 1].
+    """MNIST in [0, 1]: 784-d vectors (permutation-invariant MNIST, Sec. 6.6), or (1, 28, 28)
+    images with `flatten=False` (the convolutional comparison, Sec. 6.7).
 
     Args:
         val_size: examples held out from the END of the training set for validation
@@ -95,7 +97,7 @@ def mnist(
         if permute:
             g = torch.Generator().manual_seed(permutation_seed)
             x = x[:, torch.randperm(x.shape[1], generator=g)]
-        return x
+        return x if flatten else x.view(len(x), 1, 28, 28)
 
     trx, tex = flat(trx), flat(tex)
     n = len(trx) - val_size
@@ -104,10 +106,13 @@ def mnist(
         "val": (trx[n:], try_[n:]),
         "test": (tex, tey),
     }
-    return TensorData(
+    data = TensorData(
         splits,
         batch_size,
         eval_batch_size=eval_batch_size,
         seed=seed,
         eval_subsets={"train": train_eval_size},
     ).to(device)
+    # what the model must agree with (train.py fills or checks these model config keys)
+    data.model_kwargs = {"in_dim": 784} if flatten else {"in_channels": 1, "image_size": 28}
+    return data
