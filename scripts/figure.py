@@ -16,6 +16,7 @@ import csv
 import math
 import os
 import subprocess
+import textwrap
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -116,7 +117,11 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     tr = ref.get("data.train_eval_size")
     if tr:
         sub += f"; training NLL on a fixed {tr}-image training subset"
-    fig.suptitle(f"{spec['title']}\n{sub}", fontsize=9)
+    capped = {k: v for k, v in (ref.get("data.eval_tokens") or {}).items() if v}
+    if capped:
+        sub += "; evaluated on the first " + ", ".join(f"{v:,} tokens of {k}" for k, v in capped.items())
+    width = int(60 * len(columns))
+    fig.suptitle(f"{spec['title']}\n" + textwrap.fill(sub, width), fontsize=9)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = spec["name"] if scale == "cpu" else f"{spec['name']}_{scale}"
