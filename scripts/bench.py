@@ -7,6 +7,11 @@ MLP of Sec. 6.6 (784-1000-1000-10), per norm and batch size:
   - the loop's overhead against a bare forward+backward+optimizer step of the same model
     on pre-sliced batches (target: under 15 % at batch 4);
   - at batch 128, the bare step's FLOP rate against a bare 1024x1024 matmul (target >= 70 %).
+Convnet of Sec. 6.7 (lnrepro.models.cnn.ConvNet, paper-scale widths), batch 128:
+  - forward+backward+Adam step time per norm; LN-conv against BN-conv (target <= 1.3x) and
+    against no norm, all measured in the same run.
+
+    python scripts/bench.py --parts cnn        only the convnet section (the others are kept)
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from lnrepro.data.common import TensorData  # noqa: E402
 from lnrepro.logging import RunLogger  # noqa: E402
+from lnrepro.models.cnn import ConvNet  # noqa: E402
 from lnrepro.models.mlp import MLP  # noqa: E402
 from lnrepro.nn.norm import NormSpec  # noqa: E402
 from lnrepro.tasks.classification import Classification  # noqa: E402
@@ -112,12 +118,50 @@ def bench_mlp(norm: str, batch: int, steps: int, repeats: int) -> dict:
             "gflops": step_flops(batch) / t_bare / 1e9}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--quick", action="store_true", help="fewer steps and repeats")
-    p.add_argument("--out", default=str(ROOT / "results" / "bench.md"))
-    args = p.parse_args(argv)
-    repeats = 3 if args.quick else 5
+def bench_cnn(norm: str, batch: int, steps: int, repeats: int, image: tuple[int, int]) -> dict:
+    """Bare forward+backward+Adam step of the Sec. 6.7 convnet on random images."""
+    channels, side = image
+    torch.manual_seed(0)
+    model = ConvNet(channels, side, norm=NormSpec(kind=norm))
+    opt = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.rand(batch, channels, side, side, generator=g),
+                torch.randint(0, 10, (batch,), generator=g)) for _ in range(steps)]
+
+    def run():
+        for x, y in batches:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    run()  # warm-up
+    return {"norm": norm, "image": f"{channels}x{side}x{side}", "batch": batch,
+            "step_ms": median_time(run, repeats) / steps * 1e3}
+
+
+def replace_section(out: Path, header: str, section: list[str]) -> None:
+    """Write `section` (starting with `## <header>`) into the markdown file `out`, keeping its
+    other `## ` sections (each script/part owns its own section)."""
+    head = ["# Benchmarks", ""]
+    others: list[str] = []
+    if out.exists():
+        parts = out.read_text().split("\n## ")
+        others = ["## " + s.rstrip("\n") for s in parts[1:] if not s.startswith(header)]
+    body = "\n".join(section).rstrip("\n")
+    text = "\n".join(head) + "\n" + "\n\n".join([body] + others) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+def measured_line(args, repeats: int) -> str:
+    return (f"Measured {datetime.date.today()} on {platform.machine()} "
+            f"({platform.processor() or 'cpu'}), torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, by `python scripts/bench.py --parts {args.parts}"
+            f"{' --quick' if args.quick else ''}`. Medians of {repeats} repeats.")
+
+
+def mlp_section(args, repeats: int) -> list[str]:
     ref = matmul_gflops(repeats)
     rows = []
     for batch, steps in ((128, 20 if args.quick else 60), (4, 300 if args.quick else 1500)):
@@ -126,14 +170,9 @@ def main(argv=None) -> int:
             rows.append(r)
             print(r, flush=True)
     lines = [
-        "# Benchmarks",
-        "",
-        f"Measured {datetime.date.today()} on {platform.machine()} "
-        f"({platform.processor() or 'cpu'}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, by `python scripts/bench.py"
-        f"{' --quick' if args.quick else ''}`. Medians of {repeats} repeats.",
-        "",
         "## MLP of Sec. 6.6 (784-1000-1000-10, Adam fused, CPU)",
+        "",
+        measured_line(args, repeats),
         "",
         f"Reference in the same run: bare 1024x1024 fp32 matmul = {ref:.1f} GFLOP/s.",
         "",
@@ -146,24 +185,56 @@ def main(argv=None) -> int:
             f"| {r['norm']} | {r['batch']} | {r['bare_ms']:.3f} | {r['loop_ms']:.3f} | "
             f"{r['steps_per_s']:.0f} | {100 * r['overhead']:+.1f} % | {r['gflops']:.1f} | "
             f"{100 * r['gflops'] / ref:.0f} % |")
-    lines += [
+    return lines + [
         "",
         "Loop overhead = training-loop time per step / bare forward+backward+Adam step time - 1 "
         "(target < 15 % at batch 4). 'vs matmul' = the bare step's matmul FLOP rate against the "
         "1024x1024 matmul (target >= 70 % at batch 128; batch 4 is bound by memory traffic of "
         "Adam and the weight gradients, not FLOPs).",
-        "",
     ]
+
+
+def cnn_section(args, repeats: int) -> list[str]:
+    steps = 3 if args.quick else 10
+    lines = [
+        "## Convnet of Sec. 6.7 (conv3x3 x2, pool, conv3x3 x2, pool, fc; channels 32/64, fc 256, "
+        "Adam fused, CPU)",
+        "",
+        measured_line(args, repeats),
+        "",
+        "| input | batch | LN step (ms) | BN step (ms) | none step (ms) | LN / BN | LN / none |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for image in ((1, 28), (3, 32)):  # MNIST, CIFAR-10
+        r = {n: bench_cnn(n, 128, steps, repeats, image) for n in ("ln", "bn", "none")}
+        print(r, flush=True)
+        ms = {n: v["step_ms"] for n, v in r.items()}
+        lines.append(f"| {r['ln']['image']} | 128 | {ms['ln']:.1f} | {ms['bn']:.1f} | "
+                     f"{ms['none']:.1f} | {ms['ln'] / ms['bn']:.2f}x | {ms['ln'] / ms['none']:.2f}x |")
+    return lines + [
+        "",
+        "Forward+backward+Adam step on random images (target: LN / BN <= 1.3x). Conv LN is "
+        "`F.layer_norm` over (C, H, W) per case plus a per-channel gain and bias; conv BN is "
+        "`F.batch_norm` (oneDNN's fused kernel).",
+    ]
+
+
+SECTIONS = {"mlp": ("MLP of Sec. 6.6", mlp_section), "cnn": ("Convnet of Sec. 6.7", cnn_section)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true", help="fewer steps and repeats")
+    p.add_argument("--parts", default="mlp,cnn", help="comma-separated: mlp, cnn")
+    p.add_argument("--out", default=str(ROOT / "results" / "bench.md"))
+    args = p.parse_args(argv)
+    repeats = 3 if args.quick else 5
     out = Path(args.out)
-    text = "\n".join(lines)
-    if out.exists():  # keep the other sections (e.g. the recurrent benchmarks)
-        old = out.read_text()
-        marker = "## MLP of Sec. 6.6"
-        rest = old.split("\n## ")[1:]
-        others = ["## " + s for s in rest if not ("## " + s).startswith(marker)]
-        text = text.rstrip("\n") + "\n\n" + "\n".join(others)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text.rstrip("\n") + "\n")
+    for part in args.parts.split(","):
+        if part not in SECTIONS:
+            p.error(f"unknown part {part!r}: choose from {', '.join(SECTIONS)}")
+        header, section = SECTIONS[part]
+        replace_section(out, header, section(args, repeats))
     print(f"wrote {out}")
     return 0
 
