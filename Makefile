@@ -18,7 +18,7 @@ FIG := $(PY) scripts/figure.py
 LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast figure6 figure-lm figure-cnn figures bench clean-runs clean
+.PHONY: help venv test test-fast figure6 figure-lm figure-lm-word figure-cnn figures bench clean-runs clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ figure6: venv ## Figure 6, permutation-invariant MNIST: ln/bn/none x batch 128/4
 figure-lm: venv ## char-level PTB: LSTM vs LN-LSTM vs BN-LSTM, bpc vs updates and time (SCALE=cpu|paper)
 	$(FIG) run experiments/lm_ptb_char.yaml --scale $(SCALE) $(LAUNCH)
 	$(FIG) plot experiments/lm_ptb_char.yaml --scale $(SCALE)
+
+figure-lm-word: venv ## word-level PTB (Zaremba's small/medium LSTM): ln/bn/none, perplexity (SCALE=cpu|paper)
+	$(FIG) run experiments/lm_ptb_word.yaml --scale $(SCALE) $(LAUNCH)
+	$(FIG) plot experiments/lm_ptb_word.yaml --scale $(SCALE)
 
 figure-cnn: venv ## Sec. 6.7 convnet on MNIST: ln/bn/none x batch 128/4 (SCALE=cpu|paper)
 	$(FIG) run experiments/cnn_mnist.yaml --scale $(SCALE) $(LAUNCH)
