@@ -222,6 +222,13 @@ def _scan(step, xin: torch.Tensor, weight_hh, state, t0: int):
     return hs, state
 
 
+def scan_steps(step, xin: torch.Tensor, weight_hh, state, t0: int = 0):
+    """Public `_scan` for recurrences that extend a cell's step (state[0] must be h; the
+    recurrent weight's gradient is formed in one GEMM): `step(xin_t, a_t, state, t) -> state`
+    with a_t = h_{t-1} W_hh^T. Returns (h of every step (T, B, H), final state)."""
+    return _scan(step, xin, weight_hh, state, t0)
+
+
 def _check_sizes(input_size: int, hidden_size: int, init: str):
     if input_size < 1 or hidden_size < 1:
         raise ConfigError(f"input and hidden sizes must be >= 1, got {input_size}, {hidden_size}")
@@ -285,7 +292,17 @@ class LSTMCell(nn.Module):
 
     def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
         """N_x(W_ih x) + b for (T, B, I) steps t0.. (one batched matmul) or one (B, I) step."""
-        return _normed(self.norm_ih, F.linear(x, self.weight_ih), t0) + self.bias
+        return self.finish_input(F.linear(x, self.weight_ih), t0)
+
+    def finish_input(self, u: torch.Tensor, t0: int = 0) -> torch.Tensor:
+        """N_x(u) + b for a product u = W_ih x computed by the caller, (T, B, 4H) or (B, 4H):
+        for inputs assembled step by step (the handwriting net's attention window)."""
+        return _normed(self.norm_ih, u, t0) + self.bias
+
+    def step(self, xin_t, a_t, state, t: int = 0):
+        """Eq. 20-22 from the input term `finish_input(..)` and a_t = W_hh h_{t-1}: the
+        step function that `scan_steps` takes."""
+        return self._step(xin_t, a_t, state, t)
 
     def _step(self, xin_t, a_t, state, t: int):
         """Eq. 20-22 given the input term xin_t and the recurrent product a_t = W_hh h_{t-1}."""

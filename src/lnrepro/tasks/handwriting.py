@@ -1,0 +1,61 @@
+"""Handwriting synthesis task (LN paper Sec. 6.5, Figure 5; Graves 2013 Sec. 5): the negative
+log-likelihood of the pen offsets given the text, in nats per sequence and per point."""
+
+from __future__ import annotations
+
+import torch
+
+from lnrepro.models.handwriting import mdn_nll
+
+
+def sequences(strokes: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor):
+    """A batch of `lnrepro.data.iam_ondb.StrokeData` -> time-first model inputs and targets.
+
+    strokes (B, L, 3) zero padded, lengths (B,), chars (B, U) padded with -1. The targets are
+    the B sequences cut to the longest one, (T, B, 3); the inputs are the targets shifted one
+    step later behind a zero vector (x_1 = 0 predicts the first offset, x_t = target_{t-1});
+    mask (T, B) marks the real points; chars cut to the longest text.
+    """
+    T = int(lengths.max())
+    target = strokes[:, :T].transpose(0, 1)
+    x = torch.cat([target.new_zeros(1, *target.shape[1:]), target[:-1]])
+    mask = (torch.arange(T, device=lengths.device).unsqueeze(1) < lengths).to(target.dtype)
+    U = int((chars >= 0).sum(1).max())
+    return x, target, mask, chars[:, :U]
+
+
+class HandwritingTask:
+    """Loss and metrics for `HandwritingSynthesis` on IAM-OnDB batches.
+
+    The training loss is the NLL SUMMED over the points and the sequences of the batch
+    (Graves' objective, Eq. 26, summed over the batch): its derivatives are per-sequence
+    derivatives, which the model's Graves-style clipping hooks expect; Adam does not care about
+    the scale. Metrics: `nll_seq`, the mean NLL of a sequence in nats (Figure 5's y-axis; each
+    sequence cut to data.max_len points) and `nll_point`, nats per point. No state is carried
+    between batches: each batch holds whole (truncated) lines.
+    """
+
+    def training_step(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x, target, mask, chars = sequences(*batch)
+        y, _ = model(x, chars)
+        total = (mdn_nll(model.mdn(y), target) * mask).sum()
+        nats = total.detach()
+        return total, {"nll_seq": nats / x.shape[1], "nll_point": nats / mask.sum()}
+
+    @torch.no_grad()
+    def evaluate(self, model, batches) -> dict[str, float]:
+        total, points, lines = 0.0, 0.0, 0
+        for batch in batches:
+            x, target, mask, chars = sequences(*batch)
+            y, _ = model(x, chars)
+            total = total + (mdn_nll(model.mdn(y), target) * mask).sum().double()
+            points = points + mask.sum().double()
+            lines += x.shape[1]
+        total = float(torch.as_tensor(total).cpu())
+        return {"nll_seq": total / lines, "nll_point": total / float(torch.as_tensor(points))}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
