@@ -6,7 +6,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SCALE ?= cpu
+# Hydra launcher of figure grids and sweeps (configs/hydra/launcher/): empty = one job after
+# another in this process; parallel (joblib on this machine), local_submitit, slurm.
 LAUNCHER ?=
+SWEEP ?=
+ARGS ?=
+# `make reproduce` runs these (CPU scale unless SCALE=paper), then redraws every figure.
+FIGURE_TARGETS := figure4 figure5 figure6 figure-lm figure-lm-word figure-cnn
 # Datasets: $LNREPRO_DATA, else ../shared/data when it exists (this project's offline machines),
 # else <repo>/data (torchvision downloads MNIST there).
 LNREPRO_DATA ?= $(wildcard $(abspath ../shared/data))
@@ -18,11 +24,12 @@ FIG := $(PY) scripts/figure.py
 LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast figure6 figure-lm figure-lm-word figure-cnn figures bench clean-runs clean
+.PHONY: help venv test test-fast figure6 figure-lm figure-lm-word figure-cnn figure5 samples figures bench clean-runs clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
-	@echo "  variables: SCALE=cpu|paper  LAUNCHER=joblib  LNREPRO_DATA=<datasets>"
+	@echo "  variables: SCALE=cpu|paper  LAUNCHER=parallel|local_submitit|slurm  SWEEP=<configs/sweep name>"
+	@echo "             ARGS=\"<extra overrides (sweep) or options (compare)>\"  LNREPRO_DATA=<datasets>"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,8 +61,33 @@ figure-cnn: venv ## Sec. 6.7 convnet on MNIST: ln/bn/none x batch 128/4 (SCALE=c
 	$(FIG) run experiments/cnn_mnist.yaml --scale $(SCALE) $(LAUNCH)
 	$(FIG) plot experiments/cnn_mnist.yaml --scale $(SCALE)
 
+.PHONY: figure4
+figure4: venv ## Figure 4, DRAW on binarized MNIST: LN vs baseline test bound, + samples (SCALE=cpu|paper)
+	$(FIG) run experiments/figure4_draw.yaml --scale $(SCALE) $(LAUNCH)
+	$(FIG) plot experiments/figure4_draw.yaml --scale $(SCALE)
+	$(PY) scripts/sample_draw.py --scale $(SCALE)
+
+figure5: venv ## Figure 5, handwriting synthesis (IAM-OnDB): LN-LSTM vs LSTM (and BN), NLL vs updates (SCALE=cpu|paper)
+	$(FIG) run experiments/figure5_handwriting.yaml --scale $(SCALE) $(LAUNCH)
+	$(FIG) plot experiments/figure5_handwriting.yaml --scale $(SCALE)
+
+samples: venv ## handwriting from the figure5 runs -> results/handwriting_samples.png (TEXT="...", BIAS=1.0)
+	$(PY) scripts/sample_handwriting.py --scale $(SCALE) --bias $(or $(BIAS),1.0) $(if $(TEXT),--text "$(TEXT)",)
+
 figures: venv ## redraw every figure from existing runs (no training)
 	@for f in experiments/*.yaml; do $(FIG) plot $$f --scale $(SCALE) || true; done
+
+.PHONY: sweep compare reproduce
+sweep: venv ## a sweep from configs/sweep/<SWEEP>.yaml -> outputs/sweeps/<SWEEP>/ (LAUNCHER=..., ARGS="key=value ...")
+	@test -n "$(SWEEP)" || { echo "error: give SWEEP=<name>, one of: $$(ls configs/sweep | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
+	$(PY) -m lnrepro.train sweep=$(SWEEP) $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER),) $(ARGS)
+
+compare: venv ## table (and plot) of logged runs: ARGS="[dirs] --experiment/--group/--norm/--tag/--where --plot M --out F"
+	$(PY) scripts/compare_runs.py $(ARGS)
+
+reproduce: venv ## run every figure in FIGURE_TARGETS (one after another), then redraw all figures
+	@for t in $(FIGURE_TARGETS); do $(MAKE) --no-print-directory $$t || exit $$?; done
+	$(MAKE) --no-print-directory figures
 
 bench: venv ## speed benchmarks -> results/bench.md (MLP) and results/bench_rnn.md (LSTM/GRU)
 	$(PY) scripts/bench.py

@@ -1,12 +1,13 @@
 """Run and draw one paper figure from its experiments/<figure>.yaml.
 
-    python scripts/figure.py run  experiments/figure6_pi_mnist.yaml [--scale cpu] [--launcher joblib]
+    python scripts/figure.py run  experiments/figure6_pi_mnist.yaml [--scale cpu] [--launcher parallel]
     python scripts/figure.py plot experiments/figure6_pi_mnist.yaml [--scale cpu]
 
 `run` launches the whole grid (norms x grid x seeds) as ONE Hydra multirun into
-outputs/figures/<name>/<scale>/ with resume=true, so running it again continues killed runs
+outputs/figures/<name>/<scale>/<overrides>/ with resume=true, so running it again continues killed runs
 and leaves finished ones as they are. `plot` reads those run directories (metrics.jsonl) and
-writes results/<name>.png (mean over seeds, band = min..max) and results/<name>.csv.
+writes results/<name>.png (with several seeds: the mean, and a band from the min to the max
+over seeds, as the caption says) and results/<name>.csv (every run, one row each).
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
            "seed=" + ",".join(str(s) for s in sc["seeds"])]
     cmd += [f"{k}=" + ",".join(str(v) for v in vals) for k, vals in spec.get("grid", {}).items()]
     cmd += list(sc.get("overrides", []))
-    cmd += [f"hydra.sweep.dir={sweep_dir(spec, scale)}", "resume=true"]
+    # one directory per grid point, named by its overrides only (no job number), so adding a
+    # seed or a norm to the grid later resumes the finished runs instead of renumbering them
+    cmd += [f"hydra.sweep.dir={sweep_dir(spec, scale)}",
+            "hydra.sweep.subdir=${hydra.job.override_dirname}", "resume=true"]
     if launcher:
         cmd += [f"hydra/launcher={launcher}"]
     cmd += extra
@@ -64,7 +68,8 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     root = sweep_dir(spec, scale)
     runs = find_runs(root) if root.exists() else []
     if not runs:
-        print(f"no runs under {root}: run `make {spec['name'].split('_')[0]}` first", file=sys.stderr)
+        print(f"no runs under {root}: run `python scripts/figure.py run experiments/{spec['name']}.yaml` (or its "
+              f"make target, see `make help`) first", file=sys.stderr)
         return 1
     # columns: one per value of `panels` (e.g. batch size), or one per x-axis in `xs`
     panel_key = spec.get("panels")
@@ -77,6 +82,7 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     metrics = spec["metrics"]
     fig, axes = plt.subplots(len(metrics), len(columns),
                              figsize=(5.2 * len(columns), 3.6 * len(metrics)), squeeze=False)
+    banded = False  # some line is a mean over seeds, drawn with a min..max band
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for r in runs:
         groups[(r.get(panel_key) if panel_key else None, r.get("norm.kind"))].append(r)
@@ -93,8 +99,12 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
                 ys = [[c[1][k] for c in curves] for k in range(n)]
                 mean = [sum(v) / len(v) for v in ys]
                 label = f"{spec['labels'].get(norm, norm)} ({len(curves)} seed{'s' * (len(curves) > 1)})"
+                if len(curves) > 1:
+                    label = (f"{spec['labels'].get(norm, norm)} (mean of {len(curves)} seeds, "
+                             "band min..max)")
                 ax.plot(xs, mean, color=COLORS.get(norm), label=label)
                 if len(curves) > 1:
+                    banded = True
                     ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys],
                                     color=COLORS.get(norm), alpha=0.2)
             if m.get("log"):
@@ -114,6 +124,8 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     statuses = sorted({r.status for r in runs})
     sub = (f"{scale} scale ({ref.get('name')}), {spec.get('dataset', '')}; epochs trained: "
            f"{', '.join(map(str, epochs))}; seeds {seeds}; {len(runs)} runs ({', '.join(statuses)})")
+    if banded:
+        sub += "; lines: mean over seeds, shaded bands: min..max over seeds"
     tr = ref.get("data.train_eval_size")
     if tr:
         sub += f"; training NLL on a fixed {tr}-image training subset"
@@ -169,7 +181,8 @@ def main(argv=None) -> int:
     p.add_argument("action", choices=["run", "plot"])
     p.add_argument("spec", help="experiments/<figure>.yaml")
     p.add_argument("--scale", default="cpu")
-    p.add_argument("--launcher", default=None, help="hydra/launcher option, e.g. joblib")
+    p.add_argument("--launcher", default=None,
+                   help="hydra/launcher: parallel, local_submitit or slurm (configs/hydra/launcher)")
     p.add_argument("--out", default=str(ROOT / "results"))
     args, extra = p.parse_known_args(argv)
     spec = load_spec(args.spec)

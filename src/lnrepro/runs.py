@@ -1,17 +1,31 @@
-"""Reading run directories back: the config, summary.json and metrics.jsonl of each run.
+"""Reading runs back: the config, summary.json and metrics.jsonl of each run directory, and
+(optionally) the same from the W&B API.
 
-Figures and comparisons read these local files, never W&B, so nothing depends on a server.
-A run whose summary.json is missing (killed) or says otherwise is reported with its status
-("running/killed", "diverged", "interrupted"), never silently dropped.
+Figures and comparisons read the local files, never W&B, so nothing depends on a server.
+A run whose summary.json is missing (crashed or killed: "incomplete") or says otherwise
+("interrupted", "diverged") is reported with that status, never silently dropped; its final
+and best values then come from what metrics.jsonl holds.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+import lnrepro  # noqa: F401  (registers ${lnrepro_root:}, used in saved configs)
+from lnrepro.errors import ConfigError, DataError
+
+# Config keys that say where or how a run ran, not what it computed: two runs that differ only
+# in these (and the seed) are repetitions of one configuration.
+NOT_SETUP = ("seed", "paths", "logger", "resume", "threads", "device", "optimized_metric",
+             "trainer.progress", "trainer.line_seconds", "data.data_dir")
+ROW_KEYS = ("step", "epoch", "time")
 
 
 @dataclass
@@ -38,11 +52,82 @@ class Run:
         pts = [(r[x], r[key]) for r in self.rows if key in r and isinstance(r[key], (int, float))]
         return [p[0] for p in pts], [p[1] for p in pts]
 
+    # ---- what comparisons select and show --------------------------------------------------
+    @property
+    def name(self) -> str | None:
+        return self.get("name", self.summary.get("experiment"))
+
+    @property
+    def seed(self):
+        return self.get("seed", self.summary.get("seed"))
+
+    @property
+    def group(self) -> str | None:
+        """The W&B group: the experiment, or the sweep that launched the run."""
+        return self.get("logger.group") or self.name
+
+    @property
+    def tags(self) -> list[str]:
+        return [str(t) for t in self.get("logger.tags") or []]
+
+    @property
+    def steps(self):
+        return self.summary.get("step", self.rows[-1]["step"] if self.rows else None)
+
+    @property
+    def wall_time(self):
+        return self.summary.get("wall_time", self.rows[-1].get("time") if self.rows else None)
+
+    def metrics(self) -> list[str]:
+        """Every metric metrics.jsonl logged, in first-seen order."""
+        seen = dict.fromkeys(k for r in self.rows for k in r if k not in ROW_KEYS)
+        return list(seen)
+
+    def metric(self, key: str, which: str = "final"):
+        """`final` (last evaluation) or `best` (lowest: errors, NLL, BPC) value of a metric:
+        from summary.json when the run wrote one, else from metrics.jsonl."""
+        value = (self.summary.get(which) or {}).get(key)
+        if value is None:
+            _, ys = self.series(key, "step")
+            ys = [y for y in ys if math.isfinite(y)] if which == "best" else ys
+            value = (min(ys) if which == "best" else ys[-1]) if ys else None
+        return _number(value)
+
+    def setup(self) -> dict:
+        """The flattened config without seed and NOT_SETUP keys: equal for repetitions."""
+        return {k: v for k, v in flatten(self.config).items()
+                if not any(k == p or k.startswith(p + ".") for p in NOT_SETUP)}
+
+
+def _number(v):
+    if isinstance(v, str) and v in ("nan", "inf", "-inf"):  # how RunLogger writes non-finite
+        return float(v)
+    return v
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _load_config(cfg_file: Path) -> dict:
+    cfg = OmegaConf.load(cfg_file)
+    try:  # interpolations such as logger.group: ${name}
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # a resolver this process lacks: keep the raw values
+        return OmegaConf.to_container(cfg, resolve=False)
+
 
 def load_run(path: str | Path) -> Run:
     path = Path(path)
     cfg_file = path / ".hydra" / "config.yaml"
-    config = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=False) if cfg_file.exists() else {}
+    config = _load_config(cfg_file) if cfg_file.exists() else {}
     summary = {}
     if (path / "summary.json").exists():
         try:
@@ -71,3 +156,78 @@ def find_runs(*roots: str | Path) -> list[Run]:
         candidates += sorted(p.parent for p in root.rglob("metrics.jsonl") if p.parent != root)
         found += [load_run(p) for p in candidates]
     return found
+
+
+def select_runs(runs: list[Run], experiment=None, group=None, norm=None, tag=None,
+                where: dict | None = None) -> list[Run]:
+    """Runs matching every given filter; each filter is a collection of accepted values
+    (`where`: dotted config key -> accepted values, compared as strings)."""
+    def ok(value, accepted) -> bool:
+        return not accepted or str(value) in {str(a) for a in accepted}
+
+    return [r for r in runs
+            if ok(r.name, experiment) and ok(r.group, group) and ok(r.get("norm.kind"), norm)
+            and (not tag or set(tag) & set(r.tags))
+            and all(ok(r.get(k), v) for k, v in (where or {}).items())]
+
+
+def differing_keys(runs: list[Run]) -> list[str]:
+    """Setup keys whose value is not the same in all runs (what a comparison table shows)."""
+    setups = [r.setup() for r in runs]
+    keys = dict.fromkeys(k for s in setups for k in s)
+    return [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str)
+                                     for s in setups}) > 1]
+
+
+def seed_groups(runs: list[Run]) -> list[list[Run]]:
+    """Completed runs that differ only in the seed (and NOT_SETUP keys) form one group; every
+    other run (incomplete, interrupted, diverged) is a group of its own, so that a partial
+    run never enters a mean."""
+    groups: dict[str, list[Run]] = {}
+    for i, r in enumerate(runs):
+        key = json.dumps(r.setup(), sort_keys=True, default=str) if r.status == "completed" else i
+        groups.setdefault(str(key), []).append(r)
+    return list(groups.values())
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1 in the denominator; None for one value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def load_wandb_runs(project: str, timeout: int = 30) -> list[Run]:
+    """The runs of a W&B project ("entity/project") through the W&B API, as Run objects
+    (config, summary and history as RunLogger logged them). Needs an API key and network;
+    runs logged offline are read from their run directories instead (or `wandb sync` first)."""
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError("--wandb needs the wandb package (pip install wandb)") from None
+    if not os.environ.get("WANDB_API_KEY") and not _netrc_has_wandb():
+        raise ConfigError("--wandb needs a W&B API key (set WANDB_API_KEY or run `wandb login`); "
+                          "without one, compare the local run directories")
+    try:
+        api_runs = list(wandb.Api(timeout=timeout).runs(project))
+    except Exception as e:  # no network, bad key, unknown project: one line
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"cannot read W&B project {project!r}: {msg}") from None
+    states = {"finished": "completed", "running": "running"}
+    out = []
+    for wr in api_runs:
+        config = {k: v for k, v in dict(wr.config).items() if not k.startswith("_")}
+        summary = {k: v for k, v in dict(wr.summary).items() if not k.startswith("_")}
+        summary.setdefault("status", states.get(wr.state, "incomplete"))  # RunLogger's, if any
+        rows = [{"step": h.get("_step"), "time": h.get("_runtime"),
+                 **{k: v for k, v in h.items() if not k.startswith("_")}}
+                for h in wr.scan_history()]
+        out.append(Run(Path(f"wandb:{project}/{wr.id}"), config, summary, rows))
+    return out
+
+
+def _netrc_has_wandb() -> bool:
+    import netrc
+
+    try:
+        return bool(netrc.netrc().authenticators("api.wandb.ai"))
+    except (OSError, netrc.NetrcParseError):
+        return False

@@ -33,7 +33,7 @@ log = logging.getLogger("lnrepro")
 # (The data may move: models check what must match, e.g. the LM's vocabulary hash.)
 RESUME_MAY_CHANGE = ("resume", "trainer.epochs", "trainer.max_steps", "trainer.progress",
                      "trainer.line_seconds", "threads", "logger", "paths", "data.data_dir",
-                     "device")
+                     "device", "optimized_metric")
 
 
 def build(node, **kwargs):
@@ -136,7 +136,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     meta = {"seed": cfg.seed, "git_commit": git_commit(), "experiment": cfg.name,
             "norm": norm.kind, "batch_size": batch_size,
-            "n_params": sum(p.numel() for p in model.parameters())}
+            "n_params": sum(p.numel() for p in model.parameters()),
+            "threads": torch.get_num_threads()}  # results are bit-exact per thread count
     logger = RunLogger(run_dir, config, OmegaConf.to_container(cfg.logger, resolve=True), meta,
                        resume_step=ckpt["step"] if ckpt else None)
     trainer = Trainer(model, task, data, optimizer, trainer_cfg, logger, run_dir,
@@ -162,16 +163,27 @@ def main(cfg: DictConfig):
     hc = HydraConfig.get()
     try:
         summary = run(cfg, hc.runtime.output_dir)
+        key = cfg.get("optimized_metric")  # e.g. best.val/err: returned to the sweeper (Optuna)
+        return objective(summary, key) if key else None
     except LnreproError as e:
         log.error("%s", e)
         if hc.mode == RunMode.MULTIRUN and not isinstance(e, Interrupted):
             raise  # Hydra reports the failed job at the end; the other jobs still run
         sys.exit(e.exit_code)  # a signal stops the whole sweep, not only this job
-    key = cfg.get("optimized_metric")
-    if key:  # e.g. "best.val/err", for sweepers
-        section, _, metric = key.partition(".")
-        return summary[section][metric]
-    return None
+
+
+def objective(summary: dict, key: str) -> float:
+    """The summary value a sweeper optimises: `optimized_metric: best.val/err` is
+    summary["best"]["val/err"] (the lowest validation error); a top-level key such as
+    `wall_time` works too. An unknown key is one ConfigError line."""
+    section, _, metric = key.partition(".")
+    node = summary.get(section)
+    value = node.get(metric) if isinstance(node, dict) and metric else node
+    if not isinstance(value, (int, float)):
+        known = [f"{k}.{m}" for k in ("best", "final") for m in summary.get(k) or {}]
+        raise ConfigError(f"optimized_metric={key} is not in this run's summary "
+                          f"(known: {', '.join(known)})")
+    return float(value)
 
 
 if __name__ == "__main__":

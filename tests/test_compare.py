@@ -1,0 +1,235 @@
+"""scripts/compare_runs.py and the seed bands of scripts/figure.py on run directories written
+here by hand: completed runs of one setup over three seeds, a crashed run (metrics.jsonl cut
+mid-line, no summary.json), other norms and another experiment."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from lnrepro.runs import find_runs, mean_std, seed_groups, select_runs
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+compare = _script("compare_runs")
+figure = _script("figure")
+
+
+def write_run(path: Path, *, name="pi_mnist_cpu", norm="ln", seed=1, lr=1e-3, batch=128,
+              val_errs=(0.5, 0.3), wall=10.0, complete=True, cut=False) -> Path:
+    """A run directory as train.py writes it: .hydra/config.yaml (with the interpolations
+    Hydra leaves in it), metrics.jsonl with one eval row per value, summary.json if complete."""
+    (path / ".hydra").mkdir(parents=True)
+    config = {"name": name, "seed": seed, "norm": {"kind": norm, "eps": 1e-5},
+              "optim": {"lr": lr}, "data": {"batch_size": batch},
+              "logger": {"group": "${name}", "tags": ["${name}", "${norm.kind}", f"seed{seed}"]},
+              "paths": {"output_dir": str(path)}}
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    rows = [{"step": 50 * (i + 1), "epoch": 0.5 * (i + 1), "time": wall * (i + 1) / len(val_errs),
+             "val/err": v, "test/err": v + 0.01} for i, v in enumerate(val_errs)]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if cut:
+        text += '{"step": 999, "val/e'  # the kill came mid-line
+    (path / "metrics.jsonl").write_text(text)
+    if complete:
+        summary = {"status": "completed", "step": rows[-1]["step"], "wall_time": wall,
+                   "final": {"val/err": val_errs[-1], "test/err": val_errs[-1] + 0.01},
+                   "best": {"val/err": min(val_errs), "test/err": min(val_errs) + 0.01}}
+        (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    r = tmp_path / "outputs"
+    # LN at lr 1e-3 over seeds 1-3: final val/err 0.1, 0.2, 0.3 -> 0.2 ± 0.1 (sample std);
+    # best 0.05, 0.15, 0.1 -> 0.1 ± 0.05; wall 10, 20, 30 s -> 20
+    for seed, errs, wall in ((1, (0.05, 0.1), 10.0), (2, (0.15, 0.2), 20.0), (3, (0.1, 0.3), 30.0)):
+        write_run(r / f"ln_s{seed}", seed=seed, val_errs=errs, wall=wall)
+    write_run(r / "ln_s4_killed", seed=4, val_errs=(0.6, 0.4, 0.45), complete=False, cut=True)
+    write_run(r / "bn_s1", norm="bn", val_errs=(0.2, 0.07))
+    write_run(r / "ln_lr3e-3_s1", lr=3e-3, val_errs=(0.3, 0.25))
+    write_run(r / "lm", name="lm_ptb_char_cpu", val_errs=(0.9,))
+    return r
+
+
+def rows_of(out: str) -> list[list[str]]:
+    """The table's body rows, split on the two-space column gaps."""
+    lines = out.splitlines()
+    body = lines[2:lines.index("")]
+    return [[c.strip() for c in ln.split("  ") if c.strip()] for ln in body]
+
+
+def test_mean_and_sample_std_by_hand():
+    m, s = mean_std([0.1, 0.2, 0.3])
+    assert m == pytest.approx(0.2) and s == pytest.approx(0.1)  # sqrt((0.01 + 0 + 0.01) / 2)
+    assert mean_std([0.4]) == (0.4, None)
+
+
+def test_table_aggregates_seeds_and_shows_the_crashed_run(root, capsys):
+    assert compare.main([str(root), "--experiment", "pi_mnist_cpu", "--norm", "ln",
+                         "--where", "optim.lr=0.001"]) == 0
+    out = capsys.readouterr().out
+    rows = rows_of(out)
+    assert len(rows) == 2, out
+    done = next(r for r in rows if "completed" in r)
+    # experiment norm runs seeds status steps wall | final val/err, best val/err, final/best test
+    assert done[:7] == ["pi_mnist_cpu", "ln", "3", "1,2,3", "completed", "100", "20"], done
+    assert done[7:9] == ["0.2 ± 0.1", "0.1 ± 0.05"], done
+    assert done[9:] == ["0.21 ± 0.1", "0.11 ± 0.05"], done
+    killed = next(r for r in rows if "incomplete" in r)
+    # one run, seed 4, values as last logged before the cut line: final 0.45, best 0.4
+    assert killed[2:6] == ["1", "4", "incomplete", "150"] and killed[7:9] == ["0.45", "0.4"]
+    assert f"incomplete: {root / 'ln_s4_killed'}" in out
+
+
+def test_shown_columns_are_what_varies(root, capsys):
+    assert compare.main([str(root), "--experiment", "pi_mnist_cpu", "--metrics", "val/err"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert "optim.lr" in header and "norm.eps" not in header and "data.batch_size" not in header
+    assert header[-4:] == ["final", "val/err", "best", "val/err"]
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--norm", "bn"], {"bn_s1"}),
+    (["--group", "lm_ptb_char_cpu"], {"lm"}),
+    (["--tag", "seed4"], {"ln_s4_killed"}),
+    (["--where", "optim.lr=0.003,0.01", "--norm", "ln,bn"], {"ln_lr3e-3_s1"}),
+])
+def test_selection_by_norm_group_tag_and_config_value(root, args, expect):
+    from lnrepro.runs import find_runs
+
+    runs = find_runs(root)
+    kw = {"norm": None, "group": None, "tag": None, "where": {}}
+    for flag, value in zip(args[::2], args[1::2]):
+        if flag == "--where":
+            k, _, v = value.partition("=")
+            kw["where"][k] = v.split(",")
+        else:
+            kw[flag[2:]] = value.split(",")
+    assert {r.path.name for r in select_runs(runs, **kw)} == expect
+
+
+def test_seed_groups_never_mix_incomplete_runs(root):
+    groups = seed_groups(select_runs(find_runs(root), experiment=["pi_mnist_cpu"], norm=["ln"]))
+    sizes = sorted((len(g), g[0].status) for g in groups)
+    assert sizes == [(1, "completed"), (1, "incomplete"), (3, "completed")]
+
+
+def test_no_matching_runs_is_a_message_and_exit_1(root, tmp_path):
+    p = subprocess.run([sys.executable, "scripts/compare_runs.py", str(root), "--norm", "gn"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.strip() == f"no runs match --norm gn in {root} (7 runs there)"
+    assert compare.main([str(tmp_path / "nowhere")]) == 1
+
+
+def test_csv_lists_every_run_and_plot_overlays_them(root, tmp_path, capsys):
+    csv_file, png = tmp_path / "runs.csv", tmp_path / "cmp.png"
+    assert compare.main([str(root), "--experiment", "pi_mnist_cpu", "--csv", str(csv_file),
+                         "--plot", "val/err", "--x", "epoch", "--out", str(png)]) == 0
+    lines = csv_file.read_text().splitlines()
+    assert len(lines) == 1 + 6 and sum("incomplete" in ln for ln in lines) == 1
+    assert png.stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="no selected run logged 'val/bpc'"):
+        compare.main([str(root), "--plot", "val/bpc", "--out", str(png)])
+
+
+def test_wandb_source_without_api_key_is_one_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.delenv("NETRC", raising=False)
+    assert compare.main(["--wandb", "someone/lnrepro"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --wandb needs a W&B API key") and "\n" not in err
+
+
+# ---- scripts/figure.py: mean and min..max band with several seeds, unchanged with one ----
+
+SPEC = {"name": "fig_test", "title": "test", "dataset": "tiny", "panels": "data.batch_size",
+        "x": "epoch", "scales": {"cpu": {"experiment": "pi_mnist_cpu", "seeds": [1]}},
+        "norms": ["ln", "bn"], "metrics": [{"key": "val/err", "label": "val err"}],
+        "table": ["val/err"], "labels": {"ln": "LN", "bn": "BN"}}
+
+
+def _plot(tmp_path, monkeypatch, seeds):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "outputs"
+    for norm in ("ln", "bn"):
+        for s in seeds:
+            write_run(out / "figures" / "fig_test" / "cpu" / f"{norm}_{s}", norm=norm, seed=s,
+                      val_errs=(0.5, 0.1 * s))
+    monkeypatch.setenv("LNREPRO_OUTPUTS", str(out))
+    bands, captions = [], []
+    real_fill, real_title = Axes.fill_between, Figure.suptitle
+    monkeypatch.setattr(Axes, "fill_between", lambda ax, x, lo, hi, **k: bands.append((lo, hi))
+                        or real_fill(ax, x, lo, hi, **k))
+    monkeypatch.setattr(Figure, "suptitle", lambda fig, t, **k: captions.append(t)
+                        or real_title(fig, t, **k))
+    assert figure.plot(SPEC, "cpu", tmp_path / "results") == 0
+    rows = (tmp_path / "results" / "fig_test.csv").read_text().splitlines()
+    return bands, captions[0], rows
+
+
+def test_figure_draws_mean_and_min_max_band_over_seeds(tmp_path, monkeypatch):
+    bands, caption, rows = _plot(tmp_path, monkeypatch, seeds=(1, 2, 3))
+    assert len(bands) == 2  # one band per norm
+    lo, hi = bands[0]
+    assert list(lo) == [0.5, pytest.approx(0.1)] and list(hi) == [0.5, pytest.approx(0.3)]
+    assert "mean over seeds, shaded bands: min..max over seeds" in caption.replace("\n", " ")
+    assert len(rows) == 1 + 6  # the CSV still lists every run
+
+
+def test_figure_with_one_seed_has_no_band(tmp_path, monkeypatch):
+    bands, caption, rows = _plot(tmp_path, monkeypatch, seeds=(1,))
+    assert bands == [] and "min..max" not in caption and len(rows) == 1 + 2
+
+
+def test_wandb_runs_are_read_like_run_directories(monkeypatch, capsys):
+    """The W&B path with a stand-in `wandb` module (no server here): config, RunLogger's
+    summary and the history become the same table; a crashed run is incomplete."""
+    import types
+
+    class FakeRun:
+        def __init__(self, id, seed, state, errs, summary):
+            self.id, self.state, self._errs = id, state, errs
+            self.config = {"name": "pi_mnist_cpu", "seed": seed, "norm": {"kind": "ln"},
+                           "_meta": {"seed": seed}}
+            self.summary = {"_runtime": 5, **summary}
+
+        def scan_history(self):
+            return [{"_step": 10 * (i + 1), "_runtime": i, "epoch": i, "val/err": e}
+                    for i, e in enumerate(self._errs)]
+
+    runs = [FakeRun("a", 1, "finished", [0.3, 0.1], {"status": "completed", "step": 20,
+                    "final": {"val/err": 0.1}, "best": {"val/err": 0.1}}),
+            FakeRun("b", 2, "finished", [0.4, 0.3], {"status": "completed", "step": 20,
+                    "final": {"val/err": 0.3}, "best": {"val/err": 0.3}}),
+            FakeRun("c", 3, "crashed", [0.5], {})]
+    api = types.SimpleNamespace(runs=lambda path: runs if path == "me/lnrepro" else [])
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=lambda timeout: api))
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert compare.main(["--wandb", "me/lnrepro", "--metrics", "val/err"]) == 0
+    rows = rows_of(capsys.readouterr().out)
+    assert ["pi_mnist_cpu", "ln", "2", "1,2", "completed", "20"] == rows[0][:6]
+    assert rows[0][7:] == ["0.2 ± 0.14", "0.2 ± 0.14"]  # stdev(0.1, 0.3) = 0.1414
+    assert rows[1][2:6] == ["1", "3", "incomplete", "10"] and rows[1][7:] == ["0.5", "0.5"]
