@@ -1,0 +1,219 @@
+"""Binarized MNIST for DRAW (Sec. 6.4): 50,000 / 10,000 / 10,000 images of 0/1 pixels.
+
+Two sources (`source`):
+* "fixed": the fixed binarization of Larochelle & Murray (2011) that the paper used, from
+  `<data_dir>/binarized_mnist/binarized_mnist_{train,valid,test}.amat` (text, one image per line,
+  784 values 0/1 separated by spaces; 50k / 10k / 10k). Not obtainable offline here; used when a
+  user provides the files.
+* "stochastic": one Bernoulli draw per pixel, p = pixel / 255, of the MNIST images (read by
+  `data.mnist.load_mnist_tensors`, so missing MNIST gives the same one DataError as the other
+  experiments), from numpy's PCG64 seeded with `binarize_seed`. Drawn ONCE and cached (bit-packed,
+  about 7 MB) as `binarized_mnist/stochastic_seed<seed>_<hash of the MNIST pixels>.npz` under the
+  data dir, or under ~/.cache/lnrepro/ when the data dir is read-only (no write permission
+  bit), so every run of every norm sees exactly the same binary images. The split follows Larochelle & Murray (and the paper): the
+  first 50,000 MNIST training images train, the last 10,000 (`val_size`) validate, the 10,000
+  MNIST test images test.
+* "auto" (default): "fixed" when the .amat files are there, else "stochastic".
+
+Images are kept as uint8 (N, 28, 28) tensors (the task casts each batch to float).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lnrepro.data.common import TensorData
+from lnrepro.data.mnist import load_mnist_tensors
+from lnrepro.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("auto", "fixed", "stochastic")
+AMAT = {"train": "binarized_mnist_train.amat", "val": "binarized_mnist_valid.amat",
+        "test": "binarized_mnist_test.amat"}
+AMAT_SIZES = {"train": 50000, "val": 10000, "test": 10000}
+SIDE = 28
+SUBDIR = "binarized_mnist"
+USER_CACHE = Path("~/.cache/lnrepro").expanduser() / SUBDIR
+
+
+def read_amat(path: Path) -> torch.Tensor:
+    """One .amat file (lines of 784 space-separated 0/1) -> uint8 (N, 28, 28)."""
+    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    pixels = SIDE * SIDE
+    # fast path: single-character values, one separator after each ("0 1 ... 0\n")
+    if raw.size % (2 * pixels) == 0 and raw.size:
+        vals = raw[0::2] - ord("0")
+        seps = raw[1::2].reshape(-1, pixels)
+        if vals.max() <= 1 and (seps[:, :-1] == ord(" ")).all() and (seps[:, -1] == ord("\n")).all():
+            return torch.from_numpy(vals.reshape(-1, SIDE, SIDE).copy())
+    try:  # general text (CRLF, several spaces, "0.0"/"1.0" ...)
+        vals = np.array(path.read_text().split(), dtype=np.float32)
+    except ValueError as e:
+        raise DataError(f"{path} is not a binarized-MNIST .amat file ({e})") from None
+    if vals.size % pixels or not np.isin(vals, (0.0, 1.0)).all():
+        raise DataError(f"{path} is not a binarized-MNIST .amat file (expected lines of {pixels} "
+                        "values 0/1)")
+    return torch.from_numpy(vals.astype(np.uint8).reshape(-1, SIDE, SIDE))
+
+
+def load_fixed(folder: Path) -> dict[str, torch.Tensor]:
+    """The Larochelle-Murray split: {"train", "val", "test"} -> uint8 (N, 28, 28)."""
+    out = {}
+    for split, name in AMAT.items():
+        x = read_amat(folder / name)
+        if len(x) != AMAT_SIZES[split]:
+            log.warning("%s holds %d images (the standard file has %d)", folder / name, len(x),
+                        AMAT_SIZES[split])
+        out[split] = x
+    return out
+
+
+def binarize(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """uint8 grey images (N, H, W) -> uint8 0/1: pixel 1 with probability grey / 255, one
+    uniform draw per pixel from numpy's PCG64 seeded with `seed` (in row-major order)."""
+    p = images.numpy().astype(np.float32) / np.float32(255.0)
+    u = np.random.default_rng(seed).random(p.shape, dtype=np.float32)
+    return torch.from_numpy((u < p).astype(np.uint8))
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for t in tensors:
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _writable(folder: Path) -> bool:
+    """Whether the cache may go in `folder`: the folder (or, if it does not exist yet, its
+    nearest existing parent) must be writable AND have a write bit set. The mode bits count
+    because root passes os.access everywhere, and a dataset folder marked read-only (as the
+    shared data folder of this project's machines) must stay untouched."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not (os.access(probe, os.W_OK) and probe.stat().st_mode & 0o222):
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return True
+
+
+def cached_binarization(images: torch.Tensor, seed: int, folders: list[Path]) -> torch.Tensor:
+    """`binarize(images, seed)`, read from the first of `folders` that holds it, else drawn and
+    written (atomically) to the first writable one. The file name carries a hash of the source
+    pixels, so another copy of MNIST (e.g. the exact training images) gets its own file."""
+    name = f"stochastic_seed{seed}_{_digest(images)}.npz"
+    for folder in folders:
+        path = folder / name
+        if path.exists():
+            try:
+                with np.load(path) as f:
+                    bits, shape = f["bits"], tuple(int(s) for s in f["shape"])
+                if shape == tuple(images.shape):
+                    flat = np.unpackbits(bits, count=int(np.prod(shape)))
+                    log.info("binarized MNIST from the cache %s", path)
+                    return torch.from_numpy(flat.reshape(shape))
+            except (OSError, ValueError, KeyError) as e:
+                log.warning("ignoring the unreadable cache file %s (%s)", path, e)
+    x = binarize(images, seed)
+    for folder in folders:
+        if _writable(folder):
+            path = folder / name
+            tmp = folder / f".{name}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                np.savez(f, bits=np.packbits(x.numpy().ravel()), shape=np.array(x.shape),
+                         seed=np.array(seed))
+            os.replace(tmp, path)
+            log.info("binarized MNIST (seed %d) cached in %s", seed, path)
+            break
+    else:
+        log.warning("no writable cache folder among %s: binarized MNIST kept in memory only",
+                    ", ".join(map(str, folders)))
+    return x
+
+
+def binarized_mnist(
+    data_dir: str,
+    batch_size: int,
+    source: str = "auto",
+    binarize_seed: int = 0,
+    val_size: int = 10000,
+    eval_sizes: dict | None = None,
+    eval_batch_size: int = 1000,
+    download: bool = True,
+    cache_dir: str | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> TensorData:
+    """Binarized MNIST as uint8 (N, 28, 28) tensors in {0, 1}, splits train / val / test.
+
+    Args:
+        source: "auto" | "fixed" | "stochastic" (see the module docstring).
+        binarize_seed: seed of the stochastic binarization (not the run's seed: every run and
+            every norm sees the same images).
+        val_size: stochastic source only: training images held out (from the end) to validate;
+            10,000 gives the paper's 50k / 10k / 10k.
+        eval_sizes: split -> number of leading images evaluated (None / missing: all), to
+            estimate a split's bound on a fixed subset at CPU scale.
+        cache_dir: where the stochastic binarization is cached (None: <data_dir>/binarized_mnist,
+            or ~/.cache/lnrepro/binarized_mnist when that is not writable).
+    """
+    if source not in SOURCES:
+        raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
+    root = Path(data_dir).expanduser()
+    folder = root / SUBDIR
+    have_fixed = all((folder / f).exists() for f in AMAT.values())
+    if source == "fixed" and not have_fixed:
+        raise DataError(
+            f"the fixed binarized MNIST (Larochelle & Murray 2011) was not found: put "
+            f"{', '.join(AMAT.values())} in {folder}/, or use data.source=stochastic"
+        )
+    if source == "fixed" or (source == "auto" and have_fixed):
+        splits = load_fixed(folder)
+        log.info("binarized MNIST: the fixed Larochelle-Murray files in %s", folder)
+        kind = "fixed"
+    else:
+        try:
+            (trx, _), (tex, _) = load_mnist_tensors(root, download)
+        except DataError as e:
+            raise DataError(
+                f"{e} (binarized MNIST is drawn from it; or give the fixed binarization as "
+                f"{folder}/binarized_mnist_{{train,valid,test}}.amat)"
+            ) from None
+        if not 0 < val_size < len(trx):
+            raise ConfigError(f"data.val_size must be in (0, {len(trx)}), got {val_size}")
+        folders = [Path(cache_dir).expanduser()] if cache_dir else [folder, USER_CACHE]
+        x = cached_binarization(torch.cat([trx, tex]), int(binarize_seed), folders)
+        n = len(trx) - val_size
+        splits = {"train": x[:n], "val": x[n : len(trx)], "test": x[len(trx) :]}
+        kind = f"stochastic (seed {binarize_seed})"
+    sizes = {k: tuple(v.shape[1:]) for k, v in splits.items()}
+    if len(set(sizes.values())) != 1:
+        raise DataError(f"binarized MNIST splits have different image sizes: {sizes}")
+    eval_sizes = dict(eval_sizes or {})
+    unknown = set(eval_sizes) - set(splits)
+    if unknown:
+        raise ConfigError(f"data.eval_sizes names unknown split(s) {sorted(unknown)}")
+    data = TensorData(
+        {k: (v,) for k, v in splits.items()},
+        batch_size,
+        eval_batch_size=eval_batch_size,
+        seed=seed,
+        eval_subsets=eval_sizes,
+    ).to(device)
+    log.info("binarized MNIST (%s): %s images", kind,
+             " / ".join(f"{len(v):,} {k}" for k, v in splits.items()))
+    h, w = splits["train"].shape[1:]
+    if h != w:
+        raise DataError(f"binarized MNIST images are {h}x{w}; DRAW here takes square images")
+    data.model_kwargs = {"image_size": int(h)}  # train.py fills or checks model.image_size
+    return data
