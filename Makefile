@@ -12,7 +12,7 @@ LAUNCHER ?=
 SWEEP ?=
 ARGS ?=
 # `make reproduce` runs these (CPU scale unless SCALE=paper), then redraws every figure.
-FIGURE_TARGETS := figure4 figure5 figure6 figure-lm figure-lm-word figure-cnn
+FIGURE_TARGETS := figure3 figure4 figure5 figure6 figure-lm figure-lm-word figure-cnn
 # Datasets: $LNREPRO_DATA, else ../shared/data when it exists (this project's offline machines),
 # else <repo>/data (torchvision downloads MNIST there).
 LNREPRO_DATA ?= $(wildcard $(abspath ../shared/data))
@@ -60,6 +60,16 @@ figure-lm-word: venv ## word-level PTB (Zaremba's small/medium LSTM): ln/bn/none
 figure-cnn: venv ## Sec. 6.7 convnet on MNIST: ln/bn/none x batch 128/4 (SCALE=cpu|paper)
 	$(FIG) run experiments/cnn_mnist.yaml --scale $(SCALE) $(LAUNCH)
 	$(FIG) plot experiments/cnn_mnist.yaml --scale $(SCALE)
+
+.PHONY: figure3 eval-skip
+figure3: venv ## Figure 3 + Table 3, skip-thoughts: LN-GRU vs GRU, SentEval vs updates; both runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)
+	$(FIG) run experiments/figure3_skip_thoughts.yaml --scale $(SCALE) --launcher $(or $(LAUNCHER),parallel)
+	$(FIG) plot experiments/figure3_skip_thoughts.yaml --scale $(SCALE)
+	$(PY) scripts/table3.py --scale $(SCALE)
+
+eval-skip: venv ## SentEval of a skip-thoughts checkpoint: CKPT=<run>/checkpoints/last.pt [ARGS="--tasks MR SICK"]
+	@test -n "$(CKPT)" || { echo "error: give CKPT=<run dir>/checkpoints/last.pt" >&2; exit 2; }
+	$(PY) scripts/eval_skip.py $(CKPT) $(ARGS)
 
 .PHONY: figure4
 figure4: venv ## Figure 4, DRAW on binarized MNIST: LN vs baseline test bound, + samples (SCALE=cpu|paper)

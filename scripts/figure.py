@@ -44,7 +44,7 @@ def sweep_dir(spec: dict, scale: str) -> Path:
 def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
     sc = spec["scales"][scale]
     cmd = [sys.executable, "-m", "lnrepro.train", "-m", f"experiment={sc['experiment']}",
-           "norm=" + ",".join(spec["norms"]),
+           "norm=" + ",".join(sc.get("norms", spec["norms"])),  # a scale may run fewer
            "seed=" + ",".join(str(s) for s in sc["seeds"])]
     cmd += [f"{k}=" + ",".join(str(v) for v in vals) for k, vals in spec.get("grid", {}).items()]
     cmd += list(sc.get("overrides", []))

@@ -81,6 +81,7 @@ def test_existing_checkpoint_needs_resume_and_same_config(compose, tiny_mnist, t
     (["norm=bn", "data.batch_size=1"], ConfigError, "norm=bn cannot train with data.batch_size=1"),
     (["norm.eps=-1"], ConfigError, "norm.eps"),
     (["trainer.epochs=0"], ConfigError, "trainer.epochs"),
+    (["trainer.eval_every=0"], ConfigError, "trainer.eval_every"),
     (["model.activation=swish"], ConfigError, "activation"),
     (["+model.depth=3"], ConfigError, "depth"),
     (["optim.lr=-1"], ConfigError, "optim"),
@@ -90,6 +91,12 @@ def test_bad_config_values(compose, tiny_mnist, tmp_path, overrides, error, matc
     with pytest.raises(error, match=match):
         run(tiny_cfg(compose, tiny_mnist, *overrides), tmp_path)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_eval_every_sets_the_evaluation_steps(compose, tiny_mnist, tmp_path):
+    run(tiny_cfg(compose, tiny_mnist, "trainer.eval_every=7", "trainer.max_steps=20"), tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "test/err" in r] == [0, 7, 14, 20]
 
 
 def test_batch_size_one_trains_with_layer_norm(compose, tiny_mnist, tmp_path):

@@ -33,6 +33,7 @@ class TrainerConfig:
     epochs: float | None = 1
     max_steps: int | None = None
     evals_per_epoch: int = 1  # evaluation passes per epoch (and one at the end)
+    eval_every: int | None = None  # steps between evaluations; overrides evals_per_epoch when set
     eval_at_start: bool = True  # evaluate the initial model (step 0) too
     eval_splits: list = field(default_factory=lambda: ["train", "val", "test"])
     final_eval_splits: list = field(default_factory=list)  # evaluated once, after the last step
@@ -57,6 +58,7 @@ class TrainerConfig:
         if self.epochs is None and self.max_steps is None:
             raise ConfigError("set trainer.epochs or trainer.max_steps")
         positive("evals_per_epoch")
+        positive("eval_every", allow_none=True)
         positive("log_every")
         positive("ckpt_every", allow_none=True)
         positive("grad_clip", allow_none=True)
@@ -98,7 +100,7 @@ class Trainer:
         self.extra = checkpoint_extra or {}  # config etc., written into every checkpoint
         spe = data.steps_per_epoch
         self.total_steps = int(cfg.max_steps or math.ceil(cfg.epochs * spe))
-        self.eval_interval = max(1, spe // cfg.evals_per_epoch)
+        self.eval_interval = cfg.eval_every or max(1, spe // cfg.evals_per_epoch)
         self.params = [p for p in model.parameters() if p.requires_grad]
         # state that a checkpoint carries
         self.step, self.elapsed, self.eval_time = 0, 0.0, 0.0

@@ -1,0 +1,61 @@
+"""SentEval on the encoder of any skip-thoughts checkpoint; prints a table.
+
+    python scripts/eval_skip.py outputs/.../checkpoints/last.pt [--tasks MR CR SICK]
+        [--senteval DIR] [--threads N] [--folds 10] [--inner-folds 3] [--max-examples N]
+
+The SentEval folder defaults to $LNREPRO_DATA/senteval (else <repo>/data/senteval). Missing
+task files are reported as skipped, with the reason. Protocol: lnrepro.eval.senteval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+import torch  # noqa: E402
+
+from lnrepro.errors import LnreproError  # noqa: E402
+from lnrepro.eval.senteval import TASKS, format_table, run_senteval  # noqa: E402
+from lnrepro.models.skip_thoughts import load_encoder  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ckpt")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    p.add_argument("--senteval", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--inner-folds", type=int, default=3)
+    p.add_argument("--max-examples", type=int, default=None)
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = os.environ.get("LNREPRO_DATA", str(ROOT / "data"))
+    senteval = args.senteval or str(Path(data) / "senteval")
+    try:
+        model = load_encoder(args.ckpt)
+    except LnreproError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    res = run_senteval(lambda s: model.encode(s, 256, 30), senteval, args.tasks,
+                       folds=args.folds, inner_folds=args.inner_folds,
+                       max_examples=args.max_examples)
+    print(f"{args.ckpt}: {model.hidden_size}-d encoder, SentEval from {senteval} "
+          f"({time.perf_counter() - t0:.0f} s)")
+    print(format_table(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""Ordered sentences of books for skip-thought training (PAPER.md Sec. 6.3, B.6): triples
+(previous, current, next) of consecutive sentences within a document.
+
+BookCorpus (Kiros et al.'s 74M sentences) is not public; this project's stand-in is
+`<data_dir>/books/` (shared/data/SOURCES.md): `gutenberg_pd/` (14 Project Gutenberg books as
+running prose, one paragraph a line, blank lines between paragraphs) and
+`nltk_gutenberg_tokenized/` (17 NLTK Gutenberg texts, tokenised, one sentence a line).
+
+Sources (`paths`, a list of directories or globs relative to the data dir or absolute):
+  * `.txt` / `.txt.gz` files, ONE DOCUMENT PER FILE; triples never cross a file boundary.
+  * `format: auto | paragraphs | lines`. "paragraphs": blank lines separate paragraphs, the lines
+    of a paragraph are joined, and each paragraph is split into sentences by `split_sentences`
+    (a regex: after . ! ? plus closing quotes/brackets, before whitespace and an upper-case
+    letter, digit or opening quote; not after a title such as "Mr." or a one-letter initial). "lines": one sentence per line, as the NLTK copy. "auto":
+    "paragraphs" when at least 5 % of the file's lines are blank, else "lines".
+  * or a Hugging Face `datasets` text corpus (`hf: {name, split, text_column, config}`; every
+    row is a document, split as "paragraphs"; `datasets` is imported only then).
+
+Tokens: `tokenize` = lower-case, then the regex `\\w+|[^\\w\\s]` (words and single punctuation
+marks); the same function tokenises the SentEval sentences (lnrepro.eval.senteval), so the
+encoder sees the same kind of text in training and evaluation. Sentences are cut to `max_len`
+tokens (Kiros et al.'s maxlen_w = 30; ASSUMPTION: their code skips longer sentences, we
+truncate them, which keeps the triples of a small corpus) and an <eos> is appended.
+Vocabulary: <pad> (id 0), <eos> (1), <unk> (2), then the `vocab_size - 3` most frequent
+training words (ties broken alphabetically).
+
+Split: `val_triples` triples drawn with a fixed generator (seed 0, independent of the run seed)
+are held out for the validation loss; the rest train. The parsed corpus (padded token matrix,
+document ids, vocabulary) is cached as one .pt file keyed by a hash of the source files (paths,
+sizes, mtimes) and of every setting above: under `<data_dir>/books/.cache/` when that is
+writable, else under $LNREPRO_CACHE (default ~/.cache/lnrepro)/books/.
+
+Batches: `Triples(prev, cur, nxt)`, each a (B, max_len + 1) LongTensor of token ids padded
+with <pad> (the sentence's <eos> included), cut to the longest sentence of the batch.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import logging
+import os
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from lnrepro.data.binarized_mnist import _writable
+from lnrepro.data.common import check_batch_size
+from lnrepro.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+SPECIALS = (PAD, EOS, UNK)
+PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+FORMATS = ("auto", "paragraphs", "lines")
+CACHE_VERSION = 2  # bump when the parsing changes: older cache files are then ignored
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+# a sentence ends after . ! ? (and closing quotes / brackets) before whitespace and a capital,
+# a digit or an opening quote / bracket; not after a title (Mr. Holmes) or an initial (J. Smith)
+_NOT_AFTER = "".join(rf"(?<!\b{a})" for a in ("Mr", "Mrs", "Ms", "Dr", "St", "Messrs", "Mme",
+                                               "Prof", "Capt", "Col", "Gen", "Rev", "[A-Z]"))
+_SENT_END = re.compile(_NOT_AFTER
+                       + r"([.!?]+[\"'\u2019\u201d)\]]*)\s+(?=[\"'\u2018\u201c(\[]*[A-Z0-9])")
+
+
+def tokenize(sentence: str) -> list[str]:
+    """Lower-cased words and punctuation marks: "Don't!" -> ["don", "'", "t", "!"]."""
+    return _TOKEN.findall(sentence.lower())
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Sentences of a paragraph (whitespace, line breaks included, collapsed to one space)."""
+    text = " ".join(paragraph.split())
+    if not text:
+        return []
+    return [s.strip() for s in _SENT_END.sub(r"\1\n", text).split("\n") if s.strip()]
+
+
+def document_sentences(text: str, fmt: str = "auto") -> list[str]:
+    """The sentences of one document, in order (see the module docstring for `fmt`)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    lines = text.replace("\r\n", "\n").strip("\n").split("\n")
+    if fmt == "auto":
+        blank = sum(1 for line in lines if not line.strip())
+        fmt = "paragraphs" if lines and blank >= 0.05 * len(lines) else "lines"
+    if fmt == "lines":
+        return [" ".join(line.split()) for line in lines if line.strip()]
+    out: list[str] = []
+    for para in re.split(r"\n\s*\n", "\n".join(lines)):
+        out += split_sentences(para)
+    return out
+
+
+def build_vocab(sentences: list[list[str]], vocab_size: int) -> list[str]:
+    """<pad>, <eos>, <unk>, then the vocab_size - 3 most frequent words (ties alphabetical)."""
+    counts = Counter(w for s in sentences for w in s)
+    words = sorted(counts, key=lambda w: (-counts[w], w))[: max(0, vocab_size - len(SPECIALS))]
+    return list(SPECIALS) + words
+
+
+def encode_sentences(sentences: list[list[str]], stoi: dict[str, int], max_len: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> (N, max_len + 1) ids padded with <pad> (each ends with <eos>), lengths."""
+    n = len(sentences)
+    ids = torch.full((n, max_len + 1), PAD_ID, dtype=torch.int32)
+    lengths = torch.empty(n, dtype=torch.int64)
+    for i, s in enumerate(sentences):
+        row = [stoi.get(w, UNK_ID) for w in s[:max_len]] + [EOS_ID]
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.int32)
+        lengths[i] = len(row)
+    return ids, lengths
+
+
+def vocab_hash(vocab: list[str]) -> str:
+    return hashlib.sha256("\n".join(vocab).encode()).hexdigest()[:16]
+
+
+class Triples(NamedTuple):
+    """A batch of (previous, current, next) sentences, each (B, L) ids padded with <pad>."""
+
+    prev: torch.Tensor
+    cur: torch.Tensor
+    nxt: torch.Tensor
+
+
+@dataclass
+class SentEvalRequest:
+    """What `eval_batches("senteval")` yields: the task runs the SentEval protocol on the
+    model's encoder (lnrepro.eval.senteval) instead of scoring batches."""
+
+    data_dir: str
+    tasks: list
+    options: dict
+
+
+# ---- reading ----------------------------------------------------------------------------------
+def _read_text(path: Path) -> str:
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+                return f.read()
+        return path.read_text(encoding="utf-8", errors="replace")
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}); corrupt file?") from None
+
+
+def find_files(data_dir: str | Path, paths: list[str]) -> list[Path]:
+    """The .txt / .txt.gz files named by `paths` (directories or globs), sorted, no duplicates."""
+    root = Path(data_dir).expanduser()
+    found: set[Path] = set()
+    for p in paths:
+        base = Path(p).expanduser()
+        base = base if base.is_absolute() else root / base
+        matches = [Path(m) for m in glob.glob(str(base))] if glob.has_magic(str(base)) else [base]
+        for m in matches:
+            if m.is_dir():
+                found.update(f for f in m.rglob("*") if f.is_file() and _is_text(f))
+            elif m.is_file() and _is_text(m):
+                found.add(m)
+    return sorted(found)
+
+
+def _is_text(p: Path) -> bool:
+    return p.name.endswith(".txt") or p.name.endswith(".txt.gz")
+
+
+def _hf_documents(hf: dict) -> list[str]:
+    try:
+        import datasets  # noqa: PLC0415  (only for users of a hub corpus)
+    except ImportError as e:
+        raise DataError(f"data.hf needs the `datasets` package ({e})") from None
+    try:
+        ds = datasets.load_dataset(hf["name"], hf.get("config"), split=hf.get("split", "train"))
+    except Exception as e:  # network, unknown name, ...
+        raise DataError(f"cannot load the Hugging Face corpus {hf.get('name')!r}: {e}") from None
+    col = hf.get("text_column", "text")
+    if col not in ds.column_names:
+        raise DataError(f"the Hugging Face corpus {hf['name']!r} has no column {col!r} "
+                        f"(columns: {', '.join(ds.column_names)})")
+    return [t for t in ds[col] if t and t.strip()]
+
+
+def _cache_key(files: list[Path], hf: dict | None, settings: dict) -> str:
+    h = hashlib.sha256(repr(sorted(settings.items())).encode())
+    h.update(repr(sorted((hf or {}).items())).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _cache_folders(data_dir: str | Path) -> list[Path]:
+    user = Path(os.environ.get("LNREPRO_CACHE", Path.home() / ".cache" / "lnrepro")) / "books"
+    return [Path(data_dir).expanduser() / "books" / ".cache", user.expanduser()]
+
+
+def load_corpus(data_dir: str | Path, paths: list[str] | None, hf: dict | None, fmt: str,
+                vocab_size: int, max_len: int, cache: bool = True) -> dict:
+    """Parse (or read from the cache) the corpus: {"ids" (N, max_len+1) int32, "lengths" (N,),
+    "doc" (N,) document index, "vocab" [str], "files" [str]}."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    files = [] if hf else find_files(data_dir, list(paths or []))
+    if not hf and not files:
+        raise DataError(
+            f"empty corpus: no .txt or .txt.gz files under data.paths={list(paths or [])} "
+            f"(relative to {data_dir}); point data.paths at folders or globs of text files, or "
+            "LNREPRO_DATA at a folder with books/ (on this project's machines ../shared/data)")
+    settings = {"format": fmt, "vocab_size": vocab_size, "max_len": max_len,
+                "version": CACHE_VERSION}
+    name = f"corpus_{_cache_key(files, hf, settings)}.pt"
+    folders = _cache_folders(data_dir)
+    if cache:
+        for folder in folders:
+            path = folder / name
+            if path.exists():
+                try:
+                    out = torch.load(path, weights_only=True)
+                    log.info("books corpus from the cache %s", path)
+                    return out
+                except Exception as e:  # noqa: BLE001  (a truncated cache is rebuilt)
+                    log.warning("ignoring the unreadable cache file %s (%s)", path, e)
+    docs = _hf_documents(hf) if hf else None
+    sentences, doc_ids = [], []
+    sources = docs if docs is not None else files
+    for d, src in enumerate(sources):
+        text = src if docs is not None else _read_text(src)
+        for s in document_sentences(text, fmt):
+            toks = tokenize(s)
+            if toks:
+                sentences.append(toks)
+                doc_ids.append(d)
+    if not sentences:
+        raise DataError(f"empty corpus: the {len(sources)} source(s) hold no sentences "
+                        f"({', '.join(map(str, files[:3]))}{' ...' if len(files) > 3 else ''})")
+    vocab = build_vocab(sentences, vocab_size)
+    ids, lengths = encode_sentences(sentences, {w: i for i, w in enumerate(vocab)}, max_len)
+    out = {"ids": ids, "lengths": lengths, "doc": torch.tensor(doc_ids, dtype=torch.int64),
+           "vocab": vocab, "files": [str(f) for f in files]}
+    if cache:
+        for folder in folders:
+            if _writable(folder):
+                tmp = folder / f".{name}.{os.getpid()}.tmp"
+                torch.save(out, tmp)
+                os.replace(tmp, folder / name)
+                log.info("books corpus (%d sentences) cached in %s", len(sentences), folder / name)
+                break
+    return out
+
+
+def triple_index(doc: torch.Tensor) -> torch.Tensor:
+    """Indices i of the sentences whose neighbours i-1 and i+1 are in the same document."""
+    if len(doc) < 3:
+        return torch.empty(0, dtype=torch.int64)
+    ok = (doc[1:-1] == doc[:-2]) & (doc[1:-1] == doc[2:])
+    return torch.nonzero(ok).flatten() + 1
+
+
+class BooksData:
+    """Skip-thought triples in memory; the data interface of lnrepro.trainer.
+
+    Training order: a fresh permutation of the training triples per epoch from (seed, epoch),
+    so a resumed run replays the same batches. Splits: "val" (held-out triples, loss) and,
+    when `senteval` is set, "senteval" (one `SentEvalRequest`: the task runs SentEval).
+    """
+
+    def __init__(self, corpus: dict, batch_size: int, val_triples: int, eval_batch_size: int,
+                 seed: int, senteval: dict | None):
+        self.batch_size = check_batch_size(batch_size)
+        self.eval_batch_size = check_batch_size(eval_batch_size)
+        self.seed = int(seed)
+        self.ids, self.lengths = corpus["ids"].long(), corpus["lengths"]
+        self.vocab = list(corpus["vocab"])
+        self.vocab_size, self.vocab_hash = len(self.vocab), vocab_hash(self.vocab)
+        self.max_len = self.ids.shape[1] - 1
+        self.model_kwargs = {"vocab_size": self.vocab_size, "vocab_hash": self.vocab_hash,
+                             "vocab": self.vocab}
+        centres = triple_index(corpus["doc"])
+        if len(centres) == 0:
+            raise DataError("empty corpus: no document has three consecutive sentences, so there "
+                            "is no (previous, current, next) triple to train on")
+        if isinstance(val_triples, bool) or not isinstance(val_triples, int) or val_triples < 0:
+            raise ConfigError(f"data.val_triples must be an integer >= 0, got {val_triples!r}")
+        n_val = min(val_triples, len(centres) // 10)  # never more than a tenth of the corpus
+        perm = torch.randperm(len(centres), generator=torch.Generator().manual_seed(0))
+        self.val = centres[perm[:n_val]].sort().values
+        self.train = centres[perm[n_val:]].sort().values
+        if len(self.train) < self.batch_size:
+            raise ConfigError(f"data.batch_size={self.batch_size} is larger than the "
+                              f"{len(self.train)} training triples")
+        self.steps_per_epoch = len(self.train) // self.batch_size
+        self.splits: dict = {}
+        if n_val:
+            self.splits["val"] = self.val
+        if senteval:
+            self.splits["senteval"] = SentEvalRequest(
+                str(senteval["data_dir"]), list(senteval.get("tasks") or []),
+                {k: v for k, v in senteval.items() if k not in ("data_dir", "tasks")})
+        self.device = torch.device("cpu")
+
+    def to(self, device) -> "BooksData":
+        self.device = torch.device(device)
+        return self
+
+    def _batch(self, centres: torch.Tensor) -> Triples:
+        def rows(idx):
+            n = int(self.lengths[idx].max())
+            return self.ids[idx, :n].to(self.device)
+
+        return Triples(rows(centres - 1), rows(centres), rows(centres + 1))
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Triples]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = self.train[torch.randperm(len(self.train), generator=g)]
+        bs = self.batch_size
+        for i in range(start, self.steps_per_epoch):
+            yield self._batch(order[i * bs : (i + 1) * bs])
+
+    def eval_batches(self, split: str):
+        node = self.splits[split]
+        if isinstance(node, SentEvalRequest):
+            yield node
+            return
+        for i in range(0, len(node), self.eval_batch_size):
+            yield self._batch(node[i : i + self.eval_batch_size])
+
+
+def books(
+    data_dir: str,
+    paths: list[str] | None = None,
+    hf: dict | None = None,
+    format: str = "auto",  # noqa: A002  (the config key)
+    vocab_size: int = 20000,
+    max_len: int = 30,
+    batch_size: int = 64,
+    val_triples: int = 2000,
+    eval_batch_size: int = 256,
+    senteval: dict | None = None,
+    cache: bool = True,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> BooksData:
+    """Skip-thought triples from local books or a hub corpus (see the module docstring).
+
+    Args:
+        paths: directories or globs (relative to data_dir, or absolute) of .txt/.txt.gz files.
+        hf: {name, split, text_column, config} of a Hugging Face text corpus (instead of paths).
+        format: auto | paragraphs | lines (how a file splits into sentences).
+        vocab_size: words kept, the three specials included (Kiros et al.: 20,000).
+        max_len: tokens kept per sentence, <eos> not counted (Kiros et al.: 30).
+        val_triples: held-out triples for the validation loss (at most a tenth of the corpus).
+        senteval: {data_dir, tasks, ...options of lnrepro.eval.senteval.run_senteval}: adds the
+            "senteval" split; null: no SentEval during training.
+        cache: read / write the parsed corpus cache.
+    """
+    check_batch_size(batch_size)
+    for name, v in (("vocab_size", vocab_size), ("max_len", max_len)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"data.{name} must be a positive integer, got {v!r}")
+    if vocab_size <= len(SPECIALS):
+        raise ConfigError(f"data.vocab_size must be > {len(SPECIALS)} (the specials), got {vocab_size}")
+    if not paths and not hf:
+        raise ConfigError("set data.paths (folders or globs of text files) or data.hf")
+    if isinstance(paths, str):
+        paths = [paths]
+    corpus = load_corpus(data_dir, paths, hf, format, vocab_size, max_len, cache)
+    return BooksData(corpus, batch_size, val_triples, eval_batch_size, seed, senteval).to(device)

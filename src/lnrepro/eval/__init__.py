@@ -1,0 +1,1 @@
+"""Evaluations of trained models outside the training loop's own losses (SentEval)."""
