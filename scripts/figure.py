@@ -80,8 +80,16 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
                         key=lambda v: -v if isinstance(v, (int, float)) else 0)
         columns = [(v, spec.get("x", "epoch")) for v in values]
     metrics = spec["metrics"]
-    fig, axes = plt.subplots(len(metrics), len(columns),
-                             figsize=(5.2 * len(columns), 3.6 * len(metrics)), squeeze=False)
+    # one row per metric and one column per `columns` entry; with a single column,
+    # `metric_columns: k` wraps the metrics into a grid of k columns instead
+    wrap = int(spec.get("metric_columns") or 1) if len(columns) == 1 else 1
+    nrows, ncols = math.ceil(len(metrics) / wrap), len(columns) * wrap
+    fig, grid = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False,
+                             layout="constrained")  # keeps the suptitle clear of the panels
+    axes = [[grid[i // wrap][i % wrap] for _ in columns] for i in range(len(metrics))] \
+        if wrap > 1 else grid
+    for k in range(len(metrics), nrows * wrap):
+        grid[k // wrap][k % wrap].set_visible(False)
     banded = False  # some line is a mean over seeds, drawn with a min..max band
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for r in runs:
@@ -132,9 +140,9 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     capped = {k: v for k, v in (ref.get("data.eval_tokens") or {}).items() if v}
     if capped:
         sub += "; evaluated on the first " + ", ".join(f"{v:,} tokens of {k}" for k, v in capped.items())
-    width = int(60 * len(columns))
-    fig.suptitle(f"{spec['title']}\n" + textwrap.fill(sub, width), fontsize=9)
-    fig.tight_layout()
+    width = int(60 * ncols)
+    title = f"{spec['title']}\n" + textwrap.fill(sub, width)
+    fig.suptitle(title, fontsize=9)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = spec["name"] if scale == "cpu" else f"{spec['name']}_{scale}"
     png = out_dir / f"{stem}.png"
