@@ -86,6 +86,7 @@ samples: venv ## handwriting from the figure5 runs -> results/handwriting_sample
 
 figures: venv ## redraw every figure from existing runs (no training)
 	@for f in experiments/*.yaml; do $(FIG) plot $$f --scale $(SCALE) || true; done
+	@$(PY) scripts/table3.py --scale $(SCALE) || true
 
 .PHONY: sweep compare reproduce
 sweep: venv ## a sweep from configs/sweep/<SWEEP>.yaml -> outputs/sweeps/<SWEEP>/ (LAUNCHER=..., ARGS="key=value ...")
