@@ -24,7 +24,7 @@ FIG := $(PY) scripts/figure.py
 LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast figure6 figure-lm figure-lm-word figure-cnn figure5 samples figures bench clean-runs clean
+.PHONY: help venv test test-fast figure6 figure-lm figure-lm-word figure-cnn figure5 samples figures claims bench clean-runs clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -84,9 +84,13 @@ figure5: venv ## Figure 5, handwriting synthesis (IAM-OnDB): LN-LSTM vs LSTM (an
 samples: venv ## handwriting from the figure5 runs -> results/handwriting_samples.png (TEXT="...", BIAS=1.0)
 	$(PY) scripts/sample_handwriting.py --scale $(SCALE) --bias $(or $(BIAS),1.0) $(if $(TEXT),--text "$(TEXT)",)
 
-figures: venv ## redraw every figure from existing runs (no training)
+figures: venv ## redraw every figure from existing runs (no training), then `make claims`
 	@for f in experiments/*.yaml; do $(FIG) plot $$f --scale $(SCALE) || true; done
 	@$(PY) scripts/table3.py --scale $(SCALE) || true
+	$(PY) scripts/claims.py --readme
+
+claims: venv ## the paper's claims checked from results/ -> results/claims.md, claims.csv, README table
+	$(PY) scripts/claims.py --readme
 
 .PHONY: sweep compare reproduce
 sweep: venv ## a sweep from configs/sweep/<SWEEP>.yaml -> outputs/sweeps/<SWEEP>/ (LAUNCHER=..., ARGS="key=value ...")

@@ -7,7 +7,9 @@
 outputs/figures/<name>/<scale>/<overrides>/ with resume=true, so running it again continues killed runs
 and leaves finished ones as they are. `plot` reads those run directories (metrics.jsonl) and
 writes results/<name>.png (with several seeds: the mean, and a band from the min to the max
-over seeds, as the caption says) and results/<name>.csv (every run, one row each).
+over seeds, as the caption says), results/<name>.csv (every run, one row each) and
+results/<name>_curves.csv (every logged value of the figure's metrics: norm, seed, grid keys,
+step, epoch, metric, value), from which scripts/claims.py recomputes the paper's claims.
 """
 
 from __future__ import annotations
@@ -148,7 +150,9 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     png = out_dir / f"{stem}.png"
     fig.savefig(png, dpi=120)
     write_table(spec, runs, png.with_suffix(".csv"), scale)
-    print(f"wrote {png} and {png.with_suffix('.csv')} from {len(runs)} runs under {root}")
+    curves = out_dir / f"{stem}_curves.csv"
+    write_curves(spec, runs, curves)
+    print(f"wrote {png}, {png.with_suffix('.csv')} and {curves} from {len(runs)} runs under {root}")
     return 0
 
 
@@ -174,6 +178,31 @@ def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def write_curves(spec: dict, runs: list[Run], path: Path) -> None:
+    """Every logged value of the figure's metrics (plotted, tabled, or named by a claim), one row
+    per run, step and metric, so that claims about speed (faster, lower_at in
+    src/lnrepro/claims.py) can be recomputed from results/ alone, without the run folders."""
+    keys = [m["key"] for m in spec["metrics"]] + list(spec.get("table", []))
+    keys += [c["metric"] for c in spec.get("claims") or [] if c.get("metric")]
+    keys = list(dict.fromkeys(keys))
+    grid_keys = list(spec.get("grid", {}))
+    rows = []
+    for r in sorted(runs, key=lambda r: (str(r.get("norm.kind")),
+                                         *[str(r.get(k)) for k in grid_keys], r.get("seed") or 0)):
+        head = [r.get("norm.kind"), r.get("seed"), *[r.get(k) for k in grid_keys]]
+        for row in r.rows:
+            for k in keys:
+                v = row.get(k)
+                if isinstance(v, (int, float)) or v in ("nan", "inf", "-inf"):
+                    rows.append([*head, row.get("step"), _num(row.get("epoch")), k, _num(v)])
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["norm", "seed", *grid_keys, "step", "epoch", "metric", "value"])
         w.writerows(rows)
     os.replace(tmp, path)
 

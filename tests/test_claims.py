@@ -1,0 +1,342 @@
+"""The claims machinery (src/lnrepro/claims.py, scripts/claims.py, the curves CSV of
+scripts/figure.py): the Welch interval against hand computations and tabulated t quantiles,
+every check kind on synthetic results, and the committed results/claims.md, results/claims.csv
+and README table recomputed from results/ (any difference fails)."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import importlib.util
+import json
+import math
+import random
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+from scipy import stats
+
+from lnrepro import claims as C
+from lnrepro.runs import find_runs
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---- statistics ------------------------------------------------------------------------------
+@pytest.mark.parametrize("df, q", [(1, 12.7062), (2, 4.30265), (3, 3.18245), (5, 2.57058),
+                                   (10, 2.22814), (30, 2.04227), (1e9, 1.95996)])
+def test_t_quantile_matches_the_tables(df, q):
+    assert C.t_quantile(0.975, df) == pytest.approx(q, abs=5e-5)
+
+
+def test_welch_interval_by_hand():
+    # a: mean 2, var 1; b: mean 4, var 4 -> se^2 = 1/3 + 4/3 = 5/3,
+    # df = (5/3)^2 / ((1/3)^2 / 2 + (4/3)^2 / 2) = 50/17
+    iv = C.welch_interval([1, 2, 3], [2, 4, 6])
+    assert iv.effect == pytest.approx(-2) and iv.df == pytest.approx(50 / 17)
+    half = C.t_quantile(0.975, 50 / 17) * math.sqrt(5 / 3)
+    assert (iv.low, iv.high) == pytest.approx((-2 - half, -2 + half))
+    assert 3.18245 < half / math.sqrt(5 / 3) < 4.30265  # between t(3) and t(2)
+    ref = stats.ttest_ind([1, 2, 3], [2, 4, 6], equal_var=False).confidence_interval(0.95)
+    assert (iv.low, iv.high) == pytest.approx((ref.low, ref.high))
+
+
+def test_linear_interval_with_constant_groups_is_welch():
+    """Groups without spread add their mean to the effect but nothing to the error or df."""
+    a, b = [0.3, 0.5, 0.4, 0.9], [1.0, 1.4, 1.1]
+    iv = C.welch_interval(a, b)
+    iv4 = C.linear_interval([a, [2.0, 2.0], b, [0.5, 0.5, 0.5]], [1, -1, -1, 1])
+    assert iv4.effect == pytest.approx(iv.effect - 1.5)
+    assert iv4.df == pytest.approx(iv.df)
+    assert iv4.high - iv4.low == pytest.approx(iv.high - iv.low)
+    assert C.welch_interval([1.0, 1.0], [3.0, 3.0]) == C.Interval(-2.0, -2.0, -2.0, math.inf)
+
+
+def test_welch_interval_covers_95_percent_with_three_seeds():
+    """Unequal variances, n = 3 vs 4: the t interval covers the true difference ~95 % of the
+    time (a normal quantile instead of t would cover only ~85 %)."""
+    rng = random.Random(0)
+    reps, hits = 4000, 0
+    for _ in range(reps):
+        a = [rng.gauss(1.0, 1.0) for _ in range(3)]
+        b = [rng.gauss(0.0, 3.0) for _ in range(4)]
+        iv = C.welch_interval(a, b)
+        hits += iv.low <= 1.0 <= iv.high
+    assert abs(hits / reps - 0.95) < 0.015, hits / reps
+
+
+# ---- synthetic results -----------------------------------------------------------------------
+SPEC = {"name": "toy", "title": "Toy figure", "norms": ["ln", "bn", "none"],
+        "grid": {"data.batch_size": [128, 4]}}
+
+
+def write_results(root: Path, runs: list[dict], curves: bool = True) -> C.FigureData:
+    """results/toy.csv (and toy_curves.csv) as scripts/figure.py writes them. Each run:
+    {norm, bs, seed, final: {metric: value}, curve: {metric: [(step, epoch, value)]}}."""
+    results = root / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    metrics = sorted({m for r in runs for m in r.get("final", {})})
+    with open(results / "toy.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["scale", "norm", "data.batch_size", "seed", "status", "wall_time_s",
+                    "s_per_update", *[f"final_{m}" for m in metrics]])
+        for r in runs:
+            w.writerow(["cpu", r["norm"], r.get("bs", 128), r["seed"], r.get("status", "completed"),
+                        60, r.get("spu", 0.1), *[r.get("final", {}).get(m, "") for m in metrics]])
+    if curves:
+        with open(results / "toy_curves.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["norm", "seed", "data.batch_size", "step", "epoch", "metric", "value"])
+            for r in runs:
+                for m, points in r.get("curve", {}).items():
+                    for step, epoch, v in points:
+                        w.writerow([r["norm"], r["seed"], r.get("bs", 128), step, epoch, m, v])
+    return C.load_figure(results, SPEC)
+
+
+def finals(values: dict[str, list[float]], metric="test/err", bs=128) -> list[dict]:
+    return [{"norm": n, "bs": bs, "seed": i + 1, "final": {metric: v}}
+            for n, vs in values.items() for i, v in enumerate(vs)]
+
+
+def run_claim(tmp_path, claim: dict, runs: list[dict], curves=True) -> C.Result:
+    claim = {"id": "c", "section": "Sec. 0", "quote": "q", **claim}
+    spec = {**SPEC, "claims": [claim]}
+    C.validate(spec, "toy.yaml")
+    (result,) = C.evaluate(spec, write_results(tmp_path, runs, curves))
+    return result
+
+
+FINAL_LOWER = {"check": "final_lower", "metric": "test/err", "norms": ["ln", "bn"],
+               "where": {"data.batch_size": 128}}
+
+
+@pytest.mark.parametrize("ln, verdict", [
+    ([0.010, 0.011, 0.012], C.SUPPORTED),
+    ([0.030, 0.031, 0.029], C.CONTRADICTED),
+    ([0.015, 0.025, 0.020], C.INCONCLUSIVE),
+])
+def test_final_lower(tmp_path, ln, verdict):
+    bn = [0.020, 0.021, 0.019]
+    res = run_claim(tmp_path, FINAL_LOWER, finals({"ln": ln, "bn": bn}))
+    assert res.verdict == verdict and not res.reasons
+    iv = C.welch_interval(ln, bn)
+    assert (res.interval.low, res.interval.high) == pytest.approx((iv.low, iv.high))
+    assert res.measured.startswith(f"LN {C.num(statistics.fmean(ln))} ± ")
+
+
+def test_final_lower_ignores_other_settings_and_unfinished_runs(tmp_path):
+    runs = finals({"ln": [0.01, 0.011], "bn": [0.02, 0.021]})
+    runs += finals({"ln": [0.5, 0.6], "bn": [0.0, 0.0]}, bs=4)  # another batch size
+    runs += [{"norm": "ln", "seed": 9, "status": "incomplete", "final": {"test/err": 0.9}}]
+    res = run_claim(tmp_path, FINAL_LOWER, runs)
+    assert res.verdict == C.SUPPORTED and "(n=2)" in res.measured
+
+
+def test_one_seed_is_inconclusive_and_says_n1(tmp_path):
+    res = run_claim(tmp_path, FINAL_LOWER, finals({"ln": [0.001], "bn": [0.5, 0.5, 0.5]}))
+    assert res.verdict == C.INCONCLUSIVE and res.reasons == ["n=1"] and res.interval is None
+    assert res.verdict_text() == "inconclusive (n=1)"
+
+
+def test_final_lower_on_a_log_scale_reports_a_ratio(tmp_path):
+    ln, bn = [100.0, 110.0, 105.0], [200.0, 230.0, 210.0]
+    res = run_claim(tmp_path, {**FINAL_LOWER, "metric": "test/ppl", "log": True},
+                    finals({"ln": ln, "bn": bn}, "test/ppl"))
+    geo = math.exp(statistics.fmean(map(math.log, ln)) - statistics.fmean(map(math.log, bn)))
+    assert res.verdict == C.SUPPORTED and math.exp(res.interval.effect) == pytest.approx(geo)
+    assert res.effect_text().startswith(f"LN / BN = {C.num(geo, 3)} [")
+
+
+def curve(steps_values: list[tuple[int, float]]) -> list[tuple[int, float, float]]:
+    return [(s, s / 100, v) for s, v in steps_values]
+
+
+def faster_runs(ln_reach: list[int | None], bn_reach: list[int]) -> list[dict]:
+    """Curves that drop from 1.0 to their final value at the given step (BN's finals 0.10,
+    0.11, 0.12: the level is 0.12); an LN seed with None stays at 0.5."""
+    runs = []
+    for i, t in enumerate(bn_reach):
+        pts = [(s, 1.0 if s < t else 0.10 + 0.01 * i) for s in range(100, 1001, 100)]
+        runs.append({"norm": "bn", "seed": i + 1, "curve": {"train/nll": curve(pts)}})
+    for i, t in enumerate(ln_reach):
+        pts = [(s, 0.5 if t is None or s < t else 0.05) for s in range(100, 1001, 100)]
+        runs.append({"norm": "ln", "seed": i + 1, "curve": {"train/nll": curve(pts)}})
+    return runs
+
+
+FASTER = {"check": "faster", "metric": "train/nll", "norms": ["ln", "bn"], "max_ratio": 0.67}
+
+
+def test_faster_supported_with_the_log_interval(tmp_path):
+    ln, bn = [200, 300, 200], [800, 1000, 900]
+    res = run_claim(tmp_path, FASTER, faster_runs(ln, bn))
+    assert res.verdict == C.SUPPORTED, res.verdict_text()
+    iv = C.welch_interval([math.log(t) for t in ln], [math.log(t) for t in bn])
+    assert (res.interval.low, res.interval.high) == pytest.approx((iv.low, iv.high))
+    assert "level: 0.12" in res.tested and res.measured.startswith("updates: LN 233.3 ± ")
+
+
+def test_faster_contradicted_when_clearly_slower_than_claimed(tmp_path):
+    res = run_claim(tmp_path, {**FASTER, "max_ratio": 0.5}, faster_runs([700, 800, 700],
+                                                                        [900, 1000, 900]))
+    assert res.verdict == C.CONTRADICTED, res.verdict_text()
+
+
+def test_faster_inconclusive_when_a_seed_never_reaches_the_level(tmp_path):
+    res = run_claim(tmp_path, FASTER, faster_runs([200, None, 200], [800, 1000, 900]))
+    assert res.verdict == C.INCONCLUSIVE and res.interval is None
+    assert res.reasons == ["LN seed 2 never reaches it"]
+
+
+def test_faster_with_a_run_missing_from_the_curves_is_inconclusive(tmp_path):
+    runs = faster_runs([200, 300, 200], [800, 1000, 900])
+    runs.append({"norm": "ln", "seed": 4})  # in toy.csv, but no curve
+    res = run_claim(tmp_path, FASTER, runs)
+    assert res.verdict == C.INCONCLUSIVE and res.reasons == ["LN seed 4 has no train/nll curve"]
+
+
+def test_faster_without_curves_is_inconclusive(tmp_path):
+    res = run_claim(tmp_path, FASTER, faster_runs([200, 300], [800, 900]), curves=False)
+    assert res.verdict == C.INCONCLUSIVE and res.reasons == ["no results/toy_curves.csv"]
+
+
+def test_lower_at_takes_the_first_evaluation_at_or_after(tmp_path):
+    runs = []
+    for i in range(3):  # at epoch 1: LN 0.1x, BN 0.3x; later BN is lower
+        for norm, early, late in (("ln", 0.10, 0.05), ("bn", 0.30, 0.01)):
+            pts = [(50, 0.5, 1.0), (100, 1.0, early + 0.01 * i), (150, 1.5, late)]
+            runs.append({"norm": norm, "seed": i + 1, "curve": {"train/nll": pts}})
+    claim = {"check": "lower_at", "metric": "train/nll", "norms": ["ln", "bn"], "at": 1,
+             "x": "epoch", "log": True}
+    assert run_claim(tmp_path, claim, runs).verdict == C.SUPPORTED
+    assert run_claim(tmp_path, {**claim, "at": 1.2}, runs).verdict == C.CONTRADICTED
+    res = run_claim(tmp_path, {**claim, "at": 2}, runs)
+    assert res.verdict == C.INCONCLUSIVE and "no evaluation at epoch >= 2" in res.reasons[0]
+
+
+@pytest.mark.parametrize("ln4, verdict", [([0.021, 0.022, 0.023], C.SUPPORTED),
+                                          ([0.061, 0.062, 0.063], C.CONTRADICTED),
+                                          ([0.03, 0.05, 0.04], C.INCONCLUSIVE)])
+def test_robust(tmp_path, ln4, verdict):
+    # BN rises by 0.03 from batch 128 to 4; LN by about 0.002, 0.042 or 0.02
+    runs = finals({"ln": [0.019, 0.020, 0.021], "bn": [0.014, 0.015, 0.016]}, bs=128)
+    runs += finals({"ln": ln4, "bn": [0.044, 0.045, 0.046]}, bs=4)
+    claim = {"check": "robust", "metric": "test/err", "norms": ["ln", "bn"],
+             "between": {"data.batch_size": [128, 4]}}
+    res = run_claim(tmp_path, claim, runs)
+    assert res.verdict == verdict
+    rise = (statistics.fmean(ln4) - 0.020) - (0.045 - 0.015)
+    assert res.interval.effect == pytest.approx(rise)
+
+
+@pytest.mark.parametrize("ln, verdict", [([1.00, 1.02, 0.98], C.SUPPORTED),
+                                         ([1.60, 1.62, 1.58], C.CONTRADICTED),
+                                         ([0.9, 1.4, 1.15], C.INCONCLUSIVE)])
+def test_comparable(tmp_path, ln, verdict):
+    runs = [{"norm": "none", "seed": i + 1, "spu": v} for i, v in enumerate([1.0, 1.01, 0.99])]
+    runs += [{"norm": "ln", "seed": i + 1, "spu": v} for i, v in enumerate(ln)]
+    claim = {"check": "comparable", "metric": "s_per_update", "norms": ["ln", "none"],
+             "log": True, "margin": 1.25}
+    assert run_claim(tmp_path, claim, runs).verdict == verdict
+
+
+def test_not_testable_needs_no_results(tmp_path):
+    res = run_claim(tmp_path, {"check": "not_testable", "reason": "200 epochs"}, [])
+    assert res.verdict == C.NOT_TESTABLE and res.tested == "not testable: 200 epochs"
+
+
+@pytest.mark.parametrize("claim, message", [
+    ({"check": "sooner", "metric": "m", "norms": ["ln", "bn"]}, "check must be one of"),
+    ({"check": "faster", "metric": "m", "norms": ["ln", "bn"]}, "missing max_ratio"),
+    ({"check": "final_lower", "metric": "m", "norms": ["ln", "gn"]}, "norms must be two of"),
+    ({"check": "not_testable"}, "missing reason"),
+    ({"check": "comparable", "metric": "m", "norms": ["ln", "bn"], "log": True, "margin": 0.2},
+     "ratio > 1"),
+])
+def test_bad_claims_are_refused(claim, message):
+    spec = {**SPEC, "claims": [{"id": "c", "section": "s", "quote": "q", **claim}]}
+    with pytest.raises(ValueError, match=message):
+        C.validate(spec, "toy.yaml")
+
+
+# ---- the curves CSV of scripts/figure.py -----------------------------------------------------
+def write_run(path: Path, norm: str, bs: int, seed: int, values: list[float]) -> None:
+    (path / ".hydra").mkdir(parents=True)
+    config = {"name": "toy_cpu", "seed": seed, "norm": {"kind": norm}, "data": {"batch_size": bs}}
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    rows = [{"step": 100 * (i + 1), "epoch": 0.5 * (i + 1), "time": 1.0, "train/nll": v,
+             "batch/loss": 9.0} for i, v in enumerate(values)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {"status": "completed", "step": rows[-1]["step"], "final": {"train/nll": values[-1]}}
+    (path / "summary.json").write_text(json.dumps(summary))
+
+
+def test_curves_csv_from_run_folders_feeds_the_faster_check(tmp_path):
+    figure = _script("figure")
+    out = tmp_path / "outputs"
+    for seed in (1, 2, 3):  # LN reaches BN's worst final (0.3) after 200 updates, BN after 400
+        write_run(out / f"ln{seed}", "ln", 128, seed, [0.5, 0.2, 0.1, 0.05])
+        write_run(out / f"bn{seed}", "bn", 128, seed, [0.9, 0.7, 0.5, 0.3 - 0.01 * seed])
+    write_run(out / "ln_bs4", "ln", 4, 1, [0.4])
+    spec = {**SPEC, "metrics": [{"key": "train/nll"}], "table": ["train/nll"],
+            "claims": [{"id": "c", "section": "s", "quote": "q", **FASTER, "max_ratio": 1.0,
+                        "where": {"data.batch_size": 128}}]}
+    results = tmp_path / "results"
+    results.mkdir()
+    runs = find_runs(out)
+    figure.write_table(spec, runs, results / "toy.csv", "cpu")
+    figure.write_curves(spec, runs, results / "toy_curves.csv")
+    with open(results / "toy_curves.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["norm", "seed", "data.batch_size", "step", "epoch", "metric", "value"]
+    assert rows[1] == ["bn", "1", "128", "100", "0.5", "train/nll", "0.9"]
+    assert len(rows) == 1 + 6 * 4 + 1  # batch/loss is not a figure metric: not written
+    (res,) = C.evaluate(spec, C.load_figure(results, spec))
+    assert res.verdict == C.SUPPORTED and "level: 0.29" in res.tested
+    assert res.measured == "updates: LN 200 ± 0 (n=3); BN 400 ± 0 (n=3)"
+
+
+# ---- the committed files ---------------------------------------------------------------------
+def test_committed_claims_and_readme_table_are_what_results_give():
+    """results/claims.md, results/claims.csv and README.md's block, recomputed from the
+    committed results/ and experiments/*.yaml; run `make claims` after changing either."""
+    for path, text in C.outputs(ROOT, readme=True).items():
+        current = path.read_text() if path.exists() else ""
+        diff = "".join(list(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
+                                                 str(path), "recomputed"))[:40])
+        assert current == text, f"{path.name} is out of date (run `make claims`):\n{diff}"
+
+
+def test_every_figure_has_claims_including_the_expected_failure():
+    specs = {s["name"]: s for s in C.load_specs(ROOT / "experiments")}
+    for name in ("figure3_skip_thoughts", "figure4_draw", "figure5_handwriting",
+                 "figure6_pi_mnist", "cnn_mnist", "lm_ptb_char", "lm_ptb_word"):
+        assert specs.get(name, {}).get("claims"), name
+    fig6 = specs["figure6_pi_mnist"]["claims"]
+    assert any(c["check"] == "final_lower" and c["metric"] == "test/err"
+               and c["norms"] == ["ln", "bn"] and c["where"] == {"data.batch_size": 128}
+               for c in fig6)
+    kinds = {c["check"] for s in specs.values() for c in s["claims"]}
+    assert {"final_lower", "faster", "lower_at", "robust", "not_testable"} <= kinds
+
+
+def test_check_flag_catches_a_changed_result(tmp_path):
+    for sub in ("experiments", "results"):
+        shutil.copytree(ROOT / sub, tmp_path / sub, ignore=shutil.ignore_patterns("*.png"))
+    for name in ("Makefile", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    main = _script("claims").main
+    assert main(["--check", "--root", str(tmp_path)]) == 0
+    table = tmp_path / "results" / "figure6_pi_mnist.csv"
+    table.write_text(table.read_text().replace(",0.0377,", ",0.0477,"))
+    assert main(["--check", "--root", str(tmp_path)]) == 1
