@@ -21,10 +21,10 @@ from lnrepro.data.iam_ondb import (DEFAULT_ALPHABET, RawLines, encode_text, iam_
                                    load_raw_lines, parse_strokes, parse_transcription, save_raw,
                                    load_raw, to_offsets)
 from lnrepro.errors import ConfigError, DataError
-from lnrepro.models.handwriting import (HandwritingSynthesis, mdn_nll, mdn_params, sample,
+from lnrepro.models.handwriting import (HandwritingSynthesis, mdn_params, sample,
                                         to_pen_positions)
 from lnrepro.runs import find_runs
-from lnrepro.tasks.handwriting import HandwritingTask, sequences
+from lnrepro.tasks.handwriting import HandwritingTask, mdn_nll, sequences
 
 TINY_HW = [
     "experiment=handwriting_cpu",

@@ -205,3 +205,35 @@ def test_ln_gradient_scales_inversely_with_weight_norm():
         loss.backward()
         grads.append(W.grad)
     torch.testing.assert_close(grads[1] * 4.0, grads[0])
+
+
+# ---------------------------------------------------------------- defaults and edges
+# (each of these catches a mistake that passed the equation tests above: see tests/mutants/)
+
+
+def test_spec_defaults_are_the_papers():
+    """The defaults configs/norm/*.yaml rely on: eps 1e-5 inside the sqrt, BN momentum 0.1,
+    the usual biased batch variance unless asked (Sec. 6.6), gains 1 (Sec. 6), LN by default."""
+    s = NormSpec()
+    assert (s.kind, s.eps, s.momentum, s.unbiased, s.gain_init) == ("ln", 1e-5, 0.1, False, 1.0)
+    assert NormSpec.from_cfg({}) == s
+
+
+def test_spec_from_config_keeps_every_field():
+    cfg = {"kind": "bn", "eps": 1e-3, "momentum": 0.3, "unbiased": True, "gain_init": 0.5}
+    assert NormSpec.from_cfg(cfg) == NormSpec("bn", 1e-3, 0.3, True, 0.5)
+
+
+@pytest.mark.parametrize("batch,unbiased", [(2, True), (31, True), (32, False), (None, False)])
+def test_unbiased_auto_switches_below_batch_32(batch, unbiased):
+    cfg = {"kind": "bn", "unbiased": "auto"}
+    assert NormSpec.from_cfg(cfg, batch_size=batch).unbiased is unbiased
+
+
+@pytest.mark.parametrize("shape", [(2, 6), (1, 3, 1, 2)])
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_batch_norm_trains_at_the_smallest_batch(shape, unbiased):
+    """Two values per unit are enough: batch 2, or one image with two positions per channel."""
+    a = torch.randn(*shape, dtype=torch.float64)
+    bn = _randomize_affine(BatchNorm(shape[1], unbiased=unbiased).double())
+    torch.testing.assert_close(bn(a), bn_reference(a, bn.weight, bn.bias, 1e-5, unbiased))

@@ -86,10 +86,12 @@ def ref_gru(cell, x, h, t0=0):
 
 
 def randomize(module):
-    """Move LN/BN gains and biases off their init so that every parameter matters."""
+    """Move every gain, bias and shift off its init (LN/BN gains and biases, the cells' own
+    biases, which start at zero next to a norm), so that every parameter matters: a bias moved
+    inside a norm, or a shift with the wrong sign, changes the output."""
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if "norm" in name:
+            if "norm" in name or "bias" in name:
                 p.add_(0.3 * torch.randn_like(p))
     return module
 
@@ -425,3 +427,72 @@ def test_cuda_matches_cpu(kind):
         out_gpu.pow(2).sum().backward()
         torch.testing.assert_close(out_gpu.cpu(), out)
         torch.testing.assert_close([p.grad.cpu() for p in m.parameters()], grads)
+
+
+# ---------------------------------------------------------------- edges and defaults
+# (each of these catches a mistake that passed the equation tests above: see tests/mutants/)
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+@pytest.mark.parametrize("shift", [False, True])
+def test_seq_bn_matches_per_step_equation_across_t_max(unbiased, shift):
+    """Training on a segment that crosses t_max: every step normalised with its own batch
+    statistics, gain and (non-zero) shift applied, output in time order."""
+    bn = randomize(SeqBatchNorm(H, t_max=3, unbiased=unbiased, shift=shift)).double()
+    steps = torch.arange(T).double().view(T, 1, 1)
+    x = torch.randn(T, B, H).double() * (1 + steps) + 3 * steps
+    ref = torch.stack([ref_norm(bn, x[t], 1 + t) for t in range(T)])
+    torch.testing.assert_close(bn(x, t0=1), ref)
+
+
+def test_gru_weights_are_initialised_as_torch():
+    """Every GRU weight drawn from U(-1/sqrt(H), 1/sqrt(H)), reproducibly from the seed
+    (no uninitialised memory), for every norm."""
+    for kind in KINDS:
+        torch.manual_seed(3)
+        a = GRU(I, 64, 2, norm=kind)
+        torch.manual_seed(3)
+        b = GRU(I, 64, 2, norm=kind)
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+            if "norm" not in name:
+                assert p.abs().max() <= 64**-0.5, name
+                assert p.std() > 0.5 * 64**-0.5 / 3**0.5, name  # spread as U(-b, b)
+
+
+def test_ln_lstm_cell_normalises_its_gates_by_default():
+    """`LSTMCell(.., norm="ln")` is the LN-LSTM of Eq. 20-22 (the handwriting model builds its
+    cells this way): LN on W_x x makes the output invariant to rescaling W_x (Table 1)."""
+    cell = randomize(LSTMCell(I, H, norm=NormSpec("ln", eps=1e-12))).double()
+    x, state = torch.randn(B, I).double(), (torch.randn(B, H).double(), torch.randn(B, H).double())
+    h, c = cell(x, state)
+    with torch.no_grad():
+        cell.weight_ih.mul_(7.0)
+        cell.weight_hh.mul_(0.2)
+    torch.testing.assert_close(cell(x, state), (h, c))
+
+
+def test_bn_default_t_max_keeps_1000_steps_of_statistics():
+    """Cooijmans et al.: population statistics per step up to T_max (1000 by default), so a
+    step late in a long sequence uses its own statistics at evaluation, not an earlier step's."""
+    m = LSTM(I, H, norm="bn").double()
+    steps = torch.arange(150).double().view(150, 1, 1)
+    m(torch.randn(150, B, I).double() + 0.05 * steps)
+    bn = m.layers[0].norm_ih
+    assert not torch.allclose(bn.running_mean[149], bn.running_mean[99])
+    m.eval()
+    x = torch.randn(1, 2, I).double()
+    assert not torch.allclose(m(x, t0=149)[0], m(x, t0=99)[0])
+    assert torch.equal(m(x, t0=999)[0], m(x, t0=5000)[0])  # beyond: the last row
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_size_edges(cls):
+    """Batch 2 trains with BN (the smallest batch with a variance); hidden size 1 works; zero
+    layers or zero units are one clear error."""
+    out, _ = cls(I, 1, norm="bn")(torch.randn(T, 2, I))
+    assert out.shape == (T, 2, 1)
+    for bad in (dict(num_layers=0), dict(hidden_size=0), dict(input_size=0)):
+        args = dict(input_size=I, hidden_size=H, num_layers=1) | bad
+        with pytest.raises(ConfigError):
+            cls(args["input_size"], args["hidden_size"], args["num_layers"])

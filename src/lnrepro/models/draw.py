@@ -40,7 +40,6 @@ Shapes: images (B, A, A) (square, `image_size` A; B is the batch) with values in
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lnrepro.errors import ConfigError
@@ -229,10 +228,3 @@ class DRAW(nn.Module):
             if steps:
                 out.append(torch.sigmoid(canvas))
         return torch.stack(out) if steps else torch.sigmoid(canvas)
-
-
-def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log D(x | c_T) per case, nats (Gregor et al. Eq. 9-10): Bernoulli cross-entropy with
-    means sigmoid(logits), summed over the pixels. (B, A, A) -> (B,)."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-

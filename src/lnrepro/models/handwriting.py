@@ -34,7 +34,6 @@ that they act on per-sequence derivatives.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +44,6 @@ from lnrepro.nn.norm import NormSpec
 from lnrepro.nn.rnn import DEFAULT_T_MAX, LSTMCell, scan_steps
 
 RHO_MAX = 1.0 - 1e-5  # |rho| cap: keeps 1 - rho^2 >= 2e-5 in float32 (tanh rounds to 1 at ~9)
-LOG_2PI = math.log(2 * math.pi)
 
 
 def mdn_params(y: torch.Tensor, mixtures: int, min_log_sigma: float = -6.0, bias: float = 0.0):
@@ -65,24 +63,6 @@ def mdn_params(y: torch.Tensor, mixtures: int, min_log_sigma: float = -6.0, bias
     shape = mu.shape[:-1] + (M, 2)
     return (e_logit.squeeze(-1), log_pi, mu.reshape(shape), log_sigma.reshape(shape),
             RHO_MAX * torch.tanh(r_hat))
-
-
-def mdn_nll(params, target: torch.Tensor) -> torch.Tensor:
-    """-log Pr(target | y) in nats for every point (Graves Eq. 17-26): the mixture of bivariate
-    Gaussians over (dx, dy) plus the Bernoulli end-of-stroke term. target (..., 3) -> (...).
-
-    Computed in the log domain (log-sum-exp over components, log sigma directly, never
-    1/sigma^2), so very small sigmas give large but finite values and gradients."""
-    e_logit, log_pi, mu, log_sigma, rho = params
-    z = (target[..., None, :2] - mu) * torch.exp(-log_sigma)  # (..., M, 2)
-    z1, z2 = z.unbind(-1)
-    one_m = 1.0 - rho * rho
-    Z = z1 * z1 + z2 * z2 - 2.0 * rho * z1 * z2
-    # log N(x | mu, sigma, rho) = -log(2 pi s1 s2 sqrt(1 - rho^2)) - Z / (2 (1 - rho^2))
-    log_n = -LOG_2PI - log_sigma.sum(-1) - 0.5 * torch.log(one_m) - Z / (2.0 * one_m)
-    nll_xy = -torch.logsumexp(log_pi + log_n, -1)
-    nll_eos = F.binary_cross_entropy_with_logits(e_logit, target[..., 2], reduction="none")
-    return nll_xy + nll_eos
 
 
 def _clamp_grad(t: torch.Tensor, limit: float | None) -> torch.Tensor:

@@ -15,8 +15,13 @@ points of the curve) and evaluating does not move the training run's random stre
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from lnrepro.models.draw import bernoulli_nll
+
+def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log D(x | c_T) per case, nats (Gregor et al. Eq. 9-10): Bernoulli cross-entropy with
+    means sigmoid(logits), summed over the pixels. (B, A, A) -> (B,)."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
 
 class VariationalBound:

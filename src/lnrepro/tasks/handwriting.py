@@ -3,9 +3,12 @@ log-likelihood of the pen offsets given the text, in nats per sequence and per p
 
 from __future__ import annotations
 
-import torch
+import math
 
-from lnrepro.models.handwriting import mdn_nll
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = math.log(2 * math.pi)
 
 
 def sequences(strokes: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor):
@@ -22,6 +25,24 @@ def sequences(strokes: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor)
     mask = (torch.arange(T, device=lengths.device).unsqueeze(1) < lengths).to(target.dtype)
     U = int((chars >= 0).sum(1).max())
     return x, target, mask, chars[:, :U]
+
+
+def mdn_nll(params, target: torch.Tensor) -> torch.Tensor:
+    """-log Pr(target | y) in nats for every point (Graves Eq. 17-26): the mixture of bivariate
+    Gaussians over (dx, dy) plus the Bernoulli end-of-stroke term. target (..., 3) -> (...).
+
+    Computed in the log domain (log-sum-exp over components, log sigma directly, never
+    1/sigma^2), so very small sigmas give large but finite values and gradients."""
+    e_logit, log_pi, mu, log_sigma, rho = params
+    z = (target[..., None, :2] - mu) * torch.exp(-log_sigma)  # (..., M, 2)
+    z1, z2 = z.unbind(-1)
+    one_m = 1.0 - rho * rho
+    Z = z1 * z1 + z2 * z2 - 2.0 * rho * z1 * z2
+    # log N(x | mu, sigma, rho) = -log(2 pi s1 s2 sqrt(1 - rho^2)) - Z / (2 (1 - rho^2))
+    log_n = -LOG_2PI - log_sigma.sum(-1) - 0.5 * torch.log(one_m) - Z / (2.0 * one_m)
+    nll_xy = -torch.logsumexp(log_pi + log_n, -1)
+    nll_eos = F.binary_cross_entropy_with_logits(e_logit, target[..., 2], reduction="none")
+    return nll_xy + nll_eos
 
 
 class HandwritingTask:
