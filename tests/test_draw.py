@@ -317,6 +317,7 @@ def test_data_module_split_fixed_files_and_missing_data(tmp_path):
 # ---------------------------------------------------------------- entrypoint, bad input
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_every_norm_through_the_real_entrypoint(cli, tmp_path):
     sweep = tmp_path / "sweep"
     p = cli(*DRAW_TINY, "norm=ln,bn,none", f"hydra.sweep.dir={sweep}",
@@ -344,6 +345,7 @@ def test_every_norm_through_the_real_entrypoint(cli, tmp_path):
     assert out.stat().st_size > 1000
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_resume_continues_exactly(compose, tiny_mnist, tmp_path):
     """The posterior noise comes from the checkpointed RNG, evaluation from its own seed."""
     base = DRAW_TINY + [f"paths.data_dir={tiny_mnist}", "norm=bn", "trainer.eval_at_start=false"]
@@ -354,6 +356,7 @@ def test_resume_continues_exactly(compose, tiny_mnist, tmp_path):
     assert resumed["final"] == whole["final"]
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_wrong_image_size_is_one_clear_error(compose, tiny_mnist, tmp_path):
     cfg = compose(DRAW_TINY + [f"paths.data_dir={tiny_mnist}", "model.image_size=32"])
     with pytest.raises(ConfigError, match=r"model.image_size=32 does not match the data "

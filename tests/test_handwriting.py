@@ -445,6 +445,7 @@ def test_sampling_shape_and_termination():
 
 
 # ---- end to end -----------------------------------------------------------------------------
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_every_norm_through_the_real_entrypoint_and_samples(tmp_path, tiny_iam):
     """One Hydra multirun over norm=ln,bn,none on the synthetic IAM files, then the sampling
     script on two of the run directories."""

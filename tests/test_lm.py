@@ -273,6 +273,7 @@ def test_model_checks_its_vocabulary_on_load(tiny_ptb):
 # ---- end to end ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_every_norm_through_the_real_entrypoint(tmp_path, tiny_ptb):
     """One Hydra multirun over norm=ln,bn,none on char text derived from the word files."""
     sweep = tmp_path / "sweep"
@@ -291,6 +292,7 @@ def test_every_norm_through_the_real_entrypoint(tmp_path, tiny_ptb):
         assert any("batch/bpc" in x for x in r.rows)
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_word_level_run_reports_perplexity(compose, tiny_ptb, tmp_path):
     cfg = compose(["experiment=lm_ptb_word_cpu", f"paths.data_dir={tiny_ptb}", "logger=none",
                    "threads=1", "data.batch_size=4", "data.eval_tokens=null", "model.emb_dim=8",
@@ -302,6 +304,7 @@ def test_word_level_run_reports_perplexity(compose, tiny_ptb, tmp_path):
     assert any("batch/ppl" in r for r in load_run(tmp_path).rows)
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_resume_equals_uninterrupted_run(compose, tiny_ptb, tmp_path):
     d = ptb(tiny_ptb, "char", 4, 10, 2)
     k = d.steps_per_epoch // 4  # the evaluation interval
@@ -324,6 +327,7 @@ def test_resume_equals_uninterrupted_run(compose, tiny_ptb, tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a["task"]["state"], b["task"]["state"]))
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_vocabulary_mismatch_on_resume(compose, tmp_path):
     """The data files changed under a run (same config): resuming stops with one clear error."""
     data = write_ptb(tmp_path / "data")
@@ -349,17 +353,20 @@ def test_vocabulary_mismatch_on_resume(compose, tmp_path):
     (["task.unit=nats"], ConfigError, "task.unit"),
     (["model.dropout=1.5"], ConfigError, "dropout"),
 ])
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_bad_config_values(compose, tiny_ptb, tmp_path, overrides, error, match):
     with pytest.raises(error, match=match):
         run(lm_cfg(compose, tiny_ptb, *overrides), tmp_path)
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_missing_ptb_through_the_entrypoint(compose, tmp_path):
     with pytest.raises(DataError, match=r"ptb.char.train.txt.*LNREPRO_DATA"):
         run(lm_cfg(compose, tmp_path / "nothing"), tmp_path / "r")
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 @pytest.mark.realdata
 def test_real_ptb_smoke(compose, tmp_path):
     data = Path(os.environ.get("LNREPRO_DATA", ""))

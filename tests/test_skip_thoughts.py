@@ -280,6 +280,7 @@ def tiny_books(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 @pytest.mark.parametrize("norm", ["ln", "none"])
 def test_end_to_end(tmp_path, tiny_books, norm):
     r = run_cli(TINY_ST + [f"norm={norm}"], tmp_path, tiny_books, timeout=300)
@@ -311,6 +312,7 @@ def test_end_to_end(tmp_path, tiny_books, norm):
         assert "| MR |" in out.stdout and "| CR | skipped |" in out.stdout
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_empty_corpus_through_the_entrypoint(tmp_path):
     (tmp_path / "data" / "books").mkdir(parents=True)
     r = run_cli(TINY_ST + ["norm=ln"], tmp_path, tmp_path / "data", timeout=120)
