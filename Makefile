@@ -31,9 +31,9 @@ help: ## list the targets
 	@echo "  variables: SCALE=cpu|paper  LAUNCHER=parallel|local_submitit|slurm  SWEEP=<configs/sweep name>"
 	@echo "             ARGS=\"<extra overrides (sweep) or options (compare)>\"  LNREPRO_DATA=<datasets>"
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -44,6 +44,13 @@ test: venv ## run the test suite (the README's test command; .ci/run calls it)
 
 test-fast: venv ## the tests not marked slow
 	$(PY) -m pytest -q -m "not slow"
+
+.PHONY: golden mutation
+golden: venv ## re-record tests/golden/ (only in a commit that says which issue moves the numbers and why)
+	$(PY) scripts/golden.py record
+
+mutation: venv ## mutation testing of the norms, the recurrent core and the losses -> results/mutation.md (not in CI)
+	$(PY) scripts/mutation.py
 
 figure6: venv ## Figure 6, permutation-invariant MNIST: ln/bn/none x batch 128/4 (SCALE=cpu|paper)
 	$(FIG) run experiments/figure6_pi_mnist.yaml --scale $(SCALE) $(LAUNCH)
@@ -83,6 +90,12 @@ figure5: venv ## Figure 5, handwriting synthesis (IAM-OnDB): LN-LSTM vs LSTM (an
 
 samples: venv ## handwriting from the figure5 runs -> results/handwriting_samples.png (TEXT="...", BIAS=1.0)
 	$(PY) scripts/sample_handwriting.py --scale $(SCALE) --bias $(or $(BIAS),1.0) $(if $(TEXT),--text "$(TEXT)",)
+
+.PHONY: table2
+table2: venv ## Table 2 + Figure 1, order embeddings on COCO (Sec. 6.1): LN-GRU vs GRU; needs the COCO features in LNREPRO_DATA/coco/ (SCALE=cpu|paper)
+	$(PY) scripts/table2.py --check-data
+	$(FIG) run experiments/table2_order_embeddings.yaml --scale $(SCALE) $(LAUNCH)
+	$(PY) scripts/table2.py --scale $(SCALE)
 
 figures: venv ## redraw every figure from existing runs (no training), then `make claims`
 	@for f in experiments/*.yaml; do $(FIG) plot $$f --scale $(SCALE) || true; done
