@@ -8,7 +8,7 @@ Reads the runs that `python scripts/figure.py run experiments/figure3_skip_thoug
 (summary.json "final": the last SentEval pass, after the last update), turns the logged
 lower-is-better numbers back into the paper's units (accuracy % = 100 - error, r = 1 - (1 - r))
 and writes a Markdown table in the layout of the paper's Table 3, with the paper's rows
-(PAPER.md Sec. 6.3) first and ours labelled by scale, corpus and number of updates.
+(Ba et al. 2016, Sec. 6.3) first and ours labelled by scale, corpus and number of updates.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from figure import load_spec, sweep_dir  # noqa: E402
 from lnrepro.runs import find_runs  # noqa: E402
 
 COLUMNS = ["SICK r", "SICK ρ", "SICK MSE", "MR", "CR", "SUBJ", "MPQA", "TREC"]
-# PAPER.md Sec. 6.3, Table 3 (BookCorpus, 2400-d uni-skip; † = 1 month, ~1.7M updates).
-# TREC is not in the LN paper's table; Kiros et al.'s uni-skip TREC is 91.4 (PAPER.md B.6, recall).
+# Ba et al. 2016, Sec. 6.3, Table 3 (BookCorpus, 2400-d uni-skip; † = 1 month, ~1.7M updates).
+# TREC is not in the LN paper's table; Kiros et al.'s uni-skip TREC is 91.4 (Kiros et al. 2015, Table 5).
 PAPER_ROWS = [
     ("Original [Kiros 2015] (uni-skip), BookCorpus", [0.848, 0.778, 0.287, 75.5, 79.3, 92.1, 86.9, None]),
     ("Ours (paper), BookCorpus, 1M updates", [0.842, 0.767, 0.298, 77.3, 81.8, 92.6, 87.9, None]),

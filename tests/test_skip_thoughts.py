@@ -20,8 +20,8 @@ from conftest import ROOT, run_cli
 from lnrepro.data.books import (EOS_ID, PAD_ID, UNK_ID, books, build_vocab, document_sentences,
                                 split_sentences, tokenize, triple_index)
 from lnrepro.errors import DataError
-from lnrepro.eval.senteval import (as_metrics, cv_accuracy, expected_score, pearson,
-                                   run_senteval, sick_target, spearman)
+from lnrepro.eval.scoring import cv_accuracy, expected_score, pearson, sick_target, spearman
+from lnrepro.eval.senteval import as_metrics, run_senteval
 from lnrepro.models.skip_thoughts import SkipThoughts, load_encoder
 from lnrepro.runs import find_runs
 from lnrepro.tasks.skip_thoughts import SkipThoughtsTask

@@ -1,4 +1,4 @@
-"""LSTM language model with the norm switch (PAPER.md B.1-B.3; Zaremba et al. 2014, word level)."""
+"""LSTM language model with the norm switch (Ha et al. 2017 and Cooijmans et al. 2017 at character level; Zaremba et al. 2014 at word level)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Uni-skip skip-thought model (Kiros et al. 2015; PAPER.md Sec. 6.3, B.6) with the norm switch.
+"""Uni-skip skip-thought model (Kiros et al. 2015; Ba et al. 2016, Sec. 6.3) with the norm switch.
 
     encoder:  h = GRU_enc(emb(s_i)) at the last token (<eos>) of s_i          (the sentence vector)
     decoders: GRU_prev and GRU_next, teacher-forced on s_{i-1} and s_{i+1}:

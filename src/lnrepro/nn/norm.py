@@ -30,7 +30,7 @@ class NormSpec:
     """What `norm=ln|bn|none` selects; built from `cfg.norm` by `NormSpec.from_cfg`."""
 
     kind: str = "ln"
-    eps: float = 1e-5  # inside the sqrt, as the authors' code and torch (PAPER.md A.5)
+    eps: float = 1e-5  # inside the sqrt, as the authors' code and torch
     momentum: float = 0.1  # BN running-average momentum (eval-time population statistics)
     unbiased: bool = False  # BN: unbiased batch variance in training (Sec. 6.6, batch size 4)
     gain_init: float = 1.0  # g at init; Sec. 6: LN gains 1, biases 0

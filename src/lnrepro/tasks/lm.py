@@ -1,4 +1,4 @@
-"""Language-modelling task: next-symbol cross-entropy with truncated BPTT (PAPER.md B.1-B.3)."""
+"""Language-modelling task: next-symbol cross-entropy with truncated BPTT (Ha et al. 2017; Cooijmans et al. 2017)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class LanguageModel:
     `state_dict`, so a resumed run continues exactly.
 
     Metrics: `loss` is the mean cross-entropy in nats per symbol; `bpc` = nats / ln 2 (bits per
-    character, the char-level unit of PAPER.md B.1-B.3) or `ppl` = exp(nats) (perplexity, the
+    character, the char-level unit of Ha et al. 2017 and Cooijmans et al. 2017) or `ppl` = exp(nats) (perplexity, the
     word-level unit). The trainer averages training metrics over the batches of a logging
     interval, so `batch/ppl` is the mean of per-batch perplexities, a little above
     exp(`batch/loss`); evaluation reports the exact exp of the mean.

@@ -1,5 +1,5 @@
 """Skip-thought task: the two decoders' teacher-forced cross-entropy, and SentEval as an
-evaluation split (PAPER.md Sec. 6.3, Figure 3, Table 3)."""
+evaluation split (Ba et al. 2016, Sec. 6.3, Figure 3, Table 3)."""
 
 from __future__ import annotations
 
