@@ -29,6 +29,7 @@ TINY = [
     "trainer.log_every=5",
     "logger=none",
     "threads=1",
+    "data.verify=false",  # synthetic data, not the recorded MNIST (lnrepro.data.verify)
 ]
 
 
@@ -49,6 +50,14 @@ def write_idx_mnist(root: Path, n_train: int = 200, n_test: int = 60, seed: int 
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
             struct.pack(">II", 2049, n) + y.to(torch.uint8).numpy().tobytes())
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_root(tmp_path_factory) -> Path:
+    """The session's caches (parsed corpora, binarizations, file digests) go to a temporary
+    folder, not the user's ~/.cache/lnrepro; a LNREPRO_CACHE set by the user is kept."""
+    os.environ.setdefault("LNREPRO_CACHE", str(tmp_path_factory.mktemp("cache")))
+    return Path(os.environ["LNREPRO_CACHE"])
 
 
 @pytest.fixture(scope="session")

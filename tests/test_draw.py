@@ -36,6 +36,7 @@ DRAW_TINY = [
     "optim.lr=3e-3",
     "logger=none",
     "threads=1",
+    "data.verify=false",  # synthetic MNIST, not the recorded files (lnrepro.data.verify)
 ]
 
 
@@ -270,44 +271,42 @@ def test_binarization_is_fixed_by_its_seed():
 
 def test_binarization_cache_is_written_once_and_reused(tmp_path, monkeypatch):
     img = torch.randint(0, 256, (30, 28, 28), dtype=torch.uint8)
-    ro, rw = tmp_path / "ro", tmp_path / "rw"
-    ro.mkdir()
-    ro.chmod(0o555)  # a read-only data folder (even root must not write there)
-    try:
-        x = bm.cached_binarization(img, 7, [ro / "binarized_mnist", rw])
-        files = list(rw.glob("stochastic_seed7_*.npz"))
-        assert len(files) == 1 and not (ro / "binarized_mnist").exists()
-        assert torch.equal(x, bm.binarize(img, 7))
-        monkeypatch.setattr(bm, "binarize", lambda *a: pytest.fail("cache not reused"))
-        assert torch.equal(bm.cached_binarization(img, 7, [ro / "binarized_mnist", rw]), x)
-        other = img.clone()
-        other[0, 0, 0] ^= 1  # other source pixels: another file, not the stale cache
-        with pytest.raises(pytest.fail.Exception, match="cache not reused"):
-            bm.cached_binarization(other, 7, [rw])
-    finally:
-        ro.chmod(0o755)
+    rw = tmp_path / "rw"
+    x = bm.cached_binarization(img, 7, rw)
+    files = list(rw.glob("stochastic_seed7_*.npz"))
+    assert len(files) == 1
+    assert torch.equal(x, bm.binarize(img, 7))
+    monkeypatch.setattr(bm, "binarize", lambda *a: pytest.fail("cache not reused"))
+    assert torch.equal(bm.cached_binarization(img, 7, rw), x)
+    other = img.clone()
+    other[0, 0, 0] ^= 1  # other source pixels: another file, not the stale cache
+    with pytest.raises(pytest.fail.Exception, match="cache not reused"):
+        bm.cached_binarization(other, 7, rw)
 
 
-def test_data_module_split_fixed_files_and_missing_data(tmp_path):
+def test_data_module_split_fixed_files_and_missing_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("LNREPRO_CACHE", str(tmp_path / "cache"))
     root = write_idx_mnist(tmp_path / "d", n_train=50, n_test=20)
-    d = bm.binarized_mnist(str(root), 8, val_size=10, eval_sizes={"val": 4})
+    d = bm.binarized_mnist(str(root), 8, val_size=10, eval_sizes={"val": 4}, verify=False)
     assert {k: len(v[0]) for k, v in d.splits.items()} == {"train": 40, "val": 10, "test": 20}
     assert d.model_kwargs == {"image_size": 28} and d.splits["train"][0].dtype == torch.uint8
-    assert len(list((root / "binarized_mnist").glob("*.npz"))) == 1  # cached under the data dir
+    assert len(list((tmp_path / "cache" / "binarized_mnist").glob("*.npz"))) == 1  # the cache root
+    assert not (root / "binarized_mnist").exists()  # nothing written into the data folder
     assert sum(len(b[0]) for b in d.eval_batches("val")) == 4
     # the fixed (Larochelle-Murray) files win under source=auto
     folder = root / "binarized_mnist"
+    folder.mkdir()
     fixed = {}
     for split, name in bm.AMAT.items():
         fixed[split] = (torch.rand(3, 28, 28) < 0.5).to(torch.uint8)
         lines = [" ".join(map(str, v.flatten().tolist())) for v in fixed[split]]
         (folder / name).write_text("\n".join(lines) + "\n")
-    d = bm.binarized_mnist(str(root), 2)
+    d = bm.binarized_mnist(str(root), 2, verify=False)
     for split in fixed:
         assert torch.equal(d.splits[split][0], fixed[split])
     (folder / bm.AMAT["test"]).write_text("0 1 0\n")
     with pytest.raises(DataError, match="not a binarized-MNIST .amat"):
-        bm.binarized_mnist(str(root), 2)
+        bm.binarized_mnist(str(root), 2, verify=False)
     with pytest.raises(DataError, match="MNIST not found.*LNREPRO_DATA.*amat"):
         bm.binarized_mnist(str(tmp_path / "none"), 2, download=False)
     with pytest.raises(DataError, match="fixed binarized MNIST.*not found"):

@@ -43,6 +43,7 @@ TINY_HW = [
     "trainer.log_every=4",
     "logger=none",
     "threads=1",
+    "data.verify=false",  # synthetic files, not the recorded IAM-OnDB (lnrepro.data.verify)
 ]
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "Mr", "Foot", "has", "put", "down", "log."]
@@ -290,7 +291,7 @@ def test_xml_parser_offsets_and_transcription(tmp_path):
 
 def test_loader_reads_the_official_layout_and_normalises(tiny_iam, tmp_path):
     d = iam_ondb(str(tiny_iam), batch_size=2, max_len=None, val_fraction=0.3,
-                 cache_dir=str(tmp_path / "c"))
+                 cache_dir=str(tmp_path / "c"), verify=False)
     strokes, lengths, chars = d.splits["train"]
     n_train, n_val = len(lengths), len(d.splits["val"][1])
     assert n_train + n_val == 30 and n_val > 0 and n_val % 3 == 0  # whole forms
@@ -305,12 +306,12 @@ def test_loader_reads_the_official_layout_and_normalises(tiny_iam, tmp_path):
     assert (strokes[~mask] == 0).all() and ((chars >= -1) & (chars < 57)).all()
     # one word = one stroke: the number of end-of-stroke marks is the number of words - the
     # first point of a line only anchors it, so a one-point first stroke would lose its mark
-    raw, cached = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c")
+    raw, cached = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c", verify=False)
     assert cached and all(raw.line(i)[:, 2].sum() == len(t.split()) for i, t in
                           enumerate(raw.texts))
     # max_len cuts lines (keeps the text), std-only normalisation keeps the mean
     cut = iam_ondb(str(tiny_iam), batch_size=2, max_len=7, val_fraction=0.3, subtract_mean=False,
-                   cache_dir=str(tmp_path / "c"))
+                   cache_dir=str(tmp_path / "c"), verify=False)
     assert cut.splits["train"][0].shape[1] == 7 and cut.splits["train"][1].max() == 7
     assert cut.mean == [0.0, 0.0] and cut.splits["train"][2].shape == chars.shape
 
@@ -321,10 +322,11 @@ def test_tar_archives_give_the_same_lines(tiny_iam, tmp_path):
     for kind, ext in (("lineStrokes", "xz"), ("ascii", "gz")):
         with tarfile.open(root / f"{kind}-all.tar.{ext}", f"w:{ext}") as tar:
             tar.add(tiny_iam / "iam_ondb" / kind, arcname=kind)
-    a, _ = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c1")
-    b, _ = load_raw_lines(tmp_path / "arch", cache_dir=tmp_path / "c2")
+    a, _ = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c1", verify=False)
+    b, _ = load_raw_lines(tmp_path / "arch", cache_dir=tmp_path / "c2", verify=False)
     assert a.texts == b.texts and a.forms == b.forms and np.array_equal(a.offsets, b.offsets)
-    part, _ = load_raw_lines(tmp_path / "arch", limit_forms=2, cache_dir=tmp_path / "c2")
+    part, _ = load_raw_lines(tmp_path / "arch", limit_forms=2, cache_dir=tmp_path / "c2",
+                             verify=False)
     assert len(set(part.forms)) == 2 and part.texts == a.texts[: len(part.texts)]
 
 
@@ -339,43 +341,29 @@ def test_cache_roundtrip_and_second_load_skips_the_xml(tiny_iam, tmp_path, monke
     assert back.texts == raw.texts and back.forms == raw.forms and back.dropped == raw.dropped
     assert back.line(1).tolist() == [[-5, 6, 1]]
     assert not list(tmp_path.glob(".*tmp*"))  # atomic write leaves no temp file
-    first, cached = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c")
+    first, cached = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c", verify=False)
     assert not cached and len(list((tmp_path / "c").glob("lines_*.npz"))) == 1
 
     def boom(*a, **k):
         raise AssertionError("parsed again")
 
     monkeypatch.setattr("lnrepro.data.iam_ondb.parse_iam_ondb", boom)
-    again, cached = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c")
+    again, cached = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c", verify=False)
     assert cached and again.texts == first.texts and np.array_equal(again.offsets, first.offsets)
     # a corrupt cache file is ignored (and rewritten), not fatal
     monkeypatch.undo()
     next((tmp_path / "c").glob("lines_*.npz")).write_bytes(b"not a zip")
-    third, cached = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c")
+    third, cached = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c", verify=False)
     assert not cached and third.texts == first.texts
-
-
-def test_default_cache_dir_never_writes_into_a_read_only_data_dir(tmp_path, monkeypatch):
-    from lnrepro.data.iam_ondb import default_cache_dir
-
-    root = tmp_path / "ro" / "iam_ondb"
-    root.mkdir(parents=True)
-    assert default_cache_dir(root) == root / "processed"
-    root.chmod(0o555)  # like shared/data (even root, who passes os.access, must keep out)
-    try:
-        monkeypatch.setenv("LNREPRO_CACHE", str(tmp_path / "cache"))
-        assert default_cache_dir(root) == tmp_path / "cache" / "iam_ondb"
-        assert not (root / "processed").exists()
-    finally:
-        root.chmod(0o755)
 
 
 def test_bad_files_are_counted_and_skipped_with_a_warning(tmp_path, caplog):
     data = write_iam(tmp_path / "d", n_forms=8, malformed=((0, 2),), no_ascii=(1,),
                      extra_file=(2,))
     with caplog.at_level(logging.WARNING, logger="lnrepro"):
-        d = iam_ondb(str(data), batch_size=2, val_fraction=0.3, cache_dir=str(tmp_path / "c"))
-    raw, _ = load_raw_lines(data, cache_dir=tmp_path / "c")
+        d = iam_ondb(str(data), batch_size=2, val_fraction=0.3, cache_dir=str(tmp_path / "c"),
+                     verify=False)
+    raw, _ = load_raw_lines(data, cache_dir=tmp_path / "c", verify=False)
     assert raw.dropped == {"malformed XML": 1, "fewer than 2 points": 0,
                            "no transcription": 3 + 4, "empty text": 0}
     assert len(raw) == 8 * 3 + 1 - 1 - 3 - 4 and "a01-001u" not in raw.forms
@@ -388,7 +376,7 @@ def test_bad_files_are_counted_and_skipped_with_a_warning(tmp_path, caplog):
 def test_empty_dataset_and_missing_files_are_one_clear_error(tmp_path):
     data = write_iam(tmp_path / "d", n_forms=2, no_ascii=(0,), extra_file=(1,))
     with pytest.raises(DataError, match="no usable line"):
-        iam_ondb(str(data), cache_dir=str(tmp_path / "c"))
+        iam_ondb(str(data), cache_dir=str(tmp_path / "c"), verify=False)
     with pytest.raises(DataError, match=r"IAM-OnDB not found.*LNREPRO_DATA"):
         iam_ondb(str(tmp_path / "nothing"), cache_dir=str(tmp_path / "c"))
     (tmp_path / "half" / "iam_ondb" / "lineStrokes").mkdir(parents=True)
@@ -396,7 +384,7 @@ def test_empty_dataset_and_missing_files_are_one_clear_error(tmp_path):
         iam_ondb(str(tmp_path / "half"), cache_dir=str(tmp_path / "c"))
     one = write_iam(tmp_path / "one", n_forms=1)
     with pytest.raises(DataError, match="split of IAM-OnDB is empty"):
-        iam_ondb(str(one), cache_dir=str(tmp_path / "c"))
+        iam_ondb(str(one), cache_dir=str(tmp_path / "c"), verify=False)
     for kwargs, match in (({"val_fraction": 1.5}, "val_fraction"), ({"max_len": 0}, "max_len"),
                           ({"alphabet": "aa"}, "alphabet"), ({"batch_size": 0}, "batch_size")):
         with pytest.raises(ConfigError, match=match):
@@ -451,8 +439,8 @@ def test_every_norm_through_the_real_entrypoint_and_samples(tmp_path, tiny_iam):
     script on two of the run directories."""
     sweep = tmp_path / "sweep"
     p = run_cli([*TINY_HW, "norm=ln,bn,none", f"hydra.sweep.dir={sweep}",
-                 "hydra.sweep.subdir=${hydra.job.num}_${norm.kind}",
-                 f"data.cache_dir={tmp_path / 'cache'}"], tmp_path, tiny_iam, multirun=True)
+                 "hydra.sweep.subdir=${hydra.job.num}_${norm.kind}"], tmp_path, tiny_iam,
+                multirun=True, env={"LNREPRO_CACHE": str(tmp_path / "cache")})
     assert p.returncode == 0, p.stderr[-3000:]
     runs = find_runs(sweep)
     assert sorted(r.get("norm.kind") for r in runs) == ["bn", "ln", "none"]

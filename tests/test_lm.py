@@ -36,6 +36,7 @@ TINY_LM = [
     "trainer.log_every=5",
     "logger=none",
     "threads=1",
+    "data.verify=false",  # synthetic text, not Mikolov's files (lnrepro.data.verify)
 ]
 
 
@@ -95,7 +96,7 @@ def train_tokens(d) -> list[str]:
 
 
 def test_word_level_vocabulary_unk_and_eos(tiny_ptb):
-    d = ptb(tiny_ptb, "word", batch_size=2, bptt=5, eval_batch_size=2)
+    d = ptb(tiny_ptb, "word", batch_size=2, bptt=5, eval_batch_size=2, verify=False)
     lines = (tiny_ptb / "ptb" / "ptb.train.txt").read_text().splitlines()
     assert d.vocab == sorted({w for line in lines for w in line.split()} | {EOS})
     assert {"<unk>", EOS, "cat"} <= set(d.vocab)
@@ -104,15 +105,15 @@ def test_word_level_vocabulary_unk_and_eos(tiny_ptb):
     got = train_tokens(d)
     assert got == expected[: len(got)] and len(expected) - len(got) < 2  # remainder of B streams
     # the same files give the same vocabulary hash; other text another
-    assert ptb(tiny_ptb, "word", 2, 5, 2).vocab_hash == d.vocab_hash
-    assert ptb(tiny_ptb, "char", 2, 5, 2).vocab_hash != d.vocab_hash
+    assert ptb(tiny_ptb, "word", 2, 5, 2, verify=False).vocab_hash == d.vocab_hash
+    assert ptb(tiny_ptb, "char", 2, 5, 2, verify=False).vocab_hash != d.vocab_hash
 
 
 def test_char_level_derived_from_words_equals_char_files(tmp_path):
-    derived = ptb(write_ptb(tmp_path / "a"), "char", 3, 7, 2)
-    files = ptb(write_ptb(tmp_path / "b", char_files=True), "char", 3, 7, 2)
+    derived = ptb(write_ptb(tmp_path / "a"), "char", 3, 7, 2, verify=False)
+    files = ptb(write_ptb(tmp_path / "b", char_files=True), "char", 3, 7, 2, verify=False)
     (tmp_path / "b" / "ptb" / "ptb.train.txt").unlink()  # the char files alone suffice
-    alone = ptb(tmp_path / "b", "char", 3, 7, 2)
+    alone = ptb(tmp_path / "b", "char", 3, 7, 2, verify=False)
     assert derived.vocab == files.vocab == alone.vocab
     assert EOS in derived.vocab and "_" in derived.vocab and all(
         len(s) == 1 for s in derived.vocab if s != EOS)
@@ -126,7 +127,7 @@ def test_char_level_derived_from_words_equals_char_files(tmp_path):
 
 def test_segments_are_contiguous_streams_and_resume_mid_epoch(tiny_ptb):
     B, T = 3, 7
-    d = ptb(tiny_ptb, "char", B, T, eval_batch_size=2)
+    d = ptb(tiny_ptb, "char", B, T, eval_batch_size=2, verify=False)
     segs = list(d.train_batches(0))
     assert len(segs) == d.steps_per_epoch == (len(d.train) - 1) // T
     assert [s.first for s in segs] == [True] + [False] * (len(segs) - 1)
@@ -146,13 +147,14 @@ def test_segments_are_contiguous_streams_and_resume_mid_epoch(tiny_ptb):
 
 
 def test_eval_batches_cover_every_token_and_cap(tiny_ptb):
-    d = ptb(tiny_ptb, "char", 3, 7, eval_batch_size=2)
+    d = ptb(tiny_ptb, "char", 3, 7, eval_batch_size=2, verify=False)
     val = d.splits["val"]  # (L, 2)
     segs = list(d.eval_batches("val"))
     assert [s.first for s in segs] == [True] + [False] * (len(segs) - 1)
     assert torch.equal(torch.cat([s.x for s in segs]), val[:-1])
     assert torch.equal(torch.cat([s.y for s in segs]), val[1:])  # the last segment may be short
-    capped = ptb(tiny_ptb, "char", 3, 7, eval_batch_size=2, eval_tokens={"val": 41, "test": None})
+    capped = ptb(tiny_ptb, "char", 3, 7, eval_batch_size=2, eval_tokens={"val": 41, "test": None},
+                 verify=False)
     assert capped.splits["val"].numel() == 40  # 41 tokens in 2 streams of 20
     assert torch.equal(capped.splits["val"][:, 0], val[:20, 0])  # the first tokens of the text
     assert torch.equal(capped.splits["test"], d.splits["test"])
@@ -170,7 +172,7 @@ def test_eval_batches_cover_every_token_and_cap(tiny_ptb):
 def test_bad_data_config(tiny_ptb, kwargs, error, match):
     args = {"level": "char", "batch_size": 2, "bptt": 5, "eval_batch_size": 2, **kwargs}
     with pytest.raises(error, match=match):
-        ptb(tiny_ptb, **args)
+        ptb(tiny_ptb, **args, verify=False)
 
 
 def test_missing_corrupt_and_foreign_files(tmp_path):
@@ -182,18 +184,18 @@ def test_missing_corrupt_and_foreign_files(tmp_path):
     d = root / "ptb"
     (d / "ptb.char.valid.txt.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
     with pytest.raises(DataError, match="ptb.char.valid.txt.gz cannot be read"):
-        ptb(root, "char", 2, 5)
+        ptb(root, "char", 2, 5, verify=False)
     (d / "ptb.char.valid.txt.gz").unlink()
     (d / "ptb.char.test.txt").write_text("")
     with pytest.raises(DataError, match="ptb.char.test.txt is empty"):
-        ptb(root, "char", 2, 5)
+        ptb(root, "char", 2, 5, verify=False)
     (d / "ptb.char.test.txt").write_text((d / "ptb.test.txt").read_text())  # words, not chars
     with pytest.raises(DataError, match="not one character"):
-        ptb(root, "char", 2, 5)
+        ptb(root, "char", 2, 5, verify=False)
     (d / "ptb.valid.txt").write_text(" the zebra sat \n")  # valid derived: 'z' is unseen
     (d / "ptb.char.test.txt").unlink()
     with pytest.raises(DataError, match=r"valid split.*not in the training vocabulary \('z'\)"):
-        ptb(root, "char", 2, 5)
+        ptb(root, "char", 2, 5, verify=False)
 
 
 # ---- task: truncated BPTT ----------------------------------------------------------------
@@ -206,7 +208,7 @@ def tiny_model(d, norm="ln", seed=0):
 
 @pytest.mark.parametrize("norm", ["ln", "none"])
 def test_state_is_carried_detached_and_reset(tiny_ptb, norm):
-    d = ptb(tiny_ptb, "char", 3, 6, 2)
+    d = ptb(tiny_ptb, "char", 3, 6, 2, verify=False)
     model, task = tiny_model(d, norm), LanguageModel("bpc")
     s1, s2 = list(d.train_batches(0, 0))[:2]
     emb_out = []
@@ -236,7 +238,7 @@ def test_state_is_carried_detached_and_reset(tiny_ptb, norm):
 
 
 def test_evaluate_is_exact_and_leaves_training_state(tiny_ptb):
-    d = ptb(tiny_ptb, "char", 3, 6, eval_batch_size=2)
+    d = ptb(tiny_ptb, "char", 3, 6, eval_batch_size=2, verify=False)
     model, task = tiny_model(d), LanguageModel("bpc")
     for s in list(d.train_batches(0))[:3]:
         task.training_step(model, s)
@@ -258,7 +260,7 @@ def test_evaluate_is_exact_and_leaves_training_state(tiny_ptb):
 
 
 def test_model_checks_its_vocabulary_on_load(tiny_ptb):
-    d = ptb(tiny_ptb, "char", 3, 6, 2)
+    d = ptb(tiny_ptb, "char", 3, 6, 2, verify=False)
     state = tiny_model(d).state_dict()
     LSTMLM(d.vocab_size, 8, 16, vocab_hash=d.vocab_hash).load_state_dict(state)
     for size, h in ((d.vocab_size + 1, d.vocab_hash), (d.vocab_size, "0" * 16)):
@@ -296,7 +298,8 @@ def test_every_norm_through_the_real_entrypoint(tmp_path, tiny_ptb):
 def test_word_level_run_reports_perplexity(compose, tiny_ptb, tmp_path):
     cfg = compose(["experiment=lm_ptb_word_cpu", f"paths.data_dir={tiny_ptb}", "logger=none",
                    "threads=1", "data.batch_size=4", "data.eval_tokens=null", "model.emb_dim=8",
-                   "model.hidden_size=8", "trainer.max_steps=5", "trainer.log_every=5"])
+                   "model.hidden_size=8", "trainer.max_steps=5", "trainer.log_every=5",
+                   "data.verify=false"])
     s = run(cfg, tmp_path)
     final = s["final"]
     assert final["val/ppl"] == pytest.approx(math.exp(final["val/nll"]))
@@ -306,7 +309,7 @@ def test_word_level_run_reports_perplexity(compose, tiny_ptb, tmp_path):
 
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_resume_equals_uninterrupted_run(compose, tiny_ptb, tmp_path):
-    d = ptb(tiny_ptb, "char", 4, 10, 2)
+    d = ptb(tiny_ptb, "char", 4, 10, 2, verify=False)
     k = d.steps_per_epoch // 4  # the evaluation interval
     total = d.steps_per_epoch + k  # crosses an epoch boundary (the carried state resets there)
     common = [f"trainer.log_every={k}", f"trainer.ckpt_every={k}", "trainer.eval_splits=[val,test]",

@@ -1,6 +1,9 @@
 """User-facing failures: each is reported as one clear line and a non-zero exit (train.py)."""
 
-from hydra.errors import CompactHydraException
+try:
+    from hydra.errors import CompactHydraException
+except ImportError:  # a bare torch + numpy machine (scripts/gpu_check.py): plain exceptions
+    CompactHydraException = Exception
 
 
 class LnreproError(CompactHydraException):
@@ -21,6 +24,10 @@ class DataError(LnreproError):
     """Missing or corrupt dataset files."""
 
 
+class OutputError(LnreproError):
+    """A run output or cache that cannot be written (disk full, permissions, quota)."""
+
+
 class DivergenceError(LnreproError):
     """The training loss became NaN or inf."""
 
@@ -31,3 +38,14 @@ class Interrupted(LnreproError):
     """SIGINT/SIGTERM during training: a checkpoint was written, resume=true continues."""
 
     exit_code = 130
+
+
+def one_line(e: BaseException) -> str:
+    """A library's error as one line: Hydra's composition errors span several lines (the first
+    says what is wrong, the rest lists the choices, which are kept); others keep their first."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    msg = (lines[0] if lines else type(e).__name__).rstrip(".")
+    if "is not in struct" in f"{e} {e.__cause__}":
+        msg += ": no such key in the config (+key=value adds one)"
+    options = getattr(e, "options", None)  # MissingConfigException: the group's choices
+    return msg + (f" (available: {', '.join(options)})" if options else "")

@@ -3,10 +3,14 @@
 The local files are the source of truth (figures and comparisons read them); W&B gets the same
 keys (`split/name`, e.g. `val/err`, `train/nll`, `batch/loss`). Without an API key W&B runs
 offline into `<run_dir>/wandb/` (upload later with `wandb sync <run_dir>/wandb/offline-run-*`).
+W&B never stops a run: when the service cannot be reached within `logger.init_timeout` seconds
+the run logs offline (one warning), and a later failure turns the mirror off (one warning).
+A failed write of a run file (disk full, permissions, quota) is one OutputError line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -14,22 +18,68 @@ import netrc
 import os
 import secrets
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+from lnrepro import REPO_ROOT
+from lnrepro.errors import ConfigError, OutputError, one_line
 
 log = logging.getLogger(__name__)
 
-from lnrepro import REPO_ROOT
+
+def output_error(path: Path, error: BaseException) -> OutputError | None:
+    """The OutputError line for a failed write of `path`, when `error` is (or was raised while
+    handling) an OSError: torch.save reports a full disk as a RuntimeError whose context is the
+    OSError. None for any other error."""
+    seen = set()
+    while error is not None and id(error) not in seen and not isinstance(error, OSError):
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    if not isinstance(error, OSError):
+        return None
+    return OutputError(f"cannot write {path} ({error.strerror or error}): free space or fix the "
+                       "permissions; files written before are intact")
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write `path` through `write(file)` into a temporary file next to it, then rename it over
+    `path`: a kill never leaves a half-written file, and a failed write (disk full, permissions,
+    quota) removes the temporary file, leaves the previous `path` intact and raises OutputError."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        error = output_error(path, e)
+        if error is None:
+            raise
+        raise error from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file + rename, so a kill never leaves a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """`atomic_write` of a text (UTF-8)."""
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+class BelowLevel(logging.Filter):
+    """Passes records below `level`: INFO lines go to stdout, warnings and errors to stderr
+    (configs/train.yaml, hydra.job_logging)."""
+
+    def __init__(self, level: str | int = logging.WARNING):
+        super().__init__()
+        self.level = logging.getLevelName(level) if isinstance(level, str) else level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level
 
 
 def git_commit() -> str:
@@ -59,21 +109,43 @@ def _jsonable(v):
     return v
 
 
-def wandb_mode(requested: str) -> str:
-    """auto -> online with an API key, offline without (nothing is lost; `wandb sync` later)."""
-    env = os.environ.get("WANDB_MODE")
-    if env:
-        return env
-    if requested != "auto":
-        return requested
+def _has_wandb_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
-        return "online"
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
     try:
-        if netrc.netrc().authenticators("api.wandb.ai"):
-            return "online"
+        return bool(netrc.netrc().authenticators(host))
     except (OSError, netrc.NetrcParseError):
-        pass
-    return "offline"
+        return False
+
+
+def wandb_mode(requested: str) -> str:
+    """auto -> online with an API key, offline without (nothing is lost; `wandb sync` later).
+    Online requested without a key is one ConfigError line."""
+    mode = os.environ.get("WANDB_MODE") or requested
+    mode = "offline" if mode == "dryrun" else mode  # W&B's old name for offline
+    if mode == "auto":
+        return "online" if _has_wandb_key() else "offline"
+    if mode not in ("online", "offline", "disabled"):
+        raise ConfigError(f"logger.mode (or WANDB_MODE) must be auto, online, offline or "
+                          f"disabled, got {mode!r}")
+    if mode == "online" and not _has_wandb_key():
+        where = "WANDB_MODE=online" if os.environ.get("WANDB_MODE") else "logger.mode=online"
+        raise ConfigError(f"W&B online mode ({where}) needs an API key: run `wandb login` or "
+                          "set WANDB_API_KEY, or use logger.mode=offline (upload later with "
+                          "`wandb sync`) or logger=none")
+    return mode
+
+
+def check_logger(cfg: dict | None) -> None:
+    """What RunLogger will need of `cfg.logger`, checked before any data is loaded."""
+    if not cfg or not cfg.get("enabled", True):
+        return
+    timeout = cfg.get("init_timeout", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigError(f"logger.init_timeout must be a positive number of seconds, got "
+                          f"{timeout!r}")
+    wandb_mode(cfg.get("mode", "auto"))
 
 
 class RunLogger:
@@ -95,10 +167,13 @@ class RunLogger:
         self.path = self.run_dir / "metrics.jsonl"
         self.config, self.meta = config, meta
         if resume_step is None:
-            self.path.write_text("")
+            atomic_write_text(self.path, "")
         else:
             self._truncate_after(resume_step)
-        self._file = open(self.path, "a")
+        try:
+            self._file = open(self.path, "a")
+        except OSError as e:
+            raise output_error(self.path, e) from None
         self.wandb = None
         if wandb_cfg and wandb_cfg.get("enabled", True):
             self._init_wandb(wandb_cfg, resume=resume_step is not None)
@@ -115,42 +190,74 @@ class RunLogger:
         atomic_write_text(self.path, "".join(s + "\n" for s in keep))
 
     def _init_wandb(self, cfg: dict, resume: bool) -> None:
-        import wandb  # lazy: slow to import, and optional for the local files
-
         mode = wandb_mode(cfg.get("mode", "auto"))
         if mode == "disabled":
             return
+        import wandb  # lazy: slow to import, and optional for the local files
+
         id_file = self.run_dir / "wandb_id"
         if resume and id_file.exists():
             run_id = id_file.read_text().strip()
         else:
             run_id = secrets.token_hex(6)  # W&B ids: lower-case letters and digits
             atomic_write_text(id_file, run_id)
-        self.wandb = wandb.init(
-            project=cfg.get("project"),
-            entity=cfg.get("entity"),
-            group=cfg.get("group"),
-            tags=[str(t) for t in cfg.get("tags") or []],
-            name=cfg.get("name"),
-            config={**self.config, "_meta": self.meta},
-            dir=str(self.run_dir),
-            mode=mode,
-            id=run_id,
-            resume="allow",
-            # Hydra's basic launcher runs every job of a multirun in this process: each job
-            # must get (and finish) its own run instead of W&B's default "return_previous".
-            reinit="finish_previous",
-            settings=wandb.Settings(console="off", x_disable_stats=True),
-        )
-        log.info("W&B %s run %s in %s", mode, run_id, self.run_dir / "wandb")
+
+        def init(mode: str, **settings):
+            return wandb.init(
+                project=cfg.get("project"),
+                entity=cfg.get("entity"),
+                group=cfg.get("group"),
+                tags=[str(t) for t in cfg.get("tags") or []],
+                name=cfg.get("name"),
+                config={**self.config, "_meta": self.meta},
+                dir=str(self.run_dir),
+                mode=mode,
+                id=run_id,
+                resume="allow",
+                # Hydra's basic launcher runs every job of a multirun in this process: each job
+                # must get (and finish) its own run instead of W&B's default "return_previous".
+                reinit="finish_previous",
+                settings=wandb.Settings(console="off", x_disable_stats=True, **settings),
+            )
+
+        folder = self.run_dir / "wandb"
+        fell_back = False
+        try:
+            if mode == "online":
+                try:
+                    self.wandb = init("online", init_timeout=float(cfg.get("init_timeout", 30)))
+                except Exception as e:  # no network, no answer, a refused key: log offline
+                    log.warning("W&B could not be reached (%s): logging offline to %s; upload "
+                                "later with `wandb sync %s/offline-run-*`", one_line(e),
+                                folder, folder)
+                    mode, fell_back = "offline", True
+                    wandb.teardown()  # the failed attempt still holds the run id
+            if self.wandb is None:
+                self.wandb = init(mode, silent=fell_back)  # the warning said how to sync
+        except Exception as e:  # noqa: BLE001
+            log.warning("W&B is off for this run (%s); metrics.jsonl has every number",
+                        one_line(e))
+            return
+        log.info("W&B %s run %s in %s", mode, run_id, folder)
+
+    def _wandb_failed(self, e: Exception) -> None:
+        log.warning("W&B stopped working (%s): it is off for the rest of this run; "
+                    "metrics.jsonl has every number", one_line(e))
+        self.wandb = None
 
     def log(self, step: int, epoch: float, time: float, metrics: dict[str, float]) -> None:
         row = {"step": step, "epoch": round(epoch, 6), "time": round(time, 3)}
         row.update({k: _jsonable(float(v)) for k, v in metrics.items()})
-        self._file.write(json.dumps(row, allow_nan=False) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(row, allow_nan=False) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise output_error(self.path, e) from None
         if self.wandb is not None:
-            self.wandb.log({"epoch": epoch, **metrics}, step=step)
+            try:
+                self.wandb.log({"epoch": epoch, **metrics}, step=step)
+            except Exception as e:  # noqa: BLE001  (the mirror never stops a run)
+                self._wandb_failed(e)
 
     def write_summary(self, summary: dict) -> None:
         summary = {**summary, **self.meta, "config": self.config}
@@ -158,12 +265,19 @@ class RunLogger:
             self.run_dir / "summary.json", json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n"
         )
         if self.wandb is not None:
-            for k, v in summary.items():
-                if k != "config":
-                    self.wandb.summary[k] = v
+            try:
+                for k, v in summary.items():
+                    if k != "config":
+                        self.wandb.summary[k] = v
+            except Exception as e:  # noqa: BLE001
+                self._wandb_failed(e)
 
     def close(self, exit_code: int = 0) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # a full disk was reported where it happened
+            self._file.close()
         if self.wandb is not None:
-            self.wandb.finish(exit_code=exit_code)
+            try:
+                self.wandb.finish(exit_code=exit_code)
+            except Exception as e:  # noqa: BLE001
+                self._wandb_failed(e)
             self.wandb = None

@@ -16,24 +16,28 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from lnrepro.callbacks import check_writable
-from lnrepro.errors import ConfigError, DataError, Interrupted, LnreproError
-from lnrepro.logging import RunLogger, git_commit
+from lnrepro.callbacks import check_run_keys, check_writable, lock_run_dir, unlock_run_dir
+from lnrepro.data.common import cache_root
+from lnrepro.errors import ConfigError, DataError, Interrupted, LnreproError, one_line
+from lnrepro.logging import RunLogger, check_logger, git_commit
 from lnrepro.nn.norm import NormSpec
-from lnrepro.trainer import Trainer, TrainerConfig
+from lnrepro.trainer import STATE_KEYS, Trainer, TrainerConfig
 
 log = logging.getLogger("lnrepro")
 
 # Keys that may differ between a checkpoint's config and the resuming run's config.
 # (The data may move: models check what must match, e.g. the LM's vocabulary hash.)
-RESUME_MAY_CHANGE = ("resume", "trainer.epochs", "trainer.max_steps", "trainer.progress",
-                     "trainer.line_seconds", "threads", "logger", "paths", "data.data_dir",
-                     "device", "optimized_metric")
+# `threads` may change as a key (null and 4 can mean the same); the thread COUNT is checked
+# apart (_check_threads): results are bit-exact only per thread count.
+RESUME_MAY_CHANGE = ("resume", "resume_allow_different_threads", "trainer.epochs",
+                     "trainer.max_steps", "trainer.progress", "trainer.line_seconds", "threads",
+                     "logger", "paths", "data.data_dir", "data.verify", "device",
+                     "optimized_metric")
 
 
 def build(node, **kwargs):
@@ -82,20 +86,50 @@ def _check_resumable(saved: dict, now: dict) -> None:
         raise ConfigError(f"cannot resume: the config differs from the checkpoint's ({shown})")
 
 
+def _check_threads(saved: int | None, now: int, allow: bool) -> None:
+    if saved is None or saved == now:
+        return
+    msg = (f"the checkpoint was trained with {saved} thread{'s' * (saved != 1)} and this run "
+           f"{now}; results are bit-exact only per thread count")
+    if not allow:
+        raise ConfigError(f"cannot resume: {msg}. Pass threads={saved}, or "
+                          "resume_allow_different_threads=true to continue anyway")
+    log.warning("resuming although %s (resume_allow_different_threads=true)", msg)
+
+
 def _load_checkpoint(path: Path) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file
         raise DataError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+    missing = [k for k in (*STATE_KEYS, "config", "meta") if not isinstance(ckpt, dict)
+               or k not in ckpt]
+    if missing:
+        raise DataError(f"{path} is not a complete checkpoint of this project (missing: "
+                        f"{', '.join(missing)}): delete it, or choose another hydra.run.dir")
+    return ckpt
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train one configured run in `run_dir`; returns the summary (as in summary.json)."""
+    """Train one configured run in `run_dir`, which is locked for it (a second run into it
+    stops with one line); returns the summary (as in summary.json)."""
+    check_run_keys(cfg)
     run_dir = Path(run_dir)
     check_writable(run_dir)
+    took = lock_run_dir(run_dir)
+    try:
+        return _run(cfg, run_dir)
+    finally:
+        if took:
+            unlock_run_dir(run_dir)
+
+
+def _run(cfg: DictConfig, run_dir: Path) -> dict:
+    check_writable(cache_root(), "caches", "set LNREPRO_CACHE to a writable folder")
     config = OmegaConf.to_container(cfg, resolve=True)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    check_logger(config["logger"])
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     device = resolve_device(str(cfg.device))
 
     batch_size = cfg.data.get("batch_size")
@@ -117,6 +151,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
             )
         ckpt = _load_checkpoint(ckpt_path)
         _check_resumable(ckpt["config"], config)
+        _check_threads(ckpt["meta"].get("threads"), torch.get_num_threads(),
+                       cfg.resume_allow_different_threads)
     elif cfg.resume:
         log.warning("resume=true but %s has no checkpoint: starting from step 0", run_dir)
 
@@ -145,7 +181,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     exit_code = 1
     try:
         if ckpt:
-            trainer.load_state_dict(ckpt)
+            try:
+                trainer.load_state_dict(ckpt)
+            except (KeyError, RuntimeError, TypeError, ValueError) as e:
+                raise DataError(f"{ckpt_path} does not fit this run's model or optimizer "
+                                f"({one_line(e)})") from None
             log.info("resumed %s at step %d (epoch %.2f)", run_dir, trainer.step, trainer.epoch)
         log.info("%s | norm=%s batch=%s seed=%s | %d params | %d steps (%d per epoch) | %s",
                  cfg.name, norm.kind, batch_size, cfg.seed, meta["n_params"],
@@ -168,7 +208,7 @@ def main(cfg: DictConfig):
     except LnreproError as e:
         log.error("%s", e)
         if hc.mode == RunMode.MULTIRUN and not isinstance(e, Interrupted):
-            raise  # Hydra reports the failed job at the end; the other jobs still run
+            raise  # the other jobs still run; the sweep then exits with e.exit_code (cli)
         sys.exit(e.exit_code)  # a signal stops the whole sweep, not only this job
 
 
@@ -186,5 +226,37 @@ def objective(summary: dict, key: str) -> float:
     return float(value)
 
 
-if __name__ == "__main__":
+def _one_line(run_and_report):
+    """Hydra's `run_and_report` (which prints a config that does not compose over 10-20 lines
+    and exits 1), except that such a config (an unknown group option or key, an override that
+    does not parse) is one line and exit 2, as every other bad value; and a sweep whose job
+    failed with an LnreproError (logged by that job) exits with its code. HYDRA_FULL_ERROR=1
+    still shows Hydra's full report."""
+
+    def report(func):
+        def call():
+            try:
+                return func()
+            except LnreproError as e:
+                sys.exit(e.exit_code)
+            except (HydraException, OmegaConfBaseException) as e:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                print(f"error: {one_line(e)}", file=sys.stderr)
+                sys.exit(2)
+
+        return run_and_report(call)
+
+    return report
+
+
+def cli() -> None:
+    """`python -m lnrepro.train`: Hydra's entrypoint with one-line errors."""
+    import hydra._internal.utils as hydra_utils  # the function Hydra's main calls by name
+
+    hydra_utils.run_and_report = _one_line(hydra_utils.run_and_report)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -20,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from lnrepro.errors import ConfigError, DivergenceError, Interrupted
-from lnrepro.logging import RunLogger
+from lnrepro.errors import ConfigError, DivergenceError, Interrupted, OutputError
+from lnrepro.logging import RunLogger, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +89,12 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+# what `Trainer.state_dict` writes (train.py adds "config" and "meta"): a checkpoint that lacks
+# one is refused before any state is loaded
+STATE_KEYS = ("step", "elapsed", "eval_time", "best", "last_eval", "acc", "acc_n", "model",
+              "optimizer", "task", "rng_cpu", "rng_cuda")
+
+
 class Trainer:
     def __init__(self, model, task, data, optimizer, cfg: TrainerConfig, logger: RunLogger,
                  run_dir, checkpoint_extra: dict | None = None):
@@ -128,11 +133,10 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Atomic: write a temp file, then rename over last.pt."""
-        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.ckpt_path.with_name(".last.pt.tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.ckpt_path)
+        """Atomic (a temp file renamed over last.pt): a kill or a full disk (OutputError) leaves
+        the last good checkpoint as it was."""
+        state = self.state_dict()
+        atomic_write(self.ckpt_path, lambda f: torch.save(state, f))
 
     def load_state_dict(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -182,7 +186,19 @@ class Trainer:
         return row
 
     def fit(self) -> dict:
-        """Train to the step budget. Returns the summary (also written to summary.json)."""
+        """Train to the step budget. Returns the summary (also written to summary.json).
+        A run file that cannot be written (OutputError: disk full, permissions, quota) ends
+        the run with summary.json saying "failed" and why, when that small file still fits."""
+        try:
+            return self._fit()
+        except OutputError as e:
+            try:
+                self.logger.write_summary({**self.summary("failed"), "reason": str(e)})
+            except OutputError:
+                pass
+            raise
+
+    def _fit(self) -> dict:
         cfg, spe = self.cfg, self.data.steps_per_epoch
         self._t0 = time.perf_counter()
         bar = self._progress()

@@ -5,12 +5,12 @@ Two sources (`source`):
   `<data_dir>/binarized_mnist/binarized_mnist_{train,valid,test}.amat` (text, one image per line,
   784 values 0/1 separated by spaces; 50k / 10k / 10k). Not obtainable offline here; used when a
   user provides the files.
-* "stochastic": one Bernoulli draw per pixel, p = pixel / 255, of the MNIST images (read by
-  `data.mnist.load_mnist_tensors`, so missing MNIST gives the same one DataError as the other
-  experiments), from numpy's PCG64 seeded with `binarize_seed`. Drawn ONCE and cached (bit-packed,
-  about 7 MB) as `binarized_mnist/stochastic_seed<seed>_<hash of the MNIST pixels>.npz` under the
-  data dir, or under ~/.cache/lnrepro/ when the data dir is read-only (no write permission
-  bit), so every run of every norm sees exactly the same binary images. The split follows Larochelle & Murray (and the paper): the
+* "stochastic": one Bernoulli draw per pixel, p = pixel / 255, of the MNIST images (read and
+  verified by `data.mnist.load_mnist_tensors`, so missing MNIST gives the same one DataError as
+  the other experiments), from numpy's PCG64 seeded with `binarize_seed`. Drawn ONCE and cached
+  (bit-packed, about 7 MB) as `stochastic_seed<seed>_<hash of the MNIST pixels>.npz` under
+  $LNREPRO_CACHE/binarized_mnist/ (default ~/.cache/lnrepro), so every run of every norm sees
+  exactly the same binary images. The split follows Larochelle & Murray (and the paper): the
   first 50,000 MNIST training images train, the last 10,000 (`val_size`) validate, the 10,000
   MNIST test images test.
 * "auto" (default): "fixed" when the .amat files are there, else "stochastic".
@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lnrepro.data.common import TensorData
+from lnrepro.data import common
+from lnrepro.data.common import TensorData, write_cache
 from lnrepro.data.mnist import load_mnist_tensors
+from lnrepro.data.verify import check_count, check_flag
 from lnrepro.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ AMAT = {"train": "binarized_mnist_train.amat", "val": "binarized_mnist_valid.ama
 AMAT_SIZES = {"train": 50000, "val": 10000, "test": 10000}
 SIDE = 28
 SUBDIR = "binarized_mnist"
-USER_CACHE = Path("~/.cache/lnrepro").expanduser() / SUBDIR
 
 
 def read_amat(path: Path) -> torch.Tensor:
@@ -63,14 +63,13 @@ def read_amat(path: Path) -> torch.Tensor:
     return torch.from_numpy(vals.astype(np.uint8).reshape(-1, SIDE, SIDE))
 
 
-def load_fixed(folder: Path) -> dict[str, torch.Tensor]:
-    """The Larochelle-Murray split: {"train", "val", "test"} -> uint8 (N, 28, 28)."""
+def load_fixed(folder: Path, verify: bool = True) -> dict[str, torch.Tensor]:
+    """The Larochelle-Murray split: {"train", "val", "test"} -> uint8 (N, 28, 28), each file
+    holding exactly the standard number of images (`verify=False`: a warning instead)."""
     out = {}
     for split, name in AMAT.items():
         x = read_amat(folder / name)
-        if len(x) != AMAT_SIZES[split]:
-            log.warning("%s holds %d images (the standard file has %d)", folder / name, len(x),
-                        AMAT_SIZES[split])
+        check_count(f"{folder / name} (images)", len(x), AMAT_SIZES[split], verify)
         out[split] = x
     return out
 
@@ -90,54 +89,26 @@ def _digest(*tensors: torch.Tensor) -> str:
     return h.hexdigest()
 
 
-def _writable(folder: Path) -> bool:
-    """Whether the cache may go in `folder`: the folder (or, if it does not exist yet, its
-    nearest existing parent) must be writable AND have a write bit set. The mode bits count
-    because root passes os.access everywhere, and a dataset folder marked read-only (as the
-    shared data folder of this project's machines) must stay untouched."""
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not (os.access(probe, os.W_OK) and probe.stat().st_mode & 0o222):
-        return False
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return True
-
-
-def cached_binarization(images: torch.Tensor, seed: int, folders: list[Path]) -> torch.Tensor:
-    """`binarize(images, seed)`, read from the first of `folders` that holds it, else drawn and
-    written (atomically) to the first writable one. The file name carries a hash of the source
-    pixels, so another copy of MNIST (e.g. the exact training images) gets its own file."""
-    name = f"stochastic_seed{seed}_{_digest(images)}.npz"
-    for folder in folders:
-        path = folder / name
-        if path.exists():
-            try:
-                with np.load(path) as f:
-                    bits, shape = f["bits"], tuple(int(s) for s in f["shape"])
-                if shape == tuple(images.shape):
-                    flat = np.unpackbits(bits, count=int(np.prod(shape)))
-                    log.info("binarized MNIST from the cache %s", path)
-                    return torch.from_numpy(flat.reshape(shape))
-            except (OSError, ValueError, KeyError) as e:
-                log.warning("ignoring the unreadable cache file %s (%s)", path, e)
+def cached_binarization(images: torch.Tensor, seed: int, folder: Path) -> torch.Tensor:
+    """`binarize(images, seed)`, read from `folder` when cached there, else drawn and written
+    (atomically). The file name carries a hash of the source pixels, so another copy of MNIST
+    (e.g. the exact training images) gets its own file."""
+    path = Path(folder) / f"stochastic_seed{seed}_{_digest(images)}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                bits, shape = f["bits"], tuple(int(s) for s in f["shape"])
+            if shape == tuple(images.shape):
+                flat = np.unpackbits(bits, count=int(np.prod(shape)))
+                log.info("binarized MNIST from the cache %s", path)
+                return torch.from_numpy(flat.reshape(shape))
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("ignoring the unreadable cache file %s (%s)", path, e)
     x = binarize(images, seed)
-    for folder in folders:
-        if _writable(folder):
-            path = folder / name
-            tmp = folder / f".{name}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                np.savez(f, bits=np.packbits(x.numpy().ravel()), shape=np.array(x.shape),
-                         seed=np.array(seed))
-            os.replace(tmp, path)
-            log.info("binarized MNIST (seed %d) cached in %s", seed, path)
-            break
-    else:
-        log.warning("no writable cache folder among %s: binarized MNIST kept in memory only",
-                    ", ".join(map(str, folders)))
+    bits = np.packbits(x.numpy().ravel())
+    if write_cache(path, lambda f: np.savez(f, bits=bits, shape=np.array(x.shape),
+                                            seed=np.array(seed))):
+        log.info("binarized MNIST (seed %d) cached in %s", seed, path)
     return x
 
 
@@ -153,6 +124,7 @@ def binarized_mnist(
     cache_dir: str | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    verify: bool = True,
 ) -> TensorData:
     """Binarized MNIST as uint8 (N, 28, 28) tensors in {0, 1}, splits train / val / test.
 
@@ -164,8 +136,10 @@ def binarized_mnist(
             10,000 gives the paper's 50k / 10k / 10k.
         eval_sizes: split -> number of leading images evaluated (None / missing: all), to
             estimate a split's bound on a fixed subset at CPU scale.
-        cache_dir: where the stochastic binarization is cached (None: <data_dir>/binarized_mnist,
-            or ~/.cache/lnrepro/binarized_mnist when that is not writable).
+        cache_dir: where the stochastic binarization is cached (None:
+            $LNREPRO_CACHE/binarized_mnist, default ~/.cache/lnrepro/binarized_mnist).
+        verify: check MNIST (or the fixed files' image counts) against the recorded ones
+            (false: a warning instead).
     """
     if source not in SOURCES:
         raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -177,13 +151,14 @@ def binarized_mnist(
             f"the fixed binarized MNIST (Larochelle & Murray 2011) was not found: put "
             f"{', '.join(AMAT.values())} in {folder}/, or use data.source=stochastic"
         )
+    check_flag(verify)
     if source == "fixed" or (source == "auto" and have_fixed):
-        splits = load_fixed(folder)
+        splits = load_fixed(folder, verify)
         log.info("binarized MNIST: the fixed Larochelle-Murray files in %s", folder)
         kind = "fixed"
     else:
         try:
-            (trx, _), (tex, _) = load_mnist_tensors(root, download)
+            (trx, _), (tex, _) = load_mnist_tensors(root, download, verify)
         except DataError as e:
             raise DataError(
                 f"{e} (binarized MNIST is drawn from it; or give the fixed binarization as "
@@ -191,8 +166,8 @@ def binarized_mnist(
             ) from None
         if not 0 < val_size < len(trx):
             raise ConfigError(f"data.val_size must be in (0, {len(trx)}), got {val_size}")
-        folders = [Path(cache_dir).expanduser()] if cache_dir else [folder, USER_CACHE]
-        x = cached_binarization(torch.cat([trx, tex]), int(binarize_seed), folders)
+        cache = Path(cache_dir).expanduser() if cache_dir else common.cache_dir(SUBDIR)
+        x = cached_binarization(torch.cat([trx, tex]), int(binarize_seed), cache)
         n = len(trx) - val_size
         splits = {"train": x[:n], "val": x[n : len(trx)], "test": x[len(trx) :]}
         kind = f"stochastic (seed {binarize_seed})"

@@ -1,8 +1,8 @@
-"""Ordered sentences of books for skip-thought training (PAPER.md Sec. 6.3, B.6): triples
+"""Ordered sentences of books for skip-thought training (the paper's Sec. 6.3): triples
 (previous, current, next) of consecutive sentences within a document.
 
 BookCorpus (Kiros et al.'s 74M sentences) is not public; this project's stand-in is
-`<data_dir>/books/` (shared/data/SOURCES.md): `gutenberg_pd/` (14 Project Gutenberg books as
+`<data_dir>/books/`: `gutenberg_pd/` (14 Project Gutenberg books as
 running prose, one paragraph a line, blank lines between paragraphs) and
 `nltk_gutenberg_tokenized/` (17 NLTK Gutenberg texts, tokenised, one sentence a line).
 
@@ -26,9 +26,15 @@ training words (ties broken alphabetically).
 
 Split: `val_triples` triples drawn with a fixed generator (seed 0, independent of the run seed)
 are held out for the validation loss; the rest train. The parsed corpus (padded token matrix,
-document ids, vocabulary) is cached as one .pt file keyed by a hash of the source files (paths,
-sizes, mtimes) and of every setting above: under `<data_dir>/books/.cache/` when that is
-writable, else under $LNREPRO_CACHE (default ~/.cache/lnrepro)/books/.
+document ids, vocabulary) is cached as one .pt file under $LNREPRO_CACHE/books/ (default
+~/.cache/lnrepro), keyed by the content of the source files (their sha256) or, for a Hugging
+Face corpus, by that library's fingerprint (its own cache: $LNREPRO_CACHE/huggingface/), and
+by every setting above.
+
+Verification (`verify`, lnrepro.data.verify), before any parse or cache: the stand-in's files
+against their recorded checksums, and its folders complete. With `senteval` set, every task's
+files are read (and the known ones verified) when the data is built, so that a missing file
+stops the run before its first update, not at the first evaluation.
 
 Batches: `Triples(prev, cur, nxt)`, each a (B, max_len + 1) LongTensor of token ids padded
 with <pad> (the sentence's <eos> included), cut to the longest sentence of the batch.
@@ -40,7 +46,6 @@ import glob
 import gzip
 import hashlib
 import logging
-import os
 import re
 import zlib
 from collections import Counter
@@ -51,8 +56,9 @@ from typing import NamedTuple
 
 import torch
 
-from lnrepro.data.binarized_mnist import _writable
-from lnrepro.data.common import check_batch_size
+from lnrepro.data import common
+from lnrepro.data.common import check_batch_size, write_cache
+from lnrepro.data.verify import check_flag, file_digests, verify_files
 from lnrepro.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -174,38 +180,37 @@ def _is_text(p: Path) -> bool:
     return p.name.endswith(".txt") or p.name.endswith(".txt.gz")
 
 
-def _hf_documents(hf: dict) -> list[str]:
+def _hf_dataset(hf: dict):
+    """The corpus through HF `datasets`, cached by that library under $LNREPRO_CACHE."""
     try:
         import datasets  # noqa: PLC0415  (only for users of a hub corpus)
     except ImportError as e:
         raise DataError(f"data.hf needs the `datasets` package ({e})") from None
     try:
-        ds = datasets.load_dataset(hf["name"], hf.get("config"), split=hf.get("split", "train"))
+        ds = datasets.load_dataset(hf["name"], hf.get("config"), split=hf.get("split", "train"),
+                                   cache_dir=str(common.cache_dir("huggingface")))
     except Exception as e:  # network, unknown name, ...
         raise DataError(f"cannot load the Hugging Face corpus {hf.get('name')!r}: {e}") from None
     col = hf.get("text_column", "text")
     if col not in ds.column_names:
         raise DataError(f"the Hugging Face corpus {hf['name']!r} has no column {col!r} "
                         f"(columns: {', '.join(ds.column_names)})")
-    return [t for t in ds[col] if t and t.strip()]
+    return ds
 
 
-def _cache_key(files: list[Path], hf: dict | None, settings: dict) -> str:
+def _cache_key(files: list[Path], ds, hf: dict | None, settings: dict) -> str:
+    """The source content (each file's sha256, or the HF dataset's fingerprint) + settings."""
     h = hashlib.sha256(repr(sorted(settings.items())).encode())
     h.update(repr(sorted((hf or {}).items())).encode())
+    if ds is not None:
+        h.update(ds._fingerprint.encode())
     for f in files:
-        st = f.stat()
-        h.update(f"{f.resolve()}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+        h.update(f"{file_digests(f)['sha256']}\n".encode())
     return h.hexdigest()[:20]
 
 
-def _cache_folders(data_dir: str | Path) -> list[Path]:
-    user = Path(os.environ.get("LNREPRO_CACHE", Path.home() / ".cache" / "lnrepro")) / "books"
-    return [Path(data_dir).expanduser() / "books" / ".cache", user.expanduser()]
-
-
 def load_corpus(data_dir: str | Path, paths: list[str] | None, hf: dict | None, fmt: str,
-                vocab_size: int, max_len: int, cache: bool = True) -> dict:
+                vocab_size: int, max_len: int, cache: bool = True, verify: bool = True) -> dict:
     """Parse (or read from the cache) the corpus: {"ids" (N, max_len+1) int32, "lengths" (N,),
     "doc" (N,) document index, "vocab" [str], "files" [str]}."""
     if fmt not in FORMATS:
@@ -215,22 +220,26 @@ def load_corpus(data_dir: str | Path, paths: list[str] | None, hf: dict | None, 
         raise DataError(
             f"empty corpus: no .txt or .txt.gz files under data.paths={list(paths or [])} "
             f"(relative to {data_dir}); point data.paths at folders or globs of text files, or "
-            "LNREPRO_DATA at a folder with books/ (on this project's machines ../shared/data)")
+            "LNREPRO_DATA at a folder with books/")
+    if files:
+        verify_files("the book corpus", Path(data_dir).expanduser() / "books", files, verify,
+                     complete=True)
+    ds = _hf_dataset(hf) if hf else None
     settings = {"format": fmt, "vocab_size": vocab_size, "max_len": max_len,
                 "version": CACHE_VERSION}
-    name = f"corpus_{_cache_key(files, hf, settings)}.pt"
-    folders = _cache_folders(data_dir)
-    if cache:
-        for folder in folders:
-            path = folder / name
-            if path.exists():
-                try:
-                    out = torch.load(path, weights_only=True)
-                    log.info("books corpus from the cache %s", path)
-                    return out
-                except Exception as e:  # noqa: BLE001  (a truncated cache is rebuilt)
-                    log.warning("ignoring the unreadable cache file %s (%s)", path, e)
-    docs = _hf_documents(hf) if hf else None
+    path = common.cache_dir("books") / f"corpus_{_cache_key(files, ds, hf, settings)}.pt"
+    if cache and path.exists():
+        try:
+            out = torch.load(path, weights_only=True)
+            log.info("books corpus from the cache %s", path)
+            return out
+        except Exception as e:  # noqa: BLE001  (a truncated cache is rebuilt)
+            log.warning("ignoring the unreadable cache file %s (%s)", path, e)
+    if ds is not None:
+        col = hf.get("text_column", "text")
+        docs = [t for t in ds[col] if t and t.strip()]
+    else:
+        docs = None
     sentences, doc_ids = [], []
     sources = docs if docs is not None else files
     for d, src in enumerate(sources):
@@ -247,14 +256,8 @@ def load_corpus(data_dir: str | Path, paths: list[str] | None, hf: dict | None, 
     ids, lengths = encode_sentences(sentences, {w: i for i, w in enumerate(vocab)}, max_len)
     out = {"ids": ids, "lengths": lengths, "doc": torch.tensor(doc_ids, dtype=torch.int64),
            "vocab": vocab, "files": [str(f) for f in files]}
-    if cache:
-        for folder in folders:
-            if _writable(folder):
-                tmp = folder / f".{name}.{os.getpid()}.tmp"
-                torch.save(out, tmp)
-                os.replace(tmp, folder / name)
-                log.info("books corpus (%d sentences) cached in %s", len(sentences), folder / name)
-                break
+    if cache and write_cache(path, lambda f: torch.save(out, f)):
+        log.info("books corpus (%d sentences) cached in %s", len(sentences), path)
     return out
 
 
@@ -335,6 +338,32 @@ class BooksData:
             yield self._batch(node[i : i + self.eval_batch_size])
 
 
+def check_senteval(senteval: dict, verify: bool) -> None:
+    """Every configured SentEval task's files: read now (a missing or unreadable one is one
+    DataError before training, not at the first evaluation), the known ones verified."""
+    from lnrepro.eval import senteval as se  # noqa: PLC0415  (only with a senteval split)
+
+    root = Path(senteval["data_dir"]).expanduser()
+    tasks = list(senteval.get("tasks") or [])
+    unknown = [t for t in tasks if t not in se.TASKS]
+    if unknown:
+        raise ConfigError(f"data.senteval.tasks: unknown task(s) {unknown}; choose from "
+                          f"{', '.join(se.TASKS)}")
+    verify_files("SentEval", root, [f for t in tasks if (root / t).is_dir()
+                                    for f in sorted((root / t).iterdir())], verify)
+    for task in tasks:
+        try:
+            if task in se.BINARY:
+                se.load_binary(root, task)
+            elif task == "TREC":
+                se.load_trec(root)
+            else:
+                se.load_sick(root)
+        except se.Skipped as e:
+            raise DataError(f"SentEval task {task} cannot run: {e}. Add its files, or leave it "
+                            "out of data.senteval.tasks") from None
+
+
 def books(
     data_dir: str,
     paths: list[str] | None = None,
@@ -349,6 +378,7 @@ def books(
     cache: bool = True,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    verify: bool = True,
 ) -> BooksData:
     """Skip-thought triples from local books or a hub corpus (see the module docstring).
 
@@ -362,6 +392,7 @@ def books(
         senteval: {data_dir, tasks, ...options of lnrepro.eval.senteval.run_senteval}: adds the
             "senteval" split; null: no SentEval during training.
         cache: read / write the parsed corpus cache.
+        verify: check the known files against the recorded checksums (false: a warning).
     """
     check_batch_size(batch_size)
     for name, v in (("vocab_size", vocab_size), ("max_len", max_len)):
@@ -373,5 +404,8 @@ def books(
         raise ConfigError("set data.paths (folders or globs of text files) or data.hf")
     if isinstance(paths, str):
         paths = [paths]
-    corpus = load_corpus(data_dir, paths, hf, format, vocab_size, max_len, cache)
+    check_flag(verify)
+    if senteval:
+        check_senteval(senteval, verify)
+    corpus = load_corpus(data_dir, paths, hf, format, vocab_size, max_len, cache, verify)
     return BooksData(corpus, batch_size, val_triples, eval_batch_size, seed, senteval).to(device)

@@ -1,7 +1,9 @@
 """CIFAR-10 through torchvision's loader, held in memory as (N, 3, 32, 32) tensors (Sec. 6.7).
 
 Looks for `<data_dir>/cifar-10-batches-py/` (torchvision's layout); downloads it when missing
-and the network allows; otherwise stops with one message. Split: the first 45,000 training
+and the network allows; otherwise stops with one message. torchvision checks every batch file
+against its recorded md5 (a damaged or foreign file is refused), and the loaded splits are
+checked here to hold exactly 50,000 and 10,000 images. Split: the first 45,000 training
 images train, the last 5,000 validate, the 10,000 test images test. Pixels are scaled to [0, 1]
 and centred by the training set's per-channel mean (no augmentation).
 """
@@ -13,12 +15,14 @@ from pathlib import Path
 import torch
 
 from lnrepro.data.common import TensorData
+from lnrepro.data.verify import check_count, check_flag
 from lnrepro.errors import ConfigError, DataError
 
 FOLDER = "cifar-10-batches-py"
+SIZES = {True: 50000, False: 10000}  # train, test
 
 
-def load_cifar10_tensors(data_dir: str | Path, download: bool = True):
+def load_cifar10_tensors(data_dir: str | Path, download: bool = True, verify: bool = True):
     """Returns ((train_x, train_y), (test_x, test_y)): uint8 (N, 3, 32, 32), int64 labels."""
     from torchvision.datasets import CIFAR10
 
@@ -28,8 +32,11 @@ def load_cifar10_tensors(data_dir: str | Path, download: bool = True):
         try:
             ds = CIFAR10(str(root), train=train, download=download)
         except (RuntimeError, OSError) as e:
+            problem = (f"in {root / FOLDER} does not match torchvision's recorded md5 "
+                       "checksums (damaged or incomplete?)" if (root / FOLDER).is_dir()
+                       else f"not found in {root / FOLDER}")
             raise DataError(
-                f"CIFAR-10 not found in {root / FOLDER} and could not be downloaded "
+                f"CIFAR-10 {problem} and could not be downloaded "
                 f"({str(e).splitlines()[0][:120]}): put torchvision's {FOLDER}/ (data_batch_1..5, "
                 "test_batch, batches.meta) there, or point LNREPRO_DATA at a folder that has it"
             ) from None
@@ -40,6 +47,8 @@ def load_cifar10_tensors(data_dir: str | Path, download: bool = True):
         y = torch.as_tensor(ds.targets, dtype=torch.long)
         if tuple(x.shape[1:]) != (3, 32, 32) or len(y) != len(x):
             raise DataError(f"CIFAR-10 in {root / FOLDER} has images of shape {tuple(x.shape)}")
+        check_count(f"CIFAR-10 {'training' if train else 'test'} images in {root / FOLDER}",
+                    len(x), SIZES[train], verify)
         out.append((x, y))
     return tuple(out)
 
@@ -53,8 +62,10 @@ def cifar10(
     download: bool = True,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    verify: bool = True,
 ) -> TensorData:
-    (trx, try_), (tex, tey) = load_cifar10_tensors(data_dir, download)
+    check_flag(verify)
+    (trx, try_), (tex, tey) = load_cifar10_tensors(data_dir, download, verify)
     if not 0 < val_size < len(trx):
         raise ConfigError(f"data.val_size must be in (0, {len(trx)}), got {val_size}")
     n = len(trx) - val_size

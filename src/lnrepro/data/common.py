@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
-from lnrepro.errors import ConfigError
+from lnrepro.errors import ConfigError, OutputError
+from lnrepro.logging import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """The one folder of every cache (parsed corpora, binarizations, file digests, Hugging Face
+    downloads): $LNREPRO_CACHE, default ~/.cache/lnrepro. Never the data folder: users share
+    dataset folders, often read-only by convention."""
+    return Path(os.environ.get("LNREPRO_CACHE") or "~/.cache/lnrepro").expanduser()
+
+
+def cache_dir(name: str) -> Path:
+    return cache_root() / name
+
+
+def write_cache(path: Path, write: Callable[[BinaryIO], None]) -> bool:
+    """Write a cache file atomically (never half a file); a failure (disk full, ...) is one
+    warning, since a cache only saves time. Returns whether the file was written."""
+    try:
+        atomic_write(path, write)
+        return True
+    except OutputError as e:
+        log.warning("%s; not cached, the next run builds it again", e)
+        return False
 
 
 def check_batch_size(batch_size) -> int:

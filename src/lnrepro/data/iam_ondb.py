@@ -1,7 +1,7 @@
 """IAM On-Line Handwriting Database (IAM-OnDB) for handwriting synthesis (Sec. 6.5; Graves 2013
 Sec. 4-5), held in memory as padded pen-offset sequences plus their transcriptions.
 
-Files, under `<data_dir>/iam_ondb/` (the official layout; shared/data/iam_ondb/FORMAT.md):
+Files, under `<data_dir>/iam_ondb/` (the official layout):
   lineStrokes/aNN/aNN-NNN/<form>-LL.xml   one text line of pen strokes, or the archive
                                           lineStrokes-all.tar.xz | .tar.gz, read without
                                           extracting it
@@ -25,20 +25,28 @@ split is by form: a form goes to validation when a hash of (split_seed, form id)
 first `val_fraction` of its range. The assignment of a form never depends on which other forms
 were read (stable under `limit_forms`); all lines of a form (one writer, one text) stay together.
 
+Verification (`verify`, lnrepro.data.verify), before any parse or cache: the archives against
+the recorded checksums of their content, extracted trees by their exact numbers of files
+(12,195 line files, 1,907 transcriptions). Independently, the archive reader detects damage:
+Python's tarfile stops at a damaged member header as if the archive ended there, so the rest of
+the stream must be the end-of-archive zero blocks and decompress intact to its end, and a full
+read counts its files against the recorded totals.
+
 The parsed raw lines (integer offsets, texts, form ids, drop counts) are cached as one .npz
-(no pickles) under `<data_dir>/iam_ondb/processed/` when that folder is writable, else under
-$LNREPRO_CACHE (default ~/.cache/lnrepro)/iam_ondb/; the key is the source files' sizes and
-mtimes, `limit_forms` and the format version, so the second load skips the XML entirely.
+(no pickles) under $LNREPRO_CACHE/iam_ondb/ (default ~/.cache/lnrepro), never in the data
+folder; the key is the content of the archives (or every file's path, size and mtime in an
+extracted tree), `limit_forms` and the format version, so the second load skips the XML.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
+import lzma
 import re
 import tarfile
 import xml.etree.ElementTree as ET
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,7 +55,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lnrepro.data.common import TensorData, check_batch_size
+from lnrepro.data import common
+from lnrepro.data.common import TensorData, check_batch_size, write_cache
+from lnrepro.data.verify import IAM_ONDB_FILES, check_count, file_digests, verify_files
 from lnrepro.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -58,6 +68,7 @@ ARCHIVES = {"lineStrokes": ("lineStrokes-all.tar.xz", "lineStrokes-all.tar.gz"),
             "ascii": ("ascii-all.tar.xz", "ascii-all.tar.gz")}
 LINE_FILE = re.compile(r"([a-z0-9]+-[a-z0-9]+)-(\d+)\.xml$")
 FORM_FILE = re.compile(r"([a-z0-9]+-[a-z0-9]+)\.txt$")
+PATTERNS = {"lineStrokes": LINE_FILE, "ascii": FORM_FILE}
 # Graves 2013 Sec. 5.2 used 57 symbols: of the ~80 distinct characters, the digits and most
 # punctuation share one non-letter label. Which marks he kept is not given; ASSUMPTION: space
 # and the three most frequent marks in IAM-OnDB's transcriptions (. , "): 52 letters + 4 kept
@@ -108,13 +119,26 @@ def _find(root: Path, kind: str) -> Path | None:
     return next((root / a for a in ARCHIVES[kind] if (root / a).is_file()), None)
 
 
+def _sources(root: Path) -> dict[str, Path]:
+    """{"lineStrokes": tree or archive, "ascii": ...}; one DataError naming what is missing."""
+    found = {kind: _find(root, kind) for kind in ARCHIVES}
+    missing = [f"{k}/ (or {' | '.join(ARCHIVES[k])})" for k, s in found.items() if s is None]
+    if missing:
+        raise DataError(_missing_message(root, missing))
+    return found
+
+
+def _tree_files(tree: Path, pattern: re.Pattern) -> list[Path]:
+    return sorted(p for p in tree.rglob("*") if p.is_file() and pattern.search(p.name))
+
+
 def _files(source: Path, pattern: re.Pattern) -> Iterator[tuple[str, bytes]]:
     """(file name, bytes) of every file matching `pattern` in a tree or a tar archive, in
-    sorted path order (the archives are sorted; trees are sorted here)."""
+    sorted path order (the archives are sorted; trees are sorted here). A damaged archive is
+    a DataError, also where tarfile would stop quietly (see `_check_end`)."""
     if source.is_dir():
-        for p in sorted(source.rglob("*")):
-            if p.is_file() and pattern.search(p.name):
-                yield p.name, p.read_bytes()
+        for p in _tree_files(source, pattern):
+            yield p.name, p.read_bytes()
         return
     try:
         with tarfile.open(source, "r:*") as tar:
@@ -122,10 +146,20 @@ def _files(source: Path, pattern: re.Pattern) -> Iterator[tuple[str, bytes]]:
                 name = m.name.rsplit("/", 1)[-1]
                 if m.isfile() and pattern.search(name):
                     yield name, tar.extractfile(m).read()
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise DataError(
-            f"{source} cannot be read ({type(e).__name__}: {e}); corrupt archive?"
-        ) from None
+            _check_end(tar, source)
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as e:
+        raise DataError(f"{source} cannot be read ({type(e).__name__}: {e}): the archive is "
+                        "damaged or truncated; restore it") from None
+
+
+def _check_end(tar: tarfile.TarFile, source: Path) -> None:
+    """tarfile ends quietly at a member header that does not read, as at the end of the
+    archive: what follows must be the end-of-archive zero blocks, and the compressed stream
+    must decompress to its end (where its check sums are)."""
+    while chunk := tar.fileobj.read(1 << 20):
+        if chunk.strip(b"\0"):
+            raise DataError(f"{source} is damaged: the member header after {len(tar.members)} "
+                            "members does not read, and data follows it; restore the archive")
 
 
 def _missing_message(root: Path, missing: list[str]) -> str:
@@ -133,8 +167,7 @@ def _missing_message(root: Path, missing: list[str]) -> str:
         f"IAM-OnDB not found: {', '.join(missing)} missing in {root}/. Put the official "
         "lineStrokes-all and ascii-all archives (.tar.gz or .tar.xz; IAM-OnDB, FKI Bern, for "
         f"registered users) or their extracted lineStrokes/ and ascii/ trees in {root}/, or point "
-        "LNREPRO_DATA at a folder that has iam_ondb/ (on this project's machines: "
-        "LNREPRO_DATA=../shared/data)"
+        "LNREPRO_DATA at a folder that has iam_ondb/"
     )
 
 
@@ -155,22 +188,28 @@ class RawLines:
         return self.offsets[self.starts[i] : self.starts[i + 1]]
 
 
-def parse_iam_ondb(root: Path, limit_forms: int | None = None) -> RawLines:
-    """Read every line of the lineStrokes tree/archive under `root` that has a transcription."""
-    strokes_src, ascii_src = _find(root, "lineStrokes"), _find(root, "ascii")
-    missing = [k + "/ (or " + " | ".join(ARCHIVES[k]) + ")"
-               for k, s in (("lineStrokes", strokes_src), ("ascii", ascii_src)) if s is None]
-    if missing:
-        raise DataError(_missing_message(root, missing))
+def parse_iam_ondb(root: Path, limit_forms: int | None = None, verify: bool = True) -> RawLines:
+    """Read every line of the lineStrokes tree/archive under `root` that has a transcription.
+    An archive read in full must hold the recorded numbers of files (`verify=False`: a
+    warning)."""
+    sources = _sources(root)
+    counts = dict.fromkeys(sources, 0)
     transcripts = {}
-    for name, data in _files(ascii_src, FORM_FILE):
+    for name, data in _files(sources["ascii"], FORM_FILE):
         transcripts[FORM_FILE.search(name).group(1)] = parse_transcription(data.decode("latin-1"))
+        counts["ascii"] += 1
     by_form: dict[str, list[tuple[int, bytes]]] = {}
-    for name, data in _files(strokes_src, LINE_FILE):
+    for name, data in _files(sources["lineStrokes"], LINE_FILE):
         form, num = LINE_FILE.search(name).groups()
         if form not in by_form and limit_forms is not None and len(by_form) >= limit_forms:
             break  # sorted input: a form's files are consecutive
         by_form.setdefault(form, []).append((int(num), data))
+        counts["lineStrokes"] += 1
+    if limit_forms is None:
+        for kind in ("lineStrokes", "ascii"):
+            if sources[kind].is_file():
+                check_count(f"IAM-OnDB {sources[kind]}", counts[kind], IAM_ONDB_FILES[kind],
+                            verify)
     dropped: Counter = Counter()
     chunks, texts, forms = [], [], []
     for form, files in by_form.items():
@@ -198,52 +237,29 @@ def parse_iam_ondb(root: Path, limit_forms: int | None = None) -> RawLines:
     return RawLines(offsets, starts, texts, forms, {r: dropped.get(r, 0) for r in DROP_REASONS})
 
 
-# ---- cache --------------------------------------------------------------------------------
-def _writable(folder: Path) -> bool:
-    """Writable for us AND not marked read-only: root passes os.access on a r-x folder, but a
-    folder without any write bit (shared/data) is meant to stay untouched."""
-    try:
-        return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
-    except OSError:
-        return False
-
-
-def default_cache_dir(root: Path) -> Path:
-    """<data_dir>/iam_ondb/processed when that (or, to create it, iam_ondb/) is writable, else
-    $LNREPRO_CACHE/iam_ondb (default ~/.cache/lnrepro/iam_ondb): shared/data is read-only."""
-    here = root / "processed"
-    if _writable(here) or (not here.exists() and _writable(root)):
-        return here
-    base = Path(os.environ.get("LNREPRO_CACHE", Path.home() / ".cache" / "lnrepro"))
-    return base.expanduser() / FOLDER
-
-
-def cache_key(root: Path, limit_forms: int | None) -> str:
+# ---- cache ----------------------------------------------------------------------------------
+def cache_key(sources: dict[str, Path], limit_forms: int | None) -> str:
+    """The content the parse is built from (an archive's content digest, or every file's path,
+    size and mtime in a tree), `limit_forms` and the format version."""
     parts = [f"v{CACHE_VERSION}", f"limit={limit_forms}"]
-    for kind in ("lineStrokes", "ascii"):
-        src = _find(root, kind)
-        if src is None:
-            parts.append(f"{kind}=missing")
-            continue
-        st = src.stat()
-        # a tree's own mtime changes when files are added or removed directly in it
-        parts.append(f"{src.resolve()}:{st.st_size}:{st.st_mtime_ns}")
+    for kind, src in sources.items():
+        if src.is_file():
+            parts.append(f"{kind}:{file_digests(src)['sha256']}")
+        else:
+            parts += [f"{p.relative_to(src)}:{st.st_size}:{st.st_mtime_ns}"
+                      for p in _tree_files(src, PATTERNS[kind]) for st in [p.stat()]]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def save_raw(path: Path, raw: RawLines) -> None:
-    """Atomic npz (temp file + rename); texts and forms as fixed-width unicode, no pickles."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+def save_raw(path: Path, raw: RawLines) -> bool:
+    """Cache `raw` as an npz (atomically; texts and forms as fixed-width unicode, no pickles).
+    Returns whether it was written (a failure is one warning)."""
     if raw.offsets.size and np.abs(raw.offsets).max() >= 2**15:
         raise DataError(f"IAM-OnDB offsets beyond the int16 range ({np.abs(raw.offsets).max()})")
-    try:
-        np.savez(tmp, offsets=raw.offsets.astype(np.int16), starts=raw.starts,
-                 texts=np.asarray(raw.texts, dtype=str), forms=np.asarray(raw.forms, dtype=str),
-                 dropped=np.asarray([raw.dropped[r] for r in DROP_REASONS], dtype=np.int64))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return write_cache(path, lambda f: np.savez(
+        f, offsets=raw.offsets.astype(np.int16), starts=raw.starts,
+        texts=np.asarray(raw.texts, dtype=str), forms=np.asarray(raw.forms, dtype=str),
+        dropped=np.asarray([raw.dropped[r] for r in DROP_REASONS], dtype=np.int64)))
 
 
 def load_raw(path: Path) -> RawLines:
@@ -254,25 +270,29 @@ def load_raw(path: Path) -> RawLines:
 
 
 def load_raw_lines(data_dir: str | Path, limit_forms: int | None = None,
-                   cache_dir: str | Path | None = None) -> tuple[RawLines, bool]:
-    """The parsed lines of `<data_dir>/iam_ondb`, from the cache when it has them.
-    Returns (lines, from_cache)."""
+                   cache_dir: str | Path | None = None, verify: bool = True
+                   ) -> tuple[RawLines, bool]:
+    """The parsed lines of `<data_dir>/iam_ondb`, verified, from the cache when it has them
+    (cache_dir None: $LNREPRO_CACHE/iam_ondb). Returns (lines, from_cache)."""
     root = Path(data_dir).expanduser() / FOLDER
     if not root.is_dir():
         raise DataError(_missing_message(root, ["the folder itself"]))
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(root)
-    path = cache / f"lines_{cache_key(root, limit_forms)}.npz"
+    sources = _sources(root)
+    verify_files("IAM-OnDB", root, [s for s in sources.values() if s.is_file()], verify)
+    for kind, src in sources.items():
+        if verify and src.is_dir():
+            check_count(f"IAM-OnDB {src}", len(_tree_files(src, PATTERNS[kind])),
+                        IAM_ONDB_FILES[kind], verify)
+    cache = Path(cache_dir).expanduser() if cache_dir else common.cache_dir(FOLDER)
+    path = cache / f"lines_{cache_key(sources, limit_forms)}.npz"
     if path.exists():
         try:
             return load_raw(path), True
         except (OSError, ValueError, KeyError, EOFError) as e:
             log.warning("ignoring unreadable cache %s (%s: %s)", path, type(e).__name__, e)
     log.info("parsing IAM-OnDB in %s (once; cached in %s)", root, cache)
-    raw = parse_iam_ondb(root, limit_forms)
-    try:
-        save_raw(path, raw)
-    except OSError as e:
-        log.warning("could not write the cache %s (%s); the next load parses again", path, e)
+    raw = parse_iam_ondb(root, limit_forms, verify)
+    save_raw(path, raw)
     return raw, False
 
 
@@ -350,6 +370,7 @@ def iam_ondb(
     cache_dir: str | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    verify: bool = True,
 ) -> StrokeData:
     """IAM-OnDB lines as padded offset sequences (see the module docstring).
 
@@ -364,8 +385,9 @@ def iam_ondb(
         train_eval_lines: evaluate the training NLL on this many fixed training lines (null: all).
         val_eval_lines: evaluate on the first N validation lines (null: all).
         limit_forms: read only the first N forms (for smoke tests).
-        cache_dir: where the parsed lines are cached (null: see `default_cache_dir`).
+        cache_dir: where the parsed lines are cached (null: $LNREPRO_CACHE/iam_ondb).
         seed: base seed of the training order (and of the fixed order of stored lines).
+        verify: check the files against the recorded checksums and counts (false: a warning).
     """
     check_batch_size(batch_size)
     _check("max_len", max_len, allow_none=True)
@@ -376,7 +398,7 @@ def iam_ondb(
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
     if not alphabet or len(set(alphabet)) != len(alphabet):
         raise ConfigError(f"data.alphabet must be non-empty without repeats, got {alphabet!r}")
-    raw, _ = load_raw_lines(data_dir, limit_forms, cache_dir)
+    raw, _ = load_raw_lines(data_dir, limit_forms, cache_dir, verify)
     n_drop = sum(raw.dropped.values())
     if n_drop:
         shown = ", ".join(f"{v} {k}" for k, v in raw.dropped.items() if v)

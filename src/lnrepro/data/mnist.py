@@ -2,6 +2,8 @@
 
 Looks for `<data_dir>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte` (torchvision's
 layout); downloads them when missing and the network allows; otherwise stops with one message.
+torchvision checks only that the raw files exist (and the md5 of the .gz it downloads), so the
+four files are checked here against recorded checksums (lnrepro.data.verify) before any use.
 The paper's split: the first 55,000 training images train, the last 5,000 validate, and the
 10,000 test images test.
 """
@@ -14,6 +16,7 @@ from pathlib import Path
 import torch
 
 from lnrepro.data.common import TensorData
+from lnrepro.data.verify import verify_files
 from lnrepro.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -30,12 +33,13 @@ def _missing_message(raw: Path, reason: str) -> str:
     return (
         f"MNIST not found and could not be downloaded ({reason}). Put the four files "
         f"{', '.join(FILES)} (or their .gz) in {raw}/, or point LNREPRO_DATA at a folder "
-        "that has MNIST/raw/ (on this project's machines: LNREPRO_DATA=../shared/data)"
+        "that has MNIST/raw/"
     )
 
 
-def load_mnist_tensors(data_dir: str | Path, download: bool = True):
-    """Returns ((train_x, train_y), (test_x, test_y)): uint8 (N, 28, 28) images, int64 labels."""
+def load_mnist_tensors(data_dir: str | Path, download: bool = True, verify: bool = True):
+    """Returns ((train_x, train_y), (test_x, test_y)): uint8 (N, 28, 28) images, int64 labels,
+    from files that match the recorded checksums (`verify=False`: any copy, with a warning)."""
     from torchvision.datasets import MNIST
 
     root = Path(data_dir).expanduser()
@@ -62,6 +66,7 @@ def load_mnist_tensors(data_dir: str | Path, download: bool = True):
         if y.dim() != 1 or len(y) != len(x) or (len(y) and (y.min() < 0 or y.max() > 9)):
             raise DataError(f"MNIST labels in {raw} do not match the images (corrupt file?)")
         out.append((x, y.long()))
+    verify_files("MNIST", raw, [raw / f for f in FILES], verify)
     return tuple(out)
 
 
@@ -77,6 +82,7 @@ def mnist(
     seed: int = 0,
     device: str | torch.device = "cpu",
     flatten: bool = True,
+    verify: bool = True,
 ) -> TensorData:
     """MNIST in [0, 1]: 784-d vectors (permutation-invariant MNIST, Sec. 6.6), or (1, 28, 28)
     images with `flatten=False` (the convolutional comparison, Sec. 6.7).
@@ -87,8 +93,9 @@ def mnist(
         permute: apply one fixed pixel permutation (seeded) to every image. An MLP is
             invariant to it up to initialization; provided for completeness.
         train_eval_size: evaluate the training NLL on this many training images (None: all).
+        verify: check the files against the recorded checksums (false: a warning instead).
     """
-    (trx, try_), (tex, tey) = load_mnist_tensors(data_dir, download)
+    (trx, try_), (tex, tey) = load_mnist_tensors(data_dir, download, verify)
     if not 0 < val_size < len(trx):
         raise ConfigError(f"data.val_size must be in (0, {len(trx)}), got {val_size}")
 

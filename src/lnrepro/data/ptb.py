@@ -1,13 +1,15 @@
 """Mikolov's Penn Treebank at word or character level, held in memory as token streams
-(the language-modelling anchors of PAPER.md B.1-B.3).
+(the paper's language-modelling experiments).
 
 Files (Mikolov's RNNLM `simple-examples.tgz`, folder `data/`), under `<data_dir>/ptb/`:
   word level: ptb.{train,valid,test}.txt; one sentence a line, 10k-word vocabulary with <unk>.
   char level: ptb.char.{train,valid,test}.txt (or .txt.gz): characters separated by spaces,
   "_" between words. A char file that is missing is derived from the word file of the same split
-  by the rule that reproduces Mikolov's char files byte for byte (shared/data/SOURCES.md):
+  by the rule that reproduces Mikolov's char files byte for byte:
   T = "\\n".join("_".join(line.split()) for line in word_lines) + "\\n";
   char file = " ".join(T) + " ".
+Before use, the files are checked against the recorded checksums of Mikolov's files
+(lnrepro.data.verify): a truncated or altered file is one clear error, unless `verify=False`.
 Both levels append an end-of-line symbol <eos> to every line; at char level it makes the 50th
 symbol (49 characters + end of line).
 
@@ -32,6 +34,7 @@ from typing import NamedTuple
 
 import torch
 
+from lnrepro.data.verify import verify_files
 from lnrepro.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -67,8 +70,7 @@ def _missing_message(ptb: Path, level: str, missing: list[str]) -> str:
         f"Penn Treebank not found: {', '.join(missing)} missing in {ptb}/.{char} The files come "
         "in Mikolov's simple-examples.tgz (folder data/; RNNLM toolkit, "
         "www.fit.vutbr.cz/~imikolov/rnnlm/): copy ptb.train.txt, ptb.valid.txt and ptb.test.txt "
-        f"(and the ptb.char.* files) to {ptb}/, or point LNREPRO_DATA at a folder that has ptb/ "
-        "(on this project's machines: LNREPRO_DATA=../shared/data)"
+        f"(and the ptb.char.* files) to {ptb}/, or point LNREPRO_DATA at a folder that has ptb/"
     )
 
 
@@ -130,8 +132,10 @@ def char_symbols(text: str, path: Path) -> list[str]:
     return out
 
 
-def load_ptb_symbols(data_dir: str | Path, level: str) -> dict[str, list[str]]:
-    """Symbols of each split {"train", "val", "test"} at `level` ("word" | "char")."""
+def load_ptb_symbols(data_dir: str | Path, level: str, verify: bool = True
+                     ) -> dict[str, list[str]]:
+    """Symbols of each split {"train", "val", "test"} at `level` ("word" | "char"), from files
+    that match the recorded checksums (`verify=False`: any copy, with a warning)."""
     if level not in LEVELS:
         raise ConfigError(f"data.level must be one of {', '.join(LEVELS)}, got {level!r}")
     ptb = Path(data_dir).expanduser() / "ptb"
@@ -150,6 +154,7 @@ def load_ptb_symbols(data_dir: str | Path, level: str) -> dict[str, list[str]]:
         sources[split] = found
     if missing:
         raise DataError(_missing_message(ptb, level, missing))
+    verify_files("Penn Treebank", ptb, sources.values(), verify)
     out = {}
     for split, path in sources.items():
         text = _read(path)
@@ -271,11 +276,12 @@ def ptb(
     eval_tokens: int | dict | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    verify: bool = True,
 ) -> TokenStreams:
     """Penn Treebank token streams (see the module docstring).
 
     Args:
-        level: "word" (Zaremba et al.) or "char" (PAPER.md B.1-B.3).
+        level: "word" (Zaremba et al.) or "char" (the paper's character-level models).
         batch_size: training streams B.
         bptt: steps per truncated-BPTT segment (training and evaluation).
         eval_batch_size: evaluation streams; each stream starts from a zero state, so fewer
@@ -283,11 +289,12 @@ def ptb(
         eval_tokens: evaluate only the first N tokens of each evaluation split (null: all), or
             a mapping split -> N | null; for CPU-scale runs.
         seed: unused: the order of the streams is fixed (part of the data interface).
+        verify: check the files against the recorded checksums (false: a warning instead).
     """
     for name, value in (("batch_size", batch_size), ("bptt", bptt),
                         ("eval_batch_size", eval_batch_size)):
         _positive_int(name, value)  # before reading megabytes of text
-    symbols = load_ptb_symbols(data_dir, level)
+    symbols = load_ptb_symbols(data_dir, level, verify)
     vocab = sorted(set(symbols["train"]))
     stoi = {s: i for i, s in enumerate(vocab)}
     tokens = {
