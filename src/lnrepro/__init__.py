@@ -2,10 +2,13 @@
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+try:
+    from omegaconf import OmegaConf
+except ImportError:  # a bare torch + numpy machine (scripts/gpu_check.py): no configs to resolve
+    OmegaConf = None
+
 # `${lnrepro_root:}` in configs: the repository root, so default paths do not depend on the cwd.
-if not OmegaConf.has_resolver("lnrepro_root"):
+if OmegaConf is not None and not OmegaConf.has_resolver("lnrepro_root"):
     OmegaConf.register_new_resolver("lnrepro_root", lambda: str(REPO_ROOT))
