@@ -237,3 +237,46 @@ def test_batch_norm_trains_at_the_smallest_batch(shape, unbiased):
     a = torch.randn(*shape, dtype=torch.float64)
     bn = _randomize_affine(BatchNorm(shape[1], unbiased=unbiased).double())
     torch.testing.assert_close(bn(a), bn_reference(a, bn.weight, bn.bias, 1e-5, unbiased))
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2, 5, 3, 3)])
+def test_batch_norm_eval_applies_gain_shift_and_eps(shape):
+    """Evaluation: running statistics, the learned gain and shift, and the configured eps."""
+    bn = _randomize_affine(BatchNorm(5, eps=1e-1).double())
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.01, 0.5)  # small variances: eps 0.1 matters
+    bn.eval()
+    a = torch.randn(*shape, dtype=torch.float64)
+    view = (1, -1) + (1,) * (a.dim() - 2)
+    expect = (a - bn.running_mean.view(view)) / torch.sqrt(bn.running_var.view(view) + 1e-1)
+    torch.testing.assert_close(bn(a), expect * bn.weight.view(view) + bn.bias.view(view))
+
+
+def test_spec_accepts_the_edges_and_names_the_choices():
+    NormSpec("ln", eps=0.0)  # LN without eps is allowed (a constant input is the user's problem)
+    NormSpec("bn", momentum=0.0)
+    NormSpec("bn", momentum=1.0)
+    with pytest.raises(ConfigError, match=r"choose one of ln, bn, none"):
+        NormSpec("gn")
+    with pytest.raises(ConfigError, match=r"norm.eps must be >= 0, got -1"):
+        NormSpec("ln", eps=-1.0)
+
+
+def test_factory_passes_every_field_of_the_spec():
+    """gain_init (the reader's 1.0 vs 0.1 ablation) and unbiased (Sec. 6.6) reach the layer."""
+    assert make_norm(NormSpec("ln", gain_init=0.1), 5).weight.eq(0.1).all()
+    a = torch.randn(4, 5, dtype=torch.float64)
+    bn = make_norm(NormSpec("bn", unbiased=True), 5).double()
+    torch.testing.assert_close(bn(a), bn_reference(a, bn.weight, bn.bias, 1e-5, unbiased=True))
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 6), (2, 3, 4, 5)])
+def test_layer_norm_over_every_non_batch_dim_with_its_eps(shape):
+    """Sequence-shaped (N, C, L) and image-shaped inputs: one mean and variance per case over
+    all its units (Eq. 3), with the layer's eps; the default eps is 1e-5."""
+    a = torch.randn(*shape, dtype=torch.float64) * 0.05
+    ln = _randomize_affine(LayerNorm(shape[1], eps=0.5).double())
+    torch.testing.assert_close(ln(a), ln_reference(a, ln.weight, ln.bias, 0.5))
+    plain = LayerNorm(shape[1]).double()
+    torch.testing.assert_close(plain(a), ln_reference(a, plain.weight, plain.bias, 1e-5))

@@ -496,3 +496,81 @@ def test_size_edges(cls):
         args = dict(input_size=I, hidden_size=H, num_layers=1) | bad
         with pytest.raises(ConfigError):
             cls(args["input_size"], args["hidden_size"], args["num_layers"])
+
+
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (lambda: SeqBatchNorm(H, t_max=0), r"bn t_max must be >= 1, got 0"),
+        (lambda: SeqBatchNorm(H, eps=0.0), r"needs norm.eps > 0, got 0.0"),
+        (lambda: SeqBatchNorm(H)(torch.randn(T, B, H), t0=-1), r"t0 must be >= 0, got -1"),
+        (lambda: SeqBatchNorm(H)(torch.randn(T, 1, H)), r"batch size >= 2 in training .* or a "
+                                                         r"larger data.batch_size"),
+        (lambda: LSTM(0, H), r"input and hidden sizes must be >= 1, got 0, 4"),
+        (lambda: GRU(I, H, init="xavier"), r"unknown rnn init 'xavier': choose one of torch, "
+                                           r"orthogonal"),
+        (lambda: LSTM(I, H, 2, dropout=1.0), r"rnn dropout must be in \[0, 1\), got 1.0"),
+        (lambda: LSTM(I, H, 0), r"num_layers must be >= 1, got 0"),
+        (lambda: GRU(I, H, 0), r"num_layers must be >= 1, got 0"),
+    ],
+)
+def test_errors_name_the_value_and_the_rule(build, message):
+    with pytest.raises(ConfigError, match=message):
+        build()
+
+
+def test_smallest_sizes_and_t_max_work():
+    assert LSTM(1, 1)(torch.randn(T, B, 1))[0].shape == (T, B, 1)
+    bn = SeqBatchNorm(H, t_max=1)
+    bn(torch.randn(T, B, H) + 3.0)
+    assert bn.running_mean.shape == (1, H) and bn.running_mean.abs().sum() > 0
+
+
+def test_seq_bn_defaults_match_the_norm_config():
+    """A SeqBatchNorm built directly behaves as one built from `norm=bn`'s defaults (eps 1e-5,
+    momentum 0.1, biased batch variance, a shift) and the cells' BN norms get the spec's
+    unbiased setting and their documented shifts."""
+    bn = SeqBatchNorm(H)
+    ref = SeqBatchNorm.from_spec(NormSpec("bn"), H, 1000, shift=True)
+    assert (bn.eps, bn.momentum, bn.unbiased, bn.bias is not None) == (
+        ref.eps, ref.momentum, ref.unbiased, True)
+    assert "shift=True" in repr(bn) and "shift=False" in repr(SeqBatchNorm(H, shift=False))
+    cell = LSTMCell(I, H, norm=NormSpec("bn", unbiased=True))
+    assert cell.norm_ih.unbiased and cell.norm_ih.bias is None and cell.norm_c.bias is not None
+    gru = GRUCell(I, H, norm="bn")
+    assert gru.norm_ih.bias is not None and gru.norm_hh.bias is None  # Cooijmans: beta_h = 0
+
+
+def test_cells_default_to_the_plain_recurrence_at_step_0():
+    """Defaults: norm "none" (torch's cell), and t0 = 0 for the per-step BN statistics."""
+    assert LSTMCell(I, H).norm_ih is None and GRUCell(I, H).norm_ih is None
+    x = torch.randn(T, B, I)
+    for cell in (LSTMCell(I, H, norm="bn"), GRUCell(I, H, norm="bn")):
+        cell.scan(x * 3 + torch.arange(T).view(T, 1, 1))  # per-step statistics
+        cell.eval()
+        torch.testing.assert_close(cell.scan(x)[0], cell.scan(x, t0=0)[0])
+        torch.testing.assert_close(cell(x[0])[0] if isinstance(cell, LSTMCell) else cell(x[0]),
+                                   cell.scan(x[:1], t0=0)[0][0])
+        torch.testing.assert_close(cell.input_term(x), cell.input_term(x, 0))
+    lstm = LSTMCell(I, H, norm="bn").eval()
+    u = torch.randn(T, B, 4 * H)
+    torch.testing.assert_close(lstm.finish_input(u), lstm.finish_input(u, 0))
+
+
+@pytest.mark.parametrize(
+    "norm,ref,message",
+    [
+        ("ln", torch.nn.LSTM(I, H), r"^copy_from_torch: only norm 'none' has torch's parameters$"),
+        ("none", torch.nn.LSTM(I, H, bidirectional=True), r"^copy_from_torch needs a "),
+        ("none", torch.nn.LSTM(I, H, bias=False), r"^copy_from_torch needs a "),
+        ("none", torch.nn.LSTM(I, H, batch_first=True), r"^copy_from_torch needs a "),
+        ("none", torch.nn.GRU(I, H), r"^copy_from_torch needs a unidirectional, biased, time-first "
+                                     r"LSTM$"),
+        ("none", torch.nn.LSTM(I, H, num_layers=2),
+         r"^copy_from_torch: sizes or number of layers differ$"),
+        ("none", torch.nn.LSTM(I, H, proj_size=2), r"^copy_from_torch: proj_size is not supported$"),
+    ],
+)
+def test_copy_from_torch_refuses_what_it_cannot_copy(norm, ref, message):
+    with pytest.raises(ValueError, match=message):
+        LSTM(I, H, norm=norm).copy_from_torch(ref)
