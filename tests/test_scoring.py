@@ -27,9 +27,9 @@ def problem(n_classes, soft=False, seed=0):
         y = (x @ torch.randn(D, generator=g, dtype=torch.float64) * 2
              + torch.randn(N, generator=g, dtype=torch.float64)).argsort().argsort()
         y = (y * n_classes // N).long()  # noisy labels: the optimum is finite
-    masks = torch.zeros(3, N, dtype=torch.bool)
-    masks[0, :40], masks[1, 20:], masks[2, ::2] = True, True, True
-    cs = torch.tensor([0.1, 1.0, 30.0], dtype=torch.float64)
+    masks = torch.zeros(4, N, dtype=torch.bool)
+    masks[0, :40], masks[1, 20:], masks[2, ::2], masks[3, 7] = True, True, True, True
+    cs = torch.tensor([0.1, 1.0, 30.0, 2.0], dtype=torch.float64)  # the last: one example
     return x, y, masks, cs
 
 
@@ -49,8 +49,8 @@ def test_fit_logreg_solves_each_problem(n_classes, soft):
     x, y, masks, cs = problem(n_classes, soft)
     w, b = fit_logreg(x, y, masks, cs, n_classes, dtype=torch.float64)
     sigmoid = n_classes == 2 and not soft
-    assert w.shape == (3, D, 1 if sigmoid else n_classes) and w.dtype == torch.float64
-    for p in range(3):
+    assert w.shape == (4, D, 1 if sigmoid else n_classes) and w.dtype == b.dtype == torch.float64
+    for p in range(4):
         wp, bp = w[p].clone().requires_grad_(), b[p].clone().requires_grad_()
         grads = torch.autograd.grad(objective(x, y, wp, bp, masks[p], cs[p], sigmoid), [wp, bp])
         assert max(g.abs().max().item() for g in grads) < 1e-5, p
@@ -107,3 +107,35 @@ def test_correlations_match_scipy():
     assert pearson(1e-4 * a, 1e-4 * b) == pytest.approx(pearson(a, b), abs=1e-12)  # scale-free
     torch.testing.assert_close(_ranks(torch.tensor([3.0, 1.0, 3.0, 2.0])),
                                torch.tensor([3.5, 1.0, 3.5, 2.0], dtype=torch.float64))
+
+
+def _separable_and_noise(seed=0):
+    """Two problems with known answers: separable classes (the weakest regularisation wins)
+    and labels independent of 30 features, 70 % of one class (the strongest wins: predict the
+    majority; a weakly regularised fit overfits the noise)."""
+    g = torch.Generator().manual_seed(seed)
+    y_sep = torch.arange(80) % 2
+    x_sep = torch.randn(80, 3, generator=g, dtype=torch.float64) + 3.0 * y_sep[:, None]
+    x_noise = torch.randn(80, 30, generator=g, dtype=torch.float64)
+    y_noise = (torch.arange(80) % 10 < 7).long()
+    return (x_sep, y_sep), (x_noise, y_noise)
+
+
+def test_choose_c_picks_the_c_that_validates_best():
+    from lnrepro.eval.scoring import choose_c
+
+    (xs, ys), (xn, yn) = _separable_and_noise()
+    within = torch.ones(2, 80, dtype=torch.bool)
+    within[1, :10] = False  # a second training set: C is chosen for each one
+    assert choose_c(xs, ys, within, 3, [1e-4, 100.0], 2, 100).tolist() == [100.0, 100.0]
+    assert choose_c(xn, yn, within, 3, [1e-4, 100.0], 2, 100).tolist() == [1e-4, 1e-4]
+
+
+def test_cv_accuracy_reports_the_outer_folds_with_the_chosen_c():
+    from lnrepro.eval.scoring import cv_accuracy
+
+    (xs, ys), (xn, yn) = _separable_and_noise()
+    noise = cv_accuracy(xn, yn, folds=4, inner_folds=3, cs=[1e-4, 100.0], max_iter=100)
+    assert noise == {"acc": 70.0, "C": [1e-4] * 4}  # the majority class, on every outer fold
+    sep = cv_accuracy(xs, ys, folds=4, inner_folds=3, cs=[1e-4, 100.0], max_iter=100)
+    assert sep["C"] == [100.0] * 4 and sep["acc"] > 95.0
