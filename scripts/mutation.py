@@ -148,9 +148,10 @@ def report(per_file: dict[str, Counter], planted, tool_seconds, planted_seconds,
         rate = f"{100 * (c['killed'] + c['timeout']) / judged:.1f} %" if judged else "-"
         lines.append(f"| `{path}` | {c['generated']} | {c['killed']} | {c['timeout']} | "
                      f"{c['survived']} | {c['equivalent']} | {c['not checked']} | {rate} |")
-    lines += ["", f"Wall time: mutmut {tool_seconds / 60:.1f} min (this run; resumed runs "
-              f"only redo changed functions), planted patches {planted_seconds / 60:.1f} min, "
-              "on the 2-core CPU machine.", ""] + ([note, ""] if note else [])
+    tool = (f"mutmut {tool_seconds / 60:.1f} min (resumed runs only redo changed functions)"
+            if tool_seconds else "mutmut not rerun here (its stored results in mutants/)")
+    lines += ["", f"Wall time: {tool}, planted patches {planted_seconds / 60:.1f} min, on the "
+              "2-core CPU machine.", ""] + ([note, ""] if note else [])
     equiv = equivalents()
     if equiv:
         lines += ["## Survivors judged equivalent", ""]

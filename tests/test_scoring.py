@@ -139,3 +139,28 @@ def test_cv_accuracy_reports_the_outer_folds_with_the_chosen_c():
     assert noise == {"acc": 70.0, "C": [1e-4] * 4}  # the majority class, on every outer fold
     sep = cv_accuracy(xs, ys, folds=4, inner_folds=3, cs=[1e-4, 100.0], max_iter=100)
     assert sep["C"] == [100.0] * 4 and sep["acc"] > 95.0
+
+
+def test_cv_accuracy_folds_follow_the_seed():
+    """The outer folds are a fixed permutation drawn from `seed` (default 0): the same seed gives
+    the same number, another seed other folds."""
+    from lnrepro.eval.scoring import cv_accuracy
+
+    g = torch.Generator().manual_seed(2)
+    y = torch.arange(40) % 2
+    x = torch.randn(40, 3, generator=g, dtype=torch.float64) + 1.2 * y[:, None]  # overlapping
+    opts = dict(folds=4, inner_folds=2, cs=[1.0], max_iter=50)
+    default = cv_accuracy(x, y, **opts)
+    assert default == cv_accuracy(x, y, seed=0, **opts)
+    assert any(cv_accuracy(x, y, seed=s, **opts)["acc"] != default["acc"] for s in (1, 2, 3))
+
+
+def test_cv_accuracy_fits_every_class():
+    """Three classes get a softmax over three classes (a sigmoid would never predict class 2),
+    within the given L-BFGS iterations."""
+    from lnrepro.eval.scoring import cv_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    x = torch.randn(60, 2, generator=g, dtype=torch.float64) * 0.3 + torch.eye(3)[y, :2] * 4
+    assert cv_accuracy(x, y, folds=3, inner_folds=2, cs=[100.0], max_iter=2)["acc"] > 90.0
