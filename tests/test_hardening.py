@@ -361,11 +361,12 @@ BAD = {
     "resume not a bool": (["resume=maybe"], ["resume", "'maybe'"]),
     "verify not a bool": (["data.verify=maybe"], ["data.verify", "'maybe'"]),
     "unknown key": (["lr=0.1"], ["lr"]),
+    "zero batch size": (["data.batch_size=0"], ["data.batch_size", "0"]),  # fails inside the job
 }
 
 
 # multiruns take the same paths as single runs: one case of each kind (option, value, key)
-MULTIRUN = ("unknown norm", "seed not an integer", "unknown key")
+MULTIRUN = ("unknown norm", "seed not an integer", "unknown key", "zero batch size")
 CASES = [(c, False) for c in BAD] + [(c, True) for c in MULTIRUN]
 
 

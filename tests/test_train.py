@@ -93,10 +93,14 @@ def test_bad_config_values(compose, tiny_mnist, tmp_path, overrides, error, matc
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_eval_every_sets_the_evaluation_steps(compose, tiny_mnist, tmp_path):
-    run(tiny_cfg(compose, tiny_mnist, "trainer.eval_every=7", "trainer.max_steps=20"), tmp_path)
+@pytest.mark.parametrize("steps, evals", [(20, [0, 7, 14, 20]), (17, [0, 7, 17]), (18, [0, 7, 14, 18])])
+def test_eval_every_sets_the_evaluation_steps(compose, tiny_mnist, tmp_path, steps, evals):
+    """Every 7 updates and at the end; a regular evaluation under half an interval before the
+    final one (14 of 17) is left out rather than drawn as a near-duplicate point."""
+    run(tiny_cfg(compose, tiny_mnist, "trainer.eval_every=7", f"trainer.max_steps={steps}"),
+        tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if "test/err" in r] == [0, 7, 14, 20]
+    assert [r["step"] for r in rows if "test/err" in r] == evals
 
 
 def test_batch_size_one_trains_with_layer_norm(compose, tiny_mnist, tmp_path):

@@ -208,8 +208,43 @@ def main(cfg: DictConfig):
     except LnreproError as e:
         log.error("%s", e)
         if hc.mode == RunMode.MULTIRUN and not isinstance(e, Interrupted):
-            raise  # the other jobs still run; the sweep then exits with e.exit_code (cli)
+            # the other jobs still run; the sweep then exits with e.exit_code (cli). Returned,
+            # not raised: Hydra would add an "Error executing job" line to the one logged here
+            _FAILED.append(e.exit_code)
+            return JobFailed(e.exit_code, str(e))
         sys.exit(e.exit_code)  # a signal stops the whole sweep, not only this job
+
+
+class JobFailed:
+    """What a multirun job that stopped on an LnreproError returns (its line is logged): the
+    sweep goes on, then exits with the largest code (`_one_line`). float() is nan, so that a
+    sweeper that optimises the return value (Optuna) records the trial as failed."""
+
+    def __init__(self, exit_code: int, message: str):
+        self.exit_code, self.message = exit_code, message
+
+    def __float__(self) -> float:
+        return float("nan")
+
+    def __repr__(self) -> str:
+        return f"JobFailed({self.exit_code}: {self.message})"
+
+
+_FAILED: list[int] = []  # exit codes of this process's failed jobs (in-process launchers)
+
+
+def _failed_codes(returns) -> list[int]:
+    """Exit codes of failed jobs: this process's, and those a launcher brought back from its
+    workers (the nested lists of JobReturn that `Hydra.multirun` returns)."""
+    codes = list(_FAILED)
+    stack = [returns]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(getattr(item, "_return_value", None), JobFailed):
+            codes.append(item._return_value.exit_code)
+    return codes
 
 
 def objective(summary: dict, key: str) -> float:
@@ -229,14 +264,19 @@ def objective(summary: dict, key: str) -> float:
 def _one_line(run_and_report):
     """Hydra's `run_and_report` (which prints a config that does not compose over 10-20 lines
     and exits 1), except that such a config (an unknown group option or key, an override that
-    does not parse) is one line and exit 2, as every other bad value; and a sweep whose job
-    failed with an LnreproError (logged by that job) exits with its code. HYDRA_FULL_ERROR=1
+    does not parse) is one line and exit 2, as every other bad value; and a sweep whose jobs
+    failed with an LnreproError (each logged by its job, `JobFailed`) exits with the largest
+    code. HYDRA_FULL_ERROR=1
     still shows Hydra's full report."""
 
     def report(func):
         def call():
             try:
-                return func()
+                returns = func()
+                codes = _failed_codes(returns)
+                if codes:
+                    sys.exit(max(codes))
+                return returns
             except LnreproError as e:
                 sys.exit(e.exit_code)
             except (HydraException, OmegaConfBaseException) as e:

@@ -234,7 +234,7 @@ class Trainer:
                                      self.epoch, _fmt(row))
                     if bar is not None:
                         bar.update(1)
-                    evaluated = self.step % self.eval_interval == 0 or done
+                    evaluated = self._eval_due(self.step)
                     if evaluated:
                         log.info("eval step %d epoch %.2f %s", self.step, self.epoch,
                                  _fmt(self.evaluate(final=done)))
@@ -253,6 +253,14 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self.summary("completed")
+
+    def _eval_due(self, step: int) -> bool:
+        """Evaluate every `eval_interval` updates and after the last one; a regular evaluation
+        less than half an interval before the final one is left out (it would be a near-duplicate
+        point at the end of every curve)."""
+        if step >= self.total_steps:
+            return True
+        return step % self.eval_interval == 0 and 2 * (self.total_steps - step) >= self.eval_interval
 
     def _checkpoint(self) -> None:
         self.elapsed = self._time()
