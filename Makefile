@@ -12,7 +12,7 @@ LAUNCHER ?=
 SWEEP ?=
 ARGS ?=
 # `make reproduce` runs these (CPU scale unless SCALE=paper), then redraws every figure.
-FIGURE_TARGETS := figure3 figure4 figure5 figure6 figure-lm figure-lm-word figure-cnn
+FIGURE_TARGETS := figure2 figure3 figure4 figure5 figure6 figure-lm figure-lm-word figure-cnn
 # Datasets: $LNREPRO_DATA, else ../shared/data when it exists (this project's offline machines),
 # else <repo>/data (torchvision downloads MNIST there).
 LNREPRO_DATA ?= $(wildcard $(abspath ../shared/data))
@@ -67,6 +67,16 @@ figure-lm-word: venv ## word-level PTB (Zaremba's small/medium LSTM): ln/bn/none
 figure-cnn: venv ## Sec. 6.7 convnet on MNIST: ln/bn/none x batch 128/4 (SCALE=cpu|paper)
 	$(FIG) run experiments/cnn_mnist.yaml --scale $(SCALE) $(LAUNCH)
 	$(FIG) plot experiments/cnn_mnist.yaml --scale $(SCALE)
+
+.PHONY: figure2 figure2-gain
+figure2: venv ## Figure 2, attentive reader on cloze QA: LSTM / BN-LSTM / LN-LSTM x 3 seeds, val error vs updates; 2 runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)
+	$(if $(filter cpu,$(SCALE)),$(PY) scripts/reader_data.py --full,)
+	$(FIG) run experiments/figure2_reader.yaml --scale $(SCALE) --launcher $(or $(LAUNCHER),parallel)
+	$(FIG) plot experiments/figure2_reader.yaml --scale $(SCALE)
+
+figure2-gain: venv ## Sec. 6.2 ablation: LN-LSTM reader with LN gains initialised to 1.0 vs 0.1, 3 seeds (CPU scale)
+	$(FIG) run experiments/figure2_reader_gain.yaml --scale cpu --launcher $(or $(LAUNCHER),parallel)
+	$(FIG) plot experiments/figure2_reader_gain.yaml --scale cpu
 
 .PHONY: figure3 eval-skip
 figure3: venv ## Figure 3 + Table 3, skip-thoughts: LN-GRU vs GRU, SentEval vs updates; both runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)

@@ -69,6 +69,9 @@ CASES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
         "trainer.epochs=null", "trainer.max_steps=20", "trainer.eval_every=20",
         "trainer.eval_at_start=false", "trainer.log_every=5"],
         ("ln", "bn", "none")),
+    "reader": ("reader_cpu", [  # padded batches: masked per-step BN statistics (bn_min_live)
+        "trainer.max_steps=20", "trainer.eval_every=10", "trainer.log_every=5"],
+        ("ln", "bn", "none")),
 }
 
 

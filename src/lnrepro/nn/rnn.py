@@ -8,8 +8,16 @@ Shapes are TIME-FIRST everywhere: inputs x are (T, B, I), outputs (T, B, H), sta
   their weights are copied in (`copy_from_torch`).
 * norm "ln": the paper's LN-LSTM (supplementary Eq. 20-22) and LN-GRU (Eq. 23-28); the DRAW cell
   (Eq. 29-31) is `LSTMCell(..., norm="ln", ln_gates=False)`.
-* norm "bn": recurrent batch norm after Cooijmans et al. 2016 (PAPER.md B.2), with statistics
+* norm "bn": recurrent batch norm after Cooijmans et al. 2017 ("Recurrent Batch Normalization"), with statistics
   per time step (`SeqBatchNorm`).
+
+Variable-length batches (optional `mask`, (T, B) bool, True where a case is live; LSTM only):
+padded steps keep the state unchanged (as the Attentive_reader code of Cooijmans et al.), so
+the final (h, c) is each case's state after its last live step; per-step BN statistics are
+taken over the live cases only, and a step with fewer than `min_live` live cases (of a
+training batch) uses the statistics of the last step that had enough (`SeqBatchNorm`). LN and
+"none" are per case, so padding never reaches a live case's output. Without a mask (the
+default) nothing changes.
 
 Time-step index of the BN statistics: step k of a `forward(x, ..., t0)` call uses the statistics
 of step t0 + k; t0 defaults to 0, so the index restarts at every call (position within the
@@ -41,6 +49,7 @@ from lnrepro.errors import ConfigError
 from lnrepro.nn.norm import NormSpec, as_spec, make_norm
 
 DEFAULT_T_MAX = 1000  # BN: steps with their own population statistics (longer reuse the last)
+MIN_LIVE = 16  # masked BN: fewest live cases whose statistics a training step may use
 BN_GAIN_INIT = 0.1  # Cooijmans et al.: gamma 0.1; ~1 saturates tanh, <= 0.01 is unstable
 INITS = ("torch", "orthogonal")
 
@@ -60,6 +69,9 @@ class SeqBatchNorm(nn.Module):
     `forward(x, t0)`: x is (T, B, F) for steps t0 .. t0+T-1, or (B, F) for the single step t0.
     Normalises with the unbiased batch variance when `unbiased` (Sec. 6.6); the running variance
     is always the unbiased estimate, as in torch.
+
+    `mask` (optional, (T, B) or (B,) bool, True = live case): training statistics over the live
+    cases only (`_masked`); evaluation is per case and ignores it. None: the code path above.
     """
 
     def __init__(
@@ -88,9 +100,12 @@ class SeqBatchNorm(nn.Module):
     def from_spec(cls, spec: NormSpec, num_features: int, t_max: int, shift: bool):
         return cls(num_features, t_max, spec.eps, spec.momentum, spec.unbiased, shift=shift)
 
-    def forward(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t0: int = 0, mask: torch.Tensor | None = None,
+                min_live: int = MIN_LIVE) -> torch.Tensor:
         if t0 < 0:
             raise ConfigError(f"time-step offset t0 must be >= 0, got {t0}")
+        if mask is not None and self.training:
+            return self._masked(x, t0, mask, min_live)
         batch = x.shape[-2]
         if self.training and batch < 2:
             raise ConfigError(
@@ -117,6 +132,62 @@ class SeqBatchNorm(nn.Module):
             self.training, self.momentum, self.eps,
         )
         return y if step else y.view(batch, steps, -1).transpose(0, 1)
+
+    def _masked(self, x: torch.Tensor, t0: int, mask: torch.Tensor, min_live: int):
+        """Training on a padded batch: step t's mean and (biased, or unbiased with `unbiased`)
+        variance over its live cases. A step with fewer than min(min_live, B) live cases uses
+        the statistics of the last step that had enough: within this call, or from an earlier
+        call of the same sequence (single steps of a recurrence: `_held`); the first step of a
+        sequence (t0 = 0) always uses its own. Running row t averages the statistics that step t
+        used, so evaluation sees what training did. A single step with every case live takes
+        the unmasked path (the same statistics, fused kernel)."""
+        xs, ms = (x.unsqueeze(0), mask.unsqueeze(0)) if x.dim() == 2 else (x, mask)
+        counts = ms.sum(1).tolist()
+        if t0 == 0 and counts[0] < 2:
+            raise ConfigError("recurrent batch norm needs >= 2 live cases at the first step of "
+                              "a training batch: use norm=ln or a larger data.batch_size")
+        need = min(min_live, xs.shape[1])
+        ok = [c >= need or (t0 == 0 and k == 0) for k, c in enumerate(counts)]
+        if x.dim() == 2 and ok[0]:
+            self._held = (x, None if counts[0] == x.shape[0] else mask)
+            if self._held[1] is None:
+                return self(x, t0)
+        mean, var, n = _live_stats(xs, ms)
+        if not all(ok):
+            src, last = [], -1
+            for k, good in enumerate(ok):
+                last = k if good else last
+                src.append(last)
+            if src[0] < 0:  # no step of this call had enough: the one held from earlier
+                if getattr(self, "_held", None) is None:
+                    raise ConfigError("masked recurrent batch norm: no earlier step of this "
+                                      "sequence had enough live cases (start it at t0 = 0)")
+                hx, hm = self._held
+                held = _live_stats(hx.unsqueeze(0), None if hm is None else hm.unsqueeze(0))
+                mean, var, n = (torch.cat([h, v]) for h, v in zip(held, (mean, var, n)))
+                src = [k + 1 for k in src]
+            idx = torch.tensor(src, device=x.device)
+            mean, var, n = mean[idx], var[idx], n[idx]
+        if any(ok) and x.dim() == 3:
+            j = max(k for k, good in enumerate(ok) if good)
+            self._held = (xs[j], ms[j])
+        return self._normalise(xs, mean, var, n, t0).view_as(x)
+
+    def _normalise(self, xs, mean, var, n, t0: int) -> torch.Tensor:
+        """(T, B, F) steps t0.. with the given per-step statistics (T, F), (T, F), (T, 1);
+        rows below t_max of the running averages move towards them."""
+        rows = min(len(mean), max(0, self.t_max - t0))
+        if rows:  # through .data, as F.batch_norm's kernel: its backward saved these buffers,
+            # and an in-place op on them would bump their version counter
+            with torch.no_grad():
+                unbiased = var[:rows] * n[:rows] / (n[:rows] - 1).clamp(min=1)
+                self.running_mean.data[t0 : t0 + rows].lerp_(mean[:rows], self.momentum)
+                self.running_var.data[t0 : t0 + rows].lerp_(unbiased, self.momentum)
+        if self.unbiased:
+            var = var * n / (n - 1).clamp(min=1)
+        scale = (torch.rsqrt(var + self.eps) * self.weight).unsqueeze(1)
+        y = (xs - mean.unsqueeze(1)) * scale
+        return y if self.bias is None else y + self.bias
 
     def _rows(self, t0: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Running statistics of steps t0.., flattened; views (updated in place) within t_max."""
@@ -150,6 +221,19 @@ class SeqBatchNorm(nn.Module):
         )
 
 
+def _live_stats(xs: torch.Tensor, ms: torch.Tensor | None):
+    """Per-step mean and biased variance over the live cases of xs (T, B, F), mask ms (T, B)
+    (None: all live), and the live counts (T, 1)."""
+    if ms is None:
+        var, mean = torch.var_mean(xs, dim=1, correction=0)
+        return mean, var, xs.new_full((xs.shape[0], 1), xs.shape[1])
+    m = ms.to(xs.dtype).unsqueeze(-1)
+    n = m.sum(1)
+    mean = (xs * m).sum(1) / n.clamp(min=1)
+    var = ((xs - mean.unsqueeze(1)).square() * m).sum(1) / n.clamp(min=1)
+    return mean, var, n
+
+
 class GroupLN(nn.Module):
     """Separate LNs over consecutive groups of units, e.g. the GRU's [r; z] (2H) and n (H)."""
 
@@ -172,12 +256,14 @@ def _time_norm(spec: NormSpec, sizes: tuple[int, ...], t_max: int, shift: bool):
     return None
 
 
-def _normed(norm: nn.Module | None, u: torch.Tensor, t: int) -> torch.Tensor:
-    """Apply a `_time_norm` to (T, B, F) steps t.. or to the (B, F) step t."""
+def _normed(norm: nn.Module | None, u: torch.Tensor, t: int, live: torch.Tensor | None = None,
+            min_live: int = MIN_LIVE) -> torch.Tensor:
+    """Apply a `_time_norm` to (T, B, F) steps t.. or to the (B, F) step t (`live`: the mask of
+    those steps, for BN statistics over live cases only)."""
     if norm is None:
         return u
     if isinstance(norm, SeqBatchNorm):
-        return norm(u, t)
+        return norm(u, t) if live is None else norm(u, t, live, min_live)
     # LN is per case: flatten time into the batch (norm.LayerNorm reads 3-d input as (N, C, L))
     return norm(u.reshape(-1, u.shape[-1])).view(u.shape)
 
@@ -304,13 +390,14 @@ class LSTMCell(nn.Module):
         step function that `scan_steps` takes."""
         return self._step(xin_t, a_t, state, t)
 
-    def _step(self, xin_t, a_t, state, t: int):
-        """Eq. 20-22 given the input term xin_t and the recurrent product a_t = W_hh h_{t-1}."""
+    def _step(self, xin_t, a_t, state, t: int, live=None, min_live: int = MIN_LIVE):
+        """Eq. 20-22 given the input term xin_t and the recurrent product a_t = W_hh h_{t-1};
+        `live` (B,) bool: the cases whose BN statistics count at this step."""
         c = state[1]
-        gates = xin_t + _normed(self.norm_hh, a_t, t)
+        gates = xin_t + _normed(self.norm_hh, a_t, t, live, min_live)
         i, f, g, o = gates.chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(_normed(self.norm_c, c, t))
+        h = torch.sigmoid(o) * torch.tanh(_normed(self.norm_c, c, t, live, min_live))
         return h, c
 
     def zero_state(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -322,10 +409,26 @@ class LSTMCell(nn.Module):
         state = self.zero_state(x_t) if state is None else state
         return self._step(self.input_term(x_t, t), F.linear(state[0], self.weight_hh), state, t)
 
-    def scan(self, x: torch.Tensor, state=None, t0: int = 0):
-        """All steps of x (T, B, I) -> (out (T, B, H), (h_T, c_T))."""
+    def scan(self, x: torch.Tensor, state=None, t0: int = 0, mask: torch.Tensor | None = None,
+             min_live: int = MIN_LIVE):
+        """All steps of x (T, B, I) -> (out (T, B, H), (h_T, c_T)); `mask` (T, B) bool marks
+        the live steps of a padded batch (see the module docstring)."""
         state = self.zero_state(x) if state is None else state
-        return _scan(self._step, self.input_term(x, t0), self.weight_hh, state, t0)
+        if mask is None:
+            return _scan(self._step, self.input_term(x, t0), self.weight_hh, state, t0)
+        xin = _normed(self.norm_ih, F.linear(x, self.weight_ih), t0, mask, min_live) + self.bias
+
+        full = mask.all(1).tolist()
+
+        def step(x_t, a_t, st, t):  # padding keeps the state (not needed where all are live)
+            live = mask[t - t0]
+            h, c = self._step(x_t, a_t, st, t, live, min_live)
+            if full[t - t0]:
+                return h, c
+            keep = live.unsqueeze(1)
+            return torch.where(keep, h, st[0]), torch.where(keep, c, st[1])
+
+        return _scan(step, xin, self.weight_hh, state, t0)
 
 
 class GRUCell(nn.Module):
@@ -410,7 +513,7 @@ class _Stack(nn.Module):
         self.input_size, self.hidden_size = first.input_size, first.hidden_size
         self.num_layers, self.kind = len(layers), first.kind
 
-    def _run(self, x, states, t0):
+    def _run(self, x, states, t0, **masking):
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"expected time-first input (T, B, {self.input_size}), got {tuple(x.shape)}"
@@ -419,7 +522,7 @@ class _Stack(nn.Module):
         for k, (layer, state) in enumerate(zip(self.layers, states)):
             if k:
                 x = F.dropout(x, self.dropout, self.training)
-            x, final = layer.scan(x, state, t0)
+            x, final = layer.scan(x, state, t0, **masking)
             finals.append(final)
         return x, finals
 
@@ -441,9 +544,10 @@ class _Stack(nn.Module):
 class LSTM(_Stack):
     """Stacked LSTM over time-first x (T, B, I); see `LSTMCell` for the equations.
 
-    `forward(x, state=None, t0=0) -> (out (T, B, H), (h, c))`, h and c (num_layers, B, H) as
-    torch.nn.LSTM. The caller carries the state across truncated-BPTT segments (and detaches it);
-    t0 is the step index of x[0] for the per-step BN statistics (see the module docstring).
+    `forward(x, state=None, t0=0, mask=None, min_live=MIN_LIVE) -> (out (T, B, H), (h, c))`,
+    h and c (num_layers, B, H) as torch.nn.LSTM. The caller carries the state across
+    truncated-BPTT segments (and detaches it); t0 is the step index of x[0] for the per-step BN
+    statistics; `mask` (T, B) bool marks the live steps of a padded batch (module docstring).
     """
 
     def __init__(
@@ -464,14 +568,16 @@ class LSTM(_Stack):
             [LSTMCell(i, hidden_size, norm, True, ln_cell, t_max, init) for i in sizes], dropout
         )
 
-    def forward(self, x: torch.Tensor, state=None, t0: int = 0):
+    def forward(self, x: torch.Tensor, state=None, t0: int = 0, mask: torch.Tensor | None = None,
+                min_live: int = MIN_LIVE):
         states = [None] * self.num_layers if state is None else zip(state[0], state[1])
-        out, finals = self._run(x, states, t0)
+        masking = {} if mask is None else {"mask": mask, "min_live": min_live}
+        out, finals = self._run(x, states, t0, **masking)
         h, c = zip(*finals)
         return out, (torch.stack(h), torch.stack(c))
 
     @torch.no_grad()
-    def copy_from_torch(self, ref: nn.LSTM) -> "LSTM":
+    def copy_from_torch(self, ref: nn.LSTM) -> LSTM:
         """Take the weights of a torch.nn.LSTM (norm 'none'): b = b_ih + b_hh. Returns self."""
         self._check_torch(ref, nn.LSTM)
         for k, layer in enumerate(self.layers):
@@ -508,7 +614,7 @@ class GRU(_Stack):
         return out, torch.stack(finals)
 
     @torch.no_grad()
-    def copy_from_torch(self, ref: nn.GRU) -> "GRU":
+    def copy_from_torch(self, ref: nn.GRU) -> GRU:
         """Take the weights of a torch.nn.GRU (norm 'none'), negating the update-gate rows
         (torch's z is the complement of the paper's, see `GRUCell`). Returns self."""
         self._check_torch(ref, nn.GRU)
