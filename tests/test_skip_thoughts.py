@@ -138,8 +138,9 @@ def test_corpus_triples_stay_within_documents(tmp_path, monkeypatch):
     assert torch.equal(one.prev[0], d.ids[idx[0] - 1, : one.prev.shape[1]])
     assert torch.equal(one.nxt[0], d.ids[idx[0] + 1, : one.nxt.shape[1]])
     assert b.cur.shape[0] == 4 and (b.cur == EOS_ID).sum() == 4  # one <eos> per sentence
-    # the cache is used the second time (same content)
-    assert list((tmp_path / "cache" / "books").glob("corpus_*.pt"))
+    # the Arrow cache (HF datasets) under the cache root is used the second time (same
+    # content); tests/test_books.py checks that nothing is tokenised again
+    assert list((tmp_path / "cache" / "books").rglob("*.arrow"))
     d2 = books(str(tmp_path), paths=["books"], vocab_size=100, batch_size=4, val_triples=0,
                senteval=None)
     assert torch.equal(d2.ids, d.ids) and d2.vocab == d.vocab

@@ -11,10 +11,11 @@ Sources (`paths`, a list of directories or globs relative to the data dir or abs
   * `format: auto | paragraphs | lines`. "paragraphs": blank lines separate paragraphs, the lines
     of a paragraph are joined, and each paragraph is split into sentences by `split_sentences`
     (a regex: after . ! ? plus closing quotes/brackets, before whitespace and an upper-case
-    letter, digit or opening quote; not after a title such as "Mr." or a one-letter initial). "lines": one sentence per line, as the NLTK copy. "auto":
+    letter, digit or opening quote; not after a title such as "Mr." or a one-letter initial).
+    "lines": one sentence per line, as the NLTK copy. "auto":
     "paragraphs" when at least 5 % of the file's lines are blank, else "lines".
   * or a Hugging Face `datasets` text corpus (`hf: {name, split, text_column, config}`; every
-    row is a document, split as "paragraphs"; `datasets` is imported only then).
+    non-empty row is a document, split by `format` as a file).
 
 Tokens: `tokenize` = lower-case, then the regex `\\w+|[^\\w\\s]` (words and single punctuation
 marks); the same function tokenises the SentEval sentences (lnrepro.eval.senteval), so the
@@ -22,14 +23,25 @@ encoder sees the same kind of text in training and evaluation. Sentences are cut
 tokens (Kiros et al.'s maxlen_w = 30; ASSUMPTION: their code skips longer sentences, we
 truncate them, which keeps the triples of a small corpus) and an <eos> is appended.
 Vocabulary: <pad> (id 0), <eos> (1), <unk> (2), then the `vocab_size - 3` most frequent
-training words (ties broken alphabetically).
+words of the corpus (all its sentences; ties broken alphabetically).
 
 Split: `val_triples` triples drawn with a fixed generator (seed 0, independent of the run seed)
-are held out for the validation loss; the rest train. The parsed corpus (padded token matrix,
-document ids, vocabulary) is cached as one .pt file under $LNREPRO_CACHE/books/ (default
-~/.cache/lnrepro), keyed by the content of the source files (their sha256) or, for a Hugging
-Face corpus, by that library's fingerprint (its own cache: $LNREPRO_CACHE/huggingface/), and
-by every setting above.
+are held out for the validation loss; the rest train.
+
+Parsing goes through HF `datasets`, cached as Arrow by that library's fingerprints, under
+$LNREPRO_CACHE/books/ (default ~/.cache/lnrepro; never in the data folder):
+  1. `Dataset.from_generator` (one row per file {doc, text}); the files' sha256 are part of its
+     gen_kwargs, so a changed book is a new cache, and the same books the same cache;
+  2. `Dataset.map(batched=True, num_proc=...)`: documents -> sentences {doc, tokens}
+     (`document_sentences` + `tokenize`);
+  3. the vocabulary from the tokens' counts (pyarrow), then `Dataset.map(batched=True,
+     num_proc=...)`: tokens -> ids {ids} (a new vocabulary or `max_len` re-runs this step only);
+  4. the Arrow columns -> the padded token matrix, lengths and document ids, once.
+A second load reads the Arrow files of each step without splitting or tokenising again. The
+map functions are fingerprinted by reference: CACHE_VERSION (in their arguments) must be bumped
+when the parsing changes. A Hugging Face corpus goes the same way from step 2 on, its own
+download cached by the library under $LNREPRO_CACHE/huggingface/. `cache: false` builds in a
+temporary folder, removed after reading.
 
 Verification (`verify`, lnrepro.data.verify), before any parse or cache: the stand-in's files
 against their recorded checksums, and its folders complete. With `senteval` set, every task's
@@ -42,11 +54,14 @@ with <pad> (the sentence's <eos> included), cut to the longest sentence of the b
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import hashlib
 import logging
+import os
 import re
+import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -57,7 +72,7 @@ from typing import NamedTuple
 import torch
 
 from lnrepro.data import common
-from lnrepro.data.common import check_batch_size, write_cache
+from lnrepro.data.common import check_batch_size
 from lnrepro.data.verify import check_flag, file_digests, verify_files
 from lnrepro.errors import ConfigError, DataError
 
@@ -67,7 +82,7 @@ PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 SPECIALS = (PAD, EOS, UNK)
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 FORMATS = ("auto", "paragraphs", "lines")
-CACHE_VERSION = 2  # bump when the parsing changes: older cache files are then ignored
+CACHE_VERSION = 3  # bump when the parsing changes: older Arrow caches are then ignored
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 # a sentence ends after . ! ? (and closing quotes / brackets) before whitespace and a capital,
@@ -107,24 +122,15 @@ def document_sentences(text: str, fmt: str = "auto") -> list[str]:
     return out
 
 
-def build_vocab(sentences: list[list[str]], vocab_size: int) -> list[str]:
+def rank_words(counts: dict[str, int], vocab_size: int) -> list[str]:
     """<pad>, <eos>, <unk>, then the vocab_size - 3 most frequent words (ties alphabetical)."""
-    counts = Counter(w for s in sentences for w in s)
     words = sorted(counts, key=lambda w: (-counts[w], w))[: max(0, vocab_size - len(SPECIALS))]
     return list(SPECIALS) + words
 
 
-def encode_sentences(sentences: list[list[str]], stoi: dict[str, int], max_len: int
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token lists -> (N, max_len + 1) ids padded with <pad> (each ends with <eos>), lengths."""
-    n = len(sentences)
-    ids = torch.full((n, max_len + 1), PAD_ID, dtype=torch.int32)
-    lengths = torch.empty(n, dtype=torch.int64)
-    for i, s in enumerate(sentences):
-        row = [stoi.get(w, UNK_ID) for w in s[:max_len]] + [EOS_ID]
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.int32)
-        lengths[i] = len(row)
-    return ids, lengths
+def build_vocab(sentences: list[list[str]], vocab_size: int) -> list[str]:
+    """The vocabulary of token lists (`rank_words` of their counts)."""
+    return rank_words(Counter(w for s in sentences for w in s), vocab_size)
 
 
 def vocab_hash(vocab: list[str]) -> str:
@@ -183,13 +189,13 @@ def _is_text(p: Path) -> bool:
 def _hf_dataset(hf: dict):
     """The corpus through HF `datasets`, cached by that library under $LNREPRO_CACHE."""
     try:
-        import datasets  # noqa: PLC0415  (only for users of a hub corpus)
+        import datasets
     except ImportError as e:
         raise DataError(f"data.hf needs the `datasets` package ({e})") from None
     try:
         ds = datasets.load_dataset(hf["name"], hf.get("config"), split=hf.get("split", "train"),
                                    cache_dir=str(common.cache_dir("huggingface")))
-    except Exception as e:  # network, unknown name, ...
+    except Exception as e:  # noqa: BLE001  (network, unknown name, ...)
         raise DataError(f"cannot load the Hugging Face corpus {hf.get('name')!r}: {e}") from None
     col = hf.get("text_column", "text")
     if col not in ds.column_names:
@@ -198,21 +204,80 @@ def _hf_dataset(hf: dict):
     return ds
 
 
-def _cache_key(files: list[Path], ds, hf: dict | None, settings: dict) -> str:
-    """The source content (each file's sha256, or the HF dataset's fingerprint) + settings."""
-    h = hashlib.sha256(repr(sorted(settings.items())).encode())
-    h.update(repr(sorted((hf or {}).items())).encode())
-    if ds is not None:
-        h.update(ds._fingerprint.encode())
-    for f in files:
-        h.update(f"{file_digests(f)['sha256']}\n".encode())
-    return h.hexdigest()[:20]
+def _doc_rows(docs: list[dict]):
+    """One row per document (the generator of Dataset.from_generator, which may call it once
+    per shard of `docs`). Each entry's sha256 is not read here: as part of gen_kwargs it enters
+    the builder's fingerprint, so a changed file is a new Arrow cache."""
+    for d in docs:
+        yield {"doc": d["doc"], "text": _read_text(Path(d["path"]))}
+
+
+def _sentence_rows(batch: dict, fmt: str, version: int) -> dict:
+    """Dataset.map(batched=True): documents -> one row per non-empty sentence {doc, tokens}
+    (`version` only keys the cache)."""
+    doc: list[int] = []
+    tokens: list[list[str]] = []
+    for d, text in zip(batch["doc"], batch["text"]):
+        for s in document_sentences(text, fmt):
+            toks = tokenize(s)
+            if toks:
+                doc.append(d)
+                tokens.append(toks)
+    return {"doc": doc, "tokens": tokens}
+
+
+def _encode_rows(batch: dict, vocab: list[str], max_len: int) -> dict:
+    """Dataset.map(batched=True): tokens -> ids (cut to max_len, then <eos>)."""
+    stoi = {w: i for i, w in enumerate(vocab)}
+    return {"ids": [[stoi.get(w, UNK_ID) for w in toks[:max_len]] + [EOS_ID]
+                    for toks in batch["tokens"]]}
+
+
+def _documents(files: list[Path], ds, hf: dict | None, cache_root: Path):
+    """The documents as a datasets.Dataset {doc, text}: the local files through
+    Dataset.from_generator (Arrow under <cache_root>/books/), or the hub corpus' non-empty rows."""
+    import datasets
+
+    feats = datasets.Features({"doc": datasets.Value("int64"), "text": datasets.Value("string")})
+    if ds is None:
+        return datasets.Dataset.from_generator(
+            _doc_rows, features=feats, cache_dir=str(cache_root / "books"),
+            gen_kwargs={"docs": [{"doc": k, "path": str(f), "sha256": file_digests(f)["sha256"],
+                                  "version": CACHE_VERSION} for k, f in enumerate(files)]})
+    col = hf.get("text_column", "text")
+    ds = ds.filter(lambda t: bool(t and t.strip()), input_columns=[col])
+    return ds.map(lambda t, i: {"doc": i, "text": t}, input_columns=[col], with_indices=True,
+                  remove_columns=ds.column_names, features=feats)
+
+
+def _num_proc(num_proc: int | None, n_docs: int) -> int:
+    if num_proc is None:
+        num_proc = min(len(os.sched_getaffinity(0)), 8)
+    if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
+        raise ConfigError(f"data.num_proc must be null or a positive integer, got {num_proc!r}")
+    return max(1, min(num_proc, n_docs))
+
+
+def _tensors(sents, enc, max_len: int) -> dict:
+    """The Arrow columns -> {"ids" (N, max_len+1) int32 padded with <pad>, "lengths", "doc"}."""
+    ids = enc.data.table.column("ids").combine_chunks()
+    off = torch.from_numpy(ids.offsets.to_numpy().astype("int64"))
+    flat = torch.from_numpy(ids.flatten().to_numpy().astype("int32"))
+    lengths = off.diff()
+    n = len(lengths)
+    out = torch.full((n, max_len + 1), PAD_ID, dtype=torch.int32)
+    rows = torch.repeat_interleave(torch.arange(n), lengths)
+    out[rows, torch.arange(len(flat)) - (off[:-1] - off[0])[rows]] = flat
+    doc = torch.from_numpy(sents.data.table.column("doc").to_numpy().astype("int64"))
+    return {"ids": out, "lengths": lengths, "doc": doc}
 
 
 def load_corpus(data_dir: str | Path, paths: list[str] | None, hf: dict | None, fmt: str,
-                vocab_size: int, max_len: int, cache: bool = True, verify: bool = True) -> dict:
-    """Parse (or read from the cache) the corpus: {"ids" (N, max_len+1) int32, "lengths" (N,),
-    "doc" (N,) document index, "vocab" [str], "files" [str]}."""
+                vocab_size: int, max_len: int, cache: bool = True, verify: bool = True,
+                num_proc: int | None = None) -> dict:
+    """Parse the corpus through HF `datasets` (Arrow, cached by the library's fingerprints):
+    {"ids" (N, max_len+1) int32, "lengths" (N,), "doc" (N,) document index, "vocab" [str],
+    "files" [str]}."""
     if fmt not in FORMATS:
         raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     files = [] if hf else find_files(data_dir, list(paths or []))
@@ -225,40 +290,49 @@ def load_corpus(data_dir: str | Path, paths: list[str] | None, hf: dict | None, 
         verify_files("the book corpus", Path(data_dir).expanduser() / "books", files, verify,
                      complete=True)
     ds = _hf_dataset(hf) if hf else None
-    settings = {"format": fmt, "vocab_size": vocab_size, "max_len": max_len,
-                "version": CACHE_VERSION}
-    path = common.cache_dir("books") / f"corpus_{_cache_key(files, ds, hf, settings)}.pt"
-    if cache and path.exists():
+    with contextlib.ExitStack() as stack:
+        root = common.cache_root()
+        if not cache:  # everything in a folder of its own, removed after reading
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lnrepro_books_")))
         try:
-            out = torch.load(path, weights_only=True)
-            log.info("books corpus from the cache %s", path)
-            return out
-        except Exception as e:  # noqa: BLE001  (a truncated cache is rebuilt)
-            log.warning("ignoring the unreadable cache file %s (%s)", path, e)
-    if ds is not None:
-        col = hf.get("text_column", "text")
-        docs = [t for t in ds[col] if t and t.strip()]
-    else:
-        docs = None
-    sentences, doc_ids = [], []
-    sources = docs if docs is not None else files
-    for d, src in enumerate(sources):
-        text = src if docs is not None else _read_text(src)
-        for s in document_sentences(text, fmt):
-            toks = tokenize(s)
-            if toks:
-                sentences.append(toks)
-                doc_ids.append(d)
-    if not sentences:
-        raise DataError(f"empty corpus: the {len(sources)} source(s) hold no sentences "
+            out = _parse(files, ds, hf, fmt, vocab_size, max_len, root, num_proc)
+        except OSError as e:
+            raise DataError(f"cannot write the book corpus cache under {root} ({e}); set "
+                            "LNREPRO_CACHE to a writable folder") from None
+    return {**out, "files": [str(f) for f in files]}
+
+
+def _parse(files, ds, hf, fmt, vocab_size, max_len, root: Path, num_proc) -> dict:
+    import datasets
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    docs = _documents(files, ds, hf, root)
+    procs = _num_proc(num_proc, len(docs))
+    sents = docs.map(
+        _sentence_rows, batched=True, batch_size=1, num_proc=procs if procs > 1 else None,
+        remove_columns=docs.column_names, fn_kwargs={"fmt": fmt, "version": CACHE_VERSION},
+        features=datasets.Features({"doc": datasets.Value("int64"),
+                                    "tokens": datasets.Sequence(datasets.Value("string"))}),
+        desc="book sentences")
+    if not len(sents):
+        raise DataError(f"empty corpus: the {len(docs)} source(s) hold no sentences "
                         f"({', '.join(map(str, files[:3]))}{' ...' if len(files) > 3 else ''})")
-    vocab = build_vocab(sentences, vocab_size)
-    ids, lengths = encode_sentences(sentences, {w: i for i, w in enumerate(vocab)}, max_len)
-    out = {"ids": ids, "lengths": lengths, "doc": torch.tensor(doc_ids, dtype=torch.int64),
-           "vocab": vocab, "files": [str(f) for f in files]}
-    if cache and write_cache(path, lambda f: torch.save(out, f)):
-        log.info("books corpus (%d sentences) cached in %s", len(sentences), path)
-    return out
+    # rank_words in pyarrow: by count, ties by UTF-8 bytes (the order of Python's str)
+    counts = pc.value_counts(sents.data.table.column("tokens").combine_chunks().flatten())
+    top = pc.sort_indices(pa.RecordBatch.from_struct_array(counts),
+                          [("counts", "descending"), ("values", "ascending")])
+    words = counts.field("values").take(top[: max(0, vocab_size - len(SPECIALS))])
+    vocab = list(SPECIALS) + words.to_pylist()
+    enc = sents.map(
+        _encode_rows, batched=True, batch_size=10_000, num_proc=procs if procs > 1 else None,
+        input_columns=None, remove_columns=sents.column_names,
+        fn_kwargs={"vocab": vocab, "max_len": max_len},
+        features=datasets.Features({"ids": datasets.Sequence(datasets.Value("int32"))}),
+        desc="book token ids")
+    log.info("books corpus: %d documents, %d sentences (Arrow cache in %s)", len(docs),
+             len(sents), Path(enc.cache_files[0]["filename"]).parent if enc.cache_files else "-")
+    return {**_tensors(sents, enc, max_len), "vocab": vocab}
 
 
 def triple_index(doc: torch.Tensor) -> torch.Tensor:
@@ -311,7 +385,7 @@ class BooksData:
                 {k: v for k, v in senteval.items() if k not in ("data_dir", "tasks")})
         self.device = torch.device("cpu")
 
-    def to(self, device) -> "BooksData":
+    def to(self, device) -> BooksData:
         self.device = torch.device(device)
         return self
 
@@ -341,7 +415,7 @@ class BooksData:
 def check_senteval(senteval: dict, verify: bool) -> None:
     """Every configured SentEval task's files: read now (a missing or unreadable one is one
     DataError before training, not at the first evaluation), the known ones verified."""
-    from lnrepro.eval import senteval as se  # noqa: PLC0415  (only with a senteval split)
+    from lnrepro.eval import senteval as se
 
     root = Path(senteval["data_dir"]).expanduser()
     tasks = list(senteval.get("tasks") or [])
@@ -368,7 +442,7 @@ def books(
     data_dir: str,
     paths: list[str] | None = None,
     hf: dict | None = None,
-    format: str = "auto",  # noqa: A002  (the config key)
+    format: str = "auto",
     vocab_size: int = 20000,
     max_len: int = 30,
     batch_size: int = 64,
@@ -376,6 +450,7 @@ def books(
     eval_batch_size: int = 256,
     senteval: dict | None = None,
     cache: bool = True,
+    num_proc: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     verify: bool = True,
@@ -391,7 +466,9 @@ def books(
         val_triples: held-out triples for the validation loss (at most a tenth of the corpus).
         senteval: {data_dir, tasks, ...options of lnrepro.eval.senteval.run_senteval}: adds the
             "senteval" split; null: no SentEval during training.
-        cache: read / write the parsed corpus cache.
+        cache: read / write the Arrow cache of the parsed corpus (false: a temporary folder).
+        num_proc: processes of the `Dataset.map` passes (null: the available cores, at most
+            8; never more than the documents). The result does not depend on it.
         verify: check the known files against the recorded checksums (false: a warning).
     """
     check_batch_size(batch_size)
@@ -407,5 +484,6 @@ def books(
     check_flag(verify)
     if senteval:
         check_senteval(senteval, verify)
-    corpus = load_corpus(data_dir, paths, hf, format, vocab_size, max_len, cache, verify)
+    corpus = load_corpus(data_dir, paths, hf, format, vocab_size, max_len, cache, verify,
+                         num_proc)
     return BooksData(corpus, batch_size, val_triples, eval_batch_size, seed, senteval).to(device)
