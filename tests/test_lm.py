@@ -198,6 +198,80 @@ def test_missing_corrupt_and_foreign_files(tmp_path):
         ptb(root, "char", 2, 5, verify=False)
 
 
+# ---- data.source=hub: datasets.load_dataset (mocked: no network here) -------------------
+
+
+def mock_hub(monkeypatch, root: Path, strip: bool = False) -> list:
+    """datasets.load_dataset answering with the local PTB lines (one row each, Mikolov's
+    leading and trailing spaces kept or `strip`ped) under the Hub's split names."""
+    import datasets
+
+    calls = []
+
+    def fake_load(hub_id, config=None, cache_dir=None):
+        calls.append((hub_id, config, cache_dir))
+        rows = {}
+        for split, name in (("train", "train"), ("validation", "valid"), ("test", "test")):
+            lines = (root / "ptb" / f"ptb.{name}.txt").read_text().split("\n")[:-1]
+            rows[split] = datasets.Dataset.from_dict(
+                {"sentence": [x.strip() if strip else x for x in lines]})
+        return datasets.DatasetDict(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    return calls
+
+
+def assert_same_streams(a, b):
+    assert a.vocab == b.vocab and a.vocab_hash == b.vocab_hash
+    assert torch.equal(a.train, b.train) and a.steps_per_epoch == b.steps_per_epoch
+    assert a.splits.keys() == b.splits.keys()
+    for k in a.splits:
+        assert torch.equal(a.splits[k], b.splits[k]), k
+
+
+@pytest.mark.parametrize("strip", [False, True])
+@pytest.mark.parametrize("level", ["word", "char"])
+def test_hub_source_gives_the_local_token_streams(tiny_ptb, monkeypatch, level, strip):
+    local = ptb(tiny_ptb, level, 4, 5, 2, verify=False)
+    calls = mock_hub(monkeypatch, tiny_ptb, strip)
+    hub = ptb("/nowhere", level, 4, 5, 2, source="hub", hub_id="ptb_text_only")
+    assert_same_streams(hub, local)
+    assert calls == [("ptb_text_only", None, str(Path(os.environ["LNREPRO_CACHE"])
+                                                 / "huggingface"))]
+
+
+def test_hub_source_errors_are_one_line(tiny_ptb, monkeypatch):
+    import datasets
+
+    def offline(hub_id, *a, **k):
+        raise ConnectionError(f"Couldn't reach '{hub_id}' on the Hub (OfflineModeIsEnabled)\n"
+                              "a long traceback-like second line")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError) as e:
+        ptb(tiny_ptb, "word", 2, 5, 2, source="hub", hub_id="some/ptb_copy")
+    msg = str(e.value)
+    assert "'some/ptb_copy'" in msg and "data.source=local" in msg and "\n" not in msg
+    with pytest.raises(ConfigError, match="data.source must be one of local, hub"):
+        ptb(tiny_ptb, "word", 2, 5, 2, source="web")
+    with pytest.raises(ConfigError, match="data.hub_id"):
+        ptb(tiny_ptb, "word", 2, 5, 2, source="hub", hub_id=None)
+    mock_hub(monkeypatch, tiny_ptb)
+    with pytest.raises(DataError, match="no column 'text'.*sentence.*data.hub_column"):
+        ptb(tiny_ptb, "word", 2, 5, 2, source="hub", hub_id="x", hub_column="text")
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("level", ["word", "char"])
+def test_hub_source_gives_the_real_token_streams(monkeypatch, level):
+    data = Path(os.environ.get("LNREPRO_DATA", ""))
+    if not (data / "ptb" / "ptb.train.txt").exists():
+        pytest.skip("real PTB not under LNREPRO_DATA")
+    local = ptb(data, level, 20, 35, 10)  # the char files themselves, where present
+    mock_hub(monkeypatch, data, strip=True)
+    assert_same_streams(ptb(data, level, 20, 35, 10, source="hub", hub_id="ptb_text_only"), local)
+
+
 # ---- task: truncated BPTT ----------------------------------------------------------------
 
 

@@ -16,6 +16,13 @@ symbol (49 characters + end of line).
 The vocabulary is the sorted set of training symbols; a validation or test symbol outside it is a
 DataError (Mikolov's files have none: rare words are <unk> already).
 
+Optional source `hub` (`source: hub`, `hub_id` in the data config): the same splits through
+`datasets.load_dataset(hub_id)` (cached by that library under $LNREPRO_CACHE/huggingface/), one
+Mikolov line per row in `hub_column` (splits train / validation / test), read by the same rules
+as the word files (the char level derived from the words). The default id, `ptb_text_only`, is
+UNVERIFIED: written on machines without network; a hub copy is not checked against the recorded
+checksums (the vocabulary check below still applies). Without network, one DataError line.
+
 Batching as Zaremba et al. (2014): each split is cut into B contiguous streams
 (`tokens[: B * L].view(B, L)`), read in segments of `bptt` steps; targets are the inputs shifted
 by one. Segments are TIME-FIRST (T, B). The task carries the recurrent state from one segment to
@@ -34,6 +41,7 @@ from typing import NamedTuple
 
 import torch
 
+from lnrepro.data import common
 from lnrepro.data.verify import verify_files
 from lnrepro.errors import ConfigError, DataError
 
@@ -43,6 +51,9 @@ EOS = "<eos>"
 LEVELS = ("word", "char")
 # the trainer's split names -> Mikolov's file names
 FILE_SPLITS = {"train": "train", "val": "valid", "test": "test"}
+SOURCES = ("local", "hub")
+# the trainer's split names -> the hub dataset's
+HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
 
 class Segment(NamedTuple):
@@ -168,6 +179,42 @@ def load_ptb_symbols(data_dir: str | Path, level: str, verify: bool = True
     return out
 
 
+def load_hub_symbols(hub_id: str, level: str, hub_config: str | None = None,
+                     hub_column: str = "sentence") -> dict[str, list[str]]:
+    """Symbols of each split from a Hugging Face Hub copy of PTB (one line per row), by the
+    rules of the word files (`word_symbols`, `char_symbols_from_words`)."""
+    if level not in LEVELS:
+        raise ConfigError(f"data.level must be one of {', '.join(LEVELS)}, got {level!r}")
+    if not hub_id or not isinstance(hub_id, str):
+        raise ConfigError(f"data.source=hub needs data.hub_id (a Hub dataset id), got {hub_id!r}")
+    try:
+        import datasets
+    except ImportError as e:
+        raise DataError(f"data.source=hub needs the `datasets` package ({e})") from None
+    try:
+        dd = datasets.load_dataset(hub_id, hub_config,
+                                   cache_dir=str(common.cache_dir("huggingface")))
+    except Exception as e:  # noqa: BLE001  (no network, unknown id, ...)
+        why = (str(e).strip().splitlines() or [""])[0][:200]
+        raise DataError(
+            f"cannot load the Penn Treebank from the Hugging Face Hub id {hub_id!r} "
+            f"(data.source=hub; {type(e).__name__}: {why}); without network use "
+            "data.source=local and the files under <data_dir>/ptb/") from None
+    out = {}
+    for split, name in HUB_SPLITS.items():
+        if name not in dd:
+            raise DataError(f"the Hub dataset {hub_id!r} has no {name!r} split "
+                            f"(splits: {', '.join(dd)})")
+        if hub_column not in dd[name].column_names:
+            raise DataError(f"the Hub dataset {hub_id!r} has no column {hub_column!r} "
+                            f"(columns: {', '.join(dd[name].column_names)}); set data.hub_column")
+        text = "".join(f"{line}\n" for line in dd[name][hub_column])
+        if not text.strip():
+            raise DataError(f"the {name} split of the Hub dataset {hub_id!r} is empty")
+        out[split] = word_symbols(text) if level == "word" else char_symbols_from_words(text)
+    return out
+
+
 def vocab_hash(vocab: list[str]) -> str:
     """Short content hash of a vocabulary (symbols hold no whitespace, so "\\n" separates)."""
     return hashlib.sha256("\n".join(vocab).encode()).hexdigest()[:16]
@@ -246,7 +293,7 @@ class TokenStreams:
                 )
             self.splits[split] = streams
 
-    def to(self, device) -> "TokenStreams":
+    def to(self, device) -> TokenStreams:
         self.train = self.train.to(device)
         self.splits = {k: v.to(device) for k, v in self.splits.items()}
         return self
@@ -277,6 +324,10 @@ def ptb(
     seed: int = 0,
     device: str | torch.device = "cpu",
     verify: bool = True,
+    source: str = "local",
+    hub_id: str | None = None,
+    hub_config: str | None = None,
+    hub_column: str = "sentence",
 ) -> TokenStreams:
     """Penn Treebank token streams (see the module docstring).
 
@@ -290,11 +341,19 @@ def ptb(
             a mapping split -> N | null; for CPU-scale runs.
         seed: unused: the order of the streams is fixed (part of the data interface).
         verify: check the files against the recorded checksums (false: a warning instead).
+        source: "local" (the files under <data_dir>/ptb/) or "hub" (`datasets.load_dataset`).
+        hub_id, hub_config, hub_column: the Hub dataset, its configuration and the column of
+            its lines (source "hub" only; the default id is unverified).
     """
     for name, value in (("batch_size", batch_size), ("bptt", bptt),
                         ("eval_batch_size", eval_batch_size)):
         _positive_int(name, value)  # before reading megabytes of text
-    symbols = load_ptb_symbols(data_dir, level, verify)
+    if source not in SOURCES:
+        raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if source == "hub":
+        symbols = load_hub_symbols(hub_id, level, hub_config, hub_column)
+    else:
+        symbols = load_ptb_symbols(data_dir, level, verify)
     vocab = sorted(set(symbols["train"]))
     stoi = {s: i for i, s in enumerate(vocab)}
     tokens = {
