@@ -53,6 +53,22 @@ def build(node, **kwargs):
         raise ConfigError(f"a required config value is missing: {e.full_key} (???)") from None
 
 
+def build_optimizer(node, model):
+    """The optimizer (a partial: `Adam(params, **cfg.optim)`) and its optional learning-rate
+    schedule `optim.scheduler` (a partial over torch.optim.lr_scheduler, plus `interval`:
+    step | epoch, popped before it is built). Bad values (lr < 0, ...) are one ConfigError."""
+    optim = OmegaConf.to_container(node, resolve=True)
+    sched = optim.pop("scheduler", None)
+    try:
+        optimizer = build(optim)(model.parameters())
+        if sched is None:
+            return optimizer, None, "step"
+        interval = sched.pop("interval", "step")
+        return optimizer, build(sched)(optimizer), interval
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"optim: {e}") from None
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -165,10 +181,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             raise ConfigError(f"model.{k}={cfg.model[k]} does not match the data ({k}={v})")
     model = build(cfg.model, norm=norm, **dims).to(device)
     task = build(cfg.task)
-    try:  # a partial: Adam(params, **cfg.optim); bad values (lr < 0, ...) surface here
-        optimizer = build(cfg.optim)(model.parameters())
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise ConfigError(f"optim: {e}") from None
+    optimizer, scheduler, interval = build_optimizer(cfg.optim, model)
 
     meta = {"seed": cfg.seed, "git_commit": git_commit(), "experiment": cfg.name,
             "norm": norm.kind, "batch_size": batch_size,
@@ -177,7 +190,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     logger = RunLogger(run_dir, config, OmegaConf.to_container(cfg.logger, resolve=True), meta,
                        resume_step=ckpt["step"] if ckpt else None)
     trainer = Trainer(model, task, data, optimizer, trainer_cfg, logger, run_dir,
-                      checkpoint_extra={"config": config, "meta": meta})
+                      checkpoint_extra={"config": config, "meta": meta}, scheduler=scheduler,
+                      scheduler_interval=interval)
     exit_code = 1
     try:
         if ckpt:
