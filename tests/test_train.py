@@ -18,6 +18,7 @@ from conftest import ROOT, TINY, write_idx_mnist
 from lnrepro.errors import ConfigError, DataError, DivergenceError
 from lnrepro.runs import find_runs, load_run
 from lnrepro.train import run
+from wandb_records import run_info
 
 
 def rows_without_time(path: Path) -> list[dict]:
@@ -218,16 +219,21 @@ def test_killed_run_resumes_exactly(cli, tmp_path, tiny_mnist, sig):
 @pytest.mark.slow
 def test_wandb_offline_one_run_per_multirun_job(cli, tmp_path):
     sweep = tmp_path / "sweep"
-    p = cli(*TINY, "logger=wandb", "trainer.max_steps=3", "norm=ln,none",
+    p = cli(*TINY, "logger=wandb", "trainer.max_steps=3", "norm=ln,none", "optim.lr=0.01",
             f"hydra.sweep.dir={sweep}", multirun=True, env={"WANDB_MODE": "offline"})
     assert p.returncode == 0, p.stderr[-3000:]
-    ids = set()
+    ids, names = set(), set()
     for r in find_runs(sweep):
         files = list((r.path / "wandb").glob("offline-run-*/run-*.wandb"))
         assert len(files) == 1, r.path
         ids.add(files[0].stem)
         assert (r.path / "wandb_id").read_text().strip() in files[0].stem
+        info = run_info(files[0])
+        assert info["job_type"] == "sweep"
+        names.add(info["name"])
     assert len(ids) == 2
+    # the sweep's other overrides follow <experiment>/<norm>_bs<batch>_s<seed>
+    assert names == {f"pi_mnist_cpu/{n}_bs16_s1_optim.lr=0.01" for n in ("ln", "none")}
 
 
 @pytest.mark.realdata

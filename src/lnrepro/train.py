@@ -53,6 +53,21 @@ def build(node, **kwargs):
         raise ConfigError(f"a required config value is missing: {e.full_key} (???)") from None
 
 
+# overrides the W&B run name already says (`<experiment>/<norm>_bs<batch>_s<seed>`)
+NAMED_KEYS = ("norm", "seed", "data.batch_size")
+
+
+def _job_identity() -> tuple[str, str]:
+    """W&B job type (sweep for a multirun's job, else train) and the sweep's other overrides
+    (Hydra's override_dirname without the keys the run name has)."""
+    if not HydraConfig.initialized():
+        return "train", ""
+    hc = HydraConfig.get()
+    parts = [o for o in str(hc.job.override_dirname or "").split(",")
+             if o and o.split("=")[0] not in NAMED_KEYS]
+    return ("sweep" if hc.mode == RunMode.MULTIRUN else "train"), ",".join(parts)
+
+
 def build_optimizer(node, model):
     """The optimizer (a partial: `Adam(params, **cfg.optim)`) and its optional learning-rate
     schedule `optim.scheduler` (a partial over torch.optim.lr_scheduler, plus `interval`:
@@ -187,7 +202,10 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             "norm": norm.kind, "batch_size": batch_size,
             "n_params": sum(p.numel() for p in model.parameters()),
             "threads": torch.get_num_threads()}  # results are bit-exact per thread count
-    logger = RunLogger(run_dir, config, OmegaConf.to_container(cfg.logger, resolve=True), meta,
+    logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
+    job_type, overrides = _job_identity()
+    logger_cfg["job_type"] = logger_cfg.get("job_type") or job_type
+    logger = RunLogger(run_dir, config, logger_cfg, {**meta, "overrides": overrides},
                        resume_step=ckpt["step"] if ckpt else None)
     trainer = Trainer(model, task, data, optimizer, trainer_cfg, logger, run_dir,
                       checkpoint_extra={"config": config, "meta": meta}, scheduler=scheduler,

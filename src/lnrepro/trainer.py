@@ -151,6 +151,7 @@ class Trainer:
         the last good checkpoint as it was."""
         state = self.state_dict()
         atomic_write(self.ckpt_path, lambda f: torch.save(state, f))
+        self.logger.log_checkpoint(self.ckpt_path, self.step)
 
     def load_state_dict(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
