@@ -28,15 +28,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from lnrepro.data.common import TensorData  # noqa: E402
-from lnrepro.logging import RunLogger  # noqa: E402
-from lnrepro.models.cnn import ConvNet  # noqa: E402
-from lnrepro.models.mlp import MLP  # noqa: E402
-from lnrepro.nn.norm import NormSpec  # noqa: E402
-from lnrepro.tasks.classification import Classification  # noqa: E402
-from lnrepro.trainer import Trainer, TrainerConfig  # noqa: E402
+from lnrepro import REPO_ROOT as ROOT
+from lnrepro.data.common import TensorData
+from lnrepro.logging import RunLogger
+from lnrepro.models.cnn import ConvNet
+from lnrepro.models.mlp import MLP
+from lnrepro.nn.norm import NormSpec
+from lnrepro.tasks.classification import Classification
+from lnrepro.trainer import Trainer, TrainerConfig
 
 SIZES = (784, 1000, 1000, 10)
 
