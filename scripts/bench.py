@@ -30,10 +30,10 @@ import torch.nn.functional as F
 
 from lnrepro import REPO_ROOT as ROOT
 from lnrepro.data.common import TensorData
-from lnrepro.logging import RunLogger
 from lnrepro.models.cnn import ConvNet
 from lnrepro.models.mlp import MLP
 from lnrepro.nn.norm import NormSpec
+from lnrepro.runlog import RunLogger
 from lnrepro.tasks.classification import Classification
 from lnrepro.trainer import Trainer, TrainerConfig
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from lnrepro import REPO_ROOT
-from lnrepro.artifacts import atomic_write, atomic_write_text, output_error  # noqa: F401
+from lnrepro.artifacts import atomic_write_text, output_error
 from lnrepro.errors import ConfigError, one_line
 
 log = logging.getLogger(__name__)
