@@ -40,6 +40,15 @@ from lnrepro.trainer import Trainer, TrainerConfig
 SIZES = (784, 1000, 1000, 10)
 
 
+def bare_steps(model, opt, batches) -> None:
+    """Forward, cross-entropy, backward and an optimizer step per batch: the step alone."""
+    for x, y in batches:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def median_time(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -86,11 +95,7 @@ def bench_mlp(norm: str, batch: int, steps: int, repeats: int) -> dict:
     batches = list(data.train_batches(0))[:steps]
 
     def bare():
-        for x, y in batches:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        bare_steps(model, opt, batches)
 
     bare()  # warm-up
     t_bare = median_time(bare, repeats) / len(batches)
@@ -128,11 +133,7 @@ def bench_cnn(norm: str, batch: int, steps: int, repeats: int, image: tuple[int,
                 torch.randint(0, 10, (batch,), generator=g)) for _ in range(steps)]
 
     def run():
-        for x, y in batches:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        bare_steps(model, opt, batches)
 
     run()  # warm-up
     return {"norm": norm, "image": f"{channels}x{side}x{side}", "batch": batch,
