@@ -17,7 +17,6 @@ metrics.jsonl holds, never averaged with others and never dropped. Exit 1 when n
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from lnrepro.runs import (
     Run,
     differing_keys,
     find_runs,
+    fmt_value,
     load_wandb_runs,
     mean_std,
     outputs_root,
@@ -64,12 +64,7 @@ def shown_keys(runs: list[Run]) -> list[str]:
     return out
 
 
-def fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}" if math.isfinite(v) else str(v)
-    return str(v)
+fmt = fmt_value  # 4 significant digits, "-" for None
 
 
 def fmt_stat(values: list) -> str:

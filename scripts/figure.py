@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lnrepro import REPO_ROOT as ROOT
 from lnrepro.artifacts import save_figure, write_csv
-from lnrepro.runs import COLORS, Run, load_spec, spec_runs, sweep_dir
+from lnrepro.runs import COLORS, Run, fmt_value, load_spec, spec_runs, sweep_dir
 
 XLABELS = {"step": "updates", "time": "wall-clock time (s)", "epoch": "epoch"}
 
@@ -201,10 +201,8 @@ def write_curves(spec: dict, runs: list[Run], path: Path) -> None:
     write_csv(path, ["norm", "seed", *grid_keys, "step", "epoch", "metric", "value"], rows)
 
 
-def _num(v):
-    if isinstance(v, float):
-        return f"{v:.6g}" if math.isfinite(v) else str(v)
-    return "" if v is None else v
+def _num(v) -> str:
+    return fmt_value(v, digits=6, none="")
 
 
 def main(argv=None) -> int:

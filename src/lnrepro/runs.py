@@ -109,6 +109,16 @@ def _number(v):
     return v
 
 
+def fmt_value(v, digits: int = 4, none: str = "-") -> str:
+    """A value as tables and CSV files show it: a float to `digits` significant digits (nan and
+    inf as such), None as `none`, anything else as str()."""
+    if v is None:
+        return none
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if math.isfinite(v) else str(v)
+    return str(v)
+
+
 def flatten(d: dict, prefix: str = "") -> dict:
     """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
     out = {}
