@@ -1,16 +1,8 @@
-"""Golden runs: a few dozen updates of every CPU-scale experiment and norm, recorded bit for bit.
+"""Record the golden runs (the cases and what a case stores: lnrepro.golden).
 
     python scripts/golden.py record [--only NAME ...]   # `make golden`: rewrite tests/golden/
-    python scripts/golden.py check  [--only NAME ...]   # rerun and compare (tests/test_golden.py)
-
-Each case runs the real entrypoint (`python -m lnrepro.train`) on the real datasets under
-$LNREPRO_DATA with one thread and W&B off, and stores every `metrics.jsonl` row except the
-wall-clock field `time`, plus the torch version, in `tests/golden/<case>.json`. The file also
-holds the overrides it was recorded with, so a check reruns exactly that.
-
-Golden files change only in a commit that says why the numbers move on purpose (a kernel
-that reorders floating-point sums, a metric renamed or stored in another form), with the
-mapping of old to new fields in `tests/test_golden.py` (FIELD_MAP).
+    python scripts/golden.py list                       # the case names
+    (pytest tests/test_golden.py reruns every case and compares)
 """
 
 from __future__ import annotations
