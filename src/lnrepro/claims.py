@@ -434,13 +434,18 @@ def load_specs(experiments: Path, order: list[str] | None = None) -> list[dict]:
 
 
 def make_targets(makefile: Path) -> tuple[dict[str, str], list[str]]:
-    """{figure name: make target} from the recipes that run experiments/<name>.yaml, and the
-    figure names in the order of FIGURE_TARGETS (the order `make reproduce` runs them)."""
+    """{figure name: make target} from the figure table (`fig.spec.<target> := <name>`, read by
+    FIGURE_RECIPE) and the other recipes that run experiments/<name>.yaml, and the figure names
+    in the order of FIGURE_TARGETS (the order `make reproduce` runs them)."""
     targets, current = {}, None
     order_line = ""
     for line in makefile.read_text().splitlines():
         if line.startswith("FIGURE_TARGETS"):
             order_line = line.split("=", 1)[1]
+        spec = re.match(r"^fig\.spec\.([A-Za-z0-9_-]+)\s*:?=\s*([A-Za-z0-9_]+)\s*$", line)
+        if spec:
+            targets[spec.group(2)] = spec.group(1)
+            continue
         m = re.match(r"^([A-Za-z0-9_-]+):", line)
         if m:
             current = m.group(1)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-import lnrepro  # noqa: F401  (registers ${lnrepro_root:}, used in saved configs)
+from lnrepro import REPO_ROOT  # importing lnrepro registers ${lnrepro_root:}, used in saved configs
 from lnrepro.errors import ConfigError, DataError
 
 # Config keys that say where or how a run ran, not what it computed: two runs that differ only
@@ -26,6 +26,10 @@ from lnrepro.errors import ConfigError, DataError
 NOT_SETUP = ("seed", "paths", "logger", "resume", "threads", "device", "optimized_metric",
              "trainer.progress", "trainer.line_seconds", "data.data_dir")
 ROW_KEYS = ("step", "epoch", "time")
+# How figures, tables and samplers draw and order the norms (other norms: matplotlib's default
+# colour, after these).
+COLORS = {"ln": "tab:red", "bn": "tab:blue", "none": "tab:gray"}
+NORM_ORDER = {"ln": 0, "none": 1, "bn": 2}
 
 
 @dataclass
@@ -103,6 +107,16 @@ def _number(v):
     if isinstance(v, str) and v in ("nan", "inf", "-inf"):  # how RunLogger writes non-finite
         return float(v)
     return v
+
+
+def fmt_value(v, digits: int = 4, none: str = "-") -> str:
+    """A value as tables and CSV files show it: a float to `digits` significant digits (nan and
+    inf as such), None as `none`, anything else as str()."""
+    if v is None:
+        return none
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if math.isfinite(v) else str(v)
+    return str(v)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -231,3 +245,39 @@ def _netrc_has_wandb() -> bool:
         return bool(netrc.netrc().authenticators("api.wandb.ai"))
     except (OSError, netrc.NetrcParseError):
         return False
+
+
+# ---- the run folders of a figure (experiments/<figure>.yaml) --------------------------------
+def outputs_root() -> Path:
+    """Where runs are written: $LNREPRO_OUTPUTS, else <repo>/outputs (configs/paths/default.yaml)."""
+    return Path(os.environ.get("LNREPRO_OUTPUTS", str(REPO_ROOT / "outputs")))
+
+
+def load_spec(path: str | Path) -> dict:
+    """A figure's spec, experiments/<figure>.yaml, with its interpolations resolved."""
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def sweep_dir(spec: dict, scale: str) -> Path:
+    """The folder of a figure's grid at a scale: <outputs>/figures/<name>/<scale>/."""
+    return outputs_root() / "figures" / spec["name"] / scale
+
+
+def spec_runs(spec: dict, scale: str) -> tuple[Path, list[Run]]:
+    """The sweep folder of a figure at a scale and every run under it (none if it is missing)."""
+    root = sweep_dir(spec, scale)
+    return root, (find_runs(root) if root.exists() else [])
+
+
+def checkpointed_run_per_norm(spec_path: str | Path, scale: str, target: str) -> list[Path]:
+    """One run per norm (the lowest seed) of a figure's sweep folder that has
+    checkpoints/last.pt, LN first (NORM_ORDER). None at all: SystemExit naming `make target`."""
+    root, runs = spec_runs(load_spec(spec_path), scale)
+    runs = [r for r in runs if (r.path / "checkpoints" / "last.pt").exists()]
+    if not runs:
+        raise SystemExit(f"no checkpointed runs under {root}: run `make {target}` first, or give "
+                         "run directories")
+    first: dict[str, Run] = {}
+    for r in sorted(runs, key=lambda r: r.get("seed") or 0):
+        first.setdefault(r.get("norm.kind"), r)
+    return [first[k].path for k in sorted(first, key=lambda k: NORM_ORDER.get(k, 9))]

@@ -21,11 +21,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from lnrepro.artifacts import read_checkpoint
 from lnrepro.callbacks import check_run_keys, check_writable, lock_run_dir, unlock_run_dir
 from lnrepro.data.common import cache_root
 from lnrepro.errors import ConfigError, DataError, Interrupted, LnreproError, one_line
-from lnrepro.logging import RunLogger, check_logger, git_commit
 from lnrepro.nn.norm import NormSpec
+from lnrepro.runlog import RunLogger, check_logger, git_commit
 from lnrepro.trainer import STATE_KEYS, Trainer, TrainerConfig
 
 log = logging.getLogger("lnrepro")
@@ -129,10 +130,7 @@ def _check_threads(saved: int | None, now: int, allow: bool) -> None:
 
 
 def _load_checkpoint(path: Path) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or foreign file
-        raise DataError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+    ckpt = read_checkpoint(path)
     missing = [k for k in (*STATE_KEYS, "config", "meta") if not isinstance(ckpt, dict)
                or k not in ckpt]
     if missing:

@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from lnrepro.artifacts import atomic_write
 from lnrepro.errors import ConfigError, DivergenceError, Interrupted, OutputError
-from lnrepro.logging import RunLogger, atomic_write
+from lnrepro.runlog import RunLogger
 
 log = logging.getLogger(__name__)
 

@@ -18,56 +18,14 @@ import netrc
 import os
 import secrets
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlparse
 
 from lnrepro import REPO_ROOT
-from lnrepro.errors import ConfigError, OutputError, one_line
+from lnrepro.artifacts import atomic_write_text, output_error
+from lnrepro.errors import ConfigError, one_line
 
 log = logging.getLogger(__name__)
-
-
-def output_error(path: Path, error: BaseException) -> OutputError | None:
-    """The OutputError line for a failed write of `path`, when `error` is (or was raised while
-    handling) an OSError: torch.save reports a full disk as a RuntimeError whose context is the
-    OSError. None for any other error."""
-    seen = set()
-    while error is not None and id(error) not in seen and not isinstance(error, OSError):
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    if not isinstance(error, OSError):
-        return None
-    return OutputError(f"cannot write {path} ({error.strerror or error}): free space or fix the "
-                       "permissions; files written before are intact")
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through `write(file)` into a temporary file next to it, then rename it over
-    `path`: a kill never leaves a half-written file, and a failed write (disk full, permissions,
-    quota) removes the temporary file, leaves the previous `path` intact and raises OutputError."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        error = output_error(path, e)
-        if error is None:
-            raise
-        raise error from None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """`atomic_write` of a text (UTF-8)."""
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 class BelowLevel(logging.Filter):
