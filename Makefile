@@ -45,6 +45,10 @@ test: venv ## run the test suite (the README's test command; .ci/run calls it)
 test-fast: venv ## the tests not marked slow
 	$(PY) -m pytest -q -m "not slow"
 
+.PHONY: smoke
+smoke: venv ## every CPU-scale experiment for 5 updates (debug=smoke); absent datasets are reported as skipped
+	$(PY) scripts/smoke.py $(ARGS)
+
 .PHONY: golden mutation
 golden: venv ## re-record tests/golden/ (only in a commit that says which issue moves the numbers and why)
 	$(PY) scripts/golden.py record

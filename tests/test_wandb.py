@@ -11,19 +11,22 @@ from lnrepro.train import run
 from wandb_records import run_info
 
 
-def wandb_run(compose, data_dir, tmp_path, monkeypatch, *extra):
+def wandb_run(compose, data_dir, tmp_path, monkeypatch, caplog, *extra):
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = [a for a in TINY if not a.startswith("logger=")]
     cfg = compose([*args, f"paths.data_dir={data_dir}", "logger=wandb", "trainer.max_steps=12",
                    *extra])
     run(cfg, tmp_path)
+    failed = [r.getMessage() for r in caplog.records if "W&B" in r.getMessage()
+              and r.levelname == "WARNING"]
+    assert not failed, failed  # W&B turned itself off: the records below would be missing
     files = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1
     return run_info(files[0])
 
 
-def test_run_name_job_type_metrics_summary(compose, tiny_mnist, tmp_path, monkeypatch):
-    info = wandb_run(compose, tiny_mnist, tmp_path, monkeypatch, "norm=bn", "seed=3")
+def test_run_name_job_type_metrics_summary(compose, tiny_mnist, tmp_path, monkeypatch, caplog):
+    info = wandb_run(compose, tiny_mnist, tmp_path, monkeypatch, caplog, "norm=bn", "seed=3")
     assert info["name"] == "pi_mnist_cpu/bn_bs16_s3" and info["job_type"] == "train"
     assert info["group"] == "pi_mnist_cpu"
     m = info["metrics"]
@@ -35,8 +38,9 @@ def test_run_name_job_type_metrics_summary(compose, tiny_mnist, tmp_path, monkey
     assert info["artifacts"] == []  # logger.log_checkpoints is off by default
 
 
-def test_checkpoints_as_artifacts(compose, tiny_mnist, tmp_path, monkeypatch):
-    info = wandb_run(compose, tiny_mnist, tmp_path, monkeypatch, "logger.log_checkpoints=true",
+def test_checkpoints_as_artifacts(compose, tiny_mnist, tmp_path, monkeypatch, caplog):
+    info = wandb_run(compose, tiny_mnist, tmp_path, monkeypatch, caplog,
+                     "logger.log_checkpoints=true",
                      "logger.name=mine")
     assert info["name"] == "mine"
     arts = info["artifacts"]
