@@ -15,17 +15,20 @@ step, epoch, metric, value), from which scripts/claims.py recomputes the paper's
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections import defaultdict
 from pathlib import Path
 
 from lnrepro import REPO_ROOT as ROOT
 from lnrepro.artifacts import save_figure, write_csv
 from lnrepro.runs import COLORS, Run, fmt_value, load_spec, spec_runs, sweep_dir
+from lnrepro.trainer import hms
 
 XLABELS = {"step": "updates", "time": "wall-clock time (s)", "epoch": "epoch"}
 
@@ -45,7 +48,50 @@ def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
         cmd += [f"hydra/launcher={launcher}"]
     cmd += extra
     print("+", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=ROOT)
+    n_jobs = len(sc.get("norms", spec["norms"])) * len(sc["seeds"]) * math.prod(
+        len(v) for v in spec.get("grid", {}).values())
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    watch = GridProgress(sweep_dir(spec, scale), n_jobs)
+    while proc.poll() is None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        watch.report()
+    watch.report()
+    return proc.returncode
+
+
+class GridProgress:
+    """Prints `run k/N done (name), elapsed, estimated time left` as each run of the grid ends
+    (its summary.json says completed); runs finished before this call count as done already
+    and do not enter the estimate, which is the mean wall time of the runs finished since."""
+
+    def __init__(self, root: Path, total: int):
+        self.root, self.total, self.t0 = Path(root), total, time.monotonic()
+        self.before = self._finished()
+        self.seen = set(self.before)
+
+    def _finished(self) -> set[str]:
+        done = set()
+        for f in self.root.glob("*/summary.json"):
+            try:
+                if json.loads(f.read_text()).get("status") == "completed":
+                    done.add(f.parent.name)
+            except (OSError, ValueError):  # being written
+                continue
+        return done
+
+    def report(self) -> None:
+        for name in sorted(self._finished() - self.seen):
+            self.seen.add(name)
+            elapsed = time.monotonic() - self.t0
+            new = len(self.seen) - len(self.before)
+            left = self.total - len(self.seen)
+            eta = elapsed / new * left if new else math.inf
+            print(f"run {len(self.seen)}/{self.total} done ({name}), elapsed {hms(elapsed)}, "
+                  f"estimated time left {hms(eta)}", flush=True)
+
 
 
 def plot(spec: dict, scale: str, out_dir: Path) -> int:

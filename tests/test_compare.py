@@ -233,3 +233,20 @@ def test_wandb_runs_are_read_like_run_directories(monkeypatch, capsys):
     assert ["pi_mnist_cpu", "ln", "2", "1,2", "completed", "20"] == rows[0][:6]
     assert rows[0][7:] == ["0.2 ± 0.14", "0.2 ± 0.14"]  # stdev(0.1, 0.3) = 0.1414
     assert rows[1][2:6] == ["1", "3", "incomplete", "10"] and rows[1][7:] == ["0.5", "0.5"]
+
+
+def test_grid_progress_counts_runs_as_they_end(tmp_path, capsys):
+
+    done = '{"status": "completed"}'
+    for name, status in (("norm=ln,seed=1", done), ("norm=bn,seed=1", '{"status": "running"}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(status)
+    watch = figure.GridProgress(tmp_path, total=4)
+    watch.report()
+    assert capsys.readouterr().out == ""  # finished before: counted, not reported
+    (tmp_path / "norm=bn,seed=1" / "summary.json").write_text(done)
+    watch.report()
+    watch.report()  # reported once
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("run 2/4 done (norm=bn,seed=1), elapsed 0:00:0")
+    assert "estimated time left 0:00:0" in out[0]

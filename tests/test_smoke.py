@@ -8,7 +8,6 @@ import importlib.util
 import os
 
 import pytest
-
 from conftest import ROOT
 
 _spec = importlib.util.spec_from_file_location("smoke", ROOT / "scripts" / "smoke.py")

@@ -101,6 +101,20 @@ def test_progress_lines_give_pace_and_eta(compose, tiny_mnist, tmp_path, caplog)
     assert lines[-1].endswith("ETA 0:00:00"), lines[-1]
 
 
+def test_resume_without_checkpoint_warns_only_after_an_earlier_run(compose, tiny_mnist, tmp_path,
+                                                                    caplog):
+    def warned(run_dir):
+        caplog.clear()
+        run(tiny_cfg(compose, tiny_mnist, "resume=true", "trainer.max_steps=2"), run_dir)
+        return [r for r in caplog.records if r.levelname == "WARNING" and "no checkpoint" in
+                r.getMessage()]
+
+    assert not warned(tmp_path / "clean")  # a figure target's first run: nothing to resume
+    (tmp_path / "left").mkdir()
+    (tmp_path / "left" / "metrics.jsonl").write_text('{"step": 1}\n')
+    assert len(warned(tmp_path / "left")) == 1
+
+
 def test_bad_scheduler_interval(compose, tiny_mnist, tmp_path):
     sched = "{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:7,interval:hour}"
     with pytest.raises(ConfigError, match="optim.scheduler.interval must be step|epoch"):

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 from conftest import TINY
-from lnrepro.train import run
 from wandb_records import run_info
+
+from lnrepro.train import run
 
 
 def wandb_run(compose, data_dir, tmp_path, monkeypatch, caplog, *extra):

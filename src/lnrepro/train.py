@@ -182,8 +182,11 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         _check_resumable(ckpt["config"], config)
         _check_threads(ckpt["meta"].get("threads"), torch.get_num_threads(),
                        cfg.resume_allow_different_threads)
-    elif cfg.resume:
-        log.warning("resume=true but %s has no checkpoint: starting from step 0", run_dir)
+    elif cfg.resume:  # a warning only when an earlier run left files but no checkpoint (a
+        # figure target passes resume=true to every job, and a clean tree has nothing to resume)
+        fresh = not (run_dir / "metrics.jsonl").exists()
+        (log.info if fresh else log.warning)(
+            "resume=true but %s has no checkpoint: starting from step 0", run_dir)
 
     torch.manual_seed(cfg.seed)
     data = build(cfg.data, seed=cfg.seed, device=device)

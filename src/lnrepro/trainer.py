@@ -291,7 +291,7 @@ class Trainer:
         train_time = time.perf_counter() - self._pace_t0 - (self.eval_time - self._pace_eval0)
         rate = (self.step - start_step) / max(train_time, 1e-9)
         left = (self.total_steps - self.step) / rate if rate > 0 else math.inf
-        return f"{rate:.3g} updates/s, ETA {_hms(left)}"
+        return f"{rate:.3g} updates/s, ETA {hms(left)}"
 
     def _eval_due(self, step: int) -> bool:
         """Evaluate every `eval_interval` updates and after the last one; a regular evaluation
@@ -342,7 +342,8 @@ class Trainer:
         return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
 
 
-def _hms(seconds: float) -> str:
+def hms(seconds: float) -> str:
+    """Seconds as h:mm:ss (? when unknown)."""
     if not math.isfinite(seconds):
         return "?"
     m, sec = divmod(round(seconds), 60)
