@@ -32,6 +32,7 @@ from lnrepro.runs import (
     outputs_root,
     seed_groups,
     select_runs,
+    wandb_filters,
 )
 
 PRIMARY = ("err", "bpc", "ppl")  # the metrics shown by default, per split, when logged
@@ -195,7 +196,7 @@ def parse_where(p: argparse.ArgumentParser, values: list[str]) -> dict[str, list
     where = {}
     for w in values:
         key, eq, value = w.partition("=")
-        if not eq or not key:
+        if (not eq or not key) and p is not None:
             p.error(f"--where takes KEY=VALUE, got {w!r}")
         where[key] = split_values([value])
     return where
@@ -205,7 +206,10 @@ def load(args) -> tuple[list[Run], str]:
     """The runs (from W&B or from run directories) and where they came from; a missing
     directory is SystemExit(1) with one line."""
     if args.wandb:
-        return load_wandb_runs(args.wandb), f"W&B project {args.wandb}"
+        filters = wandb_filters(split_values(args.experiment), split_values(args.group),
+                                split_values(args.norm), split_values(args.tag),
+                                parse_where(None, args.where))
+        return load_wandb_runs(args.wandb, filters=filters), f"W&B project {args.wandb}"
     roots = args.paths or [str(outputs_root())]
     missing = [r for r in roots if not Path(r).exists()]
     if missing:

@@ -209,10 +209,36 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def load_wandb_runs(project: str, timeout: int = 30) -> list[Run]:
+def wandb_filters(experiment=None, group=None, norm=None, tag=None,
+                  where: dict | None = None) -> dict:
+    """`select_runs`'s filters as a W&B API query (MongoDB syntax), so that the server
+    returns only the matching runs; values that read as numbers or booleans match those too."""
+    def values(vs):
+        out = []
+        for v in vs:
+            out.append(v)
+            for cast in (int, float):
+                try:
+                    out.append(cast(v))
+                    break
+                except (TypeError, ValueError):
+                    continue
+            if str(v).lower() in ("true", "false"):
+                out.append(str(v).lower() == "true")
+        return {"$in": out}
+
+    terms = [{key: values(vs)} for key, vs in (
+        ("config.name", experiment), ("group", group), ("config.norm.kind", norm), ("tags", tag),
+        *((f"config.{k}", v) for k, v in (where or {}).items())) if vs]
+    return {"$and": terms} if terms else {}
+
+
+def load_wandb_runs(project: str, timeout: int = 30, filters: dict | None = None) -> list[Run]:
     """The runs of a W&B project ("entity/project") through the W&B API, as Run objects
-    (config, summary and history as RunLogger logged them). Needs an API key and network;
-    runs logged offline are read from their run directories instead (or `wandb sync` first)."""
+    (config, summary and history as RunLogger logged them); `filters` (`wandb_filters`) are
+    applied by the server, so only the matching runs' histories are downloaded. Needs an API
+    key and network; runs logged offline are read from their run directories instead (or
+    `wandb sync` first)."""
     try:
         import wandb
     except ImportError:
@@ -221,7 +247,7 @@ def load_wandb_runs(project: str, timeout: int = 30) -> list[Run]:
         raise ConfigError("--wandb needs a W&B API key (set WANDB_API_KEY or run `wandb login`); "
                           "without one, compare the local run directories")
     try:
-        api_runs = list(wandb.Api(timeout=timeout).runs(project))
+        api_runs = list(wandb.Api(timeout=timeout).runs(project, filters=filters or {}))
     except Exception as e:  # no network, bad key, unknown project: one line
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot read W&B project {project!r}: {msg}") from None
