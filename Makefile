@@ -20,7 +20,8 @@ ifneq ($(LNREPRO_DATA),)
 export LNREPRO_DATA
 endif
 export HF_HUB_OFFLINE ?= 0
-FIG := $(PY) scripts/figure.py
+# NORMS=ln,bn,none,wn,rms make figure6: other norms than the figure's own (ln, bn, none)
+FIG := $(PY) scripts/figure.py $(if $(NORMS),--norms $(NORMS),)
 LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 
 .DEFAULT_GOAL := help

@@ -259,8 +259,13 @@ def main(argv=None) -> int:
     p.add_argument("--launcher", default=None,
                    help="hydra/launcher: parallel, local_submitit or slurm (configs/hydra/launcher)")
     p.add_argument("--out", default=str(ROOT / "results"))
+    p.add_argument("--norms", help="comma-separated norms for every scale, e.g. ln,bn,none,wn,rms")
     args, extra = p.parse_known_args(argv)
     spec = load_spec(args.spec)
+    if args.norms:  # replaces the spec's norms (and any scale's own list)
+        spec["norms"] = args.norms.split(",")
+        for sc in spec["scales"].values():
+            sc.pop("norms", None)
     if args.scale not in spec["scales"]:
         p.error(f"--scale must be one of {sorted(spec['scales'])}")
     if args.action == "run":

@@ -28,7 +28,8 @@ NOT_SETUP = ("seed", "paths", "logger", "resume", "threads", "device", "optimize
 ROW_KEYS = ("step", "epoch", "time")
 # How figures, tables and samplers draw and order the norms (other norms: matplotlib's default
 # colour, after these).
-COLORS = {"ln": "tab:red", "bn": "tab:blue", "none": "tab:gray"}
+COLORS = {"ln": "tab:red", "bn": "tab:blue", "none": "tab:gray", "wn": "tab:green",
+          "rms": "tab:orange"}
 NORM_ORDER = {"ln": 0, "none": 1, "bn": 2}
 
 
