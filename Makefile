@@ -20,7 +20,8 @@ ifneq ($(LNREPRO_DATA),)
 export LNREPRO_DATA
 endif
 export HF_HUB_OFFLINE ?= 0
-FIG := $(PY) scripts/figure.py
+# NORMS=ln,bn,none,wn,rms make figure6: other norms than the figure's own (ln, bn, none)
+FIG := $(PY) scripts/figure.py $(if $(NORMS),--norms $(NORMS),)
 LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 
 .DEFAULT_GOAL := help
@@ -45,6 +46,10 @@ test: venv ## run the test suite (the README's test command; .ci/run calls it)
 test-fast: venv ## the tests not marked slow
 	$(PY) -m pytest -q -m "not slow"
 
+.PHONY: smoke
+smoke: venv ## every CPU-scale experiment for 5 updates (debug=smoke); absent datasets are reported as skipped
+	$(PY) scripts/smoke.py $(ARGS)
+
 .PHONY: golden mutation
 golden: venv ## re-record tests/golden/ (only in a commit that says which issue moves the numbers and why)
 	$(PY) scripts/golden.py record
@@ -53,36 +58,20 @@ mutation: venv ## mutation testing of the norms, the recurrent core and the loss
 	$(PY) scripts/mutation.py
 
 figure6: venv ## Figure 6, permutation-invariant MNIST: ln/bn/none x batch 128/4 (SCALE=cpu|paper)
-	$(FIG) run experiments/figure6_pi_mnist.yaml --scale $(SCALE) $(LAUNCH)
-	$(FIG) plot experiments/figure6_pi_mnist.yaml --scale $(SCALE)
 
 figure-lm: venv ## char-level PTB: LSTM vs LN-LSTM vs BN-LSTM, bpc vs updates and time (SCALE=cpu|paper)
-	$(FIG) run experiments/lm_ptb_char.yaml --scale $(SCALE) $(LAUNCH)
-	$(FIG) plot experiments/lm_ptb_char.yaml --scale $(SCALE)
 
 figure-lm-word: venv ## word-level PTB (Zaremba's small/medium LSTM): ln/bn/none, perplexity (SCALE=cpu|paper)
-	$(FIG) run experiments/lm_ptb_word.yaml --scale $(SCALE) $(LAUNCH)
-	$(FIG) plot experiments/lm_ptb_word.yaml --scale $(SCALE)
 
 figure-cnn: venv ## Sec. 6.7 convnet on MNIST: ln/bn/none x batch 128/4 (SCALE=cpu|paper)
-	$(FIG) run experiments/cnn_mnist.yaml --scale $(SCALE) $(LAUNCH)
-	$(FIG) plot experiments/cnn_mnist.yaml --scale $(SCALE)
 
 .PHONY: figure2 figure2-gain
 figure2: venv ## Figure 2, attentive reader on cloze QA: LSTM / BN-LSTM / LN-LSTM x 3 seeds, val error vs updates; 2 runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)
-	$(if $(filter cpu,$(SCALE)),$(PY) scripts/reader_data.py --full,)
-	$(FIG) run experiments/figure2_reader.yaml --scale $(SCALE) --launcher $(or $(LAUNCHER),parallel)
-	$(FIG) plot experiments/figure2_reader.yaml --scale $(SCALE)
 
 figure2-gain: venv ## Sec. 6.2 ablation: LN-LSTM reader with LN gains initialised to 1.0 vs 0.1, 3 seeds (CPU scale)
-	$(FIG) run experiments/figure2_reader_gain.yaml --scale cpu --launcher $(or $(LAUNCHER),parallel)
-	$(FIG) plot experiments/figure2_reader_gain.yaml --scale cpu
 
 .PHONY: figure3 eval-skip
 figure3: venv ## Figure 3 + Table 3, skip-thoughts: LN-GRU vs GRU, SentEval vs updates; both runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)
-	$(FIG) run experiments/figure3_skip_thoughts.yaml --scale $(SCALE) --launcher $(or $(LAUNCHER),parallel)
-	$(FIG) plot experiments/figure3_skip_thoughts.yaml --scale $(SCALE)
-	$(PY) scripts/table3.py --scale $(SCALE)
 
 eval-skip: venv ## SentEval of a skip-thoughts checkpoint: CKPT=<run>/checkpoints/last.pt [ARGS="--tasks MR SICK"]
 	@test -n "$(CKPT)" || { echo "error: give CKPT=<run dir>/checkpoints/last.pt" >&2; exit 2; }
@@ -90,16 +79,45 @@ eval-skip: venv ## SentEval of a skip-thoughts checkpoint: CKPT=<run>/checkpoint
 
 .PHONY: figure4
 figure4: venv ## Figure 4, DRAW on binarized MNIST: LN vs baseline test bound, + samples (SCALE=cpu|paper)
-	$(FIG) run experiments/figure4_draw.yaml --scale $(SCALE) $(LAUNCH)
-	$(FIG) plot experiments/figure4_draw.yaml --scale $(SCALE)
-	$(PY) scripts/sample_draw.py --scale $(SCALE)
 
 figure5: venv ## Figure 5, handwriting synthesis (IAM-OnDB): LN-LSTM vs LSTM (and BN), NLL vs updates (SCALE=cpu|paper)
-	$(FIG) run experiments/figure5_handwriting.yaml --scale $(SCALE) $(LAUNCH)
-	$(FIG) plot experiments/figure5_handwriting.yaml --scale $(SCALE)
 
 samples: venv ## handwriting from the figure5 runs -> results/handwriting_samples.png (TEXT="...", BIAS=1.0)
 	$(PY) scripts/sample_handwriting.py --scale $(SCALE) --bias $(or $(BIAS),1.0) $(if $(TEXT),--text "$(TEXT)",)
+
+# ---- figure targets: each runs its grid (experiments/<spec>.yaml) with scripts/figure.py, then
+# plots it; the `## help` lines above declare them, FIGURE_RECIPE below writes every recipe.
+# Per target (all optional): fig.spec.T (the experiments file, required), fig.scale.T (default
+# $(SCALE)), fig.launch.T (default $(LAUNCH)), fig.before.T / fig.after.T (commands run before
+# the grid / after the plot).
+fig.spec.figure2 := figure2_reader
+fig.spec.figure2-gain := figure2_reader_gain
+fig.spec.figure3 := figure3_skip_thoughts
+fig.spec.figure4 := figure4_draw
+fig.spec.figure5 := figure5_handwriting
+fig.spec.figure6 := figure6_pi_mnist
+fig.spec.figure-lm := lm_ptb_char
+fig.spec.figure-lm-word := lm_ptb_word
+fig.spec.figure-cnn := cnn_mnist
+# the reader and skip-thoughts grids: 2 runs in parallel unless LAUNCHER=...
+PARALLEL_LAUNCH = --launcher $(or $(LAUNCHER),parallel)
+fig.launch.figure2 = $(PARALLEL_LAUNCH)
+fig.launch.figure2-gain = $(PARALLEL_LAUNCH)
+fig.launch.figure3 = $(PARALLEL_LAUNCH)
+fig.scale.figure2-gain := cpu
+fig.before.figure2 = $(if $(filter cpu,$(SCALE)),$(PY) scripts/reader_data.py --full,)
+fig.after.figure3 = $(PY) scripts/table3.py --scale $(SCALE)
+fig.after.figure4 = $(PY) scripts/sample_draw.py --scale $(SCALE)
+FIGURES := $(patsubst fig.spec.%,%,$(filter fig.spec.%,$(.VARIABLES)))
+
+define FIGURE_RECIPE
+$(1):
+	$$(fig.before.$(1))
+	$$(FIG) run experiments/$$(fig.spec.$(1)).yaml --scale $$(or $$(fig.scale.$(1)),$$(SCALE)) $$(or $$(fig.launch.$(1)),$$(LAUNCH))
+	$$(FIG) plot experiments/$$(fig.spec.$(1)).yaml --scale $$(or $$(fig.scale.$(1)),$$(SCALE))
+	$$(fig.after.$(1))
+endef
+$(foreach t,$(FIGURES),$(eval $(call FIGURE_RECIPE,$(t))))
 
 .PHONY: table2
 table2: venv ## Table 2 + Figure 1, order embeddings on COCO (Sec. 6.1): LN-GRU vs GRU; needs the COCO features in LNREPRO_DATA/coco/ (SCALE=cpu|paper)

@@ -28,17 +28,25 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from lnrepro.data.common import TensorData  # noqa: E402
-from lnrepro.logging import RunLogger  # noqa: E402
-from lnrepro.models.cnn import ConvNet  # noqa: E402
-from lnrepro.models.mlp import MLP  # noqa: E402
-from lnrepro.nn.norm import NormSpec  # noqa: E402
-from lnrepro.tasks.classification import Classification  # noqa: E402
-from lnrepro.trainer import Trainer, TrainerConfig  # noqa: E402
+from lnrepro import REPO_ROOT as ROOT
+from lnrepro.data.common import TensorData
+from lnrepro.models.cnn import ConvNet
+from lnrepro.models.mlp import MLP
+from lnrepro.nn.norm import NormSpec
+from lnrepro.runlog import RunLogger
+from lnrepro.tasks.classification import Classification
+from lnrepro.trainer import Trainer, TrainerConfig
 
 SIZES = (784, 1000, 1000, 10)
+
+
+def bare_steps(model, opt, batches) -> None:
+    """Forward, cross-entropy, backward and an optimizer step per batch: the step alone."""
+    for x, y in batches:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
 
 def median_time(fn, repeats: int) -> float:
@@ -87,11 +95,7 @@ def bench_mlp(norm: str, batch: int, steps: int, repeats: int) -> dict:
     batches = list(data.train_batches(0))[:steps]
 
     def bare():
-        for x, y in batches:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        bare_steps(model, opt, batches)
 
     bare()  # warm-up
     t_bare = median_time(bare, repeats) / len(batches)
@@ -129,11 +133,7 @@ def bench_cnn(norm: str, batch: int, steps: int, repeats: int, image: tuple[int,
                 torch.randint(0, 10, (batch,), generator=g)) for _ in range(steps)]
 
     def run():
-        for x, y in batches:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        bare_steps(model, opt, batches)
 
     run()  # warm-up
     return {"norm": norm, "image": f"{channels}x{side}x{side}", "batch": batch,

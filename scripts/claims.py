@@ -15,8 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from lnrepro import REPO_ROOT as ROOT
 from lnrepro.claims import outputs
 
 

@@ -17,17 +17,23 @@ metrics.jsonl holds, never averaged with others and never dropped. Exit 1 when n
 from __future__ import annotations
 
 import argparse
-import csv
-import math
-import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from lnrepro.errors import LnreproError  # noqa: E402
-from lnrepro.runs import (Run, differing_keys, find_runs, load_wandb_runs, mean_std,  # noqa: E402
-                          seed_groups, select_runs)
+from lnrepro import artifacts
+from lnrepro.errors import LnreproError
+from lnrepro.runs import (
+    Run,
+    differing_keys,
+    find_runs,
+    fmt_value,
+    load_wandb_runs,
+    mean_std,
+    outputs_root,
+    seed_groups,
+    select_runs,
+    wandb_filters,
+)
 
 PRIMARY = ("err", "bpc", "ppl")  # the metrics shown by default, per split, when logged
 
@@ -59,12 +65,7 @@ def shown_keys(runs: list[Run]) -> list[str]:
     return out
 
 
-def fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}" if math.isfinite(v) else str(v)
-    return str(v)
+fmt = fmt_value  # 4 significant digits, "-" for None
 
 
 def fmt_stat(values: list) -> str:
@@ -108,7 +109,7 @@ def table(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[list[str
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(c) for c in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     print(line(header))
     print(line(["-" * w for w in widths]))
     for r in rows:
@@ -117,14 +118,12 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 
 def write_csv(runs: list[Run], metrics: list[str], path: Path) -> None:
     keys = ["name", "norm.kind", *shown_keys(runs), "seed"]
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([*keys, "status", "steps", "wall_time_s", *[f"final {m}" for m in metrics],
-                    *[f"best {m}" for m in metrics], "run"])
-        for r in runs:
-            w.writerow([r.get(k) for k in keys] + [r.status, r.steps, r.wall_time]
-                       + [r.metric(m, "final") for m in metrics]
-                       + [r.metric(m, "best") for m in metrics] + [str(r.path)])
+    header = [*keys, "status", "steps", "wall_time_s", *[f"final {m}" for m in metrics],
+              *[f"best {m}" for m in metrics], "run"]
+    artifacts.write_csv(path, header, ([r.get(k) for k in keys] + [r.status, r.steps, r.wall_time]
+                                       + [r.metric(m, "final") for m in metrics]
+                                       + [r.metric(m, "best") for m in metrics] + [str(r.path)]
+                                       for r in runs))
 
 
 def plot(runs: list[Run], metric: str, x: str, out: Path, logy: bool = False) -> None:
@@ -160,8 +159,7 @@ def plot(runs: list[Run], metric: str, x: str, out: Path, logy: bool = False) ->
     ax.set_title(f"{metric} of {drawn} runs (one colour per configuration; dashed: not completed)",
                  fontsize=9)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    artifacts.save_figure(fig, out)
     print(f"wrote {out}")
 
 
@@ -170,7 +168,7 @@ def split_values(values: list[str] | None) -> list[str] | None:
     return [v for arg in values for v in arg.split(",") if v] if values else None
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", help="run directories or folders holding them "
@@ -190,40 +188,48 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="the plot's file (default: compare_<metric>.png)")
     p.add_argument("--wandb", metavar="ENTITY/PROJECT",
                    help="read runs from the W&B API instead of run directories (needs a key)")
-    args = p.parse_args(argv)
+    return p
 
+
+def parse_where(p: argparse.ArgumentParser, values: list[str]) -> dict[str, list[str]]:
+    """`--where k=v1,v2` -> {k: [v1, v2]}; anything else is a usage error."""
     where = {}
-    for w in args.where:
+    for w in values:
         key, eq, value = w.partition("=")
-        if not eq or not key:
+        if (not eq or not key) and p is not None:
             p.error(f"--where takes KEY=VALUE, got {w!r}")
         where[key] = split_values([value])
-    try:
-        if args.wandb:
-            runs, source = load_wandb_runs(args.wandb), f"W&B project {args.wandb}"
-        else:
-            roots = args.paths or [os.environ.get("LNREPRO_OUTPUTS", str(ROOT / "outputs"))]
-            missing = [r for r in roots if not Path(r).exists()]
-            if missing:
-                print(f"no runs: {', '.join(missing)} does not exist", file=sys.stderr)
-                return 1
-            runs, source = find_runs(*roots), ", ".join(map(str, roots))
-    except LnreproError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    selected = select_runs(runs, experiment=split_values(args.experiment),
-                           group=split_values(args.group), norm=split_values(args.norm),
-                           tag=split_values(args.tag), where=where)
-    if not selected:
-        filters = " ".join(f"--{k} {','.join(v)}" for k, v in
-                           (("experiment", split_values(args.experiment)),
-                            ("group", split_values(args.group)), ("norm", split_values(args.norm)),
-                            ("tag", split_values(args.tag))) if v)
-        filters += "".join(f" --where {k}={','.join(v)}" for k, v in where.items())
-        print(f"no runs match{' ' + filters.strip() if filters.strip() else ''} in {source} "
-              f"({len(runs)} runs there)", file=sys.stderr)
-        return 1
-    metrics = args.metrics.split(",") if args.metrics else default_metrics(selected)
+    return where
+
+
+def load(args) -> tuple[list[Run], str]:
+    """The runs (from W&B or from run directories) and where they came from; a missing
+    directory is SystemExit(1) with one line."""
+    if args.wandb:
+        filters = wandb_filters(split_values(args.experiment), split_values(args.group),
+                                split_values(args.norm), split_values(args.tag),
+                                parse_where(None, args.where))
+        return load_wandb_runs(args.wandb, filters=filters), f"W&B project {args.wandb}"
+    roots = args.paths or [str(outputs_root())]
+    missing = [r for r in roots if not Path(r).exists()]
+    if missing:
+        print(f"no runs: {', '.join(missing)} does not exist", file=sys.stderr)
+        raise SystemExit(1)
+    return find_runs(*roots), ", ".join(map(str, roots))
+
+
+def filters_shown(args, where: dict) -> str:
+    """The filters as given, for the 'no runs match' line."""
+    filters = " ".join(f"--{k} {','.join(v)}" for k, v in
+                       (("experiment", split_values(args.experiment)),
+                        ("group", split_values(args.group)), ("norm", split_values(args.norm)),
+                        ("tag", split_values(args.tag))) if v)
+    filters += "".join(f" --where {k}={','.join(v)}" for k, v in where.items())
+    return filters.strip()
+
+
+def report(selected: list[Run], metrics: list[str], source: str) -> None:
+    """The table, its footnote and the list of runs that did not complete."""
     header, rows = table(selected, metrics)
     print_table(header, rows)
     incomplete = [r for r in selected if r.status != "completed"]
@@ -234,6 +240,29 @@ def main(argv=None) -> int:
               "logged; 'incomplete' = no summary.json: crashed, killed or still running):")
         for r in incomplete:
             print(f"  {r.status}: {r.path} (step {fmt(r.steps)})")
+
+
+def main(argv=None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    where = parse_where(p, args.where)
+    try:
+        runs, source = load(args)
+    except LnreproError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except SystemExit as e:
+        return e.code
+    selected = select_runs(runs, experiment=split_values(args.experiment),
+                           group=split_values(args.group), norm=split_values(args.norm),
+                           tag=split_values(args.tag), where=where)
+    if not selected:
+        filters = filters_shown(args, where)
+        print(f"no runs match{' ' + filters if filters else ''} in {source} "
+              f"({len(runs)} runs there)", file=sys.stderr)
+        return 1
+    metrics = args.metrics.split(",") if args.metrics else default_metrics(selected)
+    report(selected, metrics, source)
     if args.csv:
         write_csv(selected, metrics, args.csv)
         print(f"wrote {args.csv}")

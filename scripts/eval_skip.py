@@ -16,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-import torch  # noqa: E402
+import torch
 
-from lnrepro.errors import LnreproError  # noqa: E402
-from lnrepro.eval.senteval import TASKS, format_table, run_senteval  # noqa: E402
-from lnrepro.models.skip_thoughts import load_encoder  # noqa: E402
+from lnrepro import REPO_ROOT as ROOT
+from lnrepro.artifacts import atomic_write_text
+from lnrepro.errors import LnreproError
+from lnrepro.eval.senteval import TASKS, format_table, run_senteval
+from lnrepro.models.skip_thoughts import load_encoder
 
 
 def main(argv=None) -> int:
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
           f"({time.perf_counter() - t0:.0f} s)")
     print(format_table(res))
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1))
+        atomic_write_text(Path(args.json), json.dumps(res, indent=1))
     return 0
 
 

@@ -15,32 +15,22 @@ step, epoch, metric, value), from which scripts/claims.py recomputes the paper's
 from __future__ import annotations
 
 import argparse
-import csv
+import json
 import math
 import os
 import subprocess
-import textwrap
 import sys
+import textwrap
+import time
 from collections import defaultdict
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from lnrepro import REPO_ROOT as ROOT
+from lnrepro.artifacts import save_figure, write_csv
+from lnrepro.runs import COLORS, Run, fmt_value, load_spec, spec_runs, sweep_dir
+from lnrepro.trainer import hms
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from lnrepro.runs import Run, find_runs  # noqa: E402
-
-COLORS = {"ln": "tab:red", "bn": "tab:blue", "none": "tab:gray"}
 XLABELS = {"step": "updates", "time": "wall-clock time (s)", "epoch": "epoch"}
-
-
-def load_spec(path: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-
-
-def sweep_dir(spec: dict, scale: str) -> Path:
-    out = os.environ.get("LNREPRO_OUTPUTS", str(ROOT / "outputs"))
-    return Path(out) / "figures" / spec["name"] / scale
 
 
 def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
@@ -58,7 +48,50 @@ def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
         cmd += [f"hydra/launcher={launcher}"]
     cmd += extra
     print("+", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=ROOT)
+    n_jobs = len(sc.get("norms", spec["norms"])) * len(sc["seeds"]) * math.prod(
+        len(v) for v in spec.get("grid", {}).values())
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    watch = GridProgress(sweep_dir(spec, scale), n_jobs)
+    while proc.poll() is None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        watch.report()
+    watch.report()
+    return proc.returncode
+
+
+class GridProgress:
+    """Prints `run k/N done (name), elapsed, estimated time left` as each run of the grid ends
+    (its summary.json says completed); runs finished before this call count as done already
+    and do not enter the estimate, which is the mean wall time of the runs finished since."""
+
+    def __init__(self, root: Path, total: int):
+        self.root, self.total, self.t0 = Path(root), total, time.monotonic()
+        self.before = self._finished()
+        self.seen = set(self.before)
+
+    def _finished(self) -> set[str]:
+        done = set()
+        for f in self.root.glob("*/summary.json"):
+            try:
+                if json.loads(f.read_text()).get("status") == "completed":
+                    done.add(f.parent.name)
+            except (OSError, ValueError):  # being written
+                continue
+        return done
+
+    def report(self) -> None:
+        for name in sorted(self._finished() - self.seen):
+            self.seen.add(name)
+            elapsed = time.monotonic() - self.t0
+            new = len(self.seen) - len(self.before)
+            left = self.total - len(self.seen)
+            eta = elapsed / new * left if new else math.inf
+            print(f"run {len(self.seen)}/{self.total} done ({name}), elapsed {hms(elapsed)}, "
+                  f"estimated time left {hms(eta)}", flush=True)
+
 
 
 def plot(spec: dict, scale: str, out_dir: Path) -> int:
@@ -67,67 +100,95 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    root = sweep_dir(spec, scale)
-    runs = find_runs(root) if root.exists() else []
+    root, runs = spec_runs(spec, scale)
     if not runs:
         print(f"no runs under {root}: run `python scripts/figure.py run experiments/{spec['name']}.yaml` (or its "
               f"make target, see `make help`) first", file=sys.stderr)
         return 1
-    # columns: one per value of `panels` (e.g. batch size), or one per x-axis in `xs`
+    columns = _columns(spec, runs)
+    fig, axes, ncols = _layout(plt, len(spec["metrics"]), columns, spec.get("metric_columns"))
     panel_key = spec.get("panels")
-    if spec.get("xs"):
-        columns = [(None, x) for x in spec["xs"]]
-    else:
-        values = sorted({r.get(panel_key) for r in runs},
-                        key=lambda v: -v if isinstance(v, (int, float)) else 0)
-        columns = [(v, spec.get("x", "epoch")) for v in values]
-    metrics = spec["metrics"]
-    # one row per metric and one column per `columns` entry; with a single column,
-    # `metric_columns: k` wraps the metrics into a grid of k columns instead
-    wrap = int(spec.get("metric_columns") or 1) if len(columns) == 1 else 1
-    nrows, ncols = math.ceil(len(metrics) / wrap), len(columns) * wrap
-    fig, grid = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False,
-                             layout="constrained")  # keeps the suptitle clear of the panels
-    axes = [[grid[i // wrap][i % wrap] for _ in columns] for i in range(len(metrics))] \
-        if wrap > 1 else grid
-    for k in range(len(metrics), nrows * wrap):
-        grid[k // wrap][k % wrap].set_visible(False)
-    banded = False  # some line is a mean over seeds, drawn with a min..max band
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for r in runs:
         groups[(r.get(panel_key) if panel_key else None, r.get("norm.kind"))].append(r)
+    banded = False  # some line is a mean over seeds, drawn with a min..max band
     for j, (pv, x) in enumerate(columns):
-        for i, m in enumerate(metrics):
-            ax = axes[i][j]
-            for norm in spec["norms"]:
-                curves = [r.series(m["key"], x) for r in groups.get((pv, norm), [])]
-                curves = [c for c in curves if c[0]]
-                if not curves:
-                    continue
-                n = min(len(c[0]) for c in curves)
-                xs = [sum(c[0][k] for c in curves) / len(curves) for k in range(n)]
-                ys = [[c[1][k] for c in curves] for k in range(n)]
-                mean = [sum(v) / len(v) for v in ys]
-                label = f"{spec['labels'].get(norm, norm)} ({len(curves)} seed{'s' * (len(curves) > 1)})"
-                if len(curves) > 1:
-                    label = (f"{spec['labels'].get(norm, norm)} (mean of {len(curves)} seeds, "
-                             "band min..max)")
-                ax.plot(xs, mean, color=COLORS.get(norm), label=label)
-                if len(curves) > 1:
-                    banded = True
-                    ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys],
-                                    color=COLORS.get(norm), alpha=0.2)
-            if m.get("log"):
-                ax.set_yscale("log")
-            if m.get("logx"):
-                ax.set_xscale("log")
-            ax.set_xlabel(XLABELS.get(x, x))
-            ax.set_ylabel(m["label"])
-            if pv is not None:
-                ax.set_title(f"{panel_key.split('.')[-1]} = {pv}")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-    # Caption from what the runs actually were, not from what the spec hopes.
+        for i, m in enumerate(spec["metrics"]):
+            banded |= _draw_panel(axes[i][j], spec, groups, pv, x, m)
+    fig.suptitle(f"{spec['title']}\n" + textwrap.fill(_caption(spec, scale, runs, banded),
+                                                       int(60 * ncols)), fontsize=9)
+    stem = spec["name"] if scale == "cpu" else f"{spec['name']}_{scale}"
+    png = out_dir / f"{stem}.png"
+    save_figure(fig, png)
+    write_table(spec, runs, png.with_suffix(".csv"), scale)
+    curves = out_dir / f"{stem}_curves.csv"
+    write_curves(spec, runs, curves)
+    print(f"wrote {png}, {png.with_suffix('.csv')} and {curves} from {len(runs)} runs under {root}")
+    return 0
+
+
+def _columns(spec: dict, runs: list[Run]) -> list[tuple]:
+    """(panel value, x axis) per column: one per value of `panels` (e.g. batch size, largest
+    first), or one per x-axis in `xs`."""
+    if spec.get("xs"):
+        return [(None, x) for x in spec["xs"]]
+    values = sorted({r.get(spec.get("panels")) for r in runs},
+                    key=lambda v: -v if isinstance(v, (int, float)) else 0)
+    return [(v, spec.get("x", "epoch")) for v in values]
+
+
+def _layout(plt, n_metrics: int, columns: list, metric_columns):
+    """The figure and axes[metric][column]: one row per metric and one column per `columns`
+    entry; with a single column, `metric_columns: k` wraps the metrics into a grid of k columns
+    instead (unused cells hidden). Returns (fig, axes, number of grid columns)."""
+    wrap = int(metric_columns or 1) if len(columns) == 1 else 1
+    nrows, ncols = math.ceil(n_metrics / wrap), len(columns) * wrap
+    fig, grid = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False,
+                             layout="constrained")  # keeps the suptitle clear of the panels
+    axes = [[grid[i // wrap][i % wrap] for _ in columns] for i in range(n_metrics)] \
+        if wrap > 1 else grid
+    for k in range(n_metrics, nrows * wrap):
+        grid[k // wrap][k % wrap].set_visible(False)
+    return fig, axes, ncols
+
+
+def _draw_panel(ax, spec: dict, groups: dict, pv, x: str, m: dict) -> bool:
+    """One metric against `x` for every norm of the spec: one line per norm (the mean over
+    seeds with a min..max band when there are several). Returns whether a band was drawn."""
+    banded = False
+    for norm in spec["norms"]:
+        curves = [r.series(m["key"], x) for r in groups.get((pv, norm), [])]
+        curves = [c for c in curves if c[0]]
+        if not curves:
+            continue
+        n = min(len(c[0]) for c in curves)
+        xs = [sum(c[0][k] for c in curves) / len(curves) for k in range(n)]
+        ys = [[c[1][k] for c in curves] for k in range(n)]
+        mean = [sum(v) / len(v) for v in ys]
+        label = f"{spec['labels'].get(norm, norm)} ({len(curves)} seed{'s' * (len(curves) > 1)})"
+        if len(curves) > 1:
+            label = (f"{spec['labels'].get(norm, norm)} (mean of {len(curves)} seeds, "
+                     "band min..max)")
+        ax.plot(xs, mean, color=COLORS.get(norm), label=label)
+        if len(curves) > 1:
+            banded = True
+            ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys],
+                            color=COLORS.get(norm), alpha=0.2)
+    if m.get("log"):
+        ax.set_yscale("log")
+    if m.get("logx"):
+        ax.set_xscale("log")
+    ax.set_xlabel(XLABELS.get(x, x))
+    ax.set_ylabel(m["label"])
+    if pv is not None:
+        ax.set_title(f"{spec.get('panels').split('.')[-1]} = {pv}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return banded
+
+
+def _caption(spec: dict, scale: str, runs: list[Run], banded: bool) -> str:
+    """The caption from what the runs actually were, not from what the spec hopes."""
     ref = runs[0]
     epochs = sorted({round(r.summary.get("epoch", float('nan')), 2) for r in runs if r.summary})
     seeds = sorted({r.get("seed") for r in runs})
@@ -142,18 +203,7 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     capped = {k: v for k, v in (ref.get("data.eval_tokens") or {}).items() if v}
     if capped:
         sub += "; evaluated on the first " + ", ".join(f"{v:,} tokens of {k}" for k, v in capped.items())
-    width = int(60 * ncols)
-    title = f"{spec['title']}\n" + textwrap.fill(sub, width)
-    fig.suptitle(title, fontsize=9)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = spec["name"] if scale == "cpu" else f"{spec['name']}_{scale}"
-    png = out_dir / f"{stem}.png"
-    fig.savefig(png, dpi=120)
-    write_table(spec, runs, png.with_suffix(".csv"), scale)
-    curves = out_dir / f"{stem}_curves.csv"
-    write_curves(spec, runs, curves)
-    print(f"wrote {png}, {png.with_suffix('.csv')} and {curves} from {len(runs)} runs under {root}")
-    return 0
+    return sub
 
 
 def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
@@ -174,12 +224,7 @@ def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
                      _num(s.get("s_per_step"))]
                     + [_num(final.get(k)) for k in keys] + [_num(best.get(k)) for k in keys]
                     + [os.path.relpath(r.path, ROOT)])
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    os.replace(tmp, path)
+    write_csv(path, header, rows)
 
 
 def write_curves(spec: dict, runs: list[Run], path: Path) -> None:
@@ -199,18 +244,11 @@ def write_curves(spec: dict, runs: list[Run], path: Path) -> None:
                 v = row.get(k)
                 if isinstance(v, (int, float)) or v in ("nan", "inf", "-inf"):
                     rows.append([*head, row.get("step"), _num(row.get("epoch")), k, _num(v)])
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["norm", "seed", *grid_keys, "step", "epoch", "metric", "value"])
-        w.writerows(rows)
-    os.replace(tmp, path)
+    write_csv(path, ["norm", "seed", *grid_keys, "step", "epoch", "metric", "value"], rows)
 
 
-def _num(v):
-    if isinstance(v, float):
-        return f"{v:.6g}" if math.isfinite(v) else str(v)
-    return "" if v is None else v
+def _num(v) -> str:
+    return fmt_value(v, digits=6, none="")
 
 
 def main(argv=None) -> int:
@@ -221,8 +259,13 @@ def main(argv=None) -> int:
     p.add_argument("--launcher", default=None,
                    help="hydra/launcher: parallel, local_submitit or slurm (configs/hydra/launcher)")
     p.add_argument("--out", default=str(ROOT / "results"))
+    p.add_argument("--norms", help="comma-separated norms for every scale, e.g. ln,bn,none,wn,rms")
     args, extra = p.parse_known_args(argv)
     spec = load_spec(args.spec)
+    if args.norms:  # replaces the spec's norms (and any scale's own list)
+        spec["norms"] = args.norms.split(",")
+        for sc in spec["scales"].values():
+            sc.pop("norms", None)
     if args.scale not in spec["scales"]:
         p.error(f"--scale must be one of {sorted(spec['scales'])}")
     if args.action == "run":

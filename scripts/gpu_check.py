@@ -56,8 +56,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from lnrepro.data.books import EOS_ID, PAD_ID, Triples
-from lnrepro.nn.norm import BatchNorm, LayerNorm, NormSpec
-from lnrepro.nn.rnn import GRU, LSTM, GroupLN, GRUCell, LSTMCell, SeqBatchNorm
+from lnrepro.nn.norm import BatchNorm, GroupLN, LayerNorm, NormSpec, SeqBatchNorm
+from lnrepro.nn.rnn import GRU, LSTM, GRUCell, LSTMCell
 
 CONFIGS = ROOT / "configs"
 PAPER = ("pi_mnist", "cnn_mnist", "cnn_cifar10", "lm_ptb_char", "lm_ptb_word", "draw",

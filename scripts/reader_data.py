@@ -16,8 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from lnrepro import REPO_ROOT as ROOT
 
 FLOOR_NAMES = {"random": "random candidate", "frequent": "most frequent entity in the document",
                "recent": "most recently mentioned entity"}

@@ -22,54 +22,22 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from lnrepro.errors import LnreproError  # noqa: E402
-from lnrepro.runs import find_runs  # noqa: E402
+from lnrepro import REPO_ROOT as ROOT
+from lnrepro.artifacts import load_run_model, save_figure
+from lnrepro.errors import LnreproError
+from lnrepro.runs import checkpointed_run_per_norm
 
 LABELS = {"ln": "LN on c_t", "none": "baseline", "bn": "BN on c_t"}
-ORDER = {"ln": 0, "none": 1, "bn": 2}
 SPEC = ROOT / "experiments" / "figure4_draw.yaml"
 
 
 def load_model(run_dir: Path):
     """The trained DRAW of a run directory, and (norm, step, epoch)."""
-    import hydra
-
-    from lnrepro.nn.norm import NormSpec
-
-    ckpt_path = run_dir / "checkpoints" / "last.pt"
-    if not ckpt_path.exists():
-        raise SystemExit(f"{run_dir}: no checkpoints/last.pt (not a finished or checkpointed run)")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    cfg = ckpt["config"]
-    if "models.draw.DRAW" not in str(cfg["model"].get("_target_")):
-        raise SystemExit(f"{run_dir}: not a DRAW run ({cfg['model'].get('_target_')})")
-    norm = NormSpec.from_cfg(cfg["norm"], cfg["data"].get("batch_size"))
-    extra = ckpt["model"].get("_extra_state") or {}
-    model_cfg = {**cfg["model"], "image_size": extra["image_size"]}
-    model = hydra.utils.instantiate(model_cfg, _convert_="all", norm=norm)
-    model.load_state_dict(ckpt["model"])
+    model, norm, ckpt = load_run_model(run_dir, "models.draw.DRAW", "DRAW",
+                                       lambda extra: {"image_size": extra["image_size"]})
     summary = run_dir / "summary.json"
     epoch = json.loads(summary.read_text()).get("epoch") if summary.exists() else None
-    return model.eval(), norm.kind, ckpt["step"], epoch
-
-
-def runs_of_spec(spec_path: Path, scale: str) -> list[Path]:
-    """One run per norm (the lowest seed) of a figure's sweep folder, LN first."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from figure import load_spec, sweep_dir
-
-    root = sweep_dir(load_spec(str(spec_path)), scale)
-    runs = [r for r in find_runs(root) if (r.path / "checkpoints" / "last.pt").exists()] \
-        if root.exists() else []
-    if not runs:
-        raise SystemExit(f"no checkpointed runs under {root}: run `make figure4` first, or give "
-                         "run directories")
-    best: dict[str, object] = {}
-    for r in sorted(runs, key=lambda r: r.get("seed") or 0):
-        best.setdefault(r.get("norm.kind"), r)
-    return [best[k].path for k in sorted(best, key=lambda k: ORDER.get(k, 9))]
+    return model, norm.kind, ckpt["step"], epoch
 
 
 def tile(images: torch.Tensor, cols: int, pad: int = 1) -> torch.Tensor:
@@ -100,7 +68,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.n < 1 or args.steps < 0:
         p.error("--n must be >= 1 and --steps >= 0")
-    runs = args.runs or runs_of_spec(args.spec, args.scale)
+    runs = args.runs or checkpointed_run_per_norm(args.spec, args.scale, "figure4")
     out = args.out or ROOT / "results" / (
         "draw_samples.png" if args.runs or args.scale == "cpu" else f"draw_samples_{args.scale}.png")
 
@@ -141,10 +109,7 @@ def main(argv=None) -> int:
     fig.suptitle(f"DRAW samples, sigmoid(c_T) (seed {args.seed}, {glimpses} glimpses)",
                  fontsize=9)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(out)
+    save_figure(fig, out)
     print(f"wrote {out}")
     return 0
 

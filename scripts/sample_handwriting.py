@@ -19,56 +19,24 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from lnrepro.data.iam_ondb import encode_text  # noqa: E402
-from lnrepro.errors import LnreproError  # noqa: E402
-from lnrepro.models.handwriting import sample, to_pen_positions  # noqa: E402
-from lnrepro.runs import find_runs  # noqa: E402
+from lnrepro import REPO_ROOT as ROOT
+from lnrepro.artifacts import load_run_model, save_figure
+from lnrepro.data.iam_ondb import encode_text
+from lnrepro.errors import LnreproError
+from lnrepro.models.handwriting import sample, to_pen_positions
+from lnrepro.runs import checkpointed_run_per_norm
 
 LABELS = {"ln": "LN-LSTM", "none": "LSTM (baseline)", "bn": "BN-LSTM"}
 DEFAULT_TEXT = "layer normalization is much faster"
-ORDER = {"ln": 0, "none": 1, "bn": 2}
 
 
 def load_model(run_dir: Path):
     """The trained model of a run directory, and (norm, step)."""
-    import hydra
-
-    from lnrepro.nn.norm import NormSpec
-
-    ckpt_path = run_dir / "checkpoints" / "last.pt"
-    if not ckpt_path.exists():
-        raise SystemExit(f"{run_dir}: no checkpoints/last.pt (not a finished or checkpointed run)")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    cfg, extra = ckpt["config"], ckpt["model"].get("_extra_state") or {}
-    if "HandwritingSynthesis" not in str(cfg["model"].get("_target_")):
-        raise SystemExit(f"{run_dir}: not a handwriting run ({cfg['model'].get('_target_')})")
-    norm = NormSpec.from_cfg(cfg["norm"], cfg["data"].get("batch_size"))
-    model_cfg = {**cfg["model"], "vocab_size": extra["vocab_size"]}
-    model = hydra.utils.instantiate(model_cfg, _convert_="all", norm=norm,
-                                    alphabet=extra.get("alphabet"),
-                                    offset_mean=extra.get("offset_mean"),
-                                    offset_std=extra.get("offset_std"))
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), norm.kind, ckpt["step"]
-
-
-def runs_of_spec(spec_path: Path, scale: str) -> list[Path]:
-    """One run per norm (the lowest seed) of a figure's sweep folder, LN first."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from figure import load_spec, sweep_dir
-
-    root = sweep_dir(load_spec(str(spec_path)), scale)
-    runs = [r for r in find_runs(root) if (r.path / "checkpoints" / "last.pt").exists()] \
-        if root.exists() else []
-    if not runs:
-        raise SystemExit(f"no checkpointed runs under {root}: run `make figure5` first, or give "
-                         "run directories")
-    best: dict[str, object] = {}
-    for r in sorted(runs, key=lambda r: r.get("seed") or 0):
-        best.setdefault(r.get("norm.kind"), r)
-    return [best[k].path for k in sorted(best, key=lambda k: ORDER.get(k, 9))]
+    model, norm, ckpt = load_run_model(
+        run_dir, "HandwritingSynthesis", "handwriting",
+        lambda extra: {"vocab_size": extra["vocab_size"], "alphabet": extra.get("alphabet"),
+                       "offset_mean": extra.get("offset_mean"), "offset_std": extra.get("offset_std")})
+    return model, norm.kind, ckpt["step"]
 
 
 def main(argv=None) -> int:
@@ -87,7 +55,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not args.text.strip():
         p.error("--text is empty")
-    runs = args.runs or runs_of_spec(args.spec, args.scale)
+    runs = args.runs or checkpointed_run_per_norm(args.spec, args.scale, "figure5")
     max_steps = args.max_steps or 40 * len(args.text)
 
     import matplotlib
@@ -115,10 +83,7 @@ def main(argv=None) -> int:
         print(f"{label}: {run_dir}: {len(offsets)} points, {end}")
     fig.suptitle(f'"{args.text}" (sampling bias {args.bias}, seed {args.seed})', fontsize=9)
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(args.out)
+    save_figure(fig, args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -20,12 +20,10 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "scripts"))
-from figure import COLORS, load_spec, sweep_dir  # noqa: E402
-from lnrepro.errors import DataError  # noqa: E402
-from lnrepro.runs import find_runs  # noqa: E402
+from lnrepro import REPO_ROOT as ROOT
+from lnrepro.artifacts import atomic_write_text, save_figure
+from lnrepro.errors import DataError
+from lnrepro.runs import COLORS, load_spec, spec_runs
 
 SPEC = ROOT / "experiments" / "table2_order_embeddings.yaml"
 COLUMNS = [f"{q}_{m}" for q in ("cap", "img") for m in ("r1_err", "r5_err", "r10_err", "mean_r")]
@@ -114,7 +112,7 @@ def figure1(spec: dict, scale: str, by_norm: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Figure 1 (Sec. 6.1): order embeddings on COCO, {scale} scale", fontsize=9)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
@@ -127,19 +125,15 @@ def main(argv=None) -> int:
     if args.check_data:
         return check_data()
     spec = load_spec(str(SPEC))
-    root = sweep_dir(spec, args.scale)
-    runs = find_runs(root) if root.exists() else []
+    root, runs = spec_runs(spec, args.scale)
     if not runs:
         print(f"no runs under {root}: run `make table2` first", file=sys.stderr)
         return 1
     by_norm = {n: [r for r in runs if r.get("norm.kind") == n] for n in spec["norms"]}
     suffix = "" if args.scale == "cpu" else f"_{args.scale}"
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     md, png = out / f"table2_order_embeddings{suffix}.md", out / f"figure1_order_embeddings{suffix}.png"
-    tmp = md.with_name(f".{md.name}.tmp")
-    tmp.write_text(table(spec, args.scale, by_norm))
-    os.replace(tmp, md)
+    atomic_write_text(md, table(spec, args.scale, by_norm))
     figure1(spec, args.scale, by_norm, png)
     print(f"wrote {md} and {png} from {len(runs)} runs under {root}")
     return 0

@@ -14,15 +14,12 @@ and writes a Markdown table in the layout of the paper's Table 3, with the paper
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "scripts"))
-from figure import load_spec, sweep_dir  # noqa: E402
-from lnrepro.runs import find_runs  # noqa: E402
+from lnrepro import REPO_ROOT as ROOT
+from lnrepro.artifacts import atomic_write_text
+from lnrepro.runs import load_spec, spec_runs
 
 COLUMNS = ["SICK r", "SICK ρ", "SICK MSE", "MR", "CR", "SUBJ", "MPQA", "TREC"]
 # Ba et al. 2016, Sec. 6.3, Table 3 (BookCorpus, 2400-d uni-skip; † = 1 month, ~1.7M updates).
@@ -68,8 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="default: results/table3_skip_thoughts[_<scale>].md")
     args = p.parse_args(argv)
     spec = load_spec(args.spec)
-    root = sweep_dir(spec, args.scale)
-    runs = find_runs(root) if root.exists() else []
+    root, runs = spec_runs(spec, args.scale)
     if not runs:
         print(f"no runs under {root}: run `make figure3` first", file=sys.stderr)
         return 1
@@ -94,10 +90,7 @@ def main(argv=None) -> int:
               "the LN-vs-GRU comparison is meaningful, not the absolute numbers.", ""]
     out = Path(args.out) if args.out else ROOT / "results" / (
         "table3_skip_thoughts.md" if args.scale == "cpu" else f"table3_skip_thoughts_{args.scale}.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, out)
+    atomic_write_text(out, "\n".join(lines))
     print(f"wrote {out} from {len(runs)} runs under {root}")
     return 0
 

@@ -134,6 +134,22 @@ def test_final_lower(tmp_path, ln, verdict):
     assert res.measured.startswith(f"LN {C.num(statistics.fmean(ln))} ± ")
 
 
+@pytest.mark.parametrize("ln, verdict", [
+    ([0.50, 0.51, 0.52], C.SUPPORTED),      # mean 0.51, t(2) half-width 0.025: below 0.562
+    ([0.55, 0.56, 0.57], C.INCONCLUSIVE),   # [0.535, 0.585] straddles the bar
+    ([0.60, 0.61, 0.62], C.CONTRADICTED),
+])
+def test_final_below_a_fixed_bar(tmp_path, ln, verdict):
+    claim = {"check": "final_below", "metric": "test/err", "norms": ["ln"], "value": 0.562,
+             "where": {"data.batch_size": 128}}
+    res = run_claim(tmp_path, claim, finals({"ln": ln, "bn": [0.9, 0.9]}))
+    assert res.verdict == verdict and not res.reasons
+    half = C.t_quantile(0.975, 2) * statistics.stdev(ln) / 3 ** 0.5
+    mean = statistics.fmean(ln) - 0.562
+    assert (res.interval.low, res.interval.high) == pytest.approx((mean - half, mean + half))
+    assert res.tested == "final test/err (batch_size 128): LN < 0.562 (fixed bar)"
+
+
 def test_final_lower_ignores_other_settings_and_unfinished_runs(tmp_path):
     runs = finals({"ln": [0.01, 0.011], "bn": [0.02, 0.021]})
     runs += finals({"ln": [0.5, 0.6], "bn": [0.0, 0.0]}, bs=4)  # another batch size

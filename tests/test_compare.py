@@ -225,7 +225,7 @@ def test_wandb_runs_are_read_like_run_directories(monkeypatch, capsys):
             FakeRun("b", 2, "finished", [0.4, 0.3], {"status": "completed", "step": 20,
                     "final": {"val/err": 0.3}, "best": {"val/err": 0.3}}),
             FakeRun("c", 3, "crashed", [0.5], {})]
-    api = types.SimpleNamespace(runs=lambda path: runs if path == "me/lnrepro" else [])
+    api = types.SimpleNamespace(runs=lambda path, filters: runs if path == "me/lnrepro" else [])
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=lambda timeout: api))
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert compare.main(["--wandb", "me/lnrepro", "--metrics", "val/err"]) == 0
@@ -233,3 +233,47 @@ def test_wandb_runs_are_read_like_run_directories(monkeypatch, capsys):
     assert ["pi_mnist_cpu", "ln", "2", "1,2", "completed", "20"] == rows[0][:6]
     assert rows[0][7:] == ["0.2 ± 0.14", "0.2 ± 0.14"]  # stdev(0.1, 0.3) = 0.1414
     assert rows[1][2:6] == ["1", "3", "incomplete", "10"] and rows[1][7:] == ["0.5", "0.5"]
+
+
+def test_grid_progress_counts_runs_as_they_end(tmp_path, capsys):
+
+    done = '{"status": "completed"}'
+    for name, status in (("norm=ln,seed=1", done), ("norm=bn,seed=1", '{"status": "running"}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(status)
+    watch = figure.GridProgress(tmp_path, total=4)
+    watch.report()
+    assert capsys.readouterr().out == ""  # finished before: counted, not reported
+    (tmp_path / "norm=bn,seed=1" / "summary.json").write_text(done)
+    watch.report()
+    watch.report()  # reported once
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("run 2/4 done (norm=bn,seed=1), elapsed 0:00:0")
+    assert "estimated time left 0:00:0" in out[0]
+
+
+def test_wandb_filters_are_applied_by_the_server(monkeypatch, capsys):
+    """--experiment/--group/--norm/--tag/--where go to the W&B API as one query (a mocked
+    wandb.Api records it), so only matching runs (and their histories) are downloaded."""
+    import types
+
+    asked = []
+
+    def runs(path, filters):
+        asked.append((path, filters))
+        return []
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(
+        Api=lambda timeout: types.SimpleNamespace(runs=runs)))
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert compare.main(["--wandb", "me/lnrepro", "--experiment", "pi_mnist_cpu", "--norm",
+                         "ln,bn", "--tag", "bs4", "--where", "data.batch_size=4"]) == 1
+    assert asked == [("me/lnrepro", {"$and": [
+        {"config.name": {"$in": ["pi_mnist_cpu"]}},
+        {"config.norm.kind": {"$in": ["ln", "bn"]}},
+        {"tags": {"$in": ["bs4"]}},
+        {"config.data.batch_size": {"$in": ["4", 4]}}]})]
+    assert "no runs match" in capsys.readouterr().err
+    asked.clear()
+    compare.main(["--wandb", "me/lnrepro"])
+    assert asked == [("me/lnrepro", {})]  # no filter: the whole project

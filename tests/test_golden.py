@@ -7,7 +7,6 @@ issue and why, and map renamed fields here (FIELD_MAP) so the old file still che
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -15,12 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from lnrepro import golden
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = sorted((ROOT / "tests" / "golden").glob("*.json"))
-
-_spec = importlib.util.spec_from_file_location("golden", ROOT / "scripts" / "golden.py")
-golden = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(golden)
 
 # Deliberate renames since the golden files were recorded: old field -> new field.
 FIELD_MAP: dict[str, str] = {}

@@ -347,7 +347,7 @@ def test_cache_roundtrip_and_second_load_skips_the_xml(tiny_iam, tmp_path, monke
     def boom(*a, **k):
         raise AssertionError("parsed again")
 
-    monkeypatch.setattr("lnrepro.data.iam_ondb.parse_iam_ondb", boom)
+    monkeypatch.setattr("lnrepro.data.iam_ondb.cache.parse_iam_ondb", boom)
     again, cached = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c", verify=False)
     assert cached and again.texts == first.texts and np.array_equal(again.offsets, first.offsets)
     # a corrupt cache file is ignored (and rewritten), not fatal

@@ -23,13 +23,13 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, run_cli, write_idx_mnist
+from lnrepro.artifacts import atomic_write
 from lnrepro.callbacks import LOCK_FILE, lock_run_dir, unlock_run_dir
 from lnrepro.data import verify as V
 from lnrepro.data.books import books
 from lnrepro.data.iam_ondb import iam_ondb, load_raw_lines
 from lnrepro.data.ptb import ptb
 from lnrepro.errors import ConfigError, DataError, OutputError
-from lnrepro.logging import atomic_write
 from lnrepro.train import run
 
 

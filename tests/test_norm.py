@@ -1,12 +1,27 @@
 """The norm switch: each fast path against its equation, and Table 1 of the paper."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from lnrepro.errors import ConfigError
+from lnrepro.models.cnn import ConvNet
 from lnrepro.models.mlp import MLP
-from lnrepro.nn.norm import BatchNorm, LayerNorm, NormSpec, linear_bias, make_norm
+from lnrepro.nn.norm import (
+    NORM_KINDS,
+    BatchNorm,
+    LayerNorm,
+    NormSpec,
+    RMSNorm,
+    linear_bias,
+    make_norm,
+    weight_normed,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 torch.manual_seed(0)
 
@@ -128,7 +143,7 @@ def test_mlp_norm_placement():
     """Sec. 6.6: LN on hidden layers only (linear layers without their own bias), logits plain;
     BN on every layer including the logits; none keeps the biases."""
     ln, bn, none = MLP(norm="ln"), MLP(norm="bn"), MLP(norm="none")
-    kinds = lambda m: [type(x).__name__ for x in m.net]  # noqa: E731
+    kinds = lambda m: [type(x).__name__ for x in m.net]
     assert kinds(ln) == ["Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU", "Linear"]
     assert kinds(bn)[-2:] == ["Linear", "BatchNorm"]
     assert kinds(none) == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
@@ -146,13 +161,21 @@ N, D, H = 16, 12, 10
 
 
 def _normed(kind, W, X):
+    if kind == "wn":  # the layer's output X w^T, w = g v / ||v|| with v = W and g held fixed
+        layer = torch.nn.Linear(D, H, bias=False).double()
+        with torch.no_grad():
+            layer.weight.copy_(W)
+        weight_normed("wn", layer)
+        with torch.no_grad():
+            layer.parametrizations.weight.original0.copy_(torch.linspace(0.5, 2.0, H)[:, None])
+        return layer(X)
     m = make_norm(NormSpec(kind=kind, eps=1e-14), H).double().train()
     return m(X @ W.T)
 
 
 def _transforms():
     g = torch.Generator().manual_seed(1)
-    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
     gamma, c = r(D), r(D) * 3
     delta_rows = torch.rand(H, 1, generator=g, dtype=torch.float64) * 3 + 0.2
     delta_cases = torch.rand(N, 1, generator=g, dtype=torch.float64) * 3 + 0.2
@@ -173,13 +196,32 @@ TABLE1 = {  # the paper's Table 1; True = invariant
     "ln": {"weight matrix re-scaling": True, "weight matrix re-centering": True,
            "weight vector re-scaling": False, "dataset re-scaling": True,
            "dataset re-centering": False, "single training case re-scaling": True},
+    "wn": {"weight matrix re-scaling": True, "weight matrix re-centering": False,
+           "weight vector re-scaling": True, "dataset re-scaling": False,
+           "dataset re-centering": False, "single training case re-scaling": False},
+    # RMSNorm (derived, not in the paper): see test_table1_invariances
+    "rms": {"weight matrix re-scaling": True, "weight matrix re-centering": False,
+            "weight vector re-scaling": False, "dataset re-scaling": True,
+            "dataset re-centering": False, "single training case re-scaling": True},
 }
 
 
-@pytest.mark.parametrize("kind", ["ln", "bn"])
+@pytest.mark.parametrize("kind", ["ln", "bn", "wn", "rms"])
 @pytest.mark.parametrize("name", list(TABLE1["ln"]))
 @pytest.mark.parametrize("trial", range(5))
 def test_table1_invariances(kind, name, trial):
+    """Table 1, rows LN, BN, WN (weight norm: w_i = g_i v_i / ||v_i||, the parameters being v
+    and g: scaling all of v, or one row v_i, leaves w unchanged; the output X w^T is linear in
+    the data, so no change of the data is undone), and the RMSNorm row derived here:
+
+    RMSNorm of a case's summed inputs a = W x (H units) is g a / rms(a) + b, rms(a) =
+    sqrt(1/H sum_i a_i^2) (eps -> 0), and rms(delta a) = |delta| rms(a). So:
+    W -> delta W and x -> delta x (the whole dataset, or one case) scale a by delta > 0:
+    invariant. W -> W + 1 gamma^T adds gamma^T x to every a_i: the mean of a moves and, with
+    no re-centering, the output changes: NOT invariant (LN subtracts it: invariant). One row
+    W_i -> delta_i W_i changes a_i alone, so the ratios between units change: NOT invariant.
+    x -> x + c adds W c, different per unit: NOT invariant. Its row is LN's without
+    weight-matrix re-centering."""
     g = torch.Generator().manual_seed(100 + trial)
     W = torch.randn(H, D, generator=g, dtype=torch.float64)
     X = torch.randn(N, D, generator=g, dtype=torch.float64)
@@ -280,3 +322,150 @@ def test_layer_norm_over_every_non_batch_dim_with_its_eps(shape):
     torch.testing.assert_close(ln(a), ln_reference(a, ln.weight, ln.bias, 0.5))
     plain = LayerNorm(shape[1]).double()
     torch.testing.assert_close(plain(a), ln_reference(a, plain.weight, plain.bias, 1e-5))
+
+
+def test_spec_from_config_keeps_every_field_including_recurrent_gain():
+    cfg = {"kind": "bn", "eps": 1e-3, "momentum": 0.3, "unbiased": True, "gain_init": 0.5,
+           "recurrent_gain_init": 0.2}
+    assert NormSpec.from_cfg(cfg) == NormSpec("bn", 1e-3, 0.3, True, 0.5, 0.2)
+    assert NormSpec().recurrent_gain_init == 0.1  # Cooijmans et al.'s gamma 0.1
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "norm").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_norm_config_builds_its_spec(path):
+    """configs/norm/<kind>.yaml selects <kind> with the paper's defaults (a yaml whose constant
+    differs from the code's default would silently change runs)."""
+    spec = NormSpec.from_cfg(OmegaConf.to_container(OmegaConf.load(path)), batch_size=128)
+    assert spec == NormSpec(path.stem)
+    assert {p.stem for p in (CONFIGS / "norm").glob("*.yaml")} == set(NORM_KINDS)
+
+
+# ---------------------------------------------------------------- RMSNorm and weight norm
+
+
+def rms_reference(a, g, b, eps):
+    """Zhang & Sennrich 2019, Eq. 4: a / sqrt(mean(a^2) + eps) * g + b, per case over every
+    non-batch dim; g, b per channel (dim 1)."""
+    dims = tuple(range(1, a.dim()))
+    shape = (-1,) + (1,) * (a.dim() - 2)
+    ms = (a**2).mean(dims, keepdim=True)
+    return a / torch.sqrt(ms + eps) * g.view(shape) + b.view(shape)
+
+
+def test_rms_norm_matches_torch_rmsnorm():
+    """Gains random, bias 0: torch.nn.RMSNorm's maths; eps 1e-5 by default (as LN)."""
+    a = torch.randn(7, 12, dtype=torch.float64) * 0.01  # eps matters at this scale
+    rms = make_norm("rms", 12).double()
+    assert isinstance(rms, RMSNorm) and rms.eps == 1e-5
+    assert rms.weight.eq(1).all() and rms.bias.eq(0).all()
+    with torch.no_grad():
+        rms.weight.copy_(torch.rand(12) + 0.5)
+    ref = torch.nn.RMSNorm(12, eps=1e-5).double()
+    with torch.no_grad():
+        ref.weight.copy_(rms.weight)
+    torch.testing.assert_close(rms(a), ref(a))
+    assert (rms(a) - F.layer_norm(a, (12,), rms.weight, None, 1e-5)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(6, 10), (3, 4, 5, 5)])
+def test_rms_norm_matches_its_equation_with_bias_and_conv(shape):
+    """(N, H) and conv (N, C, H, W): statistics over all units of a case, per-channel g, b."""
+    a = torch.randn(*shape, dtype=torch.float64) + 0.7  # a mean, which RMSNorm keeps
+    rms = _randomize_affine(RMSNorm(shape[1], eps=0.3).double())
+    torch.testing.assert_close(rms(a), rms_reference(a, rms.weight, rms.bias, 0.3))
+    assert (rms(a).mean(tuple(range(1, a.dim()))) - rms.bias.mean()).abs().max() > 1e-2
+
+
+def test_weight_norm_is_g_v_over_norm_v_and_unchanged_at_init():
+    """Salimans & Kingma: w = g v / ||v|| per output unit (row); data-free init g = ||v||, so
+    the layer computes what it did before; g and v both get gradients."""
+    torch.manual_seed(3)
+    plain = torch.nn.Linear(6, 4).double()
+    layer = weight_normed("wn", torch.nn.Linear(6, 4).double())
+    with torch.no_grad():
+        layer.parametrizations.weight.original1.copy_(plain.weight)
+        layer.parametrizations.weight.original0.copy_(plain.weight.norm(dim=1, keepdim=True))
+        layer.bias.copy_(plain.bias)
+    x = torch.randn(5, 6, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), plain(x))
+    g = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        layer.parametrizations.weight.original0.copy_(g)
+    v = plain.weight
+    torch.testing.assert_close(layer.weight, g * v / torch.sqrt((v**2).sum(1, keepdim=True)))
+    torch.testing.assert_close(layer(x), x @ (g * v / v.norm(dim=1, keepdim=True)).T + plain.bias)
+    layer(x).sum().backward()
+    pw = layer.parametrizations.weight
+    assert pw.original0.grad.abs().min() > 0 and pw.original1.grad.abs().max() > 0
+    assert not hasattr(weight_normed("ln", torch.nn.Linear(6, 4)), "parametrizations")
+    conv = weight_normed("wn", torch.nn.Conv2d(3, 5, 3))
+    g_conv = conv.parametrizations.weight.original0
+    assert g_conv.shape == (5, 1, 1, 1)  # one g per output channel
+    torch.testing.assert_close(g_conv.flatten(), conv.weight.flatten(1).norm(dim=1))
+
+
+def test_factory_for_wn_and_rms():
+    """wn normalises weights, not activations: no norm layer, the layer keeps its bias; rms
+    replaces the bias as LN does."""
+    assert isinstance(make_norm("wn", 5), torch.nn.Identity)
+    assert isinstance(make_norm("rms", 5), RMSNorm)
+    assert make_norm(NormSpec("rms", gain_init=0.3, eps=0.2), 5).weight.eq(0.3).all()
+    assert make_norm(NormSpec("rms", eps=0.2), 5).eps == 0.2
+    assert linear_bias("wn") and not linear_bias("rms")
+    plain = torch.nn.Linear(3, 2)
+    assert weight_normed("none", plain) is plain and "weight" in dict(plain.named_parameters())
+
+
+def _same_init_models(build):
+    """build(kind) twice from the same seed: (none, wn)."""
+    torch.manual_seed(11)
+    none = build("none")
+    after_none = torch.rand(3)
+    torch.manual_seed(11)
+    wn = build("wn")
+    assert torch.equal(torch.rand(3), after_none), "weight norm drew random numbers"
+    return none, wn
+
+
+@pytest.mark.parametrize("build,shape", [
+    (lambda k: MLP(20, (16, 8), 5, norm=k), (4, 20)),
+    (lambda k: ConvNet(2, 8, (4, 6), 16, norm=k), (3, 2, 8, 8)),
+])
+def test_weight_norm_models_compute_the_plain_function_at_init(build, shape):
+    """Data-free init: the same random numbers as norm=none, then g = ||v||: the same outputs."""
+    none, wn = _same_init_models(build)
+    x = torch.randn(*shape)
+    torch.testing.assert_close(wn(x), none(x), atol=1e-6, rtol=1e-5)
+    n_wn = sum(1 for n, _ in wn.named_parameters() if n.endswith("original0"))
+    assert n_wn == sum(1 for m in none.modules() if isinstance(m, (torch.nn.Linear,
+                                                                   torch.nn.Conv2d))) - (
+        1 if isinstance(none, ConvNet) else 0)  # the convnet's logits are not normalised
+
+
+def test_mlp_and_convnet_place_wn_and_rms_where_they_belong():
+    """MLP: wn on every layer (logits included, as BN), rms where LN goes (not the logits)."""
+    kinds = lambda m: [type(x).__name__ for x in m.net]
+    wn, rms = MLP(norm="wn"), MLP(norm="rms")
+    assert kinds(rms) == ["Linear", "RMSNorm", "ReLU", "Linear", "RMSNorm", "ReLU", "Linear"]
+    assert rms.net[0].bias is None and rms.net[-1].bias is not None
+    linears = [m for m in wn.net if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3 and all(hasattr(m, "parametrizations") for m in linears)
+    assert all(m.bias is not None for m in linears)
+    cnn = ConvNet(1, 8, norm="rms")
+    assert sum(isinstance(m, RMSNorm) for m in cnn.net) == 5
+
+
+@pytest.mark.parametrize("kind", NORM_KINDS)
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_every_norm_trains_in_the_feedforward_models(kind, model):
+    """A forward and backward pass; every parameter gets a finite, non-zero gradient."""
+    torch.manual_seed(0)
+    if model == "mlp":
+        m, x = MLP(12, (10, 8), 4, norm=kind), torch.randn(6, 12)
+    else:
+        m, x = ConvNet(2, 8, (4, 6), 10, norm=kind), torch.randn(6, 2, 8, 8)
+    loss = F.cross_entropy(m(x), torch.arange(6) % 4)
+    loss.backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().max() > 0, name

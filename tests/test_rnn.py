@@ -10,11 +10,12 @@ from torch.autograd import gradcheck
 from torch.func import functional_call
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec
+from lnrepro.models.lm import LSTMLM
+from lnrepro.nn.norm import NORM_KINDS, NormSpec, RMSNorm, apply_time_norm, make_time_norm
 from lnrepro.nn.rnn import GRU, LSTM, GRUCell, LSTMCell, SeqBatchNorm
 
 T, B, I, H = 5, 4, 3, 4
-KINDS = ["none", "ln", "bn"]
+KINDS = ["none", "ln", "bn", "wn", "rms"]
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +27,12 @@ def _seed():
 
 
 def ref_norm(mod, u, t):
-    """LN (Eq. 15-16, eps 1e-5 in the sqrt) or per-step BN of u (B, F) at step t; None: u."""
+    """LN (Eq. 15-16, eps 1e-5 in the sqrt), RMSNorm or per-step BN of u (B, F) at step t;
+    None: u."""
     if mod is None:
         return u
+    if isinstance(mod, RMSNorm):  # Zhang & Sennrich Eq. 4
+        return u / torch.sqrt((u**2).mean(-1, keepdim=True) + mod.eps) * mod.weight + mod.bias
     if isinstance(mod, SeqBatchNorm):
         if mod.training:
             mu = u.mean(0)
@@ -91,7 +95,7 @@ def randomize(module):
     inside a norm, or a shift with the wrong sign, changes the output."""
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if "norm" in name or "bias" in name:
+            if "norm" in name or "bias" in name or "original0" in name:  # original0: WN's g
                 p.add_(0.3 * torch.randn_like(p))
     return module
 
@@ -160,7 +164,8 @@ def test_lstm_without_cell_norm_and_draw_cell():
 
 
 @pytest.mark.parametrize(
-    "kind,training", [("none", True), ("ln", True), ("bn", True), ("bn", False)]
+    "kind,training",
+    [("none", True), ("ln", True), ("bn", True), ("bn", False), ("wn", True), ("rms", True)],
 )
 def test_step_api_equals_scan(kind, training):
     lstm, gru = LSTMCell(I, H, norm=kind).double(), GRUCell(I, H, norm=kind).double()
@@ -394,7 +399,7 @@ def test_init():
 @pytest.mark.parametrize(
     "build",
     [
-        lambda: LSTM(I, H, norm="wn"),
+        lambda: LSTM(I, H, norm="group"),
         lambda: GRU(I, H, init="xavier"),
         lambda: LSTM(I, H, 2, dropout=1.0),
         lambda: LSTM(I, H, 0),
@@ -455,7 +460,7 @@ def test_gru_weights_are_initialised_as_torch():
         b = GRU(I, 64, 2, norm=kind)
         for (name, p), q in zip(a.named_parameters(), b.parameters()):
             torch.testing.assert_close(p, q, rtol=0, atol=0)
-            if "norm" not in name:
+            if "norm" not in name and "original0" not in name:  # WN's g = ||v||
                 assert p.abs().max() <= 64**-0.5, name
                 assert p.std() > 0.5 * 64**-0.5 / 3**0.5, name  # spread as U(-b, b)
 
@@ -574,3 +579,128 @@ def test_cells_default_to_the_plain_recurrence_at_step_0():
 def test_copy_from_torch_refuses_what_it_cannot_copy(norm, ref, message):
     with pytest.raises(ValueError, match=message):
         LSTM(I, H, norm=norm).copy_from_torch(ref)
+
+
+# ---------------------------------------------------------------- wn and rms in the cells
+
+
+def test_wn_and_rms_sit_where_documented():
+    """rms: RMSNorm at the LN places (LSTM N_h, N_x over 4H, N_c over H; GRU the [r; z] and n
+    groups of both projections), gains 1, biases 0, the gate bias zero; wn: no norm on summed
+    inputs or c_t, W_ih and W_hh weight-normalised per row, the plain biases (drawn)."""
+    lstm = LSTMCell(I, H, norm="rms")
+    for norm, n in ((lstm.norm_ih, 4 * H), (lstm.norm_hh, 4 * H), (lstm.norm_c, H)):
+        assert isinstance(norm, RMSNorm) and norm.weight.shape == (n,)
+        assert norm.weight.eq(1).all() and norm.bias.eq(0).all()
+    assert lstm.bias.eq(0).all()
+    gru = GRUCell(I, H, norm="rms")
+    for norm in (gru.norm_ih, gru.norm_hh):
+        assert [type(g).__name__ for g in norm.groups] == ["RMSNorm", "RMSNorm"]
+        assert [g.num_features for g in norm.groups] == [2 * H, H]
+    assert gru.bias is None and gru.bias_hn is None
+    for cell in (LSTMCell(I, H, norm="wn"), GRUCell(I, H, norm="wn"),
+                 LSTMCell(I, H, norm="wn", ln_gates=False)):  # DRAW's cell: still on W
+        assert cell.norm_ih is None and cell.norm_hh is None
+        assert getattr(cell, "norm_c", None) is None
+        g = cell.parametrizations.weight_hh.original0
+        assert g.shape == (cell.weight_hh.shape[0], 1)  # one g per gate unit
+        assert hasattr(cell.parametrizations, "weight_ih")
+        assert cell.bias.abs().max() > 0  # drawn as without norm
+    assert GRUCell(I, H, norm="wn").bias_hn is not None
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_wn_cells_compute_the_plain_recurrence_at_init(cls):
+    """Data-free init: the same random numbers as norm "none" (none drawn after), g = ||v||."""
+    torch.manual_seed(5)
+    none = cls(I, H, 2, norm="none")
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    wn = cls(I, H, 2, norm="wn")
+    assert torch.equal(torch.rand(3), after)
+    x = torch.randn(T, B, I)
+    torch.testing.assert_close(wn(x)[0], none(x)[0])
+
+
+def _ref_lstm_from(w_ih, w_hh, bias, x):
+    h = c = x.new_zeros(x.shape[1], w_hh.shape[1])
+    outs = []
+    for t in range(x.shape[0]):
+        i, f, g, o = (x[t] @ w_ih.T + h @ w_hh.T + bias).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_wn_gradient_reaches_g_and_v_through_the_deferred_weight_gradient(masked):
+    """The scan computes h W_hh^T with a detached W_hh and forms dL/dW_hh in one GEMM
+    (`_DeferredWeightGrad`); with weight norm that gradient must still reach g and v. Against
+    plain autograd through w = g v / ||v|| written out by hand."""
+    cell = randomize(LSTMCell(I, H, norm="wn")).double()
+    x = torch.randn(T, B, I).double()
+    target = torch.randn(T, B, H).double()
+    mask = torch.ones(T, B, dtype=torch.bool) if masked else None
+    out, _ = cell.scan(x, mask=mask)
+    ((out - target) ** 2).sum().backward()
+    pw = cell.parametrizations
+    leaves = {name: getattr(pw, name).original0.detach().clone().requires_grad_()
+              for name in ("weight_ih", "weight_hh")}
+    vs = {name: getattr(pw, name).original1.detach().clone().requires_grad_()
+          for name in ("weight_ih", "weight_hh")}
+    w = {n: leaves[n] * vs[n] / torch.sqrt((vs[n] ** 2).sum(1, keepdim=True)) for n in vs}
+    ref = _ref_lstm_from(w["weight_ih"], w["weight_hh"], cell.bias.detach(), x)
+    torch.testing.assert_close(out, ref)
+    ((ref - target) ** 2).sum().backward()
+    for name in ("weight_ih", "weight_hh"):
+        torch.testing.assert_close(getattr(pw, name).original0.grad, leaves[name].grad)
+        torch.testing.assert_close(getattr(pw, name).original1.grad, vs[name].grad)
+        assert leaves[name].grad.abs().max() > 1e-3
+
+
+def test_recurrent_bn_gain_is_the_specs():
+    """norm.recurrent_gain_init (default 0.1, Cooijmans et al.) sets every per-step BN gain of
+    the cells; norm.gain_init does not."""
+    for spec, want in ((NormSpec("bn"), 0.1), (NormSpec("bn", recurrent_gain_init=0.3), 0.3),
+                       (NormSpec("bn", gain_init=0.7), 0.1)):
+        lstm, gru = LSTMCell(I, H, norm=spec), GRUCell(I, H, norm=spec)
+        for norm in (lstm.norm_ih, lstm.norm_hh, lstm.norm_c, gru.norm_ih, gru.norm_hh):
+            assert norm.weight.eq(want).all()
+
+
+@pytest.mark.parametrize("kind", NORM_KINDS)
+def test_time_norms_share_one_call(kind):
+    """make_time_norm(spec, sizes, t_max, shift) -> a norm called the same way for (T, B, F)
+    steps t.. and the (B, F) step t, with or without a live mask; per case, a step's output
+    equals the sequence's at that step. None (nothing to apply) for none and wn."""
+    norm = make_time_norm(kind, (6, 3), t_max=10, shift=True)
+    assert (norm is None) == (kind in ("none", "wn"))
+    u = torch.randn(T, B, 9).double()
+    if norm is not None:
+        norm.double()
+    seq = apply_time_norm(norm, u, 2)
+    live = torch.ones(T, B, dtype=torch.bool)
+    torch.testing.assert_close(apply_time_norm(norm, u, 2, live, 2), seq)
+    for t in range(T):
+        torch.testing.assert_close(apply_time_norm(norm, u[t], 2 + t), seq[t])
+    if kind in ("none", "wn"):
+        assert seq is u
+    else:
+        assert (seq - u).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("kind", NORM_KINDS)
+def test_every_norm_trains_in_a_recurrent_model(kind):
+    """Forward and backward of the LSTM language model: every parameter a finite, non-zero
+    gradient (the recurrent weights' through the deferred GEMM)."""
+    torch.manual_seed(0)
+    m = LSTMLM(11, 6, 5, num_layers=2, norm=kind)
+    tokens = torch.randint(0, 11, (7, 4))
+    out = m(tokens)
+    logits = out[0] if isinstance(out, tuple) else out
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), tokens.flatten())
+    loss.backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().max() > 0, name

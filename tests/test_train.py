@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from conftest import ROOT, TINY, write_idx_mnist
 from lnrepro.errors import ConfigError, DataError, DivergenceError
 from lnrepro.runs import find_runs, load_run
 from lnrepro.train import run
+from wandb_records import run_info
 
 
 def rows_without_time(path: Path) -> list[dict]:
@@ -62,6 +64,61 @@ def test_resume_equals_uninterrupted_run(compose, tiny_mnist, tmp_path):
     a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["model"]
     b = torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("interval, sched", [
+    ("step", "{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:7,gamma:0.5"),
+    ("epoch", "{_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[1,2],"
+              "gamma:0.1"),
+])
+def test_lr_schedule_resumes_exactly(compose, tiny_mnist, tmp_path, interval, sched):
+    """A schedule stepped per update or per epoch: the learning rate of every logged step (and
+    every other field) after resume equals the uninterrupted run's, and it did change."""
+    args = ["optim=sgd", "optim.lr=0.5", f"optim.scheduler={sched},interval:{interval}}}",
+            "data.batch_size=8", "trainer.log_every=1"]  # 20 steps an epoch, 4 epochs
+    run(tiny_cfg(compose, tiny_mnist, *args), tmp_path / "a")
+    stopped = tmp_path / "b"
+    run(tiny_cfg(compose, tiny_mnist, *args, "trainer.max_steps=30", "trainer.ckpt_every=10"),
+        stopped)  # stopped mid-interval of the step schedule, mid-epoch
+    run(tiny_cfg(compose, tiny_mnist, *args, "resume=true", "trainer.ckpt_every=10"), stopped)
+    full = rows_without_time(tmp_path / "a" / "metrics.jsonl")
+    assert full == rows_without_time(stopped / "metrics.jsonl")
+    lr = {r["step"]: r["batch/lr"] for r in full if "batch/lr" in r}
+    if interval == "step":  # the lr of the next update: halved after updates 7, 14, ...
+        assert lr[6] == 0.5 and lr[7] == 0.25 and lr[14] == 0.125 and lr[34] == 0.5 / 2**4
+    else:  # x0.1 after epochs 1 and 2 (20 updates each)
+        assert lr[19] == 0.5 and lr[20] == pytest.approx(0.05) and lr[40] == pytest.approx(0.005)
+        assert lr[39] == pytest.approx(0.05) and lr[80] == pytest.approx(0.005)
+
+
+def test_progress_lines_give_pace_and_eta(compose, tiny_mnist, tmp_path, caplog):
+    caplog.set_level("INFO", logger="lnrepro")
+    run(tiny_cfg(compose, tiny_mnist, "trainer.progress=lines", "trainer.line_seconds=0",
+                 "trainer.max_steps=10"), tmp_path)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(lines) == 2 and lines[-1].startswith("step 10/10 ")  # log_every 5
+    assert re.search(r"\| [0-9.e+]+ updates/s, ETA 0:00:\d\d$", lines[0]), lines[0]
+    assert lines[-1].endswith("ETA 0:00:00"), lines[-1]
+
+
+def test_resume_without_checkpoint_warns_only_after_an_earlier_run(compose, tiny_mnist, tmp_path,
+                                                                    caplog):
+    def warned(run_dir):
+        caplog.clear()
+        run(tiny_cfg(compose, tiny_mnist, "resume=true", "trainer.max_steps=2"), run_dir)
+        return [r for r in caplog.records if r.levelname == "WARNING" and "no checkpoint" in
+                r.getMessage()]
+
+    assert not warned(tmp_path / "clean")  # a figure target's first run: nothing to resume
+    (tmp_path / "left").mkdir()
+    (tmp_path / "left" / "metrics.jsonl").write_text('{"step": 1}\n')
+    assert len(warned(tmp_path / "left")) == 1
+
+
+def test_bad_scheduler_interval(compose, tiny_mnist, tmp_path):
+    sched = "{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:7,interval:hour}"
+    with pytest.raises(ConfigError, match="optim.scheduler.interval must be step|epoch"):
+        run(tiny_cfg(compose, tiny_mnist, "optim=sgd", f"optim.scheduler={sched}"), tmp_path)
 
 
 def test_existing_checkpoint_needs_resume_and_same_config(compose, tiny_mnist, tmp_path):
@@ -176,16 +233,21 @@ def test_killed_run_resumes_exactly(cli, tmp_path, tiny_mnist, sig):
 @pytest.mark.slow
 def test_wandb_offline_one_run_per_multirun_job(cli, tmp_path):
     sweep = tmp_path / "sweep"
-    p = cli(*TINY, "logger=wandb", "trainer.max_steps=3", "norm=ln,none",
+    p = cli(*TINY, "logger=wandb", "trainer.max_steps=3", "norm=ln,none", "optim.lr=0.01",
             f"hydra.sweep.dir={sweep}", multirun=True, env={"WANDB_MODE": "offline"})
     assert p.returncode == 0, p.stderr[-3000:]
-    ids = set()
+    ids, names = set(), set()
     for r in find_runs(sweep):
         files = list((r.path / "wandb").glob("offline-run-*/run-*.wandb"))
         assert len(files) == 1, r.path
         ids.add(files[0].stem)
         assert (r.path / "wandb_id").read_text().strip() in files[0].stem
+        info = run_info(files[0])
+        assert info["job_type"] == "sweep"
+        names.add(info["name"])
     assert len(ids) == 2
+    # the sweep's other overrides follow <experiment>/<norm>_bs<batch>_s<seed>
+    assert names == {f"pi_mnist_cpu/{n}_bs16_s1_optim.lr=0.01" for n in ("ln", "none")}
 
 
 @pytest.mark.realdata

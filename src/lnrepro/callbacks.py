@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from lnrepro.checks import is_int
 from lnrepro.errors import ConfigError, one_line
 
 log = logging.getLogger(__name__)
@@ -116,10 +117,6 @@ def _unlock_all() -> None:
         unlock_run_dir(path.parent)
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def check_run_keys(cfg) -> None:
     """The top-level keys every run reads, and data.verify, as one ConfigError line: checked
     first in a run, and for every job of a sweep before any job starts."""
@@ -130,10 +127,10 @@ def check_run_keys(cfg) -> None:
     if OmegaConf.is_missing(cfg, "name"):
         raise ConfigError("choose an experiment: experiment=<name> (python -m lnrepro.train "
                           "--help lists them)")
-    if not _is_int(cfg.seed) or not 0 <= cfg.seed < 2**32:
+    if not is_int(cfg.seed) or not 0 <= cfg.seed < 2**32:
         raise ConfigError(f"seed must be an integer in [0, 2^32), got {cfg.seed!r}")
     threads = cfg.threads
-    if threads is not None and (not _is_int(threads) or threads < 1):
+    if threads is not None and (not is_int(threads) or threads < 1):
         raise ConfigError(f"threads must be a positive integer, or null for torch's default "
                           f"(all cores), got {threads!r}")
     for key in ("resume", "resume_allow_different_threads"):

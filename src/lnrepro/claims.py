@@ -49,7 +49,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from scipy import stats
 
-CHECKS = ("final_lower", "faster", "lower_at", "robust", "comparable", "not_testable")
+CHECKS = ("final_lower", "final_below", "faster", "lower_at", "robust", "comparable",
+          "not_testable")
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_TESTABLE = "not testable at this scale"
 LEVEL = 0.95
@@ -272,6 +273,16 @@ def check_final_lower(c: dict, data: FigureData, res: Result) -> Result:
     return compare_pair(c, res, pair_finals(c, data), decide_lower)
 
 
+def check_final_below(c: dict, data: FigureData, res: Result) -> Result:
+    """One norm's final metric against a fixed bar (a sanity floor set before the runs): the
+    one-sample t interval of mean - bar (n - 1 degrees of freedom) must lie below 0."""
+    (a,) = c["norms"]
+    values = final_values(data, a, c.get("where", {}), c["metric"])
+    res.measured = summary(label(a), values)
+    res.effect_name = f"{label(a)} - {c['value']}"
+    return compare_groups(res, {a: [v - c["value"] for v in values]}, [1.0], False, decide_lower)
+
+
 def check_comparable(c: dict, data: FigureData, res: Result) -> Result:
     margin = math.log(c["margin"]) if c.get("log") else c["margin"]
     return compare_pair(c, res, pair_finals(c, data), lambda iv: decide_within(iv, margin))
@@ -346,7 +357,8 @@ def _no_curves(res: Result, data: FigureData) -> Result:
     return res
 
 
-CHECK_FUNCTIONS = {"final_lower": check_final_lower, "faster": check_faster,
+CHECK_FUNCTIONS = {"final_lower": check_final_lower, "final_below": check_final_below,
+                   "faster": check_faster,
                    "lower_at": check_lower_at, "robust": check_robust,
                    "comparable": check_comparable}
 
@@ -356,8 +368,10 @@ def describe(c: dict) -> str:
     kind, m = c["check"], c.get("metric")
     if kind == "not_testable":
         return f"not testable: {c['reason']}"
-    a, b = (label(n) for n in c["norms"])
     at = f" ({setting(c['where'])})" if c.get("where") else ""
+    if kind == "final_below":
+        return f"final {m}{at}: {label(c['norms'][0])} < {c['value']} (fixed bar)"
+    a, b = (label(n) for n in c["norms"])
     if kind == "final_lower":
         return f"final {m}{at}: {a} < {b}"
     if kind == "lower_at":
@@ -401,7 +415,7 @@ def validate(spec: dict, source: str) -> None:
         else:
             need |= {"metric", "norms"}
             need |= {"faster": {"max_ratio"}, "lower_at": {"at"}, "robust": {"between"},
-                     "comparable": {"margin"}}.get(c.get("check"), set())
+                     "comparable": {"margin"}, "final_below": {"value"}}.get(c.get("check"), set())
         missing = sorted(k for k in need if c.get(k) in (None, ""))
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
@@ -410,8 +424,11 @@ def validate(spec: dict, source: str) -> None:
         if c["id"] in ids:
             raise ValueError(f"{where}: duplicate id")
         ids.add(c["id"])
-        if "norms" in c and (len(c["norms"]) != 2 or not set(c["norms"]) <= set(spec["norms"])):
-            raise ValueError(f"{where}: norms must be two of {spec['norms']}")
+        count = 1 if c["check"] == "final_below" else 2
+        words = {1: "one", 2: "two"}
+        if "norms" in c and (len(c["norms"]) != count
+                             or not set(c["norms"]) <= set(spec["norms"])):
+            raise ValueError(f"{where}: norms must be {words[count]} of {spec['norms']}")
         if c["check"] == "robust" and (len(c["between"]) != 1
                                        or len(next(iter(c["between"].values()))) != 2):
             raise ValueError(f"{where}: between must be {{key: [from, to]}}")
@@ -434,13 +451,18 @@ def load_specs(experiments: Path, order: list[str] | None = None) -> list[dict]:
 
 
 def make_targets(makefile: Path) -> tuple[dict[str, str], list[str]]:
-    """{figure name: make target} from the recipes that run experiments/<name>.yaml, and the
-    figure names in the order of FIGURE_TARGETS (the order `make reproduce` runs them)."""
+    """{figure name: make target} from the figure table (`fig.spec.<target> := <name>`, read by
+    FIGURE_RECIPE) and the other recipes that run experiments/<name>.yaml, and the figure names
+    in the order of FIGURE_TARGETS (the order `make reproduce` runs them)."""
     targets, current = {}, None
     order_line = ""
     for line in makefile.read_text().splitlines():
         if line.startswith("FIGURE_TARGETS"):
             order_line = line.split("=", 1)[1]
+        spec = re.match(r"^fig\.spec\.([A-Za-z0-9_-]+)\s*:?=\s*([A-Za-z0-9_]+)\s*$", line)
+        if spec:
+            targets[spec.group(2)] = spec.group(1)
+            continue
         m = re.match(r"^([A-Za-z0-9_-]+):", line)
         if m:
             current = m.group(1)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-import lnrepro  # noqa: F401  (registers ${lnrepro_root:}, used in saved configs)
+from lnrepro import REPO_ROOT  # importing lnrepro registers ${lnrepro_root:}, used in saved configs
 from lnrepro.errors import ConfigError, DataError
 
 # Config keys that say where or how a run ran, not what it computed: two runs that differ only
@@ -26,6 +26,11 @@ from lnrepro.errors import ConfigError, DataError
 NOT_SETUP = ("seed", "paths", "logger", "resume", "threads", "device", "optimized_metric",
              "trainer.progress", "trainer.line_seconds", "data.data_dir")
 ROW_KEYS = ("step", "epoch", "time")
+# How figures, tables and samplers draw and order the norms (other norms: matplotlib's default
+# colour, after these).
+COLORS = {"ln": "tab:red", "bn": "tab:blue", "none": "tab:gray", "wn": "tab:green",
+          "rms": "tab:orange"}
+NORM_ORDER = {"ln": 0, "none": 1, "bn": 2}
 
 
 @dataclass
@@ -103,6 +108,16 @@ def _number(v):
     if isinstance(v, str) and v in ("nan", "inf", "-inf"):  # how RunLogger writes non-finite
         return float(v)
     return v
+
+
+def fmt_value(v, digits: int = 4, none: str = "-") -> str:
+    """A value as tables and CSV files show it: a float to `digits` significant digits (nan and
+    inf as such), None as `none`, anything else as str()."""
+    if v is None:
+        return none
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if math.isfinite(v) else str(v)
+    return str(v)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -195,10 +210,36 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def load_wandb_runs(project: str, timeout: int = 30) -> list[Run]:
+def wandb_filters(experiment=None, group=None, norm=None, tag=None,
+                  where: dict | None = None) -> dict:
+    """`select_runs`'s filters as a W&B API query (MongoDB syntax), so that the server
+    returns only the matching runs; values that read as numbers or booleans match those too."""
+    def values(vs):
+        out = []
+        for v in vs:
+            out.append(v)
+            for cast in (int, float):
+                try:
+                    out.append(cast(v))
+                    break
+                except (TypeError, ValueError):
+                    continue
+            if str(v).lower() in ("true", "false"):
+                out.append(str(v).lower() == "true")
+        return {"$in": out}
+
+    terms = [{key: values(vs)} for key, vs in (
+        ("config.name", experiment), ("group", group), ("config.norm.kind", norm), ("tags", tag),
+        *((f"config.{k}", v) for k, v in (where or {}).items())) if vs]
+    return {"$and": terms} if terms else {}
+
+
+def load_wandb_runs(project: str, timeout: int = 30, filters: dict | None = None) -> list[Run]:
     """The runs of a W&B project ("entity/project") through the W&B API, as Run objects
-    (config, summary and history as RunLogger logged them). Needs an API key and network;
-    runs logged offline are read from their run directories instead (or `wandb sync` first)."""
+    (config, summary and history as RunLogger logged them); `filters` (`wandb_filters`) are
+    applied by the server, so only the matching runs' histories are downloaded. Needs an API
+    key and network; runs logged offline are read from their run directories instead (or
+    `wandb sync` first)."""
     try:
         import wandb
     except ImportError:
@@ -207,7 +248,7 @@ def load_wandb_runs(project: str, timeout: int = 30) -> list[Run]:
         raise ConfigError("--wandb needs a W&B API key (set WANDB_API_KEY or run `wandb login`); "
                           "without one, compare the local run directories")
     try:
-        api_runs = list(wandb.Api(timeout=timeout).runs(project))
+        api_runs = list(wandb.Api(timeout=timeout).runs(project, filters=filters or {}))
     except Exception as e:  # no network, bad key, unknown project: one line
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot read W&B project {project!r}: {msg}") from None
@@ -231,3 +272,39 @@ def _netrc_has_wandb() -> bool:
         return bool(netrc.netrc().authenticators("api.wandb.ai"))
     except (OSError, netrc.NetrcParseError):
         return False
+
+
+# ---- the run folders of a figure (experiments/<figure>.yaml) --------------------------------
+def outputs_root() -> Path:
+    """Where runs are written: $LNREPRO_OUTPUTS, else <repo>/outputs (configs/paths/default.yaml)."""
+    return Path(os.environ.get("LNREPRO_OUTPUTS", str(REPO_ROOT / "outputs")))
+
+
+def load_spec(path: str | Path) -> dict:
+    """A figure's spec, experiments/<figure>.yaml, with its interpolations resolved."""
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def sweep_dir(spec: dict, scale: str) -> Path:
+    """The folder of a figure's grid at a scale: <outputs>/figures/<name>/<scale>/."""
+    return outputs_root() / "figures" / spec["name"] / scale
+
+
+def spec_runs(spec: dict, scale: str) -> tuple[Path, list[Run]]:
+    """The sweep folder of a figure at a scale and every run under it (none if it is missing)."""
+    root = sweep_dir(spec, scale)
+    return root, (find_runs(root) if root.exists() else [])
+
+
+def checkpointed_run_per_norm(spec_path: str | Path, scale: str, target: str) -> list[Path]:
+    """One run per norm (the lowest seed) of a figure's sweep folder that has
+    checkpoints/last.pt, LN first (NORM_ORDER). None at all: SystemExit naming `make target`."""
+    root, runs = spec_runs(load_spec(spec_path), scale)
+    runs = [r for r in runs if (r.path / "checkpoints" / "last.pt").exists()]
+    if not runs:
+        raise SystemExit(f"no checkpointed runs under {root}: run `make {target}` first, or give "
+                         "run directories")
+    first: dict[str, Run] = {}
+    for r in sorted(runs, key=lambda r: r.get("seed") or 0):
+        first.setdefault(r.get("norm.kind"), r)
+    return [first[k].path for k in sorted(first, key=lambda k: NORM_ORDER.get(k, 9))]

@@ -21,11 +21,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from lnrepro.artifacts import read_checkpoint
 from lnrepro.callbacks import check_run_keys, check_writable, lock_run_dir, unlock_run_dir
 from lnrepro.data.common import cache_root
 from lnrepro.errors import ConfigError, DataError, Interrupted, LnreproError, one_line
-from lnrepro.logging import RunLogger, check_logger, git_commit
 from lnrepro.nn.norm import NormSpec
+from lnrepro.runlog import RunLogger, check_logger, git_commit
 from lnrepro.trainer import STATE_KEYS, Trainer, TrainerConfig
 
 log = logging.getLogger("lnrepro")
@@ -51,6 +52,37 @@ def build(node, **kwargs):
         raise ConfigError(str(e).replace("\n", " ")) from None
     except MissingMandatoryValue as e:
         raise ConfigError(f"a required config value is missing: {e.full_key} (???)") from None
+
+
+# overrides the W&B run name already says (`<experiment>/<norm>_bs<batch>_s<seed>`)
+NAMED_KEYS = ("norm", "seed", "data.batch_size")
+
+
+def _job_identity() -> tuple[str, str]:
+    """W&B job type (sweep for a multirun's job, else train) and the sweep's other overrides
+    (Hydra's override_dirname without the keys the run name has)."""
+    if not HydraConfig.initialized():
+        return "train", ""
+    hc = HydraConfig.get()
+    parts = [o for o in str(hc.job.override_dirname or "").split(",")
+             if o and o.split("=")[0] not in NAMED_KEYS]
+    return ("sweep" if hc.mode == RunMode.MULTIRUN else "train"), ",".join(parts)
+
+
+def build_optimizer(node, model):
+    """The optimizer (a partial: `Adam(params, **cfg.optim)`) and its optional learning-rate
+    schedule `optim.scheduler` (a partial over torch.optim.lr_scheduler, plus `interval`:
+    step | epoch, popped before it is built). Bad values (lr < 0, ...) are one ConfigError."""
+    optim = OmegaConf.to_container(node, resolve=True)
+    sched = optim.pop("scheduler", None)
+    try:
+        optimizer = build(optim)(model.parameters())
+        if sched is None:
+            return optimizer, None, "step"
+        interval = sched.pop("interval", "step")
+        return optimizer, build(sched)(optimizer), interval
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"optim: {e}") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -98,10 +130,7 @@ def _check_threads(saved: int | None, now: int, allow: bool) -> None:
 
 
 def _load_checkpoint(path: Path) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or foreign file
-        raise DataError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+    ckpt = read_checkpoint(path)
     missing = [k for k in (*STATE_KEYS, "config", "meta") if not isinstance(ckpt, dict)
                or k not in ckpt]
     if missing:
@@ -153,8 +182,11 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         _check_resumable(ckpt["config"], config)
         _check_threads(ckpt["meta"].get("threads"), torch.get_num_threads(),
                        cfg.resume_allow_different_threads)
-    elif cfg.resume:
-        log.warning("resume=true but %s has no checkpoint: starting from step 0", run_dir)
+    elif cfg.resume:  # a warning only when an earlier run left files but no checkpoint (a
+        # figure target passes resume=true to every job, and a clean tree has nothing to resume)
+        fresh = not (run_dir / "metrics.jsonl").exists()
+        (log.info if fresh else log.warning)(
+            "resume=true but %s has no checkpoint: starting from step 0", run_dir)
 
     torch.manual_seed(cfg.seed)
     data = build(cfg.data, seed=cfg.seed, device=device)
@@ -165,19 +197,20 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             raise ConfigError(f"model.{k}={cfg.model[k]} does not match the data ({k}={v})")
     model = build(cfg.model, norm=norm, **dims).to(device)
     task = build(cfg.task)
-    try:  # a partial: Adam(params, **cfg.optim); bad values (lr < 0, ...) surface here
-        optimizer = build(cfg.optim)(model.parameters())
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise ConfigError(f"optim: {e}") from None
+    optimizer, scheduler, interval = build_optimizer(cfg.optim, model)
 
     meta = {"seed": cfg.seed, "git_commit": git_commit(), "experiment": cfg.name,
             "norm": norm.kind, "batch_size": batch_size,
             "n_params": sum(p.numel() for p in model.parameters()),
             "threads": torch.get_num_threads()}  # results are bit-exact per thread count
-    logger = RunLogger(run_dir, config, OmegaConf.to_container(cfg.logger, resolve=True), meta,
+    logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
+    job_type, overrides = _job_identity()
+    logger_cfg["job_type"] = logger_cfg.get("job_type") or job_type
+    logger = RunLogger(run_dir, config, logger_cfg, {**meta, "overrides": overrides},
                        resume_step=ckpt["step"] if ckpt else None)
     trainer = Trainer(model, task, data, optimizer, trainer_cfg, logger, run_dir,
-                      checkpoint_extra={"config": config, "meta": meta})
+                      checkpoint_extra={"config": config, "meta": meta}, scheduler=scheduler,
+                      scheduler_interval=interval)
     exit_code = 1
     try:
         if ckpt:

@@ -2,6 +2,8 @@
 
 It knows nothing about any experiment. It needs:
   - `data.train_batches(epoch, start)`, `data.eval_batches(split)`, `data.steps_per_epoch`;
+  - an optional learning-rate scheduler (torch.optim.lr_scheduler), stepped after every update
+    (`scheduler_interval="step"`) or at the end of every epoch ("epoch");
   - `task.training_step(model, batch) -> (loss, {name: tensor})`,
     `task.evaluate(model, batches) -> {name: float}` (lower is better for every metric),
     `task.state_dict()` / `task.load_state_dict()` for state carried between batches.
@@ -9,6 +11,8 @@ It knows nothing about any experiment. It needs:
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import math
 import signal
@@ -18,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.contrib.logging import logging_redirect_tqdm
 
+from lnrepro.artifacts import atomic_write
 from lnrepro.errors import ConfigError, DivergenceError, Interrupted, OutputError
-from lnrepro.logging import RunLogger, atomic_write
+from lnrepro.runlog import RunLogger
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,7 @@ class TrainerConfig:
     eval_at_start: bool = True  # evaluate the initial model (step 0) too
     eval_splits: list = field(default_factory=lambda: ["train", "val", "test"])
     final_eval_splits: list = field(default_factory=list)  # evaluated once, after the last step
+    limit_eval_batches: int | None = None  # at most this many batches a split (debug=smoke)
     log_every: int = 100  # steps between `batch/*` rows (running means of the training batches)
     ckpt_every: int | None = None  # steps between checkpoints; None: at every evaluation
     # (a checkpoint is also written at the end and when SIGINT/SIGTERM stops the run)
@@ -58,6 +65,7 @@ class TrainerConfig:
             raise ConfigError("set trainer.epochs or trainer.max_steps")
         positive("evals_per_epoch")
         positive("eval_every", allow_none=True)
+        positive("limit_eval_batches", allow_none=True)
         positive("log_every")
         positive("ckpt_every", allow_none=True)
         positive("grad_clip", allow_none=True)
@@ -92,13 +100,19 @@ class _StopFlag:
 # what `Trainer.state_dict` writes (train.py adds "config" and "meta"): a checkpoint that lacks
 # one is refused before any state is loaded
 STATE_KEYS = ("step", "elapsed", "eval_time", "best", "last_eval", "acc", "acc_n", "model",
-              "optimizer", "task", "rng_cpu", "rng_cuda")
+              "optimizer", "scheduler", "task", "rng_cpu", "rng_cuda")
+SCHEDULER_INTERVALS = ("step", "epoch")
 
 
 class Trainer:
     def __init__(self, model, task, data, optimizer, cfg: TrainerConfig, logger: RunLogger,
-                 run_dir, checkpoint_extra: dict | None = None):
+                 run_dir, checkpoint_extra: dict | None = None, scheduler=None,
+                 scheduler_interval: str = "step"):
+        if scheduler_interval not in SCHEDULER_INTERVALS:
+            raise ConfigError(f"optim.scheduler.interval must be step|epoch, got "
+                              f"{scheduler_interval!r}")
         self.model, self.task, self.data, self.opt = model, task, data, optimizer
+        self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
         self.cfg, self.logger = cfg, logger
         self.run_dir = Path(run_dir)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
@@ -126,6 +140,7 @@ class Trainer:
             "acc_n": self._acc_n,
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "task": self.task.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -137,10 +152,15 @@ class Trainer:
         the last good checkpoint as it was."""
         state = self.state_dict()
         atomic_write(self.ckpt_path, lambda f: torch.save(state, f))
+        self.logger.log_checkpoint(self.ckpt_path, self.step)
 
     def load_state_dict(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
+        if (ckpt["scheduler"] is None) != (self.scheduler is None):
+            raise ValueError("the checkpoint and this run differ in having an lr scheduler")
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
         self.task.load_state_dict(ckpt["task"])
         self.step, self.elapsed, self.eval_time = ckpt["step"], ckpt["elapsed"], ckpt["eval_time"]
         self.best, self.last_eval = dict(ckpt["best"]), dict(ckpt["last_eval"])
@@ -160,7 +180,10 @@ class Trainer:
         for split in splits:
             if split not in self.data.splits:
                 continue
-            for k, v in self.task.evaluate(self.model, self.data.eval_batches(split)).items():
+            batches = self.data.eval_batches(split)
+            if self.cfg.limit_eval_batches:
+                batches = itertools.islice(batches, self.cfg.limit_eval_batches)
+            for k, v in self.task.evaluate(self.model, batches).items():
                 metrics[f"{split}/{k}"] = v
         self.model.train()
         for k, v in metrics.items():
@@ -181,6 +204,8 @@ class Trainer:
 
     def _log_batches(self) -> dict[str, float]:
         row = {f"batch/{k}": float(v) / self._acc_n for k, v in self._acc.items()}
+        if self.scheduler is not None:  # the learning rate of the next update
+            row["batch/lr"] = float(self.opt.param_groups[0]["lr"])
         self.logger.log(self.step, self.epoch, self._time(), row)
         self._acc, self._acc_n = {}, 0
         return row
@@ -202,11 +227,14 @@ class Trainer:
         cfg, spe = self.cfg, self.data.steps_per_epoch
         self._t0 = time.perf_counter()
         bar = self._progress()
-        last_line = 0.0
+        last_line, start_step = 0.0, self.step
+        self._pace_t0, self._pace_eval0 = self._t0, self.eval_time
         self.model.train()
         if self.step == 0 and cfg.eval_at_start:
             self.evaluate()
-        with _StopFlag() as stop:
+        # with a bar, log lines (evaluations, warnings) are printed above it instead of through it
+        quiet_bar = logging_redirect_tqdm() if bar is not None else contextlib.nullcontext()
+        with _StopFlag() as stop, quiet_bar:
             while self.step < self.total_steps:
                 epoch, offset = divmod(self.step, spe)
                 for batch in self.data.train_batches(epoch, offset):
@@ -219,6 +247,9 @@ class Trainer:
                         torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
                     self.opt.step()
                     self.step += 1
+                    if self.scheduler is not None and (
+                            self.scheduler_interval == "step" or self.step % spe == 0):
+                        self.scheduler.step()
                     for k, v in metrics.items():
                         self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
                     self._acc_n += 1
@@ -230,8 +261,8 @@ class Trainer:
                             bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in row.items()})
                         elif now - last_line >= cfg.line_seconds or done:
                             last_line = now
-                            log.info("step %d/%d epoch %.2f %s", self.step, self.total_steps,
-                                     self.epoch, _fmt(row))
+                            log.info("step %d/%d epoch %.2f %s | %s", self.step, self.total_steps,
+                                     self.epoch, _fmt(row), self._pace(start_step))
                     if bar is not None:
                         bar.update(1)
                     evaluated = self._eval_due(self.step)
@@ -253,6 +284,14 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self.summary("completed")
+
+    def _pace(self, start_step: int) -> str:
+        """Updates/s of this process (evaluation passes excluded) and the time left at that pace
+        (the evaluations still to come not counted)."""
+        train_time = time.perf_counter() - self._pace_t0 - (self.eval_time - self._pace_eval0)
+        rate = (self.step - start_step) / max(train_time, 1e-9)
+        left = (self.total_steps - self.step) / rate if rate > 0 else math.inf
+        return f"{rate:.3g} updates/s, ETA {hms(left)}"
 
     def _eval_due(self, step: int) -> bool:
         """Evaluate every `eval_interval` updates and after the last one; a regular evaluation
@@ -301,6 +340,14 @@ class Trainer:
         from tqdm import tqdm
 
         return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
+
+
+def hms(seconds: float) -> str:
+    """Seconds as h:mm:ss (? when unknown)."""
+    if not math.isfinite(seconds):
+        return "?"
+    m, sec = divmod(round(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{sec:02d}"
 
 
 def _fmt(metrics: dict[str, float]) -> str:

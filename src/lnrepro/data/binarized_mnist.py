@@ -157,27 +157,10 @@ def binarized_mnist(
         log.info("binarized MNIST: the fixed Larochelle-Murray files in %s", folder)
         kind = "fixed"
     else:
-        try:
-            (trx, _), (tex, _) = load_mnist_tensors(root, download, verify)
-        except DataError as e:
-            raise DataError(
-                f"{e} (binarized MNIST is drawn from it; or give the fixed binarization as "
-                f"{folder}/binarized_mnist_{{train,valid,test}}.amat)"
-            ) from None
-        if not 0 < val_size < len(trx):
-            raise ConfigError(f"data.val_size must be in (0, {len(trx)}), got {val_size}")
-        cache = Path(cache_dir).expanduser() if cache_dir else common.cache_dir(SUBDIR)
-        x = cached_binarization(torch.cat([trx, tex]), int(binarize_seed), cache)
-        n = len(trx) - val_size
-        splits = {"train": x[:n], "val": x[n : len(trx)], "test": x[len(trx) :]}
+        splits = stochastic_splits(root, download, verify, val_size, int(binarize_seed),
+                                   common.cache_dir(SUBDIR, cache_dir))
         kind = f"stochastic (seed {binarize_seed})"
-    sizes = {k: tuple(v.shape[1:]) for k, v in splits.items()}
-    if len(set(sizes.values())) != 1:
-        raise DataError(f"binarized MNIST splits have different image sizes: {sizes}")
-    eval_sizes = dict(eval_sizes or {})
-    unknown = set(eval_sizes) - set(splits)
-    if unknown:
-        raise ConfigError(f"data.eval_sizes names unknown split(s) {sorted(unknown)}")
+    eval_sizes = _check_splits(splits, eval_sizes)
     data = TensorData(
         {k: (v,) for k, v in splits.items()},
         batch_size,
@@ -192,3 +175,34 @@ def binarized_mnist(
         raise DataError(f"binarized MNIST images are {h}x{w}; DRAW here takes square images")
     data.model_kwargs = {"image_size": int(h)}  # train.py fills or checks model.image_size
     return data
+
+
+def stochastic_splits(root: Path, download: bool, verify: bool, val_size: int, binarize_seed: int,
+                      cache: Path) -> dict[str, torch.Tensor]:
+    """MNIST under `root` binarized with `binarize_seed` (cached in `cache`): the last
+    `val_size` training images validate, the test set tests."""
+    try:
+        (trx, _), (tex, _) = load_mnist_tensors(root, download, verify)
+    except DataError as e:
+        raise DataError(
+            f"{e} (binarized MNIST is drawn from it; or give the fixed binarization as "
+            f"{root / SUBDIR}/binarized_mnist_{{train,valid,test}}.amat)"
+        ) from None
+    if not 0 < val_size < len(trx):
+        raise ConfigError(f"data.val_size must be in (0, {len(trx)}), got {val_size}")
+    x = cached_binarization(torch.cat([trx, tex]), binarize_seed, cache)
+    n = len(trx) - val_size
+    return {"train": x[:n], "val": x[n : len(trx)], "test": x[len(trx) :]}
+
+
+def _check_splits(splits: dict[str, torch.Tensor], eval_sizes: dict | None) -> dict:
+    """The splits' images must have one size, and `eval_sizes` name known splits; returns
+    eval_sizes as a dict."""
+    sizes = {k: tuple(v.shape[1:]) for k, v in splits.items()}
+    if len(set(sizes.values())) != 1:
+        raise DataError(f"binarized MNIST splits have different image sizes: {sizes}")
+    eval_sizes = dict(eval_sizes or {})
+    unknown = set(eval_sizes) - set(splits)
+    if unknown:
+        raise ConfigError(f"data.eval_sizes names unknown split(s) {sorted(unknown)}")
+    return eval_sizes

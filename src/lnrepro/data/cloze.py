@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import torch
 
+from lnrepro.checks import positive_int
 from lnrepro.data.common import check_batch_size
 from lnrepro.data.verify import check_flag
 from lnrepro.errors import ConfigError, DataError
@@ -229,10 +230,7 @@ class ClozeData:
             raise DataError("the cloze corpus has no training questions")
         self.batch_size = check_batch_size(batch_size)
         self.eval_batch_size = check_batch_size(eval_batch_size)
-        if isinstance(bucket_batches, bool) or not isinstance(bucket_batches, int) \
-                or bucket_batches < 1:
-            raise ConfigError(f"data.bucket_batches must be a positive integer, got "
-                              f"{bucket_batches!r}")
+        positive_int(bucket_batches, "data.bucket_batches")
         self.bucket_batches, self.seed, self.repermute = bucket_batches, int(seed), repermute
         self.train = splits["train"]
         self.splits = {k: v for k, v in splits.items() if k != "train"}

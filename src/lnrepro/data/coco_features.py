@@ -40,8 +40,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from lnrepro.data.books import EOS_ID, PAD_ID, SPECIALS, UNK_ID, vocab_hash
-from lnrepro.data.common import check_batch_size
+from lnrepro.checks import positive_int
+from lnrepro.data.books import EOS_ID, PAD_ID, SPECIALS, UNK_ID
+from lnrepro.data.common import check_batch_size, vocab_hash
 from lnrepro.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,7 @@ class CocoFeatures:
     @staticmethod
     def _folds(name, caps, feats, fold_images: int, n_folds: int) -> list[Pairs]:
         for key, v in (("fold_images", fold_images), (f"{name}_folds", n_folds)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"data.{key} must be a positive integer, got {v!r}")
+            positive_int(v, f"data.{key}")
         if n_folds * fold_images > len(feats):
             raise ConfigError(f"data.{name}_folds={n_folds} folds of data.fold_images="
                               f"{fold_images} need {n_folds * fold_images} {name} images; the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -10,8 +11,9 @@ from typing import BinaryIO
 
 import torch
 
+from lnrepro.artifacts import atomic_write
+from lnrepro.checks import positive_int
 from lnrepro.errors import ConfigError, OutputError
-from lnrepro.logging import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +25,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("LNREPRO_CACHE") or "~/.cache/lnrepro").expanduser()
 
 
-def cache_dir(name: str) -> Path:
-    return cache_root() / name
+def cache_dir(name: str, override: str | Path | None = None) -> Path:
+    """The cache folder of one kind of cache: `override` (a config's `cache_dir`) when given,
+    else cache_root() / name."""
+    return Path(override).expanduser() if override else cache_root() / name
 
 
 def write_cache(path: Path, write: Callable[[BinaryIO], None]) -> bool:
@@ -38,10 +42,14 @@ def write_cache(path: Path, write: Callable[[BinaryIO], None]) -> bool:
         return False
 
 
+def vocab_hash(vocab: list[str]) -> str:
+    """Short content hash of a vocabulary (symbols hold no whitespace, so "\\n" separates),
+    saved with a model and checked when a checkpoint is loaded."""
+    return hashlib.sha256("\n".join(vocab).encode()).hexdigest()[:16]
+
+
 def check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size!r}")
-    return batch_size
+    return positive_int(batch_size, "data.batch_size")
 
 
 class TensorData:
@@ -80,7 +88,7 @@ class TensorData:
             )
         self.steps_per_epoch = n // self.batch_size
 
-    def to(self, device) -> "TensorData":
+    def to(self, device) -> TensorData:
         self.splits = {k: tuple(t.to(device) for t in v) for k, v in self.splits.items()}
         return self
 

@@ -32,7 +32,6 @@ the next of the same stream (truncated BPTT) and resets it where `first` is set.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import zlib
 from collections.abc import Iterator
@@ -41,7 +40,9 @@ from typing import NamedTuple
 
 import torch
 
+from lnrepro.checks import positive_int
 from lnrepro.data import common
+from lnrepro.data.common import vocab_hash
 from lnrepro.data.verify import verify_files
 from lnrepro.errors import ConfigError, DataError
 
@@ -65,9 +66,7 @@ class Segment(NamedTuple):
 
 
 def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"data.{name} must be a positive integer, got {value!r}")
-    return value
+    return positive_int(value, f"data.{name}")
 
 
 def _missing_message(ptb: Path, level: str, missing: list[str]) -> str:
@@ -213,11 +212,6 @@ def load_hub_symbols(hub_id: str, level: str, hub_config: str | None = None,
             raise DataError(f"the {name} split of the Hub dataset {hub_id!r} is empty")
         out[split] = word_symbols(text) if level == "word" else char_symbols_from_words(text)
     return out
-
-
-def vocab_hash(vocab: list[str]) -> str:
-    """Short content hash of a vocabulary (symbols hold no whitespace, so "\\n" separates)."""
-    return hashlib.sha256("\n".join(vocab).encode()).hexdigest()[:16]
 
 
 def encode(symbols: list[str], stoi: dict[str, int], where: str) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec, as_spec, linear_bias, make_norm
+from lnrepro.nn.norm import NormSpec, as_spec, linear_bias, make_norm, weight_normed
 
 
 class ConvNet(nn.Module):
@@ -23,7 +23,10 @@ class ConvNet(nn.Module):
     This is the paper's definition (all hidden units of a layer share the statistics); it is the
     variant whose assumption, "similar contributions" of all units, the paper says fails for
     conv layers (units near the borders are rarely on). Conv BN: per channel, over the batch and
-    all positions (standard BatchNorm2d).
+    all positions (standard BatchNorm2d). `norm=rms`: RMSNorm where LN goes, the mean square
+    over all C*H*W units of the case, per-channel gain and bias. `norm=wn`: weight norm
+    (w = g v / ||v||, one g per output channel / unit, data-free init) on the layers BN
+    normalises (every conv and the hidden fc), each keeping its own bias.
 
     Args:
         in_channels, image_size: of the input images (the data supplies them).
@@ -49,12 +52,14 @@ class ConvNet(nn.Module):
         prev = in_channels
         for c in channels:
             for _ in range(2):
-                layers += [nn.Conv2d(prev, c, 3, padding=1, bias=linear_bias(spec)),
+                conv = nn.Conv2d(prev, c, 3, padding=1, bias=linear_bias(spec))
+                layers += [weight_normed(spec, conv),
                            make_norm(spec, c), nn.ReLU()]
                 prev = c
             layers.append(nn.MaxPool2d(2))
         side = image_size // 4
-        layers += [nn.Flatten(), nn.Linear(prev * side * side, hidden, bias=linear_bias(spec)),
+        fc = nn.Linear(prev * side * side, hidden, bias=linear_bias(spec))
+        layers += [nn.Flatten(), weight_normed(spec, fc),
                    make_norm(spec, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
         self.net = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))
 

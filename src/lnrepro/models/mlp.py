@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec, as_spec, linear_bias, make_norm
+from lnrepro.nn.norm import NormSpec, as_spec, linear_bias, make_norm, weight_normed
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -17,7 +17,9 @@ class MLP(nn.Module):
     Sec. 6.6: LN normalizes the hidden layers only, never the logits ("prediction confidence
     is determined by the scale of the logits"); BN is "applied to all layers", so with
     `norm=bn` the logits are batch-normalized too (`norm_logits` lists the kinds that do).
-    The linear layer drops its own bias wherever a norm's bias replaces it.
+    The linear layer drops its own bias wherever a norm's bias replaces it. `norm=wn` (weight
+    norm) reparametrizes the weights of the layers BN normalises: every layer, the logits too
+    (as it is in `norm_logits`); `norm=rms` goes where LN goes.
     """
 
     def __init__(
@@ -27,7 +29,7 @@ class MLP(nn.Module):
         out_dim: int = 10,
         norm: NormSpec | str = "ln",
         activation: str = "relu",
-        norm_logits: tuple[str, ...] = ("bn",),
+        norm_logits: tuple[str, ...] = ("bn", "wn"),
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -37,13 +39,14 @@ class MLP(nn.Module):
         prev = in_dim
         for width in hidden:
             layers += [
-                nn.Linear(prev, width, bias=linear_bias(spec)),
+                weight_normed(spec, nn.Linear(prev, width, bias=linear_bias(spec))),
                 make_norm(spec, width),
                 ACTIVATIONS[activation](),
             ]
             prev = width
         with_norm = spec.kind in tuple(norm_logits)
-        layers += [nn.Linear(prev, out_dim, bias=not with_norm or linear_bias(spec))]
+        logits = nn.Linear(prev, out_dim, bias=not with_norm or linear_bias(spec))
+        layers += [weight_normed(spec, logits) if with_norm else logits]
         if with_norm:
             layers.append(make_norm(spec, out_dim))
         self.net = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))

@@ -1,15 +1,28 @@
-"""Recurrent core with the norm switch: LSTM and GRU (norm=ln|bn|none), plus their cells.
+"""Recurrent core with the norm switch: LSTM and GRU (norm=ln|bn|none|wn|rms), plus their cells.
 
 Shapes are TIME-FIRST everywhere: inputs x are (T, B, I), outputs (T, B, H), states
 (num_layers, B, H) as in torch.nn.LSTM / torch.nn.GRU; single steps (the cells) take (B, I) and
 (B, H).
 
+Every norm comes from `lnrepro.nn.norm` (the one normalization module): a cell asks
+`make_time_norm(spec, sizes, t_max, shift)` for the norm of each projection and applies it with
+`apply_time_norm(norm, u, t, live, min_live)`, and lets `weight_normed(spec, cell, name)`
+reparametrize its weights; it never looks at the kind.
+
 * norm "none": the plain recurrences, numerically equal to torch.nn.LSTM / torch.nn.GRU once
   their weights are copied in (`copy_from_torch`).
 * norm "ln": the paper's LN-LSTM (supplementary Eq. 20-22) and LN-GRU (Eq. 23-28); the DRAW cell
   (Eq. 29-31) is `LSTMCell(..., norm="ln", ln_gates=False)`.
-* norm "bn": recurrent batch norm after Cooijmans et al. 2017 ("Recurrent Batch Normalization"), with statistics
-  per time step (`SeqBatchNorm`).
+* norm "bn": recurrent batch norm after Cooijmans et al. 2017 ("Recurrent Batch
+  Normalization"), with statistics per time step (`SeqBatchNorm`), gains
+  `norm.recurrent_gain_init` (0.1).
+* norm "rms": RMSNorm (Zhang & Sennrich 2019) wherever LN goes (LSTM: N_h, N_x over the 4H gate
+  units, N_c over c_t; GRU: the [r; z] and candidate groups of both projections), gain 1, bias 0.
+* norm "wn": weight normalization (Salimans & Kingma 2016) of W_ih and W_hh, per row (one g per
+  gate unit), data-free init (g = ||v|| after the usual init: the cell computes what norm "none"
+  does at init); no norm on the summed inputs or on c_t; the plain biases of norm "none". The
+  normalised W_hh is computed once per `scan` and handed to `_scan`, whose `_DeferredWeightGrad`
+  returns dL/dW to it, from where autograd carries it to g and v.
 
 Variable-length batches (optional `mask`, (T, B) bool, True where a case is live; LSTM only):
 padded steps keep the state unchanged (as the Attentive_reader code of Cooijmans et al.), so
@@ -17,7 +30,7 @@ the final (h, c) is each case's state after its last live step; per-step BN stat
 taken over the live cases only, and a step with fewer than `min_live` live cases (of a
 training batch) uses the statistics of the last step that had enough (`SeqBatchNorm`). LN and
 "none" are per case, so padding never reaches a live case's output. Without a mask (the
-default) nothing changes.
+default) nothing changes. RMSNorm and "wn" are per case too.
 
 Time-step index of the BN statistics: step k of a `forward(x, ..., t0)` call uses the statistics
 of step t0 + k; t0 defaults to 0, so the index restarts at every call (position within the
@@ -28,7 +41,7 @@ Initialization (`init=`): "torch" draws every weight from U(-1/sqrt(H), 1/sqrt(H
 does; "orthogonal" makes each H x H gate block of the recurrent matrix orthogonal (the authors'
 LN code and Cooijmans et al.). Gate biases: torch's uniform draw where the gates are not
 normalised, zeros next to a norm (the paper's b = 0, no forget-gate +1). LN gains 1 / biases 0
-(Sec. 6), BN gains 0.1 / shifts 0 (Cooijmans et al.).
+(Sec. 6), BN gains 0.1 / shifts 0 (Cooijmans et al.), RMSNorm as LN; weight norm after the init.
 
 Speed: the input projection (and its norm) is computed for all T steps in one batched matmul;
 Python loops only over the recurrence. Autograd would form the gradient of the recurrent weight
@@ -46,226 +59,22 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec, as_spec, make_norm
+from lnrepro.nn.norm import (  # noqa: F401  (SeqBatchNorm, GroupLN: re-exported)
+    DEFAULT_T_MAX,
+    MIN_LIVE,
+    GroupLN,
+    NormSpec,
+    SeqBatchNorm,
+    apply_time_norm,
+    as_spec,
+    linear_bias,
+    make_time_norm,
+    weight_normed,
+)
 
-DEFAULT_T_MAX = 1000  # BN: steps with their own population statistics (longer reuse the last)
-MIN_LIVE = 16  # masked BN: fewest live cases whose statistics a training step may use
-BN_GAIN_INIT = 0.1  # Cooijmans et al.: gamma 0.1; ~1 saturates tanh, <= 0.01 is unstable
 INITS = ("torch", "orthogonal")
 
 Norm = NormSpec | str
-
-
-class SeqBatchNorm(nn.Module):
-    """Batch norm with statistics per time step (Cooijmans et al. 2016, Sec. 3-4).
-
-    Training: each step t is normalised with the mean and variance over the batch of that step
-    only (averaging over time "severely degrades performance"); the running averages of step t
-    go to row t of `running_mean` / `running_var` (t_max, F). Evaluation: step t uses row
-    min(t, t_max - 1), i.e. the last row's statistics are reused beyond t_max. Training steps
-    t >= t_max are normalised with their batch statistics but not recorded. The gain (and the
-    optional shift) are shared over time.
-
-    `forward(x, t0)`: x is (T, B, F) for steps t0 .. t0+T-1, or (B, F) for the single step t0.
-    Normalises with the unbiased batch variance when `unbiased` (Sec. 6.6); the running variance
-    is always the unbiased estimate, as in torch.
-
-    `mask` (optional, (T, B) or (B,) bool, True = live case): training statistics over the live
-    cases only (`_masked`); evaluation is per case and ignores it. None: the code path above.
-    """
-
-    def __init__(
-        self,
-        num_features: int,
-        t_max: int = DEFAULT_T_MAX,
-        eps: float = 1e-5,
-        momentum: float = 0.1,
-        unbiased: bool = False,
-        gain_init: float = BN_GAIN_INIT,
-        shift: bool = True,
-    ):
-        super().__init__()
-        if t_max < 1:
-            raise ConfigError(f"bn t_max must be >= 1, got {t_max}")
-        if not eps > 0:  # a step's batch variance can be 0 (e.g. a zero initial state)
-            raise ConfigError(f"recurrent batch norm needs norm.eps > 0, got {eps}")
-        self.num_features, self.t_max = num_features, t_max
-        self.eps, self.momentum, self.unbiased = eps, momentum, unbiased
-        self.weight = nn.Parameter(torch.full((num_features,), float(gain_init)))
-        self.bias = nn.Parameter(torch.zeros(num_features)) if shift else None
-        self.register_buffer("running_mean", torch.zeros(t_max, num_features))
-        self.register_buffer("running_var", torch.ones(t_max, num_features))
-
-    @classmethod
-    def from_spec(cls, spec: NormSpec, num_features: int, t_max: int, shift: bool):
-        return cls(num_features, t_max, spec.eps, spec.momentum, spec.unbiased, shift=shift)
-
-    def forward(self, x: torch.Tensor, t0: int = 0, mask: torch.Tensor | None = None,
-                min_live: int = MIN_LIVE) -> torch.Tensor:
-        if t0 < 0:
-            raise ConfigError(f"time-step offset t0 must be >= 0, got {t0}")
-        if mask is not None and self.training:
-            return self._masked(x, t0, mask, min_live)
-        batch = x.shape[-2]
-        if self.training and batch < 2:
-            raise ConfigError(
-                "recurrent batch norm needs batch size >= 2 in training (statistics over the "
-                f"batch of each time step), got {batch}: use norm=ln (made for this case) "
-                "or a larger data.batch_size"
-            )
-        step = x.dim() == 2
-        steps = 1 if step else x.shape[0]
-        if self.training and t0 < self.t_max < t0 + steps:  # record the steps up to t_max only
-            n = self.t_max - t0
-            return torch.cat([self(x[:n], t0), self(x[n:], self.t_max)])
-        if self.training and self.unbiased:  # F.batch_norm normalises with the biased variance
-            y = self._unbiased(x.unsqueeze(0) if step else x, t0)
-            return y[0] if step else y
-        # one BN channel per (step, unit): (B, T*F), so the fused kernel does all steps at once
-        flat = x if step else x.transpose(0, 1).reshape(batch, -1)
-        if self.training and t0 >= self.t_max:
-            mean = var = None
-        else:
-            mean, var = self._rows(t0, steps)
-        y = F.batch_norm(
-            flat, mean, var, self._tile(self.weight, steps), self._tile(self.bias, steps),
-            self.training, self.momentum, self.eps,
-        )
-        return y if step else y.view(batch, steps, -1).transpose(0, 1)
-
-    def _masked(self, x: torch.Tensor, t0: int, mask: torch.Tensor, min_live: int):
-        """Training on a padded batch: step t's mean and (biased, or unbiased with `unbiased`)
-        variance over its live cases. A step with fewer than min(min_live, B) live cases uses
-        the statistics of the last step that had enough: within this call, or from an earlier
-        call of the same sequence (single steps of a recurrence: `_held`); the first step of a
-        sequence (t0 = 0) always uses its own. Running row t averages the statistics that step t
-        used, so evaluation sees what training did. A single step with every case live takes
-        the unmasked path (the same statistics, fused kernel)."""
-        xs, ms = (x.unsqueeze(0), mask.unsqueeze(0)) if x.dim() == 2 else (x, mask)
-        counts = ms.sum(1).tolist()
-        if t0 == 0 and counts[0] < 2:
-            raise ConfigError("recurrent batch norm needs >= 2 live cases at the first step of "
-                              "a training batch: use norm=ln or a larger data.batch_size")
-        need = min(min_live, xs.shape[1])
-        ok = [c >= need or (t0 == 0 and k == 0) for k, c in enumerate(counts)]
-        if x.dim() == 2 and ok[0]:
-            self._held = (x, None if counts[0] == x.shape[0] else mask)
-            if self._held[1] is None:
-                return self(x, t0)
-        mean, var, n = _live_stats(xs, ms)
-        if not all(ok):
-            src, last = [], -1
-            for k, good in enumerate(ok):
-                last = k if good else last
-                src.append(last)
-            if src[0] < 0:  # no step of this call had enough: the one held from earlier
-                if getattr(self, "_held", None) is None:
-                    raise ConfigError("masked recurrent batch norm: no earlier step of this "
-                                      "sequence had enough live cases (start it at t0 = 0)")
-                hx, hm = self._held
-                held = _live_stats(hx.unsqueeze(0), None if hm is None else hm.unsqueeze(0))
-                mean, var, n = (torch.cat([h, v]) for h, v in zip(held, (mean, var, n)))
-                src = [k + 1 for k in src]
-            idx = torch.tensor(src, device=x.device)
-            mean, var, n = mean[idx], var[idx], n[idx]
-        if any(ok) and x.dim() == 3:
-            j = max(k for k, good in enumerate(ok) if good)
-            self._held = (xs[j], ms[j])
-        return self._normalise(xs, mean, var, n, t0).view_as(x)
-
-    def _normalise(self, xs, mean, var, n, t0: int) -> torch.Tensor:
-        """(T, B, F) steps t0.. with the given per-step statistics (T, F), (T, F), (T, 1);
-        rows below t_max of the running averages move towards them."""
-        rows = min(len(mean), max(0, self.t_max - t0))
-        if rows:  # through .data, as F.batch_norm's kernel: its backward saved these buffers,
-            # and an in-place op on them would bump their version counter
-            with torch.no_grad():
-                unbiased = var[:rows] * n[:rows] / (n[:rows] - 1).clamp(min=1)
-                self.running_mean.data[t0 : t0 + rows].lerp_(mean[:rows], self.momentum)
-                self.running_var.data[t0 : t0 + rows].lerp_(unbiased, self.momentum)
-        if self.unbiased:
-            var = var * n / (n - 1).clamp(min=1)
-        scale = (torch.rsqrt(var + self.eps) * self.weight).unsqueeze(1)
-        y = (xs - mean.unsqueeze(1)) * scale
-        return y if self.bias is None else y + self.bias
-
-    def _rows(self, t0: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Running statistics of steps t0.., flattened; views (updated in place) within t_max."""
-        if t0 + steps <= self.t_max:
-            return (
-                self.running_mean[t0 : t0 + steps].view(-1),
-                self.running_var[t0 : t0 + steps].view(-1),
-            )
-        rows = torch.arange(t0, t0 + steps, device=self.running_mean.device)
-        rows = rows.clamp_(max=self.t_max - 1)  # evaluation only: reuse the last step's statistics
-        return self.running_mean[rows].view(-1), self.running_var[rows].view(-1)
-
-    @staticmethod
-    def _tile(p: torch.Tensor | None, steps: int) -> torch.Tensor | None:
-        return p if p is None or steps == 1 else p.expand(steps, -1).reshape(-1)
-
-    def _unbiased(self, x: torch.Tensor, t0: int) -> torch.Tensor:
-        """Training with the unbiased batch variance (Sec. 6.6), x (T, B, F)."""
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=1)
-        if t0 < self.t_max:
-            with torch.no_grad():
-                self.running_mean[t0 : t0 + x.shape[0]].lerp_(mean[:, 0], self.momentum)
-                self.running_var[t0 : t0 + x.shape[0]].lerp_(var[:, 0], self.momentum)
-        y = (x - mean) * torch.rsqrt(var + self.eps) * self.weight
-        return y if self.bias is None else y + self.bias
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.num_features}, t_max={self.t_max}, eps={self.eps}, "
-            f"momentum={self.momentum}, unbiased={self.unbiased}, shift={self.bias is not None}"
-        )
-
-
-def _live_stats(xs: torch.Tensor, ms: torch.Tensor | None):
-    """Per-step mean and biased variance over the live cases of xs (T, B, F), mask ms (T, B)
-    (None: all live), and the live counts (T, 1)."""
-    if ms is None:
-        var, mean = torch.var_mean(xs, dim=1, correction=0)
-        return mean, var, xs.new_full((xs.shape[0], 1), xs.shape[1])
-    m = ms.to(xs.dtype).unsqueeze(-1)
-    n = m.sum(1)
-    mean = (xs * m).sum(1) / n.clamp(min=1)
-    var = ((xs - mean.unsqueeze(1)).square() * m).sum(1) / n.clamp(min=1)
-    return mean, var, n
-
-
-class GroupLN(nn.Module):
-    """Separate LNs over consecutive groups of units, e.g. the GRU's [r; z] (2H) and n (H)."""
-
-    def __init__(self, spec: NormSpec, sizes: tuple[int, ...]):
-        super().__init__()
-        self.sizes = sizes
-        self.groups = nn.ModuleList(make_norm(spec, n) for n in sizes)
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return torch.cat([ln(part) for ln, part in zip(self.groups, u.split(self.sizes, -1))], -1)
-
-
-def _time_norm(spec: NormSpec, sizes: tuple[int, ...], t_max: int, shift: bool):
-    """The norm of one projection, with LN statistics per group of `sizes` units: LN from the
-    factory, per-step BN (per unit, so the groups do not matter), or None."""
-    if spec.kind == "bn":
-        return SeqBatchNorm.from_spec(spec, sum(sizes), t_max, shift)
-    if spec.kind == "ln":
-        return make_norm(spec, sizes[0]) if len(sizes) == 1 else GroupLN(spec, sizes)
-    return None
-
-
-def _normed(norm: nn.Module | None, u: torch.Tensor, t: int, live: torch.Tensor | None = None,
-            min_live: int = MIN_LIVE) -> torch.Tensor:
-    """Apply a `_time_norm` to (T, B, F) steps t.. or to the (B, F) step t (`live`: the mask of
-    those steps, for BN statistics over live cases only)."""
-    if norm is None:
-        return u
-    if isinstance(norm, SeqBatchNorm):
-        return norm(u, t) if live is None else norm(u, t, live, min_live)
-    # LN is per case: flatten time into the batch (norm.LayerNorm reads 3-d input as (N, C, L))
-    return norm(u.reshape(-1, u.shape[-1])).view(u.shape)
 
 
 class _DeferredWeightGrad(torch.autograd.Function):
@@ -349,7 +158,10 @@ class LSTMCell(nn.Module):
     `ln_gates` / `ln_cell` switch the chosen norm off at the gates / at c_t. DRAW (Eq. 29-31):
     `LSTMCell(I, H, norm="ln", ln_gates=False)`, LN only on c_t.
     With norm "bn" (Cooijmans et al.): N_h, N_x are per-step BN without shift (b is the shift),
-    N_c per-step BN with shift; no norm in the cell update; gains 0.1.
+    N_c per-step BN with shift; no norm in the cell update; gains `norm.recurrent_gain_init` (0.1).
+    Norm "rms": RMSNorm at N_h, N_x, N_c (where LN goes). Norm "wn": N_h = N_x = N_c = identity,
+    W_ih and W_hh weight-normalised per row, b as norm "none"; it stays on the weights when
+    `ln_gates` is off (DRAW), as WN has nothing to put on c_t.
     """
 
     def __init__(
@@ -371,10 +183,16 @@ class LSTMCell(nn.Module):
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         self.bias = nn.Parameter(torch.empty(4 * hidden_size))
-        self.norm_ih = _time_norm(gates_spec, (4 * hidden_size,), t_max, shift=False)
-        self.norm_hh = _time_norm(gates_spec, (4 * hidden_size,), t_max, shift=False)
-        self.norm_c = _time_norm(cell_spec, (hidden_size,), t_max, shift=True)
-        _init_weights(self, hidden_size, init, gate_bias_zero=gates_spec.kind != "none")
+        self.norm_ih = make_time_norm(gates_spec, (4 * hidden_size,), t_max, shift=False)
+        self.norm_hh = make_time_norm(gates_spec, (4 * hidden_size,), t_max, shift=False)
+        self.norm_c = make_time_norm(cell_spec, (hidden_size,), t_max, shift=True)
+        _init_weights(self, hidden_size, init, gate_bias_zero=not linear_bias(gates_spec))
+        # weight norm on W_ih and W_hh (after the init: data-free, g = ||v||) wherever the
+        # cell is normalised at all: it has no place on c_t, so DRAW's cells (ln_gates=False)
+        # get it on their weights too
+        weights_spec = spec if ln_gates or ln_cell else cell_spec
+        weight_normed(weights_spec, self, "weight_ih")
+        weight_normed(weights_spec, self, "weight_hh")
 
     def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
         """N_x(W_ih x) + b for (T, B, I) steps t0.. (one batched matmul) or one (B, I) step."""
@@ -383,7 +201,7 @@ class LSTMCell(nn.Module):
     def finish_input(self, u: torch.Tensor, t0: int = 0) -> torch.Tensor:
         """N_x(u) + b for a product u = W_ih x computed by the caller, (T, B, 4H) or (B, 4H):
         for inputs assembled step by step (the handwriting net's attention window)."""
-        return _normed(self.norm_ih, u, t0) + self.bias
+        return apply_time_norm(self.norm_ih, u, t0) + self.bias
 
     def step(self, xin_t, a_t, state, t: int = 0):
         """Eq. 20-22 from the input term `finish_input(..)` and a_t = W_hh h_{t-1}: the
@@ -394,10 +212,10 @@ class LSTMCell(nn.Module):
         """Eq. 20-22 given the input term xin_t and the recurrent product a_t = W_hh h_{t-1};
         `live` (B,) bool: the cases whose BN statistics count at this step."""
         c = state[1]
-        gates = xin_t + _normed(self.norm_hh, a_t, t, live, min_live)
+        gates = xin_t + apply_time_norm(self.norm_hh, a_t, t, live, min_live)
         i, f, g, o = gates.chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(_normed(self.norm_c, c, t, live, min_live))
+        h = torch.sigmoid(o) * torch.tanh(apply_time_norm(self.norm_c, c, t, live, min_live))
         return h, c
 
     def zero_state(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -416,7 +234,8 @@ class LSTMCell(nn.Module):
         state = self.zero_state(x) if state is None else state
         if mask is None:
             return _scan(self._step, self.input_term(x, t0), self.weight_hh, state, t0)
-        xin = _normed(self.norm_ih, F.linear(x, self.weight_ih), t0, mask, min_live) + self.bias
+        xin = apply_time_norm(self.norm_ih, F.linear(x, self.weight_ih), t0, mask, min_live)
+        xin = xin + self.bias
 
         full = mask.all(1).tolist()
 
@@ -446,7 +265,9 @@ class GRUCell(nn.Module):
     Norm "none": plain biases (`bias` for [r; z; n] on the input side, torch's b_hn inside
     sig(r) * (U h + b_hn)). Norm "bn": per-step BN at the same four places, gains 0.1, the
     input-side ones with a shift (the role of b), the recurrent-side ones without (as Cooijmans'
-    beta_h = 0); BN is per unit, so one BN over each 3H projection is the same thing.
+    beta_h = 0); BN is per unit, so one BN over each 3H projection is the same thing. Norm "rms":
+    RMSNorm at the four places of LN, over the same groups. Norm "wn": W_ih and W_hh
+    weight-normalised per row, the biases of norm "none", no other norm.
     """
 
     def __init__(
@@ -464,24 +285,26 @@ class GRUCell(nn.Module):
         H = hidden_size
         self.weight_ih = nn.Parameter(torch.empty(3 * H, input_size))
         self.weight_hh = nn.Parameter(torch.empty(3 * H, H))
-        if spec.kind == "none":
+        if linear_bias(spec):  # no norm's bias replaces them
             self.bias = nn.Parameter(torch.empty(3 * H))
             self.bias_hn = nn.Parameter(torch.empty(H))
         else:
             self.bias = self.bias_hn = None
-        self.norm_ih = _time_norm(spec, (2 * H, H), t_max, shift=True)
-        self.norm_hh = _time_norm(spec, (2 * H, H), t_max, shift=False)
+        self.norm_ih = make_time_norm(spec, (2 * H, H), t_max, shift=True)
+        self.norm_hh = make_time_norm(spec, (2 * H, H), t_max, shift=False)
         _init_weights(self, H, init, gate_bias_zero=False)
+        weight_normed(spec, self, "weight_ih")  # after the init: data-free, g = ||v||
+        weight_normed(spec, self, "weight_hh")
 
     def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
         """N_x(W_ih x) [+ b] for (T, B, I) steps t0.. (one batched matmul) or one (B, I) step."""
-        return _normed(self.norm_ih, F.linear(x, self.weight_ih, self.bias), t0)
+        return apply_time_norm(self.norm_ih, F.linear(x, self.weight_ih, self.bias), t0)
 
     def _step(self, xin_t, a_t, state, t: int):
         """Eq. 23-28 given the input term and the recurrent product a_t = [W_h; U] h_{t-1}."""
         h, H = state[0], self.hidden_size
         x_rz, x_n = xin_t.split([2 * H, H], 1)
-        a_rz, a_n = _normed(self.norm_hh, a_t, t).split([2 * H, H], 1)
+        a_rz, a_n = apply_time_norm(self.norm_hh, a_t, t).split([2 * H, H], 1)
         r, z = torch.sigmoid(x_rz + a_rz).chunk(2, 1)
         if self.bias_hn is not None:
             a_n = a_n + self.bias_hn

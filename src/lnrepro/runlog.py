@@ -18,56 +18,14 @@ import netrc
 import os
 import secrets
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlparse
 
 from lnrepro import REPO_ROOT
-from lnrepro.errors import ConfigError, OutputError, one_line
+from lnrepro.artifacts import atomic_write_text, output_error
+from lnrepro.errors import ConfigError, one_line
 
 log = logging.getLogger(__name__)
-
-
-def output_error(path: Path, error: BaseException) -> OutputError | None:
-    """The OutputError line for a failed write of `path`, when `error` is (or was raised while
-    handling) an OSError: torch.save reports a full disk as a RuntimeError whose context is the
-    OSError. None for any other error."""
-    seen = set()
-    while error is not None and id(error) not in seen and not isinstance(error, OSError):
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    if not isinstance(error, OSError):
-        return None
-    return OutputError(f"cannot write {path} ({error.strerror or error}): free space or fix the "
-                       "permissions; files written before are intact")
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through `write(file)` into a temporary file next to it, then rename it over
-    `path`: a kill never leaves a half-written file, and a failed write (disk full, permissions,
-    quota) removes the temporary file, leaves the previous `path` intact and raises OutputError."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        error = output_error(path, e)
-        if error is None:
-            raise
-        raise error from None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """`atomic_write` of a text (UTF-8)."""
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 class BelowLevel(logging.Filter):
@@ -208,7 +166,8 @@ class RunLogger:
                 entity=cfg.get("entity"),
                 group=cfg.get("group"),
                 tags=[str(t) for t in cfg.get("tags") or []],
-                name=cfg.get("name"),
+                name=cfg.get("name") or self.default_name(),
+                job_type=cfg.get("job_type") or "train",
                 config={**self.config, "_meta": self.meta},
                 dir=str(self.run_dir),
                 mode=mode,
@@ -239,6 +198,44 @@ class RunLogger:
                         one_line(e))
             return
         log.info("W&B %s run %s in %s", mode, run_id, folder)
+        self.log_checkpoints = bool(cfg.get("log_checkpoints", False))
+        # every curve against the update count; the summary of an evaluation metric keeps its
+        # best value (lowest: every metric of this project is lower-is-better), a training
+        # batch mean its last (_define)
+        self._defined: set[str] = set()
+        try:
+            self.wandb.define_metric("update")
+            self.wandb.define_metric("epoch", step_metric="update")
+        except Exception as e:  # noqa: BLE001
+            self._wandb_failed(e)
+
+    def default_name(self) -> str:
+        """`<experiment>/<norm>_bs<batch>_s<seed>`, and a sweep's other overrides after it."""
+        m = self.meta
+        name = f"{self.config.get('name')}/{m.get('norm')}_bs{m.get('batch_size')}_s{m.get('seed')}"
+        return name + (f"_{m['overrides']}" if m.get("overrides") else "")
+
+    def _define(self, metrics: dict) -> None:
+        for k in metrics:
+            if k not in self._defined:
+                self._defined.add(k)
+                self.wandb.define_metric(k, step_metric="update",
+                                         summary="last" if k.startswith("batch/") else "min")
+
+    def log_checkpoint(self, path: Path, step: int) -> None:
+        """With `logger.log_checkpoints=true`, the checkpoint as a W&B model artifact (aliases
+        latest and step<k>); a failure turns W&B off, never the run."""
+        if self.wandb is None or not getattr(self, "log_checkpoints", False):
+            return
+        try:
+            import wandb
+
+            art = wandb.Artifact(f"checkpoint-{self.wandb.id}", type="model",
+                                 metadata={"step": step, **_jsonable(self.meta)})
+            art.add_file(str(path), name="last.pt")
+            self.wandb.log_artifact(art, aliases=["latest", f"step{step}"])
+        except Exception as e:  # noqa: BLE001
+            self._wandb_failed(e)
 
     def _wandb_failed(self, e: Exception) -> None:
         log.warning("W&B stopped working (%s): it is off for the rest of this run; "
@@ -255,7 +252,8 @@ class RunLogger:
             raise output_error(self.path, e) from None
         if self.wandb is not None:
             try:
-                self.wandb.log({"epoch": epoch, **metrics}, step=step)
+                self._define(metrics)
+                self.wandb.log({"update": step, "epoch": epoch, **metrics}, step=step)
             except Exception as e:  # noqa: BLE001  (the mirror never stops a run)
                 self._wandb_failed(e)
 

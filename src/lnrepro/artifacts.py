@@ -1,0 +1,121 @@
+"""Files a run or a script leaves behind: atomic writes (text, CSV, figures) and checkpoints.
+
+Every result file (results/*.csv, *.md, *.png, run files, caches, checkpoints) is written
+through `atomic_write`: into a temporary file next to it, then renamed over it, so a kill never
+leaves half a file and a failed write is one OutputError line. `read_checkpoint` and
+`model_from_checkpoint` are the one way back from `<run>/checkpoints/last.pt` to a model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from lnrepro.errors import DataError, OutputError
+
+
+def output_error(path: Path, error: BaseException) -> OutputError | None:
+    """The OutputError line for a failed write of `path`, when `error` is (or was raised while
+    handling) an OSError: torch.save reports a full disk as a RuntimeError whose context is the
+    OSError. None for any other error."""
+    seen = set()
+    while error is not None and id(error) not in seen and not isinstance(error, OSError):
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    if not isinstance(error, OSError):
+        return None
+    return OutputError(f"cannot write {path} ({error.strerror or error}): free space or fix the "
+                       "permissions; files written before are intact")
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write `path` through `write(file)` into a temporary file next to it, then rename it over
+    `path`: a kill never leaves a half-written file, and a failed write (disk full, permissions,
+    quota) removes the temporary file, leaves the previous `path` intact and raises OutputError."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        error = output_error(path, e)
+        if error is None:
+            raise
+        raise error from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """`atomic_write` of a text (UTF-8)."""
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_csv(path: Path, header: list, rows: Iterable[list]) -> None:
+    """A CSV file (csv module defaults: comma, \\r\\n line ends), written atomically."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def save_figure(fig, path: Path, dpi: int = 120) -> None:
+    """A matplotlib figure written atomically, in the format of `path`'s suffix."""
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or None))
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint file (`torch.save` of a dict, tensors only) on the CPU; an unreadable file
+    (truncated, foreign) is one DataError line."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (truncated or foreign file)
+        raise DataError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+
+
+def model_from_checkpoint(ckpt: dict, **kwargs):
+    """The model of a training checkpoint (its saved `config.model` instantiated with the saved
+    norm and `kwargs`, then its weights loaded), in eval mode, and its NormSpec. `kwargs` are
+    what the data gave the model at training time (vocabulary size, image size, ...), from
+    `ckpt["model"]["_extra_state"]`; a key in both `config.model` and `kwargs` takes `kwargs`."""
+    import hydra
+
+    from lnrepro.nn.norm import NormSpec
+
+    cfg = ckpt.get("config") or {}
+    norm = NormSpec.from_cfg(cfg.get("norm") or {"kind": "ln"}, (cfg.get("data") or {}).get("batch_size"))
+    model_cfg = dict(cfg.get("model") or {})
+    model_cfg.update({k: v for k, v in kwargs.items() if k in model_cfg})
+    rest = {k: v for k, v in kwargs.items() if k not in model_cfg}
+    model = hydra.utils.instantiate(model_cfg, _convert_="all", norm=norm, **rest)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), norm
+
+
+def load_run_model(run_dir: str | Path, target: str, what: str,
+                   kwargs: Callable[[dict], dict]) -> tuple:
+    """(model, NormSpec, checkpoint) of a run directory's checkpoints/last.pt, whose model's
+    `_target_` must contain `target` (else DataError "not a <what> run"); `kwargs(extra)` maps
+    the model's saved extra state to the arguments the data gave it (model_from_checkpoint)."""
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    if not path.exists():
+        raise DataError("no checkpoints/last.pt (not a finished or checkpointed run)")
+    ckpt = read_checkpoint(path)
+    model_cfg = (ckpt.get("config") or {}).get("model") or {}
+    if target not in str(model_cfg.get("_target_")):
+        raise DataError(f"not a {what} run ({model_cfg.get('_target_')})")
+    model, norm = model_from_checkpoint(ckpt, **kwargs(ckpt["model"].get("_extra_state") or {}))
+    return model, norm, ckpt

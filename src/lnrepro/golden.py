@@ -1,0 +1,113 @@
+"""Golden runs: a few dozen updates of every CPU-scale experiment and norm, recorded bit for bit
+(the cases, and how one is run and recorded; `scripts/golden.py record` is `make golden`,
+tests/test_golden.py reruns and compares).
+
+Each case runs the real entrypoint (`python -m lnrepro.train`) on the real datasets under
+$LNREPRO_DATA with one thread and W&B off, and stores every `metrics.jsonl` row except the
+wall-clock field `time`, plus the torch version, in `tests/golden/<case>.json`. The file also
+holds the overrides it was recorded with, so a check reruns exactly that.
+
+Golden files change only in a commit that says why the numbers move on purpose (a kernel
+that reorders floating-point sums, a metric renamed or stored in another form), with the
+mapping of old to new fields in `tests/test_golden.py` (FIELD_MAP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from lnrepro import REPO_ROOT as ROOT
+
+GOLDEN_DIR = ROOT / "tests" / "golden"
+WALL_CLOCK = ("time",)  # metrics.jsonl fields that are wall-clock times, never compared
+COMMON = ["logger=none", "threads=1", "seed=1", "trainer.progress=lines"]
+
+# case -> (experiment, overrides, norms). Each case takes a few dozen updates and ends with
+# (at least) one evaluation pass; evaluation sets are capped so a case takes seconds.
+CASES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
+    "pi_mnist_bs128": ("pi_mnist_cpu", [
+        "data.batch_size=128", "data.train_eval_size=1000", "trainer.epochs=null",
+        "trainer.max_steps=30", "trainer.eval_every=15", "trainer.log_every=10"],
+        ("ln", "bn", "none")),
+    "pi_mnist_bs4": ("pi_mnist_cpu", [  # BN's unbiased small-batch path (Sec. 6.6)
+        "data.batch_size=4", "data.train_eval_size=1000", "trainer.epochs=null",
+        "trainer.max_steps=40", "trainer.eval_every=40", "trainer.log_every=10"],
+        ("ln", "bn", "none")),
+    "cnn_mnist": ("cnn_mnist_cpu", [
+        "data.batch_size=128", "data.train_eval_size=500", "data.val_size=1000",
+        "trainer.eval_splits=[train,val]", "trainer.epochs=null", "trainer.max_steps=20", "trainer.eval_every=20", "trainer.log_every=10"],
+        ("ln", "bn", "none")),
+    "lm_ptb_char": ("lm_ptb_char_cpu", [
+        "data.eval_tokens=5000", "model.hidden_size=64", "trainer.max_steps=24",
+        "trainer.eval_every=12", "trainer.log_every=6"],
+        ("ln", "bn", "none")),
+    "lm_ptb_word": ("lm_ptb_word_cpu", [
+        "data.eval_tokens=2000", "model.hidden_size=64", "model.emb_dim=64",
+        "trainer.max_steps=24", "trainer.eval_every=12", "trainer.log_every=6"],
+        ("ln", "bn", "none")),
+    "draw": ("draw_cpu", [
+        "data.eval_sizes={train:200,val:200,test:200}", "model.glimpses=4",
+        "trainer.epochs=null", "trainer.max_steps=20", "trainer.eval_every=20",
+        "trainer.log_every=5"],
+        ("ln", "bn", "none")),
+    "handwriting": ("handwriting_cpu", [
+        "data.max_len=60", "data.train_eval_lines=16", "data.val_eval_lines=16",
+        "model.hidden_size=32", "trainer.max_steps=20", "trainer.eval_every=20",
+        "trainer.log_every=5"],
+        ("ln", "bn", "none")),
+    "skip_thoughts": ("skip_thoughts_cpu", [
+        "data.val_triples=64", "model.hidden_size=64", "model.decoder_size=32",
+        "data.senteval.tasks=[MR,SICK]", "data.senteval.max_examples=300",
+        "data.senteval.folds=2", "data.senteval.inner_folds=2", "data.senteval.cs=[1]",
+        "data.senteval.sick_cs=[1]", "data.senteval.max_iter=20",
+        "trainer.epochs=null", "trainer.max_steps=20", "trainer.eval_every=20",
+        "trainer.eval_at_start=false", "trainer.log_every=5"],
+        ("ln", "bn", "none")),
+    "reader": ("reader_cpu", [  # padded batches: masked per-step BN statistics (bn_min_live)
+        "trainer.max_steps=20", "trainer.eval_every=10", "trainer.log_every=5"],
+        ("ln", "bn", "none")),
+}
+
+
+def case_names() -> list[str]:
+    return [f"{c}_{n}" for c, (_, _, norms) in CASES.items() for n in norms]
+
+
+def overrides_of(name: str) -> list[str]:
+    case, norm = name.rsplit("_", 1)
+    experiment, extra, _ = CASES[case]
+    return [f"experiment={experiment}", f"norm={norm}", *COMMON, *extra]
+
+
+def run_case(overrides: list[str], workdir: Path) -> list[dict]:
+    """Run the entrypoint with `overrides`; the metrics.jsonl rows without wall-clock fields."""
+    run_dir = workdir / "run"
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+           "LNREPRO_OUTPUTS": str(workdir / "outputs")}
+    cmd = [sys.executable, "-m", "lnrepro.train", *overrides, f"hydra.run.dir={run_dir}"]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+                       check=False)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(overrides)} exited {p.returncode}:\n{p.stderr[-3000:]}")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in rows]
+
+
+def record(name: str) -> Path:
+    import torch
+
+    overrides = overrides_of(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run_case(overrides, Path(tmp))
+    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+    path = GOLDEN_DIR / f"{name}.json"
+    doc = {"case": name, "torch": torch.__version__, "overrides": overrides, "rows": rows}
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
