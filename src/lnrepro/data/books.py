@@ -57,7 +57,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import gzip
-import hashlib
 import logging
 import os
 import re
@@ -72,7 +71,7 @@ from typing import NamedTuple
 import torch
 
 from lnrepro.data import common
-from lnrepro.data.common import check_batch_size
+from lnrepro.data.common import check_batch_size, vocab_hash
 from lnrepro.data.verify import check_flag, file_digests, verify_files
 from lnrepro.errors import ConfigError, DataError
 
@@ -131,10 +130,6 @@ def rank_words(counts: dict[str, int], vocab_size: int) -> list[str]:
 def build_vocab(sentences: list[list[str]], vocab_size: int) -> list[str]:
     """The vocabulary of token lists (`rank_words` of their counts)."""
     return rank_words(Counter(w for s in sentences for w in s), vocab_size)
-
-
-def vocab_hash(vocab: list[str]) -> str:
-    return hashlib.sha256("\n".join(vocab).encode()).hexdigest()[:16]
 
 
 class Triples(NamedTuple):
