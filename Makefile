@@ -21,7 +21,7 @@ export LNREPRO_DATA
 endif
 export HF_HUB_OFFLINE ?= 0
 # NORMS=ln,bn,none,wn,rms make figure6: other norms than the figure's own (ln, bn, none)
-FIG := $(PY) scripts/figure.py $(if $(NORMS),--norms $(NORMS),)
+FIG := $(strip $(PY) scripts/figure.py $(if $(NORMS),--norms $(NORMS),))
 LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 
 .DEFAULT_GOAL := help
