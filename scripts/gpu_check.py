@@ -536,6 +536,7 @@ def build_optimizer(cfg: dict, params):
     kwargs = dict(cfg["optim"])
     target = kwargs.pop("_target_")
     kwargs.pop("_partial_", None)
+    kwargs.pop("scheduler", None)  # a learning-rate schedule does not change an update's cost
     check_resolved(kwargs, "optim")
     return _locate(target)(params, **kwargs)
 
