@@ -5,10 +5,9 @@
 
 Reads the runs that `python scripts/figure.py run experiments/table2_order_embeddings.yaml`
 made (outputs/figures/table2_order_embeddings/<scale>/...). Each run's reported model is its
-best validation point, as Vendrov et al. keep it: the evaluation with the lowest val/rsum_err
-(highest image-retrieval R@1 + R@5 + R@10 on the 1,000 validation images); its test metrics (5
-folds of 1,000 images, logged at the same evaluation) are turned back from the logged
-lower-is-better errors into R@K = 100 - error and averaged over seeds. Figure 1: validation
+best validation point, as Vendrov et al. keep it: the evaluation with the highest val/rsum
+(image-retrieval R@1 + R@5 + R@10 on the 1,000 validation images); its test metrics (5 folds of
+1,000 images, logged at the same evaluation) are averaged over seeds. Figure 1: validation
 image-retrieval R@1, R@5, R@10 against updates, as the paper's.
 """
 
@@ -26,7 +25,7 @@ from lnrepro.errors import DataError
 from lnrepro.runs import COLORS, load_spec, spec_runs
 
 SPEC = ROOT / "experiments" / "table2_order_embeddings.yaml"
-COLUMNS = [f"{q}_{m}" for q in ("cap", "img") for m in ("r1_err", "r5_err", "r10_err", "mean_r")]
+COLUMNS = [f"{q}_{m}" for q in ("cap", "img") for m in ("r1", "r5", "r10", "mean_r")]
 # Ba, Kiros, Hinton 2016, Table 2 (COCO, mean over 5 test folds of 1,000 images):
 # caption retrieval R@1, R@5, R@10, mean r; image retrieval R@1, R@5, R@10, mean r
 PAPER_ROWS = [
@@ -49,9 +48,9 @@ def check_data() -> int:
 
 
 def best_point(run) -> dict | None:
-    """The evaluation row with the lowest val/rsum_err (the earliest on a tie)."""
-    rows = [r for r in run.rows if isinstance(r.get("val/rsum_err"), (int, float))]
-    return min(rows, key=lambda r: (r["val/rsum_err"], r["step"])) if rows else None
+    """The evaluation row with the highest val/rsum (the earliest on a tie)."""
+    rows = [r for r in run.rows if isinstance(r.get("val/rsum"), (int, float))]
+    return min(rows, key=lambda r: (-r["val/rsum"], r["step"])) if rows else None
 
 
 def our_row(points: list[dict]) -> list[float | None]:
@@ -60,7 +59,7 @@ def our_row(points: list[dict]) -> list[float | None]:
     for c in COLUMNS:
         vals = [p[f"test/{c}"] for p in points if isinstance(p.get(f"test/{c}"), (int, float))]
         v = statistics.fmean(vals) if vals else None
-        out.append(None if v is None else (v if c.endswith("mean_r") else 100.0 - v))
+        out.append(v)
     return out
 
 
@@ -100,12 +99,12 @@ def figure1(spec: dict, scale: str, by_norm: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
     for ax, k in zip(axes, (1, 5, 10)):
         for norm, runs in by_norm.items():
-            curves = [r.series(f"val/img_r{k}_err", "step") for r in runs]
+            curves = [r.series(f"val/img_r{k}", "step") for r in runs]
             curves = [c for c in curves if c[0]]
             if not curves:
                 continue
             n = min(len(c[0]) for c in curves)
-            ys = [100.0 - statistics.fmean(c[1][i] for c in curves) for i in range(n)]
+            ys = [statistics.fmean(c[1][i] for c in curves) for i in range(n)]
             ax.plot(curves[0][0][:n], ys, color=COLORS.get(norm),
                     label=f"{spec['labels'].get(norm, norm)} ({len(curves)} seed(s))")
         ax.set(xlabel="updates", ylabel=f"validation image retrieval R@{k} (%)")

@@ -5,9 +5,8 @@
 
 Reads the runs that `python scripts/figure.py run experiments/figure3_skip_thoughts.yaml` made
 (outputs/figures/figure3_skip_thoughts/<scale>/...), takes each run's FINAL evaluation
-(summary.json "final": the last SentEval pass, after the last update), turns the logged
-lower-is-better numbers back into the paper's units (accuracy % = 100 - error, r = 1 - (1 - r))
-and writes a Markdown table in the layout of the paper's Table 3, with the paper's rows
+(summary.json "final": the last SentEval pass, after the last update), in the paper's units
+(accuracy %, Pearson r, Spearman rho, MSE), and writes a Markdown table in the layout of the paper's Table 3, with the paper's rows
 (Ba et al. 2016, Sec. 6.3) first and ours labelled by scale, corpus and number of updates.
 """
 
@@ -34,14 +33,9 @@ LABELS = {"none": "Ours (GRU)", "ln": "Ours + LN", "bn": "Ours + BN (not in the 
 
 
 def row_of(final: dict) -> list:
-    def get(k, f):
-        v = final.get(f"senteval/{k}")
-        return None if v is None else f(v)
-
-    return [get("sick_1mr", lambda v: 1 - v), get("sick_1mrho", lambda v: 1 - v),
-            get("sick_mse", lambda v: v), get("mr_err", lambda v: 100 - v),
-            get("cr_err", lambda v: 100 - v), get("subj_err", lambda v: 100 - v),
-            get("mpqa_err", lambda v: 100 - v), get("trec_err", lambda v: 100 - v)]
+    keys = ["sick_r", "sick_rho", "sick_mse", "mr_acc", "cr_acc", "subj_acc", "mpqa_acc",
+            "trec_acc"]
+    return [final.get(f"senteval/{k}") for k in keys]
 
 
 def fmt(v, col: str) -> str:

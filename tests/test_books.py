@@ -133,7 +133,7 @@ def _files(root: Path) -> list:
 def test_same_output_as_the_old_loader(corpora, cache, case, num_proc):
     where, kw = CASES[case]
     before = _files(corpora[where])
-    d = B.books(str(corpora[where]), **kw, senteval=None, verify=False, num_proc=num_proc)
+    d = B.books(str(corpora[where]), **kw, verify=False, num_proc=num_proc)
     assert fingerprint(d) == RECORDED[case]
     assert _files(corpora[where]) == before  # nothing written in the data folder
     assert list((cache / "books").rglob("*.arrow"))  # the Arrow cache is under the cache root
@@ -150,7 +150,7 @@ def test_hub_corpus_same_output_as_the_old_loader(tmp_path, cache, monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     d = B.books(str(tmp_path), hf={"name": "some/corpus", "text_column": "body"}, vocab_size=12,
-                batch_size=2, val_triples=1, senteval=None)
+                batch_size=2, val_triples=1)
     assert fingerprint(d) == RECORDED["hf"]
     assert seen == {"name": "some/corpus", "split": "train",
                     "cache_dir": str(cache / "huggingface")}
@@ -164,7 +164,7 @@ def test_real_corpus_same_output_as_the_old_loader(which, cache):
     if not data or not (Path(data) / "books" / "gutenberg_pd").is_dir():
         pytest.skip("the book stand-in is not under LNREPRO_DATA")
     kw, want = REAL[which]
-    assert fingerprint(B.books(data, **kw, senteval=None)) == want
+    assert fingerprint(B.books(data, **kw)) == want
 
 
 # ---- the Arrow cache --------------------------------------------------------------------------
@@ -175,8 +175,7 @@ def _tokenize_forbidden(*a, **k):
 def test_second_load_hits_the_cache_and_a_changed_book_misses_it(tmp_path, cache, monkeypatch):
     write_corpus(tmp_path)
     kw = {"paths": ["books"], "vocab_size": 60, "batch_size": 8, "val_triples": 10,
-          "senteval": None,
-              "verify": False, "num_proc": 1}
+          "verify": False, "num_proc": 1}
     first = B.books(str(tmp_path), **kw)
     arrow = sorted(p.relative_to(cache) for p in (cache / "books").rglob("*.arrow"))
     assert arrow
@@ -193,7 +192,7 @@ def test_second_load_hits_the_cache_and_a_changed_book_misses_it(tmp_path, cache
         "def no(*a, **k): raise SystemExit('tokenised again')\n"
         "B.tokenize = B.document_sentences = no\n"
         f"d = B.books({str(tmp_path)!r}, paths=['books'], vocab_size=60, batch_size=8, "
-        "val_triples=10, senteval=None, verify=False, num_proc=1)\n"
+        "val_triples=10, verify=False, num_proc=1)\n"
         "print(len(d.ids))\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src")] + sys.path)}
     r = subprocess.run([sys.executable, "-c", probe], check=False, env=env, capture_output=True,
@@ -220,7 +219,7 @@ def test_second_load_hits_the_cache_and_a_changed_book_misses_it(tmp_path, cache
 
 def test_a_changed_setting_misses_the_encoding_cache_only(tmp_path, cache, monkeypatch):
     write_corpus(tmp_path)
-    kw = {"paths": ["books"], "batch_size": 8, "val_triples": 10, "senteval": None, "verify": False,
+    kw = {"paths": ["books"], "batch_size": 8, "val_triples": 10, "verify": False,
               "num_proc": 1}
     a = B.books(str(tmp_path), vocab_size=60, **kw)
     with monkeypatch.context() as m:  # the sentences are reused, the ids are new
@@ -233,7 +232,7 @@ def test_a_changed_setting_misses_the_encoding_cache_only(tmp_path, cache, monke
 def test_cache_false_leaves_no_arrow_files(tmp_path, cache):
     write_corpus(tmp_path)
     d = B.books(str(tmp_path), paths=["books"], vocab_size=60, batch_size=8, val_triples=10,
-                senteval=None, verify=False, cache=False)
+                verify=False, cache=False)
     assert fingerprint(d) == RECORDED["story"]
     assert not list(cache.rglob("*.arrow"))
 
@@ -242,13 +241,13 @@ def test_bad_settings_and_unwritable_cache_are_one_line(tmp_path, monkeypatch):
     write_corpus(tmp_path)
     monkeypatch.setenv("LNREPRO_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ConfigError, match="data.num_proc must be null or a positive integer"):
-        B.books(str(tmp_path), paths=["books"], vocab_size=60, batch_size=8, senteval=None,
+        B.books(str(tmp_path), paths=["books"], vocab_size=60, batch_size=8,
                 verify=False, num_proc=0)
     with pytest.raises(ConfigError, match="data.format must be one of"):
-        B.books(str(tmp_path), paths=["books"], format="pages", senteval=None, verify=False)
+        B.books(str(tmp_path), paths=["books"], format="pages", verify=False)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setenv("LNREPRO_CACHE", str(blocker / "cache"))
     with pytest.raises((DataError, ConfigError), match="LNREPRO_CACHE"):
-        B.books(str(tmp_path), paths=["books"], vocab_size=60, batch_size=8, senteval=None,
+        B.books(str(tmp_path), paths=["books"], vocab_size=60, batch_size=8,
                 verify=False)

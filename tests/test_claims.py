@@ -76,7 +76,8 @@ def test_welch_interval_covers_95_percent_with_three_seeds():
 
 # ---- synthetic results -----------------------------------------------------------------------
 SPEC = {"name": "toy", "title": "Toy figure", "norms": ["ln", "bn", "none"],
-        "grid": {"data.batch_size": [128, 4]}}
+        "grid": {"data.batch_size": [128, 4]},
+        "metrics": [{"key": "test/err"}, {"key": "test/acc", "higher_is_better": True}]}
 
 
 def write_results(root: Path, runs: list[dict], curves: bool = True) -> C.FigureData:
@@ -171,6 +172,40 @@ def test_final_lower_on_a_log_scale_reports_a_ratio(tmp_path):
     geo = math.exp(statistics.fmean(map(math.log, ln)) - statistics.fmean(map(math.log, bn)))
     assert res.verdict == C.SUPPORTED and math.exp(res.interval.effect) == pytest.approx(geo)
     assert res.effect_text().startswith(f"LN / BN = {C.num(geo, 3)} [")
+
+
+@pytest.mark.parametrize("ln, verdict", [
+    ([80.0, 81.0, 82.0], C.SUPPORTED),
+    ([60.0, 61.0, 59.0], C.CONTRADICTED),
+    ([65.0, 75.0, 70.0], C.INCONCLUSIVE),
+])
+def test_final_higher_for_a_higher_is_better_metric(tmp_path, ln, verdict):
+    """An accuracy (declared higher_is_better in the figure's metrics): A above B is the claim;
+    the effect is still mean(A) - mean(B), now positive when the claim holds."""
+    bn = [70.0, 71.0, 69.0]
+    claim = {**FINAL_LOWER, "check": "final_higher", "metric": "test/acc"}
+    res = run_claim(tmp_path, claim, finals({"ln": ln, "bn": bn}, "test/acc"))
+    assert res.verdict == verdict and not res.reasons
+    iv = C.welch_interval(ln, bn)
+    assert (res.interval.low, res.interval.high) == pytest.approx((iv.low, iv.high))
+    assert res.tested == "final test/acc (batch_size 128): LN > BN"
+
+
+def test_faster_on_a_higher_is_better_metric_rises_to_the_worst_final(tmp_path):
+    """Accuracy curves: B's level is its LOWEST final (70), reached when a curve is >= it."""
+    runs = []
+    for i, t in enumerate([800, 900, 1000]):
+        pts = [(s, 10.0 if s < t else 70.0 + i) for s in range(100, 1001, 100)]
+        runs.append({"norm": "bn", "seed": i + 1, "curve": {"test/acc": curve(pts)}})
+    for i, t in enumerate([200, 300, 200]):
+        pts = [(s, 10.0 if s < t else 75.0) for s in range(100, 1001, 100)]
+        runs.append({"norm": "ln", "seed": i + 1, "curve": {"test/acc": curve(pts)}})
+    res = run_claim(tmp_path, {**FASTER, "metric": "test/acc"}, runs)
+    assert res.verdict == C.SUPPORTED, res.verdict_text()
+    assert "(level: 70)" in res.tested and ">= BN's worst final" in res.tested
+    iv = C.welch_interval([math.log(t) for t in (200, 300, 200)],
+                          [math.log(t) for t in (800, 900, 1000)])
+    assert (res.interval.low, res.interval.high) == pytest.approx((iv.low, iv.high))
 
 
 def curve(steps_values: list[tuple[int, float]]) -> list[tuple[int, float, float]]:
@@ -278,6 +313,10 @@ def test_not_testable_needs_no_results(tmp_path):
     ({"check": "not_testable"}, "missing reason"),
     ({"check": "comparable", "metric": "m", "norms": ["ln", "bn"], "log": True, "margin": 0.2},
      "ratio > 1"),
+    ({"check": "final_lower", "metric": "test/acc", "norms": ["ln", "bn"]}, "use final_higher"),
+    ({"check": "lower_at", "metric": "test/acc", "norms": ["ln", "bn"], "at": 1},
+     "use final_higher"),
+    ({"check": "final_higher", "metric": "test/err", "norms": ["ln", "bn"]}, "use final_lower"),
 ])
 def test_bad_claims_are_refused(claim, message):
     spec = {**SPEC, "claims": [{"id": "c", "section": "s", "quote": "q", **claim}]}

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, TINY, run_cli, write_idx_mnist
+
 from lnrepro.artifacts import atomic_write
 from lnrepro.callbacks import LOCK_FILE, lock_run_dir, unlock_run_dir
 from lnrepro.data import verify as V
-from lnrepro.data.books import books
 from lnrepro.data.iam_ondb import iam_ondb, load_raw_lines
 from lnrepro.data.ptb import ptb
 from lnrepro.errors import ConfigError, DataError, OutputError
@@ -461,19 +460,21 @@ def test_original_and_reconstruction_both_verify(tmp_path, cache, monkeypatch, c
     assert "data.verify=false" in caplog.text
 
 
-def test_missing_senteval_files_stop_the_build(tmp_path, cache):
-    from test_skip_thoughts import write_corpus, write_senteval
+def test_missing_senteval_files_stop_the_task_build(tmp_path):
+    """The skip-thoughts task reads its SentEval files when it is built (before the data and
+    the first update), not at the first evaluation."""
+    from test_skip_thoughts import write_senteval
 
-    write_corpus(tmp_path)
+    from lnrepro.tasks.skip_thoughts import SkipThoughtsTask
+
     write_senteval(tmp_path, skip=("CR",))
     senteval = {"data_dir": str(tmp_path / "senteval"), "tasks": ["MR", "CR"]}
     with pytest.raises(DataError, match=r"SentEval task CR.*custrev.pos not found"):
-        books(str(tmp_path), paths=["books"], vocab_size=100, batch_size=4, senteval=senteval,
-              verify=False)
+        SkipThoughtsTask(senteval, verify=False)
     senteval["tasks"] = ["MR", "TREC"]
-    d = books(str(tmp_path), paths=["books"], vocab_size=100, batch_size=4, senteval=senteval,
-              verify=False)
-    assert "senteval" in d.splits
+    assert SkipThoughtsTask(senteval, verify=False).senteval["tasks"] == ["MR", "TREC"]
+    with pytest.raises(ConfigError, match="unknown task"):
+        SkipThoughtsTask({**senteval, "tasks": ["MRR"]}, verify=False)
 
 
 # ---- 7. caches: one root, keyed by content, never in the data folder; threads on resume ------

@@ -15,10 +15,19 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import ROOT, run_cli
-from lnrepro.data.books import (EOS_ID, PAD_ID, UNK_ID, books, build_vocab, document_sentences,
-                                split_sentences, tokenize, triple_index)
+
+from lnrepro.data.books import (
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    books,
+    build_vocab,
+    document_sentences,
+    split_sentences,
+    tokenize,
+    triple_index,
+)
 from lnrepro.errors import DataError
 from lnrepro.eval.scoring import cv_accuracy, expected_score, pearson, sick_target, spearman
 from lnrepro.eval.senteval import as_metrics, run_senteval
@@ -126,8 +135,7 @@ def test_vocabulary_top_words_and_specials():
 def test_corpus_triples_stay_within_documents(tmp_path, monkeypatch):
     monkeypatch.setenv("LNREPRO_CACHE", str(tmp_path / "cache"))
     write_corpus(tmp_path, n_docs=2, n_sent=12)
-    d = books(str(tmp_path), paths=["books"], vocab_size=100, batch_size=4, val_triples=0,
-              senteval=None)
+    d = books(str(tmp_path), paths=["books"], vocab_size=100, batch_size=4, val_triples=0)
     doc = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
     assert triple_index(doc).tolist() == [1, 6, 7]
     # 3 files of 12 sentences: 10 triples each
@@ -141,18 +149,17 @@ def test_corpus_triples_stay_within_documents(tmp_path, monkeypatch):
     # the Arrow cache (HF datasets) under the cache root is used the second time (same
     # content); tests/test_books.py checks that nothing is tokenised again
     assert list((tmp_path / "cache" / "books").rglob("*.arrow"))
-    d2 = books(str(tmp_path), paths=["books"], vocab_size=100, batch_size=4, val_triples=0,
-               senteval=None)
+    d2 = books(str(tmp_path), paths=["books"], vocab_size=100, batch_size=4, val_triples=0)
     assert torch.equal(d2.ids, d.ids) and d2.vocab == d.vocab
 
 
 def test_empty_corpus_is_one_clear_error(tmp_path):
     (tmp_path / "books").mkdir()
     with pytest.raises(DataError, match="empty corpus"):
-        books(str(tmp_path), paths=["books"], senteval=None)
+        books(str(tmp_path), paths=["books"])
     (tmp_path / "books" / "blank.txt").write_text("\n\n  \n")
     with pytest.raises(DataError, match="empty corpus"):
-        books(str(tmp_path), paths=["books"], senteval=None)
+        books(str(tmp_path), paths=["books"])
 
 
 # ---- model: teacher forcing ------------------------------------------------------------------
@@ -246,7 +253,8 @@ def test_missing_task_is_skipped_with_reason(tmp_path):
     assert "not found" in res["CR"]["skipped"] and "custrev" in res["CR"]["skipped"]
     assert "SICK_train.txt" in res["SICK"]["skipped"]
     assert 0 <= res["MR"]["acc"] <= 100
-    assert set(as_metrics(res)) == {"mr_err"}
+    assert set(as_metrics(res)) == {"mr_acc"}
+    assert as_metrics(res)["mr_acc"] == res["MR"]["acc"]
     res = run_senteval(lambda s: torch.randn(len(s), 4), tmp_path / "nowhere", ["TREC"])
     assert "not found" in res["TREC"]["skipped"]
 
@@ -258,11 +266,11 @@ TINY_ST = [
     "data.vocab_size=60",
     "data.batch_size=8",
     "data.val_triples=10",
-    "data.senteval.folds=3",
-    "data.senteval.inner_folds=2",
-    "data.senteval.cs=[1,16]",
-    "data.senteval.sick_cs=[1]",
-    "data.senteval.max_iter=30",
+    "task.senteval.folds=3",
+    "task.senteval.inner_folds=2",
+    "task.senteval.cs=[1,16]",
+    "task.senteval.sick_cs=[1]",
+    "task.senteval.max_iter=30",
     "model.emb_dim=8",
     "model.hidden_size=16",
     "model.decoder_size=16",
@@ -272,7 +280,7 @@ TINY_ST = [
     "logger=none",
     "threads=1",
     "data.verify=false",  # synthetic SentEval files, not the recorded ones
-    "data.senteval.tasks=[MR,SUBJ,MPQA,TREC,SICK]",  # CR is left out of the tiny copy
+    "task.senteval.tasks=[MR,SUBJ,MPQA,TREC,SICK]",  # CR is left out of the tiny copy
 ]
 
 
@@ -292,12 +300,16 @@ def test_end_to_end(tmp_path, tiny_books, norm):
     (run,) = find_runs(tmp_path / "outputs")
     assert run.status == "completed" and run.steps == 6
     final = run.summary["final"]
-    for k in ("senteval/mr_err", "senteval/subj_err", "senteval/mpqa_err", "senteval/trec_err",
-              "senteval/sick_1mr", "senteval/sick_1mrho", "senteval/sick_mse", "val/loss"):
-        assert k in final and math.isfinite(final[k]), k
-    assert "senteval/cr_err" not in final
-    assert 0 <= final["senteval/mr_err"] <= 100
     rows = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    for k in ("senteval/mr_acc", "senteval/subj_acc", "senteval/mpqa_acc", "senteval/trec_acc",
+              "senteval/sick_r", "senteval/sick_rho", "senteval/sick_mse", "val/loss"):
+        assert k in final and math.isfinite(final[k]), k
+    assert "senteval/cr_acc" not in final
+    assert 0 <= final["senteval/mr_acc"] <= 100
+    # accuracies and correlations are maximised: "best" is the highest value logged
+    evals = [x for x in rows if "senteval/mr_acc" in x]
+    assert run.summary["best"]["senteval/mr_acc"] == max(x["senteval/mr_acc"] for x in evals)
+    assert run.summary["best"]["val/loss"] == min(x["val/loss"] for x in evals)
     assert any("batch/loss" in x for x in rows)
     # the encoding API from the checkpoint
     ckpt = run.path / "checkpoints" / "last.pt"
@@ -317,7 +329,7 @@ def test_end_to_end(tmp_path, tiny_books, norm):
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_empty_corpus_through_the_entrypoint(tmp_path):
     (tmp_path / "data" / "books").mkdir(parents=True)
-    r = run_cli(TINY_ST + ["norm=ln", "data.senteval=null"], tmp_path, tmp_path / "data",
+    r = run_cli(TINY_ST + ["norm=ln", "task.senteval=null"], tmp_path, tmp_path / "data",
                 timeout=120)  # (missing SentEval files would stop the run first)
     out = r.stdout + r.stderr
     assert r.returncode == 2, out[-2000:]

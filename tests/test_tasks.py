@@ -5,11 +5,13 @@ loss must skip, the state a resumed run must carry.
 """
 
 import math
+import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from lnrepro.contracts import DataModule, Task, is_higher_better
 from lnrepro.data.ptb import Segment
 from lnrepro.errors import ConfigError
 from lnrepro.models.lm import LSTMLM
@@ -103,3 +105,51 @@ def test_draw_bound_is_reconstruction_plus_kl_summed_over_glimpses():
     torch.testing.assert_close(metrics["kl"], kl.sum(0).mean())
     torch.testing.assert_close(loss, (recon + kl.sum(0)).mean())
     assert set(metrics) == {"bound", "recon", "kl"} and metrics["bound"] == loss.detach()
+
+
+# ---- the task contract (lnrepro.contracts) ---------------------------------------------------
+class _Scripted(Task):
+    """Evaluation metrics from a script: `acc` (declared higher-is-better) and `nll`."""
+
+    higher_is_better = frozenset({"acc"})
+
+    def __init__(self, values):
+        self.values = iter(values)
+
+    def evaluate(self, model, batches):
+        acc, nll = next(self.values)
+        return {"acc": acc, "nll": nll}
+
+    def evaluation_hooks(self, model):
+        return {"probe": {"acc": 1.0}}
+
+
+def test_best_follows_the_direction_each_task_declares(tmp_path):
+    """`best` keeps the maximum of a higher-is-better metric and the minimum of the others, and
+    evaluation hooks log under their own prefix (as SentEval does for skip-thoughts)."""
+    from lnrepro.data.common import TensorData
+    from lnrepro.runlog import RunLogger
+    from lnrepro.trainer import Trainer, TrainerConfig
+
+    data = TensorData({"train": (torch.zeros(4, 1),), "val": (torch.zeros(4, 1),)}, batch_size=2)
+    assert isinstance(data, DataModule) and data.model_kwargs == {}
+    task = _Scripted([(50.0, 2.0), (70.0, 1.0), (60.0, 1.5)])
+    model = torch.nn.Linear(1, 1)
+    logger = RunLogger(tmp_path, {}, None, {})
+    trainer = Trainer(model, task, data, torch.optim.SGD(model.parameters(), 0.1),
+                      TrainerConfig(eval_splits=["val"]), logger, tmp_path)
+    trainer._t0 = time.perf_counter()  # (fit sets it)
+    for _ in range(3):
+        metrics = trainer.evaluate()
+    logger.close(0)
+    assert metrics == {"val/acc": 60.0, "val/nll": 1.5, "probe/acc": 1.0}
+    assert trainer.best == {"val/acc": 70.0, "val/nll": 1.0, "probe/acc": 1.0}
+    assert is_higher_better(task, "val/acc") and not is_higher_better(task, "val/nll")
+
+
+def test_a_task_without_state_refuses_a_checkpoint_that_has_some():
+    task = _Scripted([])
+    assert task.state_dict() == {}
+    task.load_state_dict({})
+    with pytest.raises(ValueError, match="carries no state"):
+        task.load_state_dict({"state": 1})

@@ -8,14 +8,16 @@ value; written by `scripts/figure.py plot`), never the git-ignored run folders, 
 verdict from the seeds with a 95 % interval. `scripts/claims.py` writes results/claims.md,
 results/claims.csv and the README's experiments table from it.
 
-Every logged metric is lower-is-better (errors, NLL, BPC, perplexity, 1 - r, s/update). Checks,
-with A and B the claim's two norms (A the one the paper favours):
+Metrics are lower-is-better (errors, NLL, BPC, perplexity, s/update) unless the figure's
+`metrics:` entry says `higher_is_better: true` (accuracies, correlations, recalls). Checks, with A
+and B the claim's two norms (A the one the paper favours):
 
 - final_lower: the final value of A is below B's. Effect: mean(A) - mean(B) (or, with
-  `log: true`, the ratio of geometric means), Welch t interval.
-- faster: A reaches B's level in at most `max_ratio` of B's updates. The level is the highest
-  (worst) final value among B's seeds, so that every seed of B reaches it; each seed's
-  updates-to-level is the first evaluation at or below it. Effect: the ratio of geometric means
+  `log: true`, the ratio of geometric means), Welch t interval. final_higher: the same for a
+  higher-is-better metric, A above B.
+- faster: A reaches B's level in at most `max_ratio` of B's updates. The level is the worst
+  final value among B's seeds (the highest, or the lowest of a higher-is-better metric), so that
+  every seed of B reaches it; each seed's updates-to-level is the first evaluation that reaches it. Effect: the ratio of geometric means
   of the updates, a Welch interval on their logarithms. A seed that never reaches the level
   makes the claim inconclusive.
 - lower_at: A is below B at the first evaluation at or after `at` (`x`: step or epoch).
@@ -49,8 +51,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from scipy import stats
 
-CHECKS = ("final_lower", "final_below", "faster", "lower_at", "robust", "comparable",
-          "not_testable")
+CHECKS = ("final_lower", "final_higher", "final_below", "faster", "lower_at", "robust",
+          "comparable", "not_testable")
+LOWER_ONLY = ("final_lower", "final_below", "lower_at", "robust")  # checks of "lower is better"
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_TESTABLE = "not testable at this scale"
 LEVEL = 0.95
@@ -98,6 +101,17 @@ def decide_lower(iv: Interval, threshold: float = 0.0) -> str:
     if iv.high < threshold:
         return SUPPORTED
     return CONTRADICTED if iv.low > threshold else INCONCLUSIVE
+
+
+def decide_higher(iv: Interval) -> str:
+    """The claim is `effect > 0`."""
+    return decide_lower(Interval(-iv.effect, -iv.high, -iv.low, iv.df))
+
+
+def higher_is_better(spec: dict, metric: str) -> bool:
+    """Whether the figure declares `metric` higher-is-better (its `metrics:` entry)."""
+    return any(m.get("key") == metric and m.get("higher_is_better")
+               for m in spec.get("metrics") or [])
 
 
 def decide_within(iv: Interval, margin: float) -> str:
@@ -273,6 +287,10 @@ def check_final_lower(c: dict, data: FigureData, res: Result) -> Result:
     return compare_pair(c, res, pair_finals(c, data), decide_lower)
 
 
+def check_final_higher(c: dict, data: FigureData, res: Result) -> Result:
+    return compare_pair(c, res, pair_finals(c, data), decide_higher)
+
+
 def check_final_below(c: dict, data: FigureData, res: Result) -> Result:
     """One norm's final metric against a fixed bar (a sanity floor set before the runs): the
     one-sample t interval of mean - bar (n - 1 degrees of freedom) must lie below 0."""
@@ -324,9 +342,11 @@ def check_lower_at(c: dict, data: FigureData, res: Result) -> Result:
     return compare_pair(c, res, groups, decide_lower)
 
 
-def updates_to(points: list, level: float) -> int | None:
-    """The step of the first evaluation at or below `level` (None: never)."""
-    return next((step for step, _, value in points if value <= level), None)
+def updates_to(points: list, level: float, higher: bool = False) -> int | None:
+    """The step of the first evaluation at or below `level` (at or above it with `higher`;
+    None: never)."""
+    sign = -1.0 if higher else 1.0
+    return next((step for step, _, value in points if sign * value <= sign * level), None)
 
 
 def check_faster(c: dict, data: FigureData, res: Result) -> Result:
@@ -338,11 +358,12 @@ def check_faster(c: dict, data: FigureData, res: Result) -> Result:
     if not curves[b]:
         res.reasons.append(f"no {label(b)} curve of {c['metric']}")
         return res
-    level = max(pts[-1][2] for pts in curves[b].values())
+    higher = higher_is_better(data.spec, c["metric"])
+    level = (min if higher else max)(pts[-1][2] for pts in curves[b].values())
     res.tested += f" (level: {num(level)})"
     groups = {}
     for n in (a, b):
-        steps = {seed: updates_to(pts, level) for seed, pts in curves[n].items()}
+        steps = {seed: updates_to(pts, level, higher) for seed, pts in curves[n].items()}
         res.reasons += [f"{label(n)} seed {s} never reaches it"
                         for s, t in steps.items() if t is None]
         groups[n] = [t for t in steps.values() if t is not None]
@@ -357,13 +378,14 @@ def _no_curves(res: Result, data: FigureData) -> Result:
     return res
 
 
-CHECK_FUNCTIONS = {"final_lower": check_final_lower, "final_below": check_final_below,
+CHECK_FUNCTIONS = {"final_lower": check_final_lower, "final_higher": check_final_higher,
+                   "final_below": check_final_below,
                    "faster": check_faster,
                    "lower_at": check_lower_at, "robust": check_robust,
                    "comparable": check_comparable}
 
 
-def describe(c: dict) -> str:
+def describe(c: dict, spec: dict) -> str:
     """The claim as we test it, thresholds included, in words."""
     kind, m = c["check"], c.get("metric")
     if kind == "not_testable":
@@ -372,12 +394,13 @@ def describe(c: dict) -> str:
     if kind == "final_below":
         return f"final {m}{at}: {label(c['norms'][0])} < {c['value']} (fixed bar)"
     a, b = (label(n) for n in c["norms"])
-    if kind == "final_lower":
-        return f"final {m}{at}: {a} < {b}"
+    if kind in ("final_lower", "final_higher"):
+        return f"final {m}{at}: {a} {'<' if kind == 'final_lower' else '>'} {b}"
     if kind == "lower_at":
         return f"{m} at {c.get('x', 'epoch')} {c['at']}{at}: {a} < {b}"
     if kind == "faster":
-        return f"updates until {m} <= {b}'s worst final{at}: {a} / {b} < {c['max_ratio']}"
+        reach = ">=" if higher_is_better(spec, m) else "<="
+        return f"updates until {m} {reach} {b}'s worst final{at}: {a} / {b} < {c['max_ratio']}"
     if kind == "robust":
         (key, (frm, to)), = c["between"].items()
         return f"final {m}{at}, rise from {key.split('.')[-1]} {frm} to {to}: {a}'s < {b}'s"
@@ -392,7 +415,7 @@ def evaluate(spec: dict, data: FigureData) -> list[Result]:
     """One Result per claim of the figure, in the yaml's order."""
     out = []
     for c in spec.get("claims") or []:
-        res = Result(spec["name"], c, describe(c))
+        res = Result(spec["name"], c, describe(c, spec))
         if c["check"] == "not_testable":
             res.verdict, res.reasons = NOT_TESTABLE, []
         elif data.missing:
@@ -434,6 +457,11 @@ def validate(spec: dict, source: str) -> None:
             raise ValueError(f"{where}: between must be {{key: [from, to]}}")
         if c["check"] == "lower_at" and c.get("x", "epoch") not in ("step", "epoch"):
             raise ValueError(f"{where}: x must be step or epoch")
+        higher = higher_is_better(spec, c.get("metric"))
+        if higher and c["check"] in LOWER_ONLY:
+            raise ValueError(f"{where}: {c['metric']} is higher-is-better: use final_higher")
+        if not higher and c["check"] == "final_higher":
+            raise ValueError(f"{where}: {c['metric']} is lower-is-better: use final_lower")
         if c["check"] == "comparable" and c.get("log") and c["margin"] <= 1:
             raise ValueError(f"{where}: with log: true the margin is a ratio > 1")
 
@@ -554,8 +582,8 @@ def note(rep: Report) -> list[str]:
 def claims_md(rep: Report) -> str:
     intro = ("Generated by `make claims` (`python scripts/claims.py`) from the committed "
              "`results/<figure>.csv` and `results/<figure>_curves.csv` and the `claims:` lists "
-             "of `experiments/*.yaml`; do not edit by hand. Every logged metric is "
-             "lower-is-better.")
+             "of `experiments/*.yaml`; do not edit by hand. Metrics are lower-is-better "
+             "unless the claim says final_higher or reaches a level with >=.")
     lines = ["# The paper's claims, checked against our runs (CPU scale)", "", intro, "",
              "## Runs", "", *runs_table(rep, ""), "",
              "## Claims", "", PAPER, "", *claims_table(rep), "", *note(rep), ""]

@@ -62,9 +62,9 @@ CASES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
         ("ln", "bn", "none")),
     "skip_thoughts": ("skip_thoughts_cpu", [
         "data.val_triples=64", "model.hidden_size=64", "model.decoder_size=32",
-        "data.senteval.tasks=[MR,SICK]", "data.senteval.max_examples=300",
-        "data.senteval.folds=2", "data.senteval.inner_folds=2", "data.senteval.cs=[1]",
-        "data.senteval.sick_cs=[1]", "data.senteval.max_iter=20",
+        "task.senteval.tasks=[MR,SICK]", "task.senteval.max_examples=300",
+        "task.senteval.folds=2", "task.senteval.inner_folds=2", "task.senteval.cs=[1]",
+        "task.senteval.sick_cs=[1]", "task.senteval.max_iter=20",
         "trainer.epochs=null", "trainer.max_steps=20", "trainer.eval_every=20",
         "trainer.eval_at_start=false", "trainer.log_every=5"],
         ("ln", "bn", "none")),

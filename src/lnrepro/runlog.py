@@ -120,8 +120,9 @@ class RunLogger:
     """
 
     def __init__(self, run_dir, config: dict, wandb_cfg: dict | None, meta: dict,
-                 resume_step: int | None = None):
+                 resume_step: int | None = None, higher_is_better: frozenset = frozenset()):
         self.run_dir = Path(run_dir)
+        self.higher_is_better = frozenset(higher_is_better)  # metric names maximised (W&B summary)
         self.path = self.run_dir / "metrics.jsonl"
         self.config, self.meta = config, meta
         if resume_step is None:
@@ -200,8 +201,8 @@ class RunLogger:
         log.info("W&B %s run %s in %s", mode, run_id, folder)
         self.log_checkpoints = bool(cfg.get("log_checkpoints", False))
         # every curve against the update count; the summary of an evaluation metric keeps its
-        # best value (lowest: every metric of this project is lower-is-better), a training
-        # batch mean its last (_define)
+        # best value (the highest for the task's higher_is_better metrics, else the lowest), a
+        # training batch mean its last (_define)
         self._defined: set[str] = set()
         try:
             self.wandb.define_metric("update")
@@ -219,8 +220,9 @@ class RunLogger:
         for k in metrics:
             if k not in self._defined:
                 self._defined.add(k)
+                best = "max" if k.rsplit("/", 1)[-1] in self.higher_is_better else "min"
                 self.wandb.define_metric(k, step_metric="update",
-                                         summary="last" if k.startswith("batch/") else "min")
+                                         summary="last" if k.startswith("batch/") else best)
 
     def log_checkpoint(self, path: Path, step: int) -> None:
         """With `logger.log_checkpoints=true`, the checkpoint as a W&B model artifact (aliases

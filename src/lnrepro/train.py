@@ -188,15 +188,15 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         (log.info if fresh else log.warning)(
             "resume=true but %s has no checkpoint: starting from step 0", run_dir)
 
+    task = build(cfg.task)  # first: a task checks its own files (SentEval) before the data loads
     torch.manual_seed(cfg.seed)
-    data = build(cfg.data, seed=cfg.seed, device=device)
+    data = build(cfg.data, seed=cfg.seed, device=device)  # a DataModule (lnrepro.contracts)
     # shape fields the data decides (vocab_size, image size, ...) fill the model config's `???`
-    dims = getattr(data, "model_kwargs", {})
+    dims = data.model_kwargs
     for k, v in dims.items():
         if k in cfg.model and not OmegaConf.is_missing(cfg.model, k) and cfg.model[k] != v:
             raise ConfigError(f"model.{k}={cfg.model[k]} does not match the data ({k}={v})")
     model = build(cfg.model, norm=norm, **dims).to(device)
-    task = build(cfg.task)
     optimizer, scheduler, interval = build_optimizer(cfg.optim, model)
 
     meta = {"seed": cfg.seed, "git_commit": git_commit(), "experiment": cfg.name,
@@ -207,7 +207,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     job_type, overrides = _job_identity()
     logger_cfg["job_type"] = logger_cfg.get("job_type") or job_type
     logger = RunLogger(run_dir, config, logger_cfg, {**meta, "overrides": overrides},
-                       resume_step=ckpt["step"] if ckpt else None)
+                       resume_step=ckpt["step"] if ckpt else None,
+                       higher_is_better=task.higher_is_better)
     trainer = Trainer(model, task, data, optimizer, trainer_cfg, logger, run_dir,
                       checkpoint_extra={"config": config, "meta": meta}, scheduler=scheduler,
                       scheduler_interval=interval)

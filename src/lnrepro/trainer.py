@@ -25,6 +25,7 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lnrepro.artifacts import atomic_write
+from lnrepro.contracts import is_higher_better
 from lnrepro.errors import ConfigError, DivergenceError, Interrupted, OutputError
 from lnrepro.runlog import RunLogger
 
@@ -185,9 +186,12 @@ class Trainer:
                 batches = itertools.islice(batches, self.cfg.limit_eval_batches)
             for k, v in self.task.evaluate(self.model, batches).items():
                 metrics[f"{split}/{k}"] = v
+        for prefix, values in self.task.evaluation_hooks(self.model).items():  # e.g. SentEval
+            metrics.update({f"{prefix}/{k}": v for k, v in values.items()})
         self.model.train()
-        for k, v in metrics.items():
-            if math.isfinite(v) and v < self.best.get(k, math.inf):
+        for k, v in metrics.items():  # the best of each metric, in the direction the task says
+            sign = -1.0 if is_higher_better(self.task, k) else 1.0
+            if math.isfinite(v) and sign * v < sign * self.best.get(k, sign * math.inf):
                 self.best[k] = v
         self.last_eval = metrics
         self.eval_time += time.perf_counter() - t0

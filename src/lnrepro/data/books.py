@@ -44,9 +44,8 @@ download cached by the library under $LNREPRO_CACHE/huggingface/. `cache: false`
 temporary folder, removed after reading.
 
 Verification (`verify`, lnrepro.data.verify), before any parse or cache: the stand-in's files
-against their recorded checksums, and its folders complete. With `senteval` set, every task's
-files are read (and the known ones verified) when the data is built, so that a missing file
-stops the run before its first update, not at the first evaluation.
+against their recorded checksums, and its folders complete. (SentEval is not data of this
+module: it is an evaluation hook of the skip-thoughts task, lnrepro.tasks.skip_thoughts.)
 
 Batches: `Triples(prev, cur, nxt)`, each a (B, max_len + 1) LongTensor of token ids padded
 with <pad> (the sentence's <eos> included), cut to the longest sentence of the batch.
@@ -64,7 +63,6 @@ import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -138,16 +136,6 @@ class Triples(NamedTuple):
     prev: torch.Tensor
     cur: torch.Tensor
     nxt: torch.Tensor
-
-
-@dataclass
-class SentEvalRequest:
-    """What `eval_batches("senteval")` yields: the task runs the SentEval protocol on the
-    model's encoder (lnrepro.eval.senteval) instead of scoring batches."""
-
-    data_dir: str
-    tasks: list
-    options: dict
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -342,12 +330,11 @@ class BooksData:
     """Skip-thought triples in memory; the data interface of lnrepro.trainer.
 
     Training order: a fresh permutation of the training triples per epoch from (seed, epoch),
-    so a resumed run replays the same batches. Splits: "val" (held-out triples, loss) and,
-    when `senteval` is set, "senteval" (one `SentEvalRequest`: the task runs SentEval).
+    so a resumed run replays the same batches. Split: "val" (held-out triples, loss).
     """
 
     def __init__(self, corpus: dict, batch_size: int, val_triples: int, eval_batch_size: int,
-                 seed: int, senteval: dict | None):
+                 seed: int):
         self.batch_size = check_batch_size(batch_size)
         self.eval_batch_size = check_batch_size(eval_batch_size)
         self.seed = int(seed)
@@ -374,10 +361,6 @@ class BooksData:
         self.splits: dict = {}
         if n_val:
             self.splits["val"] = self.val
-        if senteval:
-            self.splits["senteval"] = SentEvalRequest(
-                str(senteval["data_dir"]), list(senteval.get("tasks") or []),
-                {k: v for k, v in senteval.items() if k not in ("data_dir", "tasks")})
         self.device = torch.device("cpu")
 
     def to(self, device) -> BooksData:
@@ -400,37 +383,8 @@ class BooksData:
 
     def eval_batches(self, split: str):
         node = self.splits[split]
-        if isinstance(node, SentEvalRequest):
-            yield node
-            return
         for i in range(0, len(node), self.eval_batch_size):
             yield self._batch(node[i : i + self.eval_batch_size])
-
-
-def check_senteval(senteval: dict, verify: bool) -> None:
-    """Every configured SentEval task's files: read now (a missing or unreadable one is one
-    DataError before training, not at the first evaluation), the known ones verified."""
-    from lnrepro.eval import senteval as se
-
-    root = Path(senteval["data_dir"]).expanduser()
-    tasks = list(senteval.get("tasks") or [])
-    unknown = [t for t in tasks if t not in se.TASKS]
-    if unknown:
-        raise ConfigError(f"data.senteval.tasks: unknown task(s) {unknown}; choose from "
-                          f"{', '.join(se.TASKS)}")
-    verify_files("SentEval", root, [f for t in tasks if (root / t).is_dir()
-                                    for f in sorted((root / t).iterdir())], verify)
-    for task in tasks:
-        try:
-            if task in se.BINARY:
-                se.load_binary(root, task)
-            elif task == "TREC":
-                se.load_trec(root)
-            else:
-                se.load_sick(root)
-        except se.Skipped as e:
-            raise DataError(f"SentEval task {task} cannot run: {e}. Add its files, or leave it "
-                            "out of data.senteval.tasks") from None
 
 
 def books(
@@ -443,7 +397,6 @@ def books(
     batch_size: int = 64,
     val_triples: int = 2000,
     eval_batch_size: int = 256,
-    senteval: dict | None = None,
     cache: bool = True,
     num_proc: int | None = None,
     seed: int = 0,
@@ -459,8 +412,6 @@ def books(
         vocab_size: words kept, the three specials included (Kiros et al.: 20,000).
         max_len: tokens kept per sentence, <eos> not counted (Kiros et al.: 30).
         val_triples: held-out triples for the validation loss (at most a tenth of the corpus).
-        senteval: {data_dir, tasks, ...options of lnrepro.eval.senteval.run_senteval}: adds the
-            "senteval" split; null: no SentEval during training.
         cache: read / write the Arrow cache of the parsed corpus (false: a temporary folder).
         num_proc: processes of the `Dataset.map` passes (null: the available cores, at most
             8; never more than the documents). The result does not depend on it.
@@ -477,8 +428,6 @@ def books(
     if isinstance(paths, str):
         paths = [paths]
     check_flag(verify)
-    if senteval:
-        check_senteval(senteval, verify)
     corpus = load_corpus(data_dir, paths, hf, format, vocab_size, max_len, cache, verify,
                          num_proc)
-    return BooksData(corpus, batch_size, val_triples, eval_batch_size, seed, senteval).to(device)
+    return BooksData(corpus, batch_size, val_triples, eval_batch_size, seed).to(device)

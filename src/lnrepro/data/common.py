@@ -53,7 +53,8 @@ def check_batch_size(batch_size) -> int:
 
 
 class TensorData:
-    """Tensors held in memory (on the training device) and sliced into mini-batches.
+    """Tensors held in memory (on the training device) and sliced into mini-batches: a
+    `lnrepro.contracts.DataModule`.
 
     Training order is a fresh permutation per epoch drawn from a generator seeded with
     (seed, epoch), so a run resumed at step s replays exactly the batches it would have seen.
@@ -66,6 +67,7 @@ class TensorData:
         seed: base seed of the shuffling.
         eval_subsets: split name -> number of leading examples evaluated (None = all); used to
             estimate the training NLL on a fixed subset at CPU scale.
+        model_kwargs: the model config fields the data decides (e.g. {"in_dim": 784}).
     """
 
     def __init__(
@@ -75,12 +77,14 @@ class TensorData:
         eval_batch_size: int = 1000,
         seed: int = 0,
         eval_subsets: dict[str, int | None] | None = None,
+        model_kwargs: dict | None = None,
     ):
         self.splits = splits
         self.batch_size = check_batch_size(batch_size)
         self.eval_batch_size = check_batch_size(eval_batch_size)
         self.seed = int(seed)
         self.eval_subsets = dict(eval_subsets or {})
+        self.model_kwargs = dict(model_kwargs or {})
         n = len(splits["train"][0])
         if n < self.batch_size:
             raise ConfigError(

@@ -34,8 +34,8 @@ used), for the conditioning of L-BFGS.
     SICK trial by Pearson r (Kiros et al.: Adam with early stopping on the trial Pearson r);
     reported: Pearson r, Spearman rho and MSE on SICK test.
 
-Training-time metrics (`as_metrics`, lower is better, the trainer's convention): `<task>_err`
-= 100 - accuracy (%), `sick_1mr` = 1 - r, `sick_1mrho` = 1 - rho, `sick_mse`.
+Training-time metrics (`as_metrics`), as the papers report them: `<task>_acc` = accuracy (%),
+`sick_r`, `sick_rho` (higher is better, `HIGHER_IS_BETTER`) and `sick_mse` (lower is better).
 """
 
 from __future__ import annotations
@@ -48,9 +48,20 @@ from pathlib import Path
 
 import torch
 
-from lnrepro.errors import ConfigError
-from lnrepro.eval.scoring import (DEFAULT_CS, _predict, _standardise, choose_c, cv_accuracy,
-                                  expected_score, fit_logreg, pearson, sick_target, spearman)
+from lnrepro.data.verify import verify_files
+from lnrepro.errors import ConfigError, DataError
+from lnrepro.eval.scoring import (
+    DEFAULT_CS,
+    _predict,
+    _standardise,
+    choose_c,
+    cv_accuracy,
+    expected_score,
+    fit_logreg,
+    pearson,
+    sick_target,
+    spearman,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,18 +218,45 @@ def run_senteval(encode: Encoder, data_dir: str | Path, tasks=TASKS, **opts) -> 
     return out
 
 
+HIGHER_IS_BETTER = frozenset({f"{t.lower()}_acc" for t in TASKS if t != "SICK"}
+                             | {"sick_r", "sick_rho"})
+
+
 def as_metrics(results: dict) -> dict[str, float]:
-    """Lower-is-better numbers for the trainer: <task>_err (%), sick_1mr, sick_1mrho, sick_mse.
-    Skipped tasks give no entry."""
+    """The numbers the trainer logs: <task>_acc (%), sick_r, sick_rho, sick_mse. Skipped tasks
+    give no entry."""
     m = {}
     for task, r in results.items():
         if "skipped" in r:
             continue
         if task == "SICK":
-            m.update(sick_1mr=1 - r["r"], sick_1mrho=1 - r["rho"], sick_mse=r["mse"])
+            m.update(sick_r=r["r"], sick_rho=r["rho"], sick_mse=r["mse"])
         else:
-            m[f"{task.lower()}_err"] = 100.0 - r["acc"]
+            m[f"{task.lower()}_acc"] = r["acc"]
     return m
+
+
+def check_files(data_dir: str | Path, tasks, verify: bool = True) -> None:
+    """Every listed task's files: read now (a missing or unreadable one is one DataError before
+    training, not at the first evaluation), the known ones verified against their checksums."""
+    root = Path(data_dir).expanduser()
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ConfigError(f"task.senteval.tasks: unknown task(s) {unknown}; choose from "
+                          f"{', '.join(TASKS)}")
+    verify_files("SentEval", root, [f for t in tasks if (root / t).is_dir()
+                                    for f in sorted((root / t).iterdir())], verify)
+    for task in tasks:
+        try:
+            if task in BINARY:
+                load_binary(root, task)
+            elif task == "TREC":
+                load_trec(root)
+            else:
+                load_sick(root)
+        except Skipped as e:
+            raise DataError(f"SentEval task {task} cannot run: {e}. Add its files, or leave it "
+                            "out of task.senteval.tasks") from None
 
 
 def format_table(results: dict) -> str:

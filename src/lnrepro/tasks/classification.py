@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lnrepro.contracts import Task
 
-class Classification:
+
+class Classification(Task):
     """Loss and metrics for (inputs, labels) batches; no state between batches."""
 
     def training_step(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -27,10 +29,3 @@ class Classification:
             wrong += int((logits.argmax(1) != y).sum())
             n += len(y)
         return {"nll": float(nll) / n, "err": wrong / n}
-
-    # No carried state (recurrent tasks carry hidden state across segments and save it here).
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

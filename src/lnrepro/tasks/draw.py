@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lnrepro.contracts import Task
+
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """-log D(x | c_T) per case, nats (Gregor et al. Eq. 9-10): Bernoulli cross-entropy with
@@ -24,7 +26,7 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
 
-class VariationalBound:
+class VariationalBound(Task):
     """Loss and metrics for batches `(x,)` of binary images (B, A, A); no state between batches.
 
     Args:
@@ -63,9 +65,3 @@ class VariationalBound:
             return {}
         recon, kl = (sums.cpu() / n).tolist()
         return {"bound": recon + kl, "recon": recon, "kl": kl}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

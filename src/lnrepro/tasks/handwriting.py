@@ -8,6 +8,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lnrepro.contracts import Task
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -45,7 +47,7 @@ def mdn_nll(params, target: torch.Tensor) -> torch.Tensor:
     return nll_xy + nll_eos
 
 
-class HandwritingTask:
+class HandwritingTask(Task):
     """Loss and metrics for `HandwritingSynthesis` on IAM-OnDB batches.
 
     The training loss is the NLL SUMMED over the points and the sequences of the batch
@@ -74,9 +76,3 @@ class HandwritingTask:
             lines += x.shape[1]
         total = float(torch.as_tensor(total).cpu())
         return {"nll_seq": total / lines, "nll_point": total / float(torch.as_tensor(points))}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

@@ -7,12 +7,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lnrepro.contracts import Task
 from lnrepro.errors import ConfigError
 
 UNITS = ("bpc", "ppl")
 
 
-class LanguageModel:
+class LanguageModel(Task):
     """Loss, metrics and carried state for `lnrepro.data.ptb.Segment` batches.
 
     Training carries the LSTM state (h, c) from one segment to the next of the same streams,

@@ -25,17 +25,18 @@ Retrieval (their evaluation.py), within a fold of N images and 5N captions, by t
 R@K = % of queries with rank <= K, mean r = mean rank (1 = first). A tie with the correct item
 counts against the model (ranks are never optimistic). Metrics are means over the folds.
 
-The trainer treats every metric as lower-is-better, so recall is logged as its error,
-`<q>_r<K>_err = 100 - R@K` (q = cap: caption retrieval, img: image retrieval), mean ranks as they
-are (`<q>_mean_r`), and `rsum_err = 300 - (R@1 + R@5 + R@10 of image retrieval)`: Vendrov et
-al.'s model selection (the validation model with the highest sum is kept), so the trainer's best
-`val/rsum_err` is their best model.
+Logged as the paper's Table 2 reports them: `<q>_r<K>` = R@K (%, higher is better; q = cap:
+caption retrieval, img: image retrieval), `<q>_mean_r` (lower is better), and `rsum` = R@1 + R@5
++ R@10 of image retrieval: Vendrov et al.'s model selection (the validation model with the
+highest sum is kept), so the trainer's best `val/rsum` (a maximum, `higher_is_better`) is
+their best model.
 """
 
 from __future__ import annotations
 
 import torch
 
+from lnrepro.contracts import Task
 from lnrepro.data.books import PAD_ID
 from lnrepro.errors import ConfigError
 
@@ -92,23 +93,22 @@ def caption_ranks(errors: torch.Tensor) -> torch.Tensor:
 
 
 def recall_metrics(ranks: torch.Tensor, prefix: str) -> dict[str, float]:
-    """1-based ranks -> {prefix_r1_err, prefix_r5_err, prefix_r10_err: 100 - R@K (%),
-    prefix_mean_r: mean rank}."""
+    """1-based ranks -> {prefix_r1, prefix_r5, prefix_r10: R@K (%), prefix_mean_r: mean rank}."""
     r = ranks.double()
-    out = {f"{prefix}_r{k}_err": 100.0 - 100.0 * float((r <= k).double().mean()) for k in KS}
+    out = {f"{prefix}_r{k}": 100.0 * float((r <= k).double().mean()) for k in KS}
     out[f"{prefix}_mean_r"] = float(r.mean())
     return out
 
 
 def retrieval_metrics(errors: torch.Tensor) -> dict[str, float]:
-    """All Table 2 metrics (as errors, see the module docstring) of one fold's penalties."""
+    """All Table 2 metrics (see the module docstring) of one fold's penalties."""
     out = {**recall_metrics(caption_ranks(errors), "cap"),
            **recall_metrics(image_ranks(errors), "img")}
-    out["rsum_err"] = sum(out[f"img_r{k}_err"] for k in KS)  # = 300 - (R@1 + R@5 + R@10)
+    out["rsum"] = sum(out[f"img_r{k}"] for k in KS)
     return out
 
 
-class OrderEmbeddingsTask:
+class OrderEmbeddingsTask(Task):
     """Training: `contrastive_loss` of the batch's order violations (metric `loss`).
     Evaluation: the retrieval metrics per fold (one `Pairs` of 5N captions and N images per
     batch), averaged over the folds.
@@ -117,6 +117,8 @@ class OrderEmbeddingsTask:
         margin: alpha of the hinge (Vendrov et al.'s order model: 0.05).
         encode_batch_size: captions encoded at once in evaluation (no effect on the numbers).
     """
+
+    higher_is_better = frozenset({f"{q}_r{k}" for q in ("cap", "img") for k in KS} | {"rsum"})
 
     def __init__(self, margin: float = 0.05, encode_batch_size: int = 1000):
         if not margin > 0:
@@ -143,9 +145,3 @@ class OrderEmbeddingsTask:
             s = e.new_empty(len(lengths), e.shape[1]) if s is None else s
             s[idx] = e
         return order_violation(s, model.encode_images(fold.images))
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

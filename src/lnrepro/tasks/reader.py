@@ -7,8 +7,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lnrepro.contracts import Task
 
-class Reader:
+
+class Reader(Task):
     """Loss and metrics for `lnrepro.data.cloze.ReaderBatch` batches; no carried state.
 
     The model returns logits that are -inf outside the candidates, so the softmax is over the
@@ -31,9 +33,3 @@ class Reader:
             wrong += int((logits.argmax(1) != batch.answer).sum())
             n += len(batch.answer)
         return {"nll": float(nll) / max(n, 1), "err": wrong / max(n, 1)}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

@@ -1,5 +1,5 @@
 """Skip-thought task: the two decoders' teacher-forced cross-entropy, and SentEval as an
-evaluation split (Ba et al. 2016, Sec. 6.3, Figure 3, Table 3)."""
+evaluation hook (Ba et al. 2016, Sec. 6.3, Figure 3, Table 3)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from lnrepro.data.books import PAD_ID, SentEvalRequest
-from lnrepro.eval.senteval import as_metrics, format_table, run_senteval
+from lnrepro.contracts import Task
+from lnrepro.data.books import PAD_ID
+from lnrepro.eval.senteval import (
+    HIGHER_IS_BETTER,
+    as_metrics,
+    check_files,
+    format_table,
+    run_senteval,
+)
 
 log = logging.getLogger(__name__)
 
@@ -20,18 +27,27 @@ def _nll(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") ->
                            reduction=reduction)
 
 
-class SkipThoughtsTask:
+class SkipThoughtsTask(Task):
     """Loss = mean NLL per token of the previous sentence + that of the next sentence (nats),
     each over its non-<pad> targets (words and <eos>). Kiros et al. sum over words; the mean
     only rescales the gradient, which Adam ignores apart from clipping.
 
-    Metrics (lower is better, the trainer's convention): training `loss`, `prev_nll`, `next_nll`;
-    split "val" the same on held-out triples; split "senteval" (a `SentEvalRequest`) the
-    SentEval scores as error rates, `<task>_err` = 100 - accuracy (%), and for SICK
-    `sick_1mr` = 1 - Pearson r, `sick_1mrho` = 1 - Spearman rho, `sick_mse`
-    (lnrepro.eval.senteval.as_metrics). Skipped SentEval tasks (missing files) give no metric
-    and one warning with the reason.
+    Metrics: training `loss`, `prev_nll`, `next_nll`; split "val" the same on held-out triples.
+    SentEval (`senteval`: {data_dir, tasks, ...options of lnrepro.eval.senteval.run_senteval};
+    null: none) is an evaluation hook: at every evaluation it probes the encoder and logs
+    "senteval/<task>_acc" (%), "senteval/sick_r", "senteval/sick_rho" (higher is better) and
+    "senteval/sick_mse". The listed tasks' files are read when the task is built (with `verify`,
+    checked against their recorded checksums), so a missing file stops the run before its
+    first update.
     """
+
+    higher_is_better = HIGHER_IS_BETTER
+
+    def __init__(self, senteval: dict | None = None, verify: bool = True):
+        self.senteval = dict(senteval) if senteval else None
+        if self.senteval:
+            check_files(self.senteval["data_dir"], list(self.senteval.get("tasks") or []),
+                        verify)
 
     def training_step(self, model, batch):
         lp, ln = model(batch.prev, batch.cur, batch.nxt)
@@ -44,8 +60,6 @@ class SkipThoughtsTask:
         sums = {"prev": 0.0, "next": 0.0}
         counts = {"prev": 0, "next": 0}
         for batch in batches:
-            if isinstance(batch, SentEvalRequest):
-                return self.senteval(model, batch)
             lp, ln = model(batch.prev, batch.cur, batch.nxt)
             for k, logits, tgt in (("prev", lp, batch.prev), ("next", ln, batch.nxt)):
                 sums[k] += float(_nll(logits, tgt, "sum"))
@@ -54,17 +68,13 @@ class SkipThoughtsTask:
         nxt = sums["next"] / max(counts["next"], 1)
         return {"loss": prev + nxt, "prev_nll": prev, "next_nll": nxt}
 
-    def senteval(self, model, req: SentEvalRequest) -> dict[str, float]:
-        opts = dict(req.options)
+    def evaluation_hooks(self, model) -> dict[str, dict[str, float]]:
+        if not self.senteval:
+            return {}
+        opts = dict(self.senteval)
+        data_dir, tasks = opts.pop("data_dir"), list(opts.pop("tasks", None) or [])
         batch = opts.pop("encode_batch_size", 256)
         max_len = opts.pop("max_len", None)
-        results = run_senteval(lambda s: model.encode(s, batch, max_len), req.data_dir,
-                               req.tasks, **opts)
+        results = run_senteval(lambda s: model.encode(s, batch, max_len), data_dir, tasks, **opts)
         log.info("SentEval\n%s", format_table(results))
-        return as_metrics(results)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
+        return {"senteval": as_metrics(results)}

@@ -1,0 +1,75 @@
+"""The contracts of the one training loop (lnrepro.trainer): what a data module and a task must
+provide. An experiment is a config + a model + a data module + a task; the model only computes
+outputs, the task turns them into a loss and metrics, the data module yields batches.
+
+- A data factory (`configs/data/*.yaml` `_target_`) is called as `factory(**cfg, seed=,
+  device=)` and returns a `DataModule`.
+- A model factory (`configs/model/*.yaml`) is called with its config, `norm=` (a NormSpec) and
+  the data module's `model_kwargs` (shape fields the data decides: vocabulary size, image size).
+- A task (`configs/task/*.yaml`) subclasses `Task`: the defaults below are what most tasks need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class DataModule(Protocol):
+    """Batches for training (a deterministic order per (seed, epoch), so a run resumed at any
+    step replays exactly the batches it would have seen) and for evaluation."""
+
+    splits: Mapping[str, Any]  # evaluation split name -> its data ("train" may be one)
+    steps_per_epoch: int  # full training batches per epoch (the last partial one is dropped)
+    model_kwargs: dict[str, Any]  # filled into the model config's `???` fields (may be empty)
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        """Training batches `start, start + 1, ...` of epoch `epoch` (0-based)."""
+        ...
+
+    def eval_batches(self, split: str) -> Iterator[Any]:
+        """The batches of one evaluation split, in a fixed order."""
+        ...
+
+    def to(self, device: torch.device | str) -> DataModule: ...
+
+
+class Task:
+    """Loss and metrics of one experiment.
+
+    `training_step(model, batch) -> (loss, {name: detached tensor})`: the loss to minimise and
+    the per-batch metrics the trainer averages between log lines.
+    `evaluate(model, batches) -> {name: float}`: the metrics of one evaluation split.
+    `evaluation_hooks(model) -> {prefix: {name: float}}`: evaluations that are not a data split
+    (SentEval probes an encoder with its own datasets); run at every evaluation.
+    `higher_is_better`: the metric names (without the split prefix) whose best value is the
+    maximum (accuracies, correlations); every other metric is lower-is-better.
+    `state_dict` / `load_state_dict`: state carried between batches (a language model's hidden
+    state across segments), saved in the checkpoint; none by default.
+    """
+
+    higher_is_better: frozenset[str] = frozenset()
+
+    def training_step(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def evaluate(self, model, batches) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluation_hooks(self, model) -> dict[str, dict[str, float]]:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"this task carries no state, the checkpoint has {sorted(state)}")
+
+
+def is_higher_better(task: Task, metric: str) -> bool:
+    """Whether `metric` ("split/name" or "name") is maximised, as the task declares."""
+    return metric.rsplit("/", 1)[-1] in getattr(task, "higher_is_better", frozenset())
