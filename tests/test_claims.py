@@ -208,6 +208,21 @@ def test_faster_on_a_higher_is_better_metric_rises_to_the_worst_final(tmp_path):
     assert (res.interval.low, res.interval.high) == pytest.approx((iv.low, iv.high))
 
 
+def test_setting_lower_compares_one_norm_at_two_grid_settings(tmp_path):
+    """LN at batch 128 against LN at batch 4 (the claims of an ablation over a grid key)."""
+    runs = finals({"ln": [0.50, 0.52, 0.51]}, bs=128) + finals({"ln": [0.60, 0.62, 0.61]}, bs=4)
+    runs += finals({"bn": [0.0, 0.0]}, bs=128)  # another norm: not part of the check
+    claim = {"check": "setting_lower", "metric": "test/err", "norms": ["ln"],
+             "settings": {"data.batch_size": [128, 4]}}
+    res = run_claim(tmp_path, claim, runs)
+    assert res.verdict == C.SUPPORTED and not res.reasons
+    iv = C.welch_interval([0.50, 0.52, 0.51], [0.60, 0.62, 0.61])
+    assert (res.interval.low, res.interval.high) == pytest.approx((iv.low, iv.high))
+    assert res.tested == "final test/err, LN: batch_size 128 < batch_size 4"
+    res = run_claim(tmp_path, {**claim, "settings": {"data.batch_size": [4, 128]}}, runs)
+    assert res.verdict == C.CONTRADICTED
+
+
 def curve(steps_values: list[tuple[int, float]]) -> list[tuple[int, float, float]]:
     return [(s, s / 100, v) for s, v in steps_values]
 
@@ -317,6 +332,8 @@ def test_not_testable_needs_no_results(tmp_path):
     ({"check": "lower_at", "metric": "test/acc", "norms": ["ln", "bn"], "at": 1},
      "use final_higher"),
     ({"check": "final_higher", "metric": "test/err", "norms": ["ln", "bn"]}, "use final_lower"),
+    ({"check": "setting_lower", "metric": "m", "norms": ["ln"], "settings": {"k": [1]}},
+     "settings must be"),
 ])
 def test_bad_claims_are_refused(claim, message):
     spec = {**SPEC, "claims": [{"id": "c", "section": "s", "quote": "q", **claim}]}

@@ -20,6 +20,8 @@ and B the claim's two norms (A the one the paper favours):
   every seed of B reaches it; each seed's updates-to-level is the first evaluation that reaches it. Effect: the ratio of geometric means
   of the updates, a Welch interval on their logarithms. A seed that never reaches the level
   makes the claim inconclusive.
+- setting_lower: one norm A, its final value at one grid setting below its value at another
+  (`settings: {key: [x, y]}`, e.g. LN gains initialised to 1.0 vs 0.1). Effect: mean(x) - mean(y).
 - lower_at: A is below B at the first evaluation at or after `at` (`x`: step or epoch).
 - robust: going from one setting to another (`between: {key: [from, to]}`, e.g. batch 128 -> 4),
   A's value rises less than B's. Effect: (A_to - A_from) - (B_to - B_from), a
@@ -51,9 +53,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from scipy import stats
 
-CHECKS = ("final_lower", "final_higher", "final_below", "faster", "lower_at", "robust",
-          "comparable", "not_testable")
-LOWER_ONLY = ("final_lower", "final_below", "lower_at", "robust")  # checks of "lower is better"
+CHECKS = ("final_lower", "final_higher", "final_below", "setting_lower", "faster", "lower_at",
+          "robust", "comparable", "not_testable")
+LOWER_ONLY = ("final_lower", "final_below", "setting_lower", "lower_at", "robust")
+ONE_NORM = ("final_below", "setting_lower")  # checks of "lower is better"
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_TESTABLE = "not testable at this scale"
 LEVEL = 0.95
@@ -301,6 +304,18 @@ def check_final_below(c: dict, data: FigureData, res: Result) -> Result:
     return compare_groups(res, {a: [v - c["value"] for v in values]}, [1.0], False, decide_lower)
 
 
+def check_setting_lower(c: dict, data: FigureData, res: Result) -> Result:
+    """One norm at two grid settings: mean(x) - mean(y) < 0."""
+    (a,) = c["norms"]
+    (key, (x, y)), = c["settings"].items()
+    short = key.split(".")[-1]
+    groups = {f"{short} {v}": final_values(data, a, {**c.get("where", {}), key: v}, c["metric"])
+              for v in (x, y)}
+    res.measured = "; ".join(summary(f"{label(a)} {n}", v) for n, v in groups.items())
+    res.effect_name = f"{short} {x} - {short} {y}"
+    return compare_groups(res, groups, [1.0, -1.0], c.get("log", False), decide_lower)
+
+
 def check_comparable(c: dict, data: FigureData, res: Result) -> Result:
     margin = math.log(c["margin"]) if c.get("log") else c["margin"]
     return compare_pair(c, res, pair_finals(c, data), lambda iv: decide_within(iv, margin))
@@ -379,7 +394,7 @@ def _no_curves(res: Result, data: FigureData) -> Result:
 
 
 CHECK_FUNCTIONS = {"final_lower": check_final_lower, "final_higher": check_final_higher,
-                   "final_below": check_final_below,
+                   "final_below": check_final_below, "setting_lower": check_setting_lower,
                    "faster": check_faster,
                    "lower_at": check_lower_at, "robust": check_robust,
                    "comparable": check_comparable}
@@ -393,6 +408,10 @@ def describe(c: dict, spec: dict) -> str:
     at = f" ({setting(c['where'])})" if c.get("where") else ""
     if kind == "final_below":
         return f"final {m}{at}: {label(c['norms'][0])} < {c['value']} (fixed bar)"
+    if kind == "setting_lower":
+        (key, (x, y)), = c["settings"].items()
+        short = key.split(".")[-1]
+        return f"final {m}{at}, {label(c['norms'][0])}: {short} {x} < {short} {y}"
     a, b = (label(n) for n in c["norms"])
     if kind in ("final_lower", "final_higher"):
         return f"final {m}{at}: {a} {'<' if kind == 'final_lower' else '>'} {b}"
@@ -438,7 +457,8 @@ def validate(spec: dict, source: str) -> None:
         else:
             need |= {"metric", "norms"}
             need |= {"faster": {"max_ratio"}, "lower_at": {"at"}, "robust": {"between"},
-                     "comparable": {"margin"}, "final_below": {"value"}}.get(c.get("check"), set())
+                     "comparable": {"margin"}, "final_below": {"value"},
+                     "setting_lower": {"settings"}}.get(c.get("check"), set())
         missing = sorted(k for k in need if c.get(k) in (None, ""))
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
@@ -447,7 +467,7 @@ def validate(spec: dict, source: str) -> None:
         if c["id"] in ids:
             raise ValueError(f"{where}: duplicate id")
         ids.add(c["id"])
-        count = 1 if c["check"] == "final_below" else 2
+        count = 1 if c["check"] in ONE_NORM else 2
         words = {1: "one", 2: "two"}
         if "norms" in c and (len(c["norms"]) != count
                              or not set(c["norms"]) <= set(spec["norms"])):
@@ -455,6 +475,9 @@ def validate(spec: dict, source: str) -> None:
         if c["check"] == "robust" and (len(c["between"]) != 1
                                        or len(next(iter(c["between"].values()))) != 2):
             raise ValueError(f"{where}: between must be {{key: [from, to]}}")
+        if c["check"] == "setting_lower" and (len(c["settings"]) != 1
+                                              or len(next(iter(c["settings"].values()))) != 2):
+            raise ValueError(f"{where}: settings must be {{key: [x, y]}}")
         if c["check"] == "lower_at" and c.get("x", "epoch") not in ("step", "epoch"):
             raise ValueError(f"{where}: x must be step or epoch")
         higher = higher_is_better(spec, c.get("metric"))
