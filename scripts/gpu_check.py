@@ -55,7 +55,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from lnrepro.data.books import EOS_ID, PAD_ID, Triples
+from lnrepro.data.books import Triples
+from lnrepro.data.text import EOS_ID, PAD_ID
 from lnrepro.nn.norm import BatchNorm, GroupLN, LayerNorm, NormSpec, SeqBatchNorm
 from lnrepro.nn.rnn import GRU, LSTM, GRUCell, LSTMCell
 

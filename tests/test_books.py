@@ -1,4 +1,4 @@
-"""The book corpus of skip-thoughts through HF `datasets` (lnrepro.data.books): the same token
+"""The book corpus of skip-thoughts through HF `datasets` (lnrepro.data.books_corpus): the same token
 ids, vocabulary, triples and batches as the hand-written loader it replaced (fingerprints
 recorded with that loader, commit ae9001d), the Arrow cache hit on a second load and missed
 when a book changes, and nothing written to the data folder."""
@@ -18,6 +18,7 @@ from conftest import ROOT
 from test_skip_thoughts import write_corpus
 
 from lnrepro.data import books as B
+from lnrepro.data import books_corpus as BC
 from lnrepro.errors import ConfigError, DataError
 
 
@@ -181,16 +182,16 @@ def test_second_load_hits_the_cache_and_a_changed_book_misses_it(tmp_path, cache
     assert arrow
     # the same books again: read from the Arrow files, no sentence split or tokenising
     with monkeypatch.context() as m:
-        m.setattr(B, "tokenize", _tokenize_forbidden)
-        m.setattr(B, "document_sentences", _tokenize_forbidden)
+        m.setattr(BC, "tokenize", _tokenize_forbidden)
+        m.setattr(BC, "document_sentences", _tokenize_forbidden)
         again = B.books(str(tmp_path), **kw)
     assert fingerprint(again) == fingerprint(first)
     assert sorted(p.relative_to(cache) for p in (cache / "books").rglob("*.arrow")) == arrow
     # and from another process (the fingerprints do not depend on the process)
     probe = (
-        "from lnrepro.data import books as B\n"
+        "from lnrepro.data import books as B, books_corpus as BC\n"
         "def no(*a, **k): raise SystemExit('tokenised again')\n"
-        "B.tokenize = B.document_sentences = no\n"
+        "BC.tokenize = BC.document_sentences = no\n"
         f"d = B.books({str(tmp_path)!r}, paths=['books'], vocab_size=60, batch_size=8, "
         "val_triples=10, verify=False, num_proc=1)\n"
         "print(len(d.ids))\n")
@@ -202,13 +203,13 @@ def test_second_load_hits_the_cache_and_a_changed_book_misses_it(tmp_path, cache
     # a changed book: a new cache (the old one is not read), built by tokenising again
     (tmp_path / "books" / "doc1.txt").write_text("A new start. Then more. And the end.\n\n")
     calls = []
-    real = B.tokenize
+    real = BC.tokenize
 
     def counting(s):
         calls.append(s)
         return real(s)
 
-    monkeypatch.setattr(B, "tokenize", counting)
+    monkeypatch.setattr(BC, "tokenize", counting)
     changed = B.books(str(tmp_path), **kw)
     assert calls and len(changed.ids) == 200 - 40 + 1  # one line: one sentence ("lines")
     assert not torch.equal(changed.ids[:3], first.ids[:3]) or \
@@ -223,7 +224,7 @@ def test_a_changed_setting_misses_the_encoding_cache_only(tmp_path, cache, monke
               "num_proc": 1}
     a = B.books(str(tmp_path), vocab_size=60, **kw)
     with monkeypatch.context() as m:  # the sentences are reused, the ids are new
-        m.setattr(B, "tokenize", _tokenize_forbidden)
+        m.setattr(BC, "tokenize", _tokenize_forbidden)
         b = B.books(str(tmp_path), vocab_size=30, max_len=5, **kw)
     assert len(b.vocab) == 30 and b.ids.shape == (200, 6) and len(a.vocab) == 60
     assert torch.equal(b.train, a.train) and torch.equal(b.val, a.val)

@@ -17,8 +17,8 @@ import pytest
 import torch
 from conftest import ROOT, run_cli
 
-from lnrepro.data.books import EOS_ID, PAD_ID
 from lnrepro.data.coco_features import Pairs, coco_features, expected_files
+from lnrepro.data.text import EOS_ID, PAD_ID
 from lnrepro.errors import DataError
 from lnrepro.models.order_embeddings import OrderEmbeddings
 from lnrepro.runs import find_runs

@@ -17,16 +17,15 @@ import torch
 import torch.nn.functional as F
 from conftest import ROOT, run_cli
 
-from lnrepro.data.books import (
+from lnrepro.data.books import books, triple_index
+from lnrepro.data.text import (
     EOS_ID,
     PAD_ID,
     UNK_ID,
-    books,
     build_vocab,
     document_sentences,
     split_sentences,
     tokenize,
-    triple_index,
 )
 from lnrepro.errors import DataError
 from lnrepro.eval.scoring import cv_accuracy, expected_score, pearson, sick_target, spearman

@@ -531,6 +531,7 @@ class Report:
     data: dict[str, FigureData]
     results: list[Result]
     targets: dict[str, str]
+    notes: set[str] = field(default_factory=set)  # stems with a results/<stem>.md discussion
 
 
 def build(root: Path) -> Report:
@@ -539,7 +540,8 @@ def build(root: Path) -> Report:
     specs = load_specs(root / "experiments", order)
     data = {s["name"]: load_figure(root / "results", s) for s in specs}
     results = [r for s in specs for r in evaluate(s, data[s["name"]])]
-    return Report(specs, data, results, targets)
+    notes = {d.stem for d in data.values() if (root / "results" / f"{d.stem}.md").exists()}
+    return Report(specs, data, results, targets, notes)
 
 
 def runs_table(rep: Report, prefix: str) -> list[str]:
@@ -551,11 +553,14 @@ def runs_table(rep: Report, prefix: str) -> list[str]:
         d = rep.data[s["name"]]
         target = f"`make {rep.targets[s['name']]}`" if s["name"] in rep.targets else "–"
         if d.missing:
-            lines.append(f"| {s['title']} | {target} | – | 0 | – | – |")
+            notes = f"[notes]({prefix}{d.stem}.md)" if d.stem in rep.notes else "–"
+            lines.append(f"| {s['title']} | {target} | {notes} | 0 | – | – |")
             continue
         links = [f"[png]({prefix}{d.stem}.png)", f"[csv]({prefix}{d.stem}.csv)"]
         if d.curves is not None:
             links.append(f"[curves]({prefix}{d.stem}_curves.csv)")
+        if d.stem in rep.notes:
+            links.append(f"[notes]({prefix}{d.stem}.md)")
         seeds = []
         for n in s["norms"]:
             grid = Counter(tuple(r.get(k) for k in d.grid_keys) for r in d.runs if r["norm"] == n)

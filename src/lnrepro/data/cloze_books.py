@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lnrepro.data import common
-from lnrepro.data.books import _read_text
+from lnrepro.data.books_corpus import read_text
 from lnrepro.data.cloze_text import anonymise, book_sentences, character_names, questions
 from lnrepro.data.verify import file_digests, verify_files
 from lnrepro.errors import ConfigError, DataError
@@ -67,7 +67,7 @@ def _book_rows(files: list[dict]):
     """One dataset row per book (a generator for Dataset.from_generator)."""
     for k, f in enumerate(files):
         yield {"index": k, "book": f["name"], "split": f["split"], "drama": f["drama"],
-               "text": _read_text(Path(f["path"]))}
+               "text": read_text(Path(f["path"]))}
 
 
 def _book_questions(batch: dict, settings: dict) -> dict:

@@ -2,7 +2,7 @@
 corpus of Hermann et al. 2015 (the paper's Sec. 6.2), pure functions on one book.
 
 Steps, each a function below:
-  * `book_sentences`: sentences of a book (lnrepro.data.books.document_sentences), tokenised
+  * `book_sentences`: sentences of a book (lnrepro.data.text.document_sentences), tokenised
     with case kept (`\\w+|[^\\w\\s]`, underscores of italics dropped, `` and '' read as ");
     for drama, the speaker tags and bracketed stage directions removed first (`strip_drama`).
   * `character_names`: a capitalised token (upper-case first letter, then lower case, at least
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lnrepro.data.books import document_sentences
+from lnrepro.data.text import document_sentences
 
 PLACEHOLDER = "@placeholder"
 _TOKEN = re.compile(r"\w+|[^\w\s]")

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from lnrepro.checks import positive_int
-from lnrepro.data.books import EOS_ID, PAD_ID, SPECIALS, UNK_ID
+from lnrepro.data.text import EOS_ID, PAD_ID, SPECIALS, UNK_ID
 from lnrepro.data.common import check_batch_size, vocab_hash
 from lnrepro.errors import ConfigError, DataError
 

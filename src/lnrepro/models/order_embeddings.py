@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lnrepro.data.books import PAD_ID
+from lnrepro.data.text import PAD_ID
 from lnrepro.errors import ConfigError
 from lnrepro.nn.norm import NormSpec
 from lnrepro.nn.rnn import GRU

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lnrepro.data.books import EOS_ID, PAD_ID, UNK_ID, tokenize
+from lnrepro.data.text import EOS_ID, PAD_ID, UNK_ID, tokenize
 from lnrepro.errors import ConfigError, DataError
 from lnrepro.nn.norm import NormSpec
 from lnrepro.nn.rnn import GRU

@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 
 from lnrepro.contracts import Task
-from lnrepro.data.books import PAD_ID
+from lnrepro.data.text import PAD_ID
 from lnrepro.errors import ConfigError
 
 CAPS_PER_IMAGE = 5

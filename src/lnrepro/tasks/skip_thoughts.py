@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lnrepro.contracts import Task
-from lnrepro.data.books import PAD_ID
+from lnrepro.data.text import PAD_ID
 from lnrepro.eval.senteval import (
     HIGHER_IS_BETTER,
     as_metrics,
