@@ -23,7 +23,7 @@ from lnrepro import REPO_ROOT as ROOT
 from lnrepro.artifacts import load_run_model, save_figure
 from lnrepro.data.iam_ondb import encode_text
 from lnrepro.errors import LnreproError
-from lnrepro.models.handwriting import sample, to_pen_positions
+from lnrepro.models.handwriting_sampling import sample, to_pen_positions
 from lnrepro.runs import checkpointed_run_per_norm
 
 LABELS = {"ln": "LN-LSTM", "none": "LSTM (baseline)", "bn": "BN-LSTM"}

@@ -76,20 +76,20 @@ def test_sequences_keep_every_character_of_the_longest_text():
     strokes = torch.randn(2, 4, 3)
     lengths = torch.tensor([4, 2])
     chars = torch.tensor([[3, 0, 0, -1], [0, -1, -1, -1]])
-    x, target, mask, c = sequences(strokes, lengths, chars)
+    _, _, mask, c = sequences(strokes, lengths, chars)
     assert c.tolist() == [[3, 0, 0], [0, -1, -1]]
     assert mask.dtype == strokes.dtype and mask.sum(0).tolist() == [4, 2]
 
 
 class _FixedDraw(torch.nn.Module):
-    """Stands in for DRAW: fixed canvas logits and per-glimpse KL (T, B)."""
+    """Stands in for DRAW: fixed canvas logits and posterior parameters mu, log sigma (T, B, Z)."""
 
-    def __init__(self, logits, kl):
+    def __init__(self, logits, mu, log_sigma):
         super().__init__()
-        self.logits, self.kl = logits, kl
+        self.logits, self.mu, self.log_sigma = logits, mu, log_sigma
 
     def forward(self, x, generator=None):
-        return self.logits, self.kl
+        return self.logits, self.mu, self.log_sigma
 
 
 def test_draw_bound_is_reconstruction_plus_kl_summed_over_glimpses():
@@ -97,10 +97,13 @@ def test_draw_bound_is_reconstruction_plus_kl_summed_over_glimpses():
 
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(2, 3, 3, generator=g) > 0.5).float()
-    logits, kl = torch.randn(2, 3, 3, generator=g), torch.rand(4, 2, generator=g)
-    loss, metrics = VariationalBound().training_step(_FixedDraw(logits, kl), (x,))
+    logits = torch.randn(2, 3, 3, generator=g)
+    mu, log_sigma = torch.randn(4, 2, 5, generator=g), torch.randn(4, 2, 5, generator=g) * 0.5
+    loss, metrics = VariationalBound().training_step(_FixedDraw(logits, mu, log_sigma), (x,))
     p = torch.sigmoid(logits)
     recon = -(x * p.log() + (1 - x) * (1 - p).log()).sum((1, 2))  # per image, nats
+    q, prior = torch.distributions.Normal(mu, log_sigma.exp()), torch.distributions.Normal(0.0, 1.0)
+    kl = torch.distributions.kl_divergence(q, prior).sum(-1)  # (T, B): per glimpse
     torch.testing.assert_close(metrics["recon"], recon.mean())
     torch.testing.assert_close(metrics["kl"], kl.sum(0).mean())
     torch.testing.assert_close(loss, (recon + kl.sum(0)).mean())

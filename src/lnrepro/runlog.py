@@ -49,7 +49,7 @@ def git_commit() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True, text=True, timeout=10, check=False,
         ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -130,7 +130,7 @@ class RunLogger:
         else:
             self._truncate_after(resume_step)
         try:
-            self._file = open(self.path, "a")
+            self._file = open(self.path, "a")  # noqa: SIM115 (open for the run, closed by close())
         except OSError as e:
             raise output_error(self.path, e) from None
         self.wandb = None
@@ -154,46 +154,24 @@ class RunLogger:
             return
         import wandb  # lazy: slow to import, and optional for the local files
 
-        id_file = self.run_dir / "wandb_id"
-        if resume and id_file.exists():
-            run_id = id_file.read_text().strip()
-        else:
-            run_id = secrets.token_hex(6)  # W&B ids: lower-case letters and digits
-            atomic_write_text(id_file, run_id)
-
-        def init(mode: str, **settings):
-            return wandb.init(
-                project=cfg.get("project"),
-                entity=cfg.get("entity"),
-                group=cfg.get("group"),
-                tags=[str(t) for t in cfg.get("tags") or []],
-                name=cfg.get("name") or self.default_name(),
-                job_type=cfg.get("job_type") or "train",
-                config={**self.config, "_meta": self.meta},
-                dir=str(self.run_dir),
-                mode=mode,
-                id=run_id,
-                resume="allow",
-                # Hydra's basic launcher runs every job of a multirun in this process: each job
-                # must get (and finish) its own run instead of W&B's default "return_previous".
-                reinit="finish_previous",
-                settings=wandb.Settings(console="off", x_disable_stats=True, **settings),
-            )
-
+        run_id = self._wandb_run_id(resume)
         folder = self.run_dir / "wandb"
         fell_back = False
         try:
             if mode == "online":
                 try:
-                    self.wandb = init("online", init_timeout=float(cfg.get("init_timeout", 30)))
-                except Exception as e:  # no network, no answer, a refused key: log offline
+                    self.wandb = self._wandb_start(
+                        wandb, cfg, run_id, "online",
+                        init_timeout=float(cfg.get("init_timeout", 30)))
+                # no network, no answer, a refused key: log offline
+                except Exception as e:  # noqa: BLE001
                     log.warning("W&B could not be reached (%s): logging offline to %s; upload "
                                 "later with `wandb sync %s/offline-run-*`", one_line(e),
                                 folder, folder)
                     mode, fell_back = "offline", True
                     wandb.teardown()  # the failed attempt still holds the run id
-            if self.wandb is None:
-                self.wandb = init(mode, silent=fell_back)  # the warning said how to sync
+            if self.wandb is None:  # the warning said how to sync
+                self.wandb = self._wandb_start(wandb, cfg, run_id, mode, silent=fell_back)
         except Exception as e:  # noqa: BLE001
             log.warning("W&B is off for this run (%s); metrics.jsonl has every number",
                         one_line(e))
@@ -209,6 +187,36 @@ class RunLogger:
             self.wandb.define_metric("epoch", step_metric="update")
         except Exception as e:  # noqa: BLE001
             self._wandb_failed(e)
+
+    def _wandb_run_id(self, resume: bool) -> str:
+        """The W&B run id: the one in `<run_dir>/wandb_id` when resuming, else a new one
+        (written there)."""
+        id_file = self.run_dir / "wandb_id"
+        if resume and id_file.exists():
+            return id_file.read_text().strip()
+        run_id = secrets.token_hex(6)  # W&B ids: lower-case letters and digits
+        atomic_write_text(id_file, run_id)
+        return run_id
+
+    def _wandb_start(self, wandb, cfg: dict, run_id: str, mode: str, **settings):
+        """`wandb.init` of this run in `mode`, with `settings` added to its wandb.Settings."""
+        return wandb.init(
+            project=cfg.get("project"),
+            entity=cfg.get("entity"),
+            group=cfg.get("group"),
+            tags=[str(t) for t in cfg.get("tags") or []],
+            name=cfg.get("name") or self.default_name(),
+            job_type=cfg.get("job_type") or "train",
+            config={**self.config, "_meta": self.meta},
+            dir=str(self.run_dir),
+            mode=mode,
+            id=run_id,
+            resume="allow",
+            # Hydra's basic launcher runs every job of a multirun in this process: each job
+            # must get (and finish) its own run instead of W&B's default "return_previous".
+            reinit="finish_previous",
+            settings=wandb.Settings(console="off", x_disable_stats=True, **settings),
+        )
 
     def default_name(self) -> str:
         """`<experiment>/<norm>_bs<batch>_s<seed>`, and a sweep's other overrides after it."""

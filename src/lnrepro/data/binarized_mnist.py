@@ -141,6 +141,28 @@ def binarized_mnist(
         verify: check MNIST (or the fixed files' image counts) against the recorded ones
             (false: a warning instead).
     """
+    splits, kind = load_splits(data_dir, source, binarize_seed, val_size, download, cache_dir,
+                               verify)
+    eval_sizes = _check_splits(splits, eval_sizes)
+    data = TensorData(
+        {k: (v,) for k, v in splits.items()},
+        batch_size,
+        eval_batch_size=eval_batch_size,
+        seed=seed,
+        eval_subsets=eval_sizes,
+    ).to(device)
+    log.info("binarized MNIST (%s): %s images", kind,
+             " / ".join(f"{len(v):,} {k}" for k, v in splits.items()))
+    # train.py fills or checks model.image_size
+    data.model_kwargs = {"image_size": _square_side(splits)}
+    return data
+
+
+def load_splits(data_dir: str, source: str = "auto", binarize_seed: int = 0,
+                val_size: int = 10000, download: bool = True, cache_dir: str | None = None,
+                verify: bool = True) -> tuple[dict[str, torch.Tensor], str]:
+    """The train / val / test images of `source` (arguments as in `binarized_mnist`), and the
+    source in words for the log: "fixed" or "stochastic (seed <binarize_seed>)"."""
     if source not in SOURCES:
         raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
     root = Path(data_dir).expanduser()
@@ -155,26 +177,18 @@ def binarized_mnist(
     if source == "fixed" or (source == "auto" and have_fixed):
         splits = load_fixed(folder, verify)
         log.info("binarized MNIST: the fixed Larochelle-Murray files in %s", folder)
-        kind = "fixed"
-    else:
-        splits = stochastic_splits(root, download, verify, val_size, int(binarize_seed),
-                                   common.cache_dir(SUBDIR, cache_dir))
-        kind = f"stochastic (seed {binarize_seed})"
-    eval_sizes = _check_splits(splits, eval_sizes)
-    data = TensorData(
-        {k: (v,) for k, v in splits.items()},
-        batch_size,
-        eval_batch_size=eval_batch_size,
-        seed=seed,
-        eval_subsets=eval_sizes,
-    ).to(device)
-    log.info("binarized MNIST (%s): %s images", kind,
-             " / ".join(f"{len(v):,} {k}" for k, v in splits.items()))
+        return splits, "fixed"
+    splits = stochastic_splits(root, download, verify, val_size, int(binarize_seed),
+                               common.cache_dir(SUBDIR, cache_dir))
+    return splits, f"stochastic (seed {binarize_seed})"
+
+
+def _square_side(splits: dict[str, torch.Tensor]) -> int:
+    """A, the side of the A x A images (DRAW takes square images only)."""
     h, w = splits["train"].shape[1:]
     if h != w:
         raise DataError(f"binarized MNIST images are {h}x{w}; DRAW here takes square images")
-    data.model_kwargs = {"image_size": int(h)}  # train.py fills or checks model.image_size
-    return data
+    return int(h)
 
 
 def stochastic_splits(root: Path, download: bool, verify: bool, val_size: int, binarize_seed: int,

@@ -7,8 +7,10 @@ One glimpse t = 1..T (Gregor et al. Eq. 3-8), canvas c_0 = 0, h^dec_0 = h^enc_0 
     z_t      = mu_t + sigma_t * eps,  [mu_t; log sigma_t] = W h^enc_t + b      (Q(Z_t | h^enc_t))
     h^dec_t  = LSTM_dec(h^dec_{t-1}, z_t)
     c_t      = c_{t-1} + write(h^dec_t)                           N x N write attention (Eq. 29)
-The reconstruction is Bernoulli with means sigmoid(c_T) (Eq. 9); the loss (`tasks.draw`) is the
-variational bound  -log D(x | c_T) + sum_t KL(Q(Z_t | h^enc_t) || N(0, I))  (Eq. 10-12).
+The reconstruction is Bernoulli with means sigmoid(c_T) (Eq. 9). The model computes outputs
+only: c_T and the posterior parameters (mu_t, log sigma_t) of every glimpse; the loss
+(`lnrepro.tasks.draw`) is the variational bound
+    -log D(x | c_T) + sum_t KL(Q(Z_t | h^enc_t) || N(0, I))                  (Eq. 10-12).
 
 Normalization (the `norm` switch) sits only on the LSTM cell state before its tanh, in both the
 encoder and the decoder (the LN paper's supplementary Eq. 29-31):
@@ -99,18 +101,13 @@ class Attention(nn.Module):
         return (fy.transpose(1, 2) @ patch @ fx) / gamma[:, None, None]
 
 
-def gaussian_kl(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, 1)) summed over the last dim (Gregor et al. Eq. 11):
-    1/2 sum(mu^2 + sigma^2 - 2 log sigma - 1)."""
-    return 0.5 * (mu.square() + (2 * log_sigma).exp() - 2 * log_sigma - 1).sum(-1)
-
-
 class DRAW(nn.Module):
     """DRAW with read and write attention; `norm` on the LSTM cell states only (Eq. 29-31).
 
-    `forward(x, generator=None) -> (logits (B, A, A), kl (T, B))`: canvas c_T (the Bernoulli
-    logits of the reconstruction) and the KL term of every glimpse, summed over the latent units.
-    The posterior noise comes from `generator` (the global RNG when None).
+    `forward(x, generator=None) -> (logits (B, A, A), mu (T, B, Z), log_sigma (T, B, Z))`:
+    canvas c_T (the Bernoulli logits of the reconstruction) and the parameters of the posterior
+    Q(Z_t | h^enc_t) = N(mu_t, sigma_t^2) of every glimpse (the task turns them into the KL
+    term). The posterior noise comes from `generator` (the global RNG when None).
     `sample(n)` draws images from the generative model (z_t ~ N(0, I)).
 
     Args:
@@ -192,14 +189,15 @@ class DRAW(nn.Module):
         return state, canvas, read_p
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        """x (B, A, A) in [0, 1] -> (canvas logits c_T (B, A, A), KL per glimpse (T, B))."""
+        """x (B, A, A) in [0, 1] -> (canvas logits c_T (B, A, A), mu_t and log sigma_t of
+        every glimpse, each (T, B, Z))."""
         self.check_input(x)
         batch = x.shape[0]
         canvas = x.new_zeros(x.shape)
         h_dec = x.new_zeros(batch, self.dec.hidden_size)
         enc_state, dec_state = None, (h_dec, h_dec)
         read_p = self.dec_out.bias[:N_ATT].expand(batch, N_ATT)  # W h^dec_0 + b with h^dec_0 = 0
-        kls = []
+        mus, log_sigmas = [], []
         for t in range(self.glimpses):
             x_err = x - torch.sigmoid(canvas)
             r = self.read_att.read(x, x_err, read_p)
@@ -207,9 +205,10 @@ class DRAW(nn.Module):
             mu, log_sigma = self.q(enc_state[0]).chunk(2, 1)
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
             z = mu + log_sigma.exp() * eps
-            kls.append(gaussian_kl(mu, log_sigma))
+            mus.append(mu)
+            log_sigmas.append(log_sigma)
             dec_state, canvas, read_p = self._decode(z, dec_state, canvas, t)
-        return canvas, torch.stack(kls)
+        return canvas, torch.stack(mus), torch.stack(log_sigmas)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,

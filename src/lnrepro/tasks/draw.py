@@ -20,6 +20,12 @@ import torch.nn.functional as F
 from lnrepro.contracts import Task
 
 
+def gaussian_kl(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) summed over the last dim (Gregor et al. Eq. 11):
+    1/2 sum(mu^2 + sigma^2 - 2 log sigma - 1)."""
+    return 0.5 * (mu.square() + (2 * log_sigma).exp() - 2 * log_sigma - 1).sum(-1)
+
+
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """-log D(x | c_T) per case, nats (Gregor et al. Eq. 9-10): Bernoulli cross-entropy with
     means sigmoid(logits), summed over the pixels. (B, A, A) -> (B,)."""
@@ -39,9 +45,9 @@ class VariationalBound(Task):
     @staticmethod
     def _terms(model, x, generator=None):
         x = x.to(torch.get_default_dtype())
-        logits, kl = model(x, generator=generator)  # (B, A, A), (T, B)
+        logits, mu, log_sigma = model(x, generator=generator)  # (B, A, A), (T, B, Z) twice
         recon = bernoulli_nll(logits, x)
-        return recon, kl.sum(0)
+        return recon, gaussian_kl(mu, log_sigma).sum(0)  # KL per glimpse (T, B), then over t
 
     def training_step(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         (x,) = batch
