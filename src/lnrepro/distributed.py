@@ -140,11 +140,11 @@ def hydra_args(argv: list[str], environ=None) -> list[str]:
     (no .hydra/, its log file in a temporary folder that is removed at exit); rank 0's run
     folder is handed over after the process group starts (`run_dir`)."""
     world = env_world(environ)
-    if not world.active or world.is_main:
-        return argv
-    if "-m" in argv or "--multirun" in argv:
+    if world.active and ("-m" in argv or "--multirun" in argv):
         raise ConfigError("torchrun runs one job: start one torchrun per job of a sweep (or "
                           "hydra/launcher=slurm with hydra.launcher.tasks_per_node)")
+    if not world.active or world.is_main:
+        return argv
     tmp = tempfile.mkdtemp(prefix=f"lnrepro-rank{world.rank}-")
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     return [*argv, f"hydra.run.dir={tmp}", "hydra.output_subdir=null"]

@@ -110,8 +110,14 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+# keys added to the configs after checkpoints were written, with the value that means what those
+# checkpoints did (a checkpoint without the key resumes when the run has that value)
+ADDED_KEYS = {"norm.sync": False}
+
+
 def _check_resumable(saved: dict, now: dict) -> None:
     a, b = _flat(saved), _flat(now)
+    a.update({k: v for k, v in ADDED_KEYS.items() if k in b and k not in a})
     differ = sorted(
         k for k in set(a) | set(b)
         if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in RESUME_MAY_CHANGE)
@@ -346,7 +352,8 @@ def cli() -> None:
     try:  # ranks > 0 of a torchrun: Hydra writes nothing into the run dir
         sys.argv[1:] = distributed.hydra_args(sys.argv[1:])
     except LnreproError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if distributed.env_world().is_main:
+            print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     main()
 
