@@ -4,6 +4,7 @@ config, then run the one training loop.
     python -m lnrepro.train experiment=pi_mnist_cpu norm=ln|bn|none [key=value ...]
     python -m lnrepro.train -m experiment=pi_mnist_cpu norm=ln,bn,none data.batch_size=128,4
     python -m lnrepro.train experiment=pi_mnist_cpu resume=true hydra.run.dir=<run dir>
+    torchrun --nproc_per_node=2 -m lnrepro.train experiment=pi_mnist_cpu   # DDP: distributed.py
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -21,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from lnrepro import distributed
 from lnrepro.artifacts import read_checkpoint
 from lnrepro.callbacks import check_run_keys, check_writable, lock_run_dir, unlock_run_dir
 from lnrepro.data.common import cache_root
@@ -107,8 +110,14 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+# keys added to the configs after checkpoints were written, with the value that means what those
+# checkpoints did (a checkpoint without the key resumes when the run has that value)
+ADDED_KEYS = {"norm.sync": False}
+
+
 def _check_resumable(saved: dict, now: dict) -> None:
     a, b = _flat(saved), _flat(now)
+    a.update({k: v for k, v in ADDED_KEYS.items() if k in b and k not in a})
     differ = sorted(
         k for k in set(a) | set(b)
         if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in RESUME_MAY_CHANGE)
@@ -144,8 +153,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     stops with one line); returns the summary (as in summary.json)."""
     check_run_keys(cfg)
     run_dir = Path(run_dir)
-    check_writable(run_dir)
-    took = lock_run_dir(run_dir)
+    is_main = distributed.current().is_main  # under torchrun rank 0 alone writes the run dir
+    if is_main:
+        check_writable(run_dir)
+    took = lock_run_dir(run_dir) if is_main else False
     try:
         return _run(cfg, run_dir)
     finally:
@@ -159,10 +170,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     check_logger(config["logger"])
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(str(cfg.device))
+    world = distributed.current()
+    device = distributed.device_for(resolve_device(str(cfg.device)), world)
 
-    batch_size = cfg.data.get("batch_size")
+    batch_size = cfg.data.get("batch_size")  # the global batch, split over the processes
     norm = NormSpec.from_cfg(cfg.norm, batch_size)
+    distributed.rank_batch(batch_size, world, norm)
     if norm.kind == "bn" and batch_size == 1:
         raise ConfigError(
             "norm=bn cannot train with data.batch_size=1 (the batch variance of one case is 0): "
@@ -182,36 +195,44 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         _check_resumable(ckpt["config"], config)
         _check_threads(ckpt["meta"].get("threads"), torch.get_num_threads(),
                        cfg.resume_allow_different_threads)
+        distributed.check_resume(ckpt["meta"].get("world_size"), world)
     elif cfg.resume:  # a warning only when an earlier run left files but no checkpoint (a
         # figure target passes resume=true to every job, and a clean tree has nothing to resume)
         fresh = not (run_dir / "metrics.jsonl").exists()
         (log.info if fresh else log.warning)(
             "resume=true but %s has no checkpoint: starting from step 0", run_dir)
 
-    task = build(cfg.task)  # first: a task checks its own files (SentEval) before the data loads
+    # first: a task checks its own files (SentEval) before the data loads
+    task = distributed.shard_task(build(cfg.task), world)
     torch.manual_seed(cfg.seed)
     data = build(cfg.data, seed=cfg.seed, device=device)  # a DataModule (lnrepro.contracts)
+    data = distributed.shard_data(data, world)
     # shape fields the data decides (vocab_size, image size, ...) fill the model config's `???`
     dims = data.model_kwargs
     for k, v in dims.items():
         if k in cfg.model and not OmegaConf.is_missing(cfg.model, k) and cfg.model[k] != v:
             raise ConfigError(f"model.{k}={cfg.model[k]} does not match the data ({k}={v})")
     model = build(cfg.model, norm=norm, **dims).to(device)
+    model = distributed.wrap_model(model, world, device)
+    distributed.seed_rank(cfg.seed, world)
     optimizer, scheduler, interval = build_optimizer(cfg.optim, model)
 
     meta = {"seed": cfg.seed, "git_commit": git_commit(), "experiment": cfg.name,
             "norm": norm.kind, "batch_size": batch_size,
             "n_params": sum(p.numel() for p in model.parameters()),
-            "threads": torch.get_num_threads()}  # results are bit-exact per thread count
+            "threads": torch.get_num_threads(),  # results are bit-exact per thread count
+            **distributed.bn_meta(norm, batch_size, world)}  # world size, BN statistics
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     job_type, overrides = _job_identity()
     logger_cfg["job_type"] = logger_cfg.get("job_type") or job_type
     logger = RunLogger(run_dir, config, logger_cfg, {**meta, "overrides": overrides},
                        resume_step=ckpt["step"] if ckpt else None,
-                       higher_is_better=task.higher_is_better)
-    trainer = Trainer(model, task, data, optimizer, trainer_cfg, logger, run_dir,
-                      checkpoint_extra={"config": config, "meta": meta}, scheduler=scheduler,
-                      scheduler_interval=interval)
+                       higher_is_better=task.higher_is_better) if world.is_main \
+        else distributed.NullLogger()
+    make = Trainer if not world.active else partial(distributed.DistributedTrainer, world=world)
+    trainer = make(model, task, data, optimizer, trainer_cfg, logger, run_dir,
+                   checkpoint_extra={"config": config, "meta": meta}, scheduler=scheduler,
+                   scheduler_interval=interval)
     exit_code = 1
     try:
         if ckpt:
@@ -236,11 +257,13 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
 def main(cfg: DictConfig):
     hc = HydraConfig.get()
     try:
-        summary = run(cfg, hc.runtime.output_dir)
+        with distributed.process_group(str(cfg.get("device", "auto"))):  # torchrun: DDP
+            summary = run(cfg, distributed.run_dir(hc.runtime.output_dir))
         key = cfg.get("optimized_metric")  # e.g. best.val/err: returned to the sweeper (Optuna)
         return objective(summary, key) if key else None
     except LnreproError as e:
-        log.error("%s", e)
+        if distributed.env_world().is_main or not isinstance(e, ConfigError):
+            log.error("%s", e)  # (a config error: every rank has it, rank 0 says it)
         if hc.mode == RunMode.MULTIRUN and not isinstance(e, Interrupted):
             # the other jobs still run; the sweep then exits with e.exit_code (cli). Returned,
             # not raised: Hydra would add an "Error executing job" line to the one logged here
@@ -329,6 +352,12 @@ def cli() -> None:
     import hydra._internal.utils as hydra_utils  # the function Hydra's main calls by name
 
     hydra_utils.run_and_report = _one_line(hydra_utils.run_and_report)
+    try:  # ranks > 0 of a torchrun: Hydra writes nothing into the run dir
+        sys.argv[1:] = distributed.hydra_args(sys.argv[1:])
+    except LnreproError as e:
+        if distributed.env_world().is_main:
+            print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     main()
 
 

@@ -276,7 +276,7 @@ class Trainer:
                     every = cfg.ckpt_every
                     if done or (self.step % every == 0 if every else evaluated):
                         self._checkpoint()
-                    if stop.signum is not None:
+                    if self._stop_requested(stop):
                         self._checkpoint()
                         self.logger.write_summary(self.summary("interrupted"))
                         raise Interrupted(
@@ -288,6 +288,10 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self.summary("completed")
+
+    def _stop_requested(self, stop: _StopFlag) -> bool:
+        """Whether a signal asks the loop to stop (lnrepro.distributed: on any process)."""
+        return stop.signum is not None
 
     def _pace(self, start_step: int) -> str:
         """Updates/s of this process (evaluation passes excluded) and the time left at that pace

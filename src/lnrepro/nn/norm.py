@@ -19,7 +19,10 @@ The kinds:
   units of W_h h, one over those of W_x x, one over c_t); in the GRU Eq. 23-28 (separate LNs over
   the [r; z] and the candidate groups: `GroupLN`).
 * "bn", batch normalization (Eq. 2): per unit (channel), the mean and variance over the
-  mini-batch in training, running averages at evaluation. In recurrent cells: per time step
+  mini-batch in training, running averages at evaluation. Under DDP (torchrun) the mini-batch
+  is each process's share of it (`data.batch_size / world size` cases), unless `sync` (the
+  `norm.sync=true` switch) sums the statistics over all processes (`_synced_stats`), which
+  gives the global batch's mean and variance, as in one process. In recurrent cells: per time step
   statistics after Cooijmans et al. 2017 ("Recurrent Batch Normalization", `SeqBatchNorm`),
   gains `recurrent_gain_init` = 0.1 (their gamma 0.1), optionally over the live cases of a padded
   batch only (`min_live`).
@@ -45,6 +48,7 @@ Shapes: (N, H) for fully connected layers, (N, C, *spatial) for convolutions, (T
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -76,6 +80,7 @@ class NormSpec:
     unbiased: bool = False  # BN: unbiased batch variance in training (Sec. 6.6, batch size 4)
     gain_init: float = 1.0  # g at init; Sec. 6: LN gains 1, biases 0
     recurrent_gain_init: float = BN_GAIN_INIT  # g of recurrent BN (Cooijmans et al.)
+    sync: bool = False  # BN under DDP: statistics over every process's cases (the global batch)
 
     def __post_init__(self):
         if self.kind not in NORM_KINDS:
@@ -96,11 +101,15 @@ class NormSpec:
         unbiased = cfg.pop("unbiased", False)
         if unbiased == "auto":
             unbiased = batch_size is not None and batch_size < UNBIASED_BELOW
+        sync = cfg.pop("sync", False)
+        if not isinstance(sync, bool):
+            raise ConfigError(f"norm.sync must be true or false, got {sync!r}")
         known = {"eps", "momentum", "gain_init", "recurrent_gain_init"}
         extra = set(cfg) - known
         if extra:
             raise ConfigError(f"unknown key(s) in norm config: {sorted(extra)}")
-        return cls(kind=kind, unbiased=bool(unbiased), **{k: float(v) for k, v in cfg.items()})
+        return cls(kind=kind, unbiased=bool(unbiased), sync=sync,
+                   **{k: float(v) for k, v in cfg.items()})
 
     def with_(self, **changes) -> NormSpec:
         return replace(self, **changes)
@@ -195,6 +204,11 @@ class BatchNorm(nn.Module):
     Per hidden unit (channel), mu and sigma over the mini-batch (and spatial positions) in
     training; running averages of them at evaluation. `unbiased=True` normalizes with the
     unbiased batch variance, which the paper used at batch size 4 (Sec. 6.6).
+
+    `sync=True` under DDP with more than one process: the statistics of the global mini-batch
+    (every process's cases, `_synced_stats`), differentiably, so that N processes with B/N
+    cases each train exactly as one process with B (Ioffe & Szegedy 2015, Alg. 1, over the
+    whole mini-batch). Without it, or in one process, each process normalises over its own.
     """
 
     def __init__(
@@ -204,6 +218,7 @@ class BatchNorm(nn.Module):
         momentum: float = 0.1,
         unbiased: bool = False,
         gain_init: float = 1.0,
+        sync: bool = False,
     ):
         super().__init__()
         self.num_features, self.eps, self.momentum, self.unbiased = (
@@ -212,6 +227,7 @@ class BatchNorm(nn.Module):
             momentum,
             unbiased,
         )
+        self.sync = sync
         self.weight = nn.Parameter(torch.full((num_features,), float(gain_init)))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
@@ -227,12 +243,15 @@ class BatchNorm(nn.Module):
                 "batch norm needs more than one value per unit in training, got batch size "
                 f"{a.shape[0]}: use norm=ln (made for this case) or a larger data.batch_size"
             )
+        dims = [0] + list(range(2, a.dim()))
+        if self.sync and _distributed():
+            # the global batch's (C,) statistics, over every process's cases
+            return self._normalise_with(a, *_mean_var(*_synced_stats(a, dims), a.dtype))
         if not self.unbiased:  # fused kernel; updates the running averages itself
             return F.batch_norm(
                 a, self.running_mean, self.running_var, self.weight, self.bias,
                 True, self.momentum, self.eps,
             )
-        dims = [0] + list(range(2, a.dim()))
         var, mean = torch.var_mean(a, dim=dims, correction=1)
         with torch.no_grad():
             self.running_mean.lerp_(mean, self.momentum)
@@ -241,11 +260,54 @@ class BatchNorm(nn.Module):
         scale = self.weight * torch.rsqrt(var + self.eps)
         return (a - mean.view(shape)) * scale.view(shape) + self.bias.view(shape)
 
+    def _normalise_with(self, a, mean, var, n) -> torch.Tensor:
+        """Normalise with the given (biased) batch statistics over n cases; the running
+        averages move towards them (the unbiased variance, as F.batch_norm's kernel)."""
+        unbiased = var * n / (n - 1)
+        with torch.no_grad():
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(unbiased, self.momentum)
+        shape = _affine_shape(a)
+        scale = self.weight * torch.rsqrt((unbiased if self.unbiased else var) + self.eps)
+        return (a - mean.view(shape)) * scale.view(shape) + self.bias.view(shape)
+
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"unbiased={self.unbiased}"
+            f"unbiased={self.unbiased}" + (", sync=True" if self.sync else "")
         )
+
+
+def _distributed() -> bool:
+    """Whether a process group of more than one process is running (torchrun)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _synced_stats(x: torch.Tensor, dims: list[int]):
+    """The sum, the sum of squares and the count of x over `dims` (the batch, and the
+    positions of a conv map), summed over every process with one differentiable all-reduce
+    (`lnrepro.distributed.all_reduce_sum`: its backward all-reduces the gradients, so each
+    process's cases get the gradient through the other processes' losses, as in one process).
+    Accumulated in float64 for float32 / half inputs, since E[x^2] - E[x]^2 cancels.
+    Returns (sum, sum of squares, count), each of the reduced shape, in float64 or x's dtype."""
+    from lnrepro.distributed import all_reduce_sum
+
+    acc = x.double() if x.dtype in (torch.float32, torch.float16, torch.bfloat16) else x
+    n = acc.new_full((1,), float(x.numel() // math.prod(x.shape[d] for d in range(x.dim())
+                                                         if d not in dims)))
+    s, ss = acc.sum(dims), acc.square().sum(dims)
+    k = s.numel()
+    total = all_reduce_sum(torch.cat([s.reshape(-1), ss.reshape(-1), n]))
+    return total[:k].view_as(s), total[k : 2 * k].view_as(s), total[2 * k :]
+
+
+def _mean_var(s, ss, n, dtype):
+    """Mean, biased variance and count from the sums of `_synced_stats`, in `dtype`."""
+    mean = s / n
+    var = (ss / n - mean.square()).clamp(min=0)
+    return mean.to(dtype), var.to(dtype), n.to(dtype)
 
 
 def make_norm(spec: NormSpec | str, num_features: int, **overrides) -> nn.Module:
@@ -260,7 +322,8 @@ def make_norm(spec: NormSpec | str, num_features: int, **overrides) -> nn.Module
     if spec.kind == "rms":
         return RMSNorm(num_features, spec.eps, spec.gain_init)
     if spec.kind == "bn":
-        return BatchNorm(num_features, spec.eps, spec.momentum, spec.unbiased, spec.gain_init)
+        return BatchNorm(num_features, spec.eps, spec.momentum, spec.unbiased, spec.gain_init,
+                         spec.sync)
     return nn.Identity()
 
 
@@ -286,6 +349,10 @@ class SeqBatchNorm(nn.Module):
 
     `mask` (optional, (T, B) or (B,) bool, True = live case): training statistics over the live
     cases only (`_masked`); evaluation is per case and ignores it. None: the code path above.
+
+    `sync=True` under DDP with more than one process: each step's statistics over every
+    process's cases (one differentiable all-reduce per call, i.e. per time step of a recurrence:
+    `_synced_stats`); `torch.nn.SyncBatchNorm` has no per-step statistics. Not with `mask`.
     """
 
     def __init__(
@@ -297,6 +364,7 @@ class SeqBatchNorm(nn.Module):
         unbiased: bool = False,
         gain_init: float = BN_GAIN_INIT,
         shift: bool = True,
+        sync: bool = False,
     ):
         super().__init__()
         if t_max < 1:
@@ -305,6 +373,7 @@ class SeqBatchNorm(nn.Module):
             raise ConfigError(f"recurrent batch norm needs norm.eps > 0, got {eps}")
         self.num_features, self.t_max = num_features, t_max
         self.eps, self.momentum, self.unbiased = eps, momentum, unbiased
+        self.sync = sync
         self.weight = nn.Parameter(torch.full((num_features,), float(gain_init)))
         self.bias = nn.Parameter(torch.zeros(num_features)) if shift else None
         self.register_buffer("running_mean", torch.zeros(t_max, num_features))
@@ -313,7 +382,7 @@ class SeqBatchNorm(nn.Module):
     @classmethod
     def from_spec(cls, spec: NormSpec, num_features: int, t_max: int, shift: bool):
         return cls(num_features, t_max, spec.eps, spec.momentum, spec.unbiased,
-                   spec.recurrent_gain_init, shift)
+                   spec.recurrent_gain_init, shift, spec.sync)
 
     def forward(self, x: torch.Tensor, t0: int = 0, mask: torch.Tensor | None = None,
                 min_live: int = MIN_LIVE) -> torch.Tensor:
@@ -333,6 +402,11 @@ class SeqBatchNorm(nn.Module):
         if self.training and t0 < self.t_max < t0 + steps:  # record the steps up to t_max only
             n = self.t_max - t0
             return torch.cat([self(x[:n], t0), self(x[n:], self.t_max)])
+        if self.training and self.sync and _distributed():  # step t's statistics over the
+            xs = x.unsqueeze(0) if step else x  # cases of every process: (T, F), count (1,)
+            mean, var, n = _mean_var(*_synced_stats(xs, [1]), x.dtype)
+            y = self._normalise(xs, mean, var, n.view(1, 1).expand(len(mean), 1), t0)
+            return y[0] if step else y
         if self.training and self.unbiased:  # F.batch_norm normalises with the biased variance
             y = self._unbiased(x.unsqueeze(0) if step else x, t0)
             return y[0] if step else y
@@ -356,6 +430,9 @@ class SeqBatchNorm(nn.Module):
         sequence (t0 = 0) always uses its own. Running row t averages the statistics that step t
         used, so evaluation sees what training did. A single step with every case live takes
         the unmasked path (the same statistics, fused kernel)."""
+        if self.sync and _distributed():
+            raise ConfigError("norm.sync=true does not support padded batches (masked "
+                              "recurrent batch norm) yet: use norm.sync=false")
         xs, ms = (x.unsqueeze(0), mask.unsqueeze(0)) if x.dim() == 2 else (x, mask)
         counts = ms.sum(1).tolist()
         if t0 == 0 and counts[0] < 2:
@@ -433,6 +510,7 @@ class SeqBatchNorm(nn.Module):
         return (
             f"{self.num_features}, t_max={self.t_max}, eps={self.eps}, "
             f"momentum={self.momentum}, unbiased={self.unbiased}, shift={self.bias is not None}"
+            + (", sync=True" if self.sync else "")
         )
 
 
