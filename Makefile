@@ -43,7 +43,7 @@ venv: $(VENV)/.installed ## create/update the virtual environment from requireme
 test: venv ## run the test suite (the README's test command; .ci/run calls it)
 	$(PY) -m pytest -q
 
-test-fast: venv ## the tests not marked slow
+test-fast: venv ## the tests not marked slow: no end-to-end runs, no real data (under a minute)
 	$(PY) -m pytest -q -m "not slow"
 
 .PHONY: smoke

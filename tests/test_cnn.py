@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import TINY
+from helpers import TINY
 from lnrepro.errors import ConfigError, DataError
 from lnrepro.models.cnn import ConvNet
 from lnrepro.nn.norm import BatchNorm, LayerNorm
@@ -47,6 +47,7 @@ def test_convnet_norm_placement():
     assert ln(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_every_norm_through_the_real_entrypoint(cli, tmp_path):
     sweep = tmp_path / "sweep"
     p = cli(*CNN_TINY, "norm=ln,bn,none", f"hydra.sweep.dir={sweep}", multirun=True)
@@ -59,6 +60,7 @@ def test_every_norm_through_the_real_entrypoint(cli, tmp_path):
         assert r.summary["final"]["train/nll"] < first["train/nll"], r.path
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_wrong_image_size_and_missing_cifar(compose, tiny_mnist, tmp_path):
     cfg = compose(CNN_TINY + [f"paths.data_dir={tiny_mnist}", "model.image_size=32"])
     with pytest.raises(ConfigError, match="image_size=32 does not match the data"):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, TINY, run_cli, write_idx_mnist
+from helpers import ROOT, TINY, metrics_rows, run_cli, tiny_cfg, write_idx_mnist
 from lnrepro.artifacts import atomic_write
 from lnrepro.callbacks import LOCK_FILE, lock_run_dir, unlock_run_dir
 from lnrepro.data import verify as V
@@ -31,10 +31,6 @@ from lnrepro.data.iam_ondb import iam_ondb, load_raw_lines
 from lnrepro.data.ptb import ptb
 from lnrepro.errors import ConfigError, DataError, OutputError
 from lnrepro.train import run
-
-
-def tiny_cfg(compose, data_dir, *extra):
-    return compose(TINY + [f"paths.data_dir={data_dir}"] + list(extra))
 
 
 def assert_one_error_line(p, code: int = 2) -> str:
@@ -155,6 +151,7 @@ HOLD = ("import sys, time; from lnrepro.callbacks import lock_run_dir; lock_run_
         "print('locked', flush=True); time.sleep(120)")
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_a_second_run_stops_naming_the_first_and_a_dead_ones_lock_is_taken_over(
         compose, tiny_mnist, tmp_path):
     run_dir = tmp_path / "run"
@@ -177,6 +174,7 @@ def test_a_second_run_stops_naming_the_first_and_a_dead_ones_lock_is_taken_over(
     assert not (run_dir / LOCK_FILE).exists()  # and removed at the end
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_a_lock_from_another_host_is_respected_and_named(compose, tiny_mnist, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -217,7 +215,7 @@ def test_concurrent_runs_into_one_directory(tmp_path, tiny_mnist):
             first.kill()
     assert first.returncode == 130, err[-2000:]
     assert "seed: 1" in (run_dir / ".hydra" / "config.yaml").read_text()
-    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in metrics_rows(run_dir / "metrics.jsonl")]
     assert steps == sorted(steps)
     assert not (run_dir / LOCK_FILE).exists()
 
@@ -394,6 +392,7 @@ def test_no_experiment_and_help(tmp_path):
     assert "experiment" in p.stdout and "pi_mnist_cpu" in p.stdout and "handwriting" in p.stdout
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_a_checkpoint_without_the_expected_keys(compose, tiny_mnist, tmp_path):
     (tmp_path / "checkpoints").mkdir()
     torch.save({"step": 3, "model": {}}, tmp_path / "checkpoints" / "last.pt")
@@ -461,6 +460,7 @@ def test_original_and_reconstruction_both_verify(tmp_path, cache, monkeypatch, c
     assert "data.verify=false" in caplog.text
 
 
+@pytest.mark.slow  # > 1 s: builds the SentEval tasks
 def test_missing_senteval_files_stop_the_build(tmp_path, cache):
     from test_skip_thoughts import write_corpus, write_senteval
 
@@ -498,6 +498,7 @@ def test_an_unwritable_cache_root_is_one_line_before_training(compose, tiny_mnis
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_resume_checks_the_thread_count(compose, tiny_mnist, tmp_path):
     before = torch.get_num_threads()
     try:

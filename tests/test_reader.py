@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from helpers import metrics_rows, run_cli
 
 from lnrepro.data import cloze, cloze_cnn
 from lnrepro.data import cloze_text as ct
@@ -20,13 +20,7 @@ from lnrepro.models.reader import AttentiveReader, restrict
 from lnrepro.nn.rnn import LSTM, SeqBatchNorm
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread (two oversubscribe a shared 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.one_thread)
 
 
 NAMES = ["Anna", "Boris", "Clara", "Dmitri", "Elena", "Fyodor"]
@@ -411,5 +405,5 @@ def test_end_to_end_through_the_entrypoint(tmp_path, norm):
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["step"] == 6
-    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_rows(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows if "val/err" in r] == [0, 3, 6]

@@ -4,9 +4,7 @@ end to end through the entrypoint on a tiny corpus and tiny SentEval files."""
 from __future__ import annotations
 
 import gzip
-import json
 import math
-import os
 import random
 import subprocess
 import sys
@@ -16,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, metrics_rows, run_cli
 from lnrepro.data.books import (EOS_ID, PAD_ID, UNK_ID, books, build_vocab, document_sentences,
                                 split_sentences, tokenize, triple_index)
 from lnrepro.errors import DataError
@@ -90,13 +88,7 @@ def write_senteval(root: Path, skip: tuple[str, ...] = ()) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread in this process (the machine's cores are shared; tiny problems)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems (conftest.one_thread)
 
 
 # ---- text, vocabulary, triples ---------------------------------------------------------------
@@ -297,7 +289,7 @@ def test_end_to_end(tmp_path, tiny_books, norm):
         assert k in final and math.isfinite(final[k]), k
     assert "senteval/cr_err" not in final
     assert 0 <= final["senteval/mr_err"] <= 100
-    rows = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_rows(run.path / "metrics.jsonl")
     assert any("batch/loss" in x for x in rows)
     # the encoding API from the checkpoint
     ckpt = run.path / "checkpoints" / "last.pt"
@@ -324,11 +316,9 @@ def test_empty_corpus_through_the_entrypoint(tmp_path):
     assert "empty corpus" in out and "Traceback" not in out
 
 
-@pytest.mark.skipif(not os.environ.get("LNREPRO_DATA"), reason="LNREPRO_DATA not set")
-def test_real_senteval_layout_is_found():
-    root = Path(os.environ["LNREPRO_DATA"]) / "senteval"
-    if not root.is_dir():
-        pytest.skip(f"{root} not found")
+@pytest.mark.realdata("senteval")
+def test_real_senteval_layout_is_found(real_data):
+    root = real_data / "senteval"
     from lnrepro.eval.senteval import load_binary, load_sick, load_trec
     assert len(load_binary(root, "MR")[1]) == 10662
     assert len(load_binary(root, "SUBJ")[1]) == 10000
