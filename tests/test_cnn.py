@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import TINY
+
 from lnrepro.errors import ConfigError, DataError
 from lnrepro.models.cnn import ConvNet
 from lnrepro.nn.norm import BatchNorm, LayerNorm
@@ -38,7 +38,7 @@ def test_conv_batch_norm_equals_torch_batchnorm2d():
 
 
 def test_convnet_norm_placement():
-    kinds = lambda m: [type(x).__name__ for x in m.net]  # noqa: E731
+    kinds = lambda m: [type(x).__name__ for x in m.net]
     ln = ConvNet(1, 28, norm="ln")
     assert kinds(ln).count("LayerNorm") == 5 and kinds(ln)[-1] == "Linear"
     assert all(m.bias is None for m in ln.net if isinstance(m, torch.nn.Conv2d))

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import ROOT, load_script
-from lnrepro.runs import find_runs, mean_std, seed_groups, select_runs
 
+from lnrepro.runs import find_runs, mean_std, seed_groups, select_runs
 
 compare = load_script("compare_runs")
 figure = load_script("figure")
@@ -125,7 +124,7 @@ def test_seed_groups_never_mix_incomplete_runs(root):
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_no_matching_runs_is_a_message_and_exit_1(root, tmp_path):
     p = subprocess.run([sys.executable, "scripts/compare_runs.py", str(root), "--norm", "gn"],
-                       cwd=ROOT, capture_output=True, text=True)
+                       cwd=ROOT, capture_output=True, text=True, check=False)
     assert p.returncode == 1 and p.stdout == ""
     assert p.stderr.strip() == f"no runs match --norm gn in {root} (7 runs there)"
     assert compare.main([str(tmp_path / "nowhere")]) == 1

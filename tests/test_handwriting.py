@@ -13,15 +13,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT, run_cli
 from torch import distributions as D
 
-from helpers import ROOT, run_cli
-from lnrepro.data.iam_ondb import (DEFAULT_ALPHABET, RawLines, encode_text, iam_ondb,
-                                   load_raw_lines, parse_strokes, parse_transcription, save_raw,
-                                   load_raw, to_offsets)
+from lnrepro.data.iam_ondb import (
+    DEFAULT_ALPHABET,
+    RawLines,
+    encode_text,
+    iam_ondb,
+    load_raw,
+    load_raw_lines,
+    parse_strokes,
+    parse_transcription,
+    save_raw,
+    to_offsets,
+)
 from lnrepro.errors import ConfigError, DataError
-from lnrepro.models.handwriting import (HandwritingSynthesis, mdn_params, sample,
-                                        to_pen_positions)
+from lnrepro.models.handwriting import HandwritingSynthesis, mdn_params, sample, to_pen_positions
 from lnrepro.runs import find_runs
 from lnrepro.tasks.handwriting import HandwritingTask, mdn_nll, sequences
 
@@ -180,8 +188,8 @@ def test_mdn_is_finite_for_tiny_sigmas_and_extreme_outputs(s_hat):
 # ---- attention window (Graves Eq. 46-51) ---------------------------------------------------
 def small_model(norm="ln", **kw) -> HandwritingSynthesis:
     torch.manual_seed(0)
-    args = dict(vocab_size=6, hidden_size=8, num_layers=3, window_components=3,
-                mixture_components=2, norm=norm, t_max=30, init="orthogonal")
+    args = {"vocab_size": 6, "hidden_size": 8, "num_layers": 3, "window_components": 3,
+            "mixture_components": 2, "norm": norm, "t_max": 30, "init": "orthogonal"}
     return HandwritingSynthesis(**{**args, **kw})
 
 
@@ -451,7 +459,7 @@ def test_every_norm_through_the_real_entrypoint_and_samples(tmp_path, tiny_iam):
     dirs = [str(r.path) for r in runs if r.get("norm.kind") in ("ln", "none")]
     s = subprocess.run([sys.executable, "scripts/sample_handwriting.py", *dirs, "--text",
                         "the cat", "--max-steps", "30", "--out", str(png), "--bias", "1.0"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert s.returncode == 0, s.stderr[-3000:]
     assert png.stat().st_size > 1000 and "LN" in s.stdout
 
@@ -460,7 +468,7 @@ def test_every_norm_through_the_real_entrypoint_and_samples(tmp_path, tiny_iam):
 def test_real_iam_ondb_smoke(tmp_path, real_data):
     d = iam_ondb(str(real_data), batch_size=4, max_len=300, limit_forms=12, val_fraction=0.2,
                  cache_dir=str(tmp_path / "c"))
-    strokes, lengths, chars = d.splits["train"]
+    strokes, lengths, _ = d.splits["train"]
     assert len(lengths) > 20 and strokes.shape[1] == 300 and d.vocab_size == 57
     assert 0.01 < strokes[..., 2].sum() / lengths.sum() < 0.1  # ~4% of points end a stroke
     m = HandwritingSynthesis(57, hidden_size=16, norm="ln", t_max=300)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import ROOT, TINY, metrics_rows, run_cli, tiny_cfg, write_idx_mnist
+
 from lnrepro.artifacts import atomic_write
 from lnrepro.callbacks import LOCK_FILE, lock_run_dir, unlock_run_dir
 from lnrepro.data import verify as V
@@ -139,7 +139,7 @@ def test_damaged_archive_through_the_entrypoint(tmp_path):
     args = ["experiment=handwriting_cpu", "data.verify=false", "data.batch_size=2",
             "trainer.max_steps=2", "logger=none", "threads=1", f"hydra.run.dir={tmp_path}/run"]
     p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args], cwd=ROOT,
-                       env=cli_env(tmp_path, data), capture_output=True, text=True, timeout=300)
+                       env=cli_env(tmp_path, data), capture_output=True, text=True, timeout=300, check=False)
     line = assert_one_error_line(p)
     assert "lineStrokes-all.tar.xz" in line and "damaged" in line
     assert not list((tmp_path / "cache").rglob("lines_*"))
@@ -204,12 +204,12 @@ def test_concurrent_runs_into_one_directory(tmp_path, tiny_mnist):
     try:
         wait_for(lambda: (run_dir / "metrics.jsonl").exists(), first)
         second = subprocess.run([sys.executable, "-m", "lnrepro.train", *base, "seed=7"], cwd=ROOT,
-                                env=env, capture_output=True, text=True, timeout=300)
+                                env=env, capture_output=True, text=True, timeout=300, check=False)
         line = assert_one_error_line(second)
         assert f"process {first.pid}" in line and "in use by another run" in line
         assert first.poll() is None  # the first run goes on, its files untouched
         first.send_signal(signal.SIGTERM)
-        out, err = first.communicate(timeout=120)
+        _, err = first.communicate(timeout=120)
     finally:
         if first.poll() is None:
             first.kill()
@@ -231,7 +231,7 @@ def test_resume_after_kill_9_takes_over_the_stale_lock(tmp_path, tiny_mnist):
     proc.communicate()
     assert json.loads((run_dir / LOCK_FILE).read_text())["pid"] == proc.pid
     p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args, "resume=true"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=300)
+                       env=env, capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"taking over the lock of process {proc.pid}" in p.stderr
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
@@ -261,7 +261,7 @@ def test_a_full_disk_during_a_checkpoint(tmp_path, tiny_mnist):
     env = cli_env(tmp_path, tiny_mnist)
     args = [*TINY, "trainer.epochs=null", "trainer.eval_every=5", f"hydra.run.dir={run_dir}"]
     p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args, "trainer.max_steps=5"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr[-3000:]
     ckpt = run_dir / "checkpoints" / "last.pt"
     good = ckpt.read_bytes()
@@ -272,7 +272,7 @@ def test_a_full_disk_during_a_checkpoint(tmp_path, tiny_mnist):
 
     p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args, "trainer.max_steps=10",
                         "resume=true"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=300, preexec_fn=small_files)
+                       timeout=300, preexec_fn=small_files, check=False)
     line = assert_one_error_line(p)
     assert "cannot write" in line and "last.pt" in line and "File too large" in line
     assert ckpt.read_bytes() == good
@@ -329,7 +329,7 @@ def test_wandb_that_never_answers_continues_offline_in_bounded_time(
             "logger.init_timeout=5", "trainer.max_steps=3", f"hydra.run.dir={run_dir}"]
     t0 = time.time()
     p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=240)
+                       capture_output=True, text=True, timeout=240, check=False)
     assert p.returncode == 0, p.stderr[-3000:]
     assert time.time() - t0 < 120
     warned = [ln for ln in p.stderr.splitlines() if "W&B" in ln and "[WARNING]" in ln]
@@ -344,7 +344,7 @@ def test_wandb_online_without_a_key_is_one_line(tmp_path, tiny_mnist):
     args = [*[a for a in TINY if not a.startswith("logger=")], "logger=wandb",
             f"hydra.run.dir={tmp_path}/run"]
     p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, check=False)
     line = assert_one_error_line(p)
     assert "online" in line and "API key" in line and "wandb login" in line
 

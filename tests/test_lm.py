@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import rows_without_time, run_cli
+
 from lnrepro.data.ptb import EOS, char_symbols, char_symbols_from_words, ptb
 from lnrepro.errors import ConfigError, DataError
 from lnrepro.models.lm import LSTMLM

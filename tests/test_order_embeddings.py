@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from helpers import ROOT, metrics_rows, run_cli
+
 from lnrepro.data.books import EOS_ID, PAD_ID
 from lnrepro.data.coco_features import Pairs, coco_features, expected_files
 from lnrepro.errors import DataError

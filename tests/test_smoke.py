@@ -4,7 +4,6 @@ whose dataset is absent is skipped with the loader's line."""
 
 from __future__ import annotations
 
-
 import pytest
 from helpers import load_script
 

@@ -74,7 +74,7 @@ def test_sequences_keep_every_character_of_the_longest_text():
     strokes = torch.randn(2, 4, 3)
     lengths = torch.tensor([4, 2])
     chars = torch.tensor([[3, 0, 0, -1], [0, -1, -1, -1]])
-    x, target, mask, c = sequences(strokes, lengths, chars)
+    _, _, mask, c = sequences(strokes, lengths, chars)
     assert c.tolist() == [[3, 0, 0], [0, -1, -1]]
     assert mask.dtype == strokes.dtype and mask.sum(0).tolist() == [4, 2]
 

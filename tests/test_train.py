@@ -12,9 +12,8 @@ import time
 
 import pytest
 import torch
+from helpers import ROOT, TINY, metrics_rows, rows_without_time, run_info, tiny_cfg, write_idx_mnist
 
-from helpers import (ROOT, TINY, metrics_rows, rows_without_time, run_info, tiny_cfg,
-                     write_idx_mnist)
 from lnrepro.errors import ConfigError, DataError, DivergenceError
 from lnrepro.runs import find_runs, load_run
 from lnrepro.train import run
@@ -60,8 +59,8 @@ def test_resume_equals_uninterrupted_run(compose, tiny_mnist, tmp_path):
 
 @pytest.mark.parametrize("interval, sched", [
     ("step", "{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:7,gamma:0.5"),
-    ("epoch", "{_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[1,2],"
-              "gamma:0.1"),
+    ("epoch", ("{_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[1,2],"
+              "gamma:0.1")),
 ])
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_lr_schedule_resumes_exactly(compose, tiny_mnist, tmp_path, interval, sched):

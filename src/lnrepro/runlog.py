@@ -49,7 +49,7 @@ def git_commit() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True, text=True, timeout=10, check=False,
         ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -129,7 +129,7 @@ class RunLogger:
         else:
             self._truncate_after(resume_step)
         try:
-            self._file = open(self.path, "a")
+            self._file = open(self.path, "a")  # noqa: SIM115 (open for the run, closed by close())
         except OSError as e:
             raise output_error(self.path, e) from None
         self.wandb = None

@@ -49,8 +49,18 @@ from pathlib import Path
 import torch
 
 from lnrepro.errors import ConfigError
-from lnrepro.eval.scoring import (DEFAULT_CS, _predict, _standardise, choose_c, cv_accuracy,
-                                  expected_score, fit_logreg, pearson, sick_target, spearman)
+from lnrepro.eval.scoring import (
+    DEFAULT_CS,
+    _predict,
+    _standardise,
+    choose_c,
+    cv_accuracy,
+    expected_score,
+    fit_logreg,
+    pearson,
+    sick_target,
+    spearman,
+)
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,6 @@ that they act on per-sequence derivatives.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -171,7 +170,7 @@ class HandwritingSynthesis(nn.Module):
 
     # ---- the whole sequence (training, evaluation) --------------------------------------
     def forward(self, x: torch.Tensor, chars: torch.Tensor, state=None, t0: int = 0):
-        T, B, _ = x.shape
+        B = x.shape[1]
         h0, c0, kappa, w = self.zero_state(B, x) if state is None else state
         onehot = self.onehot(chars)
         first = self.cells[0]
