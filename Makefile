@@ -25,7 +25,7 @@ FIG := $(strip $(PY) scripts/figure.py $(if $(NORMS),--norms $(NORMS),))
 LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast figure6 figure-lm figure-lm-word figure-cnn figure5 samples figures claims bench clean-runs clean
+.PHONY: help venv lint test test-fast figure6 figure-lm figure-lm-word figure-cnn figure5 samples figures claims bench clean-runs clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,12 +38,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
-venv: $(VENV)/.installed ## create/update the virtual environment from requirements.txt
+venv: $(VENV)/.installed ## create/update the virtual environment from requirements.txt (+ requirements-dev.txt)
+
+lint: venv ## ruff check + ruff format --check of src/ tests/ scripts/ (ruff pinned in requirements-dev.txt)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: venv ## run the test suite (the README's test command; .ci/run calls it)
 	$(PY) -m pytest -q
 
-test-fast: venv ## the tests not marked slow
+test-fast: venv ## the tests not marked slow: no end-to-end runs, no real data (under a minute)
 	$(PY) -m pytest -q -m "not slow"
 
 .PHONY: smoke

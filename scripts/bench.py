@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import platform
 import statistics
 import sys
@@ -70,7 +71,7 @@ def matmul_gflops(repeats: int) -> float:
 def step_flops(batch: int) -> int:
     """Matmul FLOPs of one training step: forward, weight gradients, input gradients (not for
     the first layer)."""
-    mm = [i * o for i, o in zip(SIZES[:-1], SIZES[1:])]
+    mm = [i * o for i, o in itertools.pairwise(SIZES)]
     return 2 * batch * (sum(mm) + sum(mm) + sum(mm[1:]))
 
 
@@ -176,8 +177,8 @@ def mlp_section(args, repeats: int) -> list[str]:
         "",
         f"Reference in the same run: bare 1024x1024 fp32 matmul = {ref:.1f} GFLOP/s.",
         "",
-        "| norm | batch | bare step (ms) | training loop (ms/step) | steps/s | loop overhead "
-        "| step GFLOP/s | vs matmul |",
+        ("| norm | batch | bare step (ms) | training loop (ms/step) | steps/s | loop overhead "
+        "| step GFLOP/s | vs matmul |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -187,18 +188,18 @@ def mlp_section(args, repeats: int) -> list[str]:
             f"{100 * r['gflops'] / ref:.0f} % |")
     return lines + [
         "",
-        "Loop overhead = training-loop time per step / bare forward+backward+Adam step time - 1 "
+        ("Loop overhead = training-loop time per step / bare forward+backward+Adam step time - 1 "
         "(target < 15 % at batch 4). 'vs matmul' = the bare step's matmul FLOP rate against the "
         "1024x1024 matmul (target >= 70 % at batch 128; batch 4 is bound by memory traffic of "
-        "Adam and the weight gradients, not FLOPs).",
+        "Adam and the weight gradients, not FLOPs)."),
     ]
 
 
 def cnn_section(args, repeats: int) -> list[str]:
     steps = 3 if args.quick else 10
     lines = [
-        "## Convnet of Sec. 6.7 (conv3x3 x2, pool, conv3x3 x2, pool, fc; channels 32/64, fc 256, "
-        "Adam fused, CPU)",
+        ("## Convnet of Sec. 6.7 (conv3x3 x2, pool, conv3x3 x2, pool, fc; channels 32/64, fc 256, "
+        "Adam fused, CPU)"),
         "",
         measured_line(args, repeats),
         "",
@@ -213,9 +214,9 @@ def cnn_section(args, repeats: int) -> list[str]:
                      f"{ms['none']:.1f} | {ms['ln'] / ms['bn']:.2f}x | {ms['ln'] / ms['none']:.2f}x |")
     return lines + [
         "",
-        "Forward+backward+Adam step on random images (target: LN / BN <= 1.3x). Conv LN is "
+        ("Forward+backward+Adam step on random images (target: LN / BN <= 1.3x). Conv LN is "
         "`F.layer_norm` over (C, H, W) per case plus a per-channel gain and bias; conv BN is "
-        "`F.batch_norm` (oneDNN's fused kernel).",
+        "`F.batch_norm` (oneDNN's fused kernel)."),
     ]
 
 

@@ -43,11 +43,11 @@ def report(cfg, table, splits, title: str) -> str:
     from lnrepro.data.cloze_stats import floors, statistics
 
     d = cfg.data
-    lines = [f"## {title}", "", f"`experiment={cfg.name}`: source {d.source}, top_k {d.top_k}, "
+    lines = [f"## {title}", "", (f"`experiment={cfg.name}`: source {d.source}, top_k {d.top_k}, "
              f"n_entities {d.n_entities}, doc_window {d.get('doc_window')}, vocabulary "
-             f"{d.vocab_size}.", "",
-             "| split | questions | document tokens: mean / median / max | query tokens: "
-             "mean / max | candidates: mean / max |", "|---|---|---|---|---|"]
+             f"{d.vocab_size}."), "",
+             ("| split | questions | document tokens: mean / median / max | query tokens: "
+             "mean / max | candidates: mean / max |"), "|---|---|---|---|---|"]
     for name, s in splits.items():
         st = statistics(s)
         lines.append(f"| {name} | {st['questions']:,} | {st['doc_mean']:.1f} / "
@@ -60,8 +60,8 @@ def report(cfg, table, splits, title: str) -> str:
         for (split, book), n in sorted(books.items(), key=lambda kv: (kv[0][0] != "train",
                                                                     kv[0][0], -kv[1])):
             lines.append(f"| {split} | {book} | {n:,} | {100 * n / total:.1f} % |")
-    lines += ["", "Floors (accuracy; a reader must beat the highest validation floor by 5 "
-              "points):", "", "| split | " + " | ".join(FLOOR_NAMES.values())
+    lines += ["", ("Floors (accuracy; a reader must beat the highest validation floor by 5 "
+              "points):"), "", "| split | " + " | ".join(FLOOR_NAMES.values())
               + " | highest floor + 5 points | (reference) most frequent entity not in the "
               "query |", "|---" * 6 + "|"]
     for name in ("val", "test"):

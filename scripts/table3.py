@@ -76,12 +76,12 @@ def main(argv=None) -> int:
                  f"vocab {r.get('data.vocab_size')}, {corpus_of(r)}, {r.steps} updates, "
                  f"seed {r.get('seed')}, {r.status})")
         lines.append(f"| {label} | " + " | ".join(fmt(v, c) for v, c in zip(row_of(final), COLUMNS)) + " |")
-    lines += ["", "SICK: Pearson r, Spearman ρ, MSE on SICK test; MR/CR/SUBJ/MPQA: 10-fold CV "
+    lines += ["", ("SICK: Pearson r, Spearman ρ, MSE on SICK test; MR/CR/SUBJ/MPQA: 10-fold CV "
               "accuracy (%); TREC: test accuracy (%). Our numbers are each run's final SentEval "
               "pass (lnrepro.eval.senteval: nested CV with 3 inner folds, C in 2^0,2^2,..,2^8; "
               "Kiros et al.: 10 inner folds, C in 2^0..2^8). The paper trains a 2400-d encoder "
               "on BookCorpus for 1M updates; CPU-scale rows are far smaller and shorter, so only "
-              "the LN-vs-GRU comparison is meaningful, not the absolute numbers.", ""]
+              "the LN-vs-GRU comparison is meaningful, not the absolute numbers."), ""]
     out = Path(args.out) if args.out else ROOT / "results" / (
         "table3_skip_thoughts.md" if args.scale == "cpu" else f"table3_skip_thoughts_{args.scale}.md")
     atomic_write_text(out, "\n".join(lines))

@@ -1,55 +1,56 @@
-"""Shared fixtures: a tiny MNIST in the real IDX format, config composition, CLI runs."""
+"""Shared fixtures and the test lanes. The helpers they are built on are in helpers.py.
+
+Lanes: `make test-fast` runs the tests not marked `slow`; `make test` runs them all. Mark `slow`
+every test that runs an end-to-end training run (the entrypoint in a subprocess, or a whole
+`run(cfg)`) or takes more than about a second. Tests of the real datasets are marked
+`@pytest.mark.realdata("<path under LNREPRO_DATA>", ...)`: that implies `slow`, and such a test is
+skipped, saying what is missing, when LNREPRO_DATA is unset or lacks one of the paths; the
+`real_data` fixture gives the folder."""
 
 from __future__ import annotations
 
 import os
-import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, real_data_missing, run_cli, write_idx_mnist
 
-ROOT = Path(__file__).resolve().parents[1]
 # W&B off for speed; the one W&B test turns offline mode on for itself.
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# Overrides that shrink pi_mnist to a few seconds on the tiny MNIST below.
-TINY = [
-    "experiment=pi_mnist_cpu",
-    "data.val_size=40",
-    "data.train_eval_size=null",
-    "data.eval_batch_size=64",
-    "model.hidden=[32,32]",
-    "data.batch_size=16",
-    "trainer.epochs=4",
-    "trainer.evals_per_epoch=2",
-    "trainer.log_every=5",
-    "logger=none",
-    "threads=1",
-    "data.verify=false",  # synthetic data, not the recorded MNIST (lnrepro.data.verify)
-]
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: `-m "not slow"` leaves realdata out
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("realdata") is not None:
+            item.add_marker(pytest.mark.slow)
 
 
-def write_idx_mnist(root: Path, n_train: int = 200, n_test: int = 60, seed: int = 0) -> Path:
-    """MNIST/raw/ with the four IDX files torchvision reads; digit c is a bright 7x7 block at a
-    class-dependent place plus noise, so a small MLP learns it within a few steps."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    g = torch.Generator().manual_seed(seed)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        y = torch.randint(0, 10, (n,), generator=g)
-        x = (torch.rand(n, 28, 28, generator=g) * 60).to(torch.uint8)
-        for i, c in enumerate(y.tolist()):
-            r, col = 2 + (c // 5) * 12, 2 + (c % 5) * 5
-            x[i, r : r + 7, col : col + 5] = 255
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            struct.pack(">IIII", 2051, n, 28, 28) + x.numpy().tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">II", 2049, n) + y.to(torch.uint8).numpy().tobytes())
-    return root
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("realdata")
+    if marker is not None:
+        why = real_data_missing(*marker.args)
+        if why:
+            pytest.skip(why)
+
+
+@pytest.fixture
+def real_data(request) -> Path:
+    """LNREPRO_DATA, the folder of the real datasets (for tests marked `realdata`)."""
+    assert request.node.get_closest_marker("realdata"), "mark the test @pytest.mark.realdata(...)"
+    return Path(os.environ["LNREPRO_DATA"])
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on tiny tensors a second thread only adds contention (the
+    machine's cores are shared). Modules use it with `pytestmark = usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -81,15 +82,6 @@ def compose():
 
     yield _compose
     GlobalHydra.instance().clear()
-
-
-def run_cli(args, tmp_path: Path, data_dir: Path | None, timeout=600, env=None, multirun=False):
-    """`python -m lnrepro.train` as a user runs it; returns the CompletedProcess."""
-    e = {**os.environ, "LNREPRO_OUTPUTS": str(tmp_path / "outputs"), **(env or {})}
-    if data_dir is not None:
-        e["LNREPRO_DATA"] = str(data_dir)
-    cmd = [sys.executable, "-m", "lnrepro.train"] + (["-m"] if multirun else []) + list(args)
-    return subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

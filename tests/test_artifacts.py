@@ -9,7 +9,7 @@ import json
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 from lnrepro import artifacts, checks
 from lnrepro.claims import make_targets

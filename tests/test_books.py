@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 from test_skip_thoughts import write_corpus
 
 from lnrepro.data import books as B
@@ -129,7 +129,7 @@ def _files(root: Path) -> list:
 
 
 # ---- equal to the recorded output of the old loader ------------------------------------------
-@pytest.mark.parametrize("num_proc", [1, 3])
+@pytest.mark.parametrize("num_proc", [1, pytest.param(3, marks=pytest.mark.slow)])  # 3: > 1 s
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_same_output_as_the_old_loader(corpora, cache, case, num_proc):
     where, kw = CASES[case]
@@ -140,6 +140,7 @@ def test_same_output_as_the_old_loader(corpora, cache, case, num_proc):
     assert list((cache / "books").rglob("*.arrow"))  # the Arrow cache is under the cache root
 
 
+@pytest.mark.slow  # > 1 s: the datasets library's map and Arrow files
 def test_hub_corpus_same_output_as_the_old_loader(tmp_path, cache, monkeypatch):
     import datasets
 
@@ -157,15 +158,11 @@ def test_hub_corpus_same_output_as_the_old_loader(tmp_path, cache, monkeypatch):
                     "cache_dir": str(cache / "huggingface")}
 
 
-@pytest.mark.slow
-@pytest.mark.realdata
+@pytest.mark.realdata("books/gutenberg_pd")
 @pytest.mark.parametrize("which", sorted(REAL))
-def test_real_corpus_same_output_as_the_old_loader(which, cache):
-    data = os.environ.get("LNREPRO_DATA")
-    if not data or not (Path(data) / "books" / "gutenberg_pd").is_dir():
-        pytest.skip("the book stand-in is not under LNREPRO_DATA")
+def test_real_corpus_same_output_as_the_old_loader(which, cache, real_data):
     kw, want = REAL[which]
-    assert fingerprint(B.books(data, **kw)) == want
+    assert fingerprint(B.books(str(real_data), **kw)) == want
 
 
 # ---- the Arrow cache --------------------------------------------------------------------------
@@ -173,6 +170,7 @@ def _tokenize_forbidden(*a, **k):
     raise AssertionError("tokenised again: the Arrow cache was not used")
 
 
+@pytest.mark.slow  # > 1 s: subprocesses that import the datasets library
 def test_second_load_hits_the_cache_and_a_changed_book_misses_it(tmp_path, cache, monkeypatch):
     write_corpus(tmp_path)
     kw = {"paths": ["books"], "vocab_size": 60, "batch_size": 8, "val_triples": 10,
@@ -230,6 +228,7 @@ def test_a_changed_setting_misses_the_encoding_cache_only(tmp_path, cache, monke
     assert torch.equal(b.train, a.train) and torch.equal(b.val, a.val)
 
 
+@pytest.mark.slow  # > 1 s: the datasets library's map
 def test_cache_false_leaves_no_arrow_files(tmp_path, cache):
     write_corpus(tmp_path)
     d = B.books(str(tmp_path), paths=["books"], vocab_size=60, batch_size=8, val_triples=10,

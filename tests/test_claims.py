@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import importlib.util
 import json
 import math
 import random
@@ -17,18 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT, load_script
 from scipy import stats
 
 from lnrepro import claims as C
 from lnrepro.runs import find_runs
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---- statistics ------------------------------------------------------------------------------
@@ -61,6 +53,7 @@ def test_linear_interval_with_constant_groups_is_welch():
     assert C.welch_interval([1.0, 1.0], [3.0, 3.0]) == C.Interval(-2.0, -2.0, -2.0, math.inf)
 
 
+@pytest.mark.slow  # > 1 s: 4000 simulated experiments
 def test_welch_interval_covers_95_percent_with_three_seeds():
     """Unequal variances, n = 3 vs 4: the t interval covers the true difference ~95 % of the
     time (a normal quantile instead of t would cover only ~85 %)."""
@@ -354,7 +347,7 @@ def write_run(path: Path, norm: str, bs: int, seed: int, values: list[float]) ->
 
 
 def test_curves_csv_from_run_folders_feeds_the_faster_check(tmp_path):
-    figure = _script("figure")
+    figure = load_script("figure")
     out = tmp_path / "outputs"
     for seed in (1, 2, 3):  # LN reaches BN's worst final (0.3) after 200 updates, BN after 400
         write_run(out / f"ln{seed}", "ln", 128, seed, [0.5, 0.2, 0.1, 0.05])
@@ -379,6 +372,7 @@ def test_curves_csv_from_run_folders_feeds_the_faster_check(tmp_path):
 
 
 # ---- the committed files ---------------------------------------------------------------------
+@pytest.mark.slow  # > 1 s: every figure's claims from results/
 def test_committed_claims_and_readme_table_are_what_results_give():
     """results/claims.md, results/claims.csv and README.md's block, recomputed from the
     committed results/ and experiments/*.yaml; run `make claims` after changing either."""
@@ -389,6 +383,7 @@ def test_committed_claims_and_readme_table_are_what_results_give():
         assert current == text, f"{path.name} is out of date (run `make claims`):\n{diff}"
 
 
+@pytest.mark.slow  # > 1 s: every figure's claims from results/
 def test_every_figure_has_claims_including_the_expected_failure():
     specs = {s["name"]: s for s in C.load_specs(ROOT / "experiments")}
     for name in ("figure3_skip_thoughts", "figure4_draw", "figure5_handwriting",
@@ -402,12 +397,13 @@ def test_every_figure_has_claims_including_the_expected_failure():
     assert {"final_lower", "faster", "lower_at", "robust", "not_testable"} <= kinds
 
 
+@pytest.mark.slow  # > 1 s: every figure's claims from results/
 def test_check_flag_catches_a_changed_result(tmp_path):
     for sub in ("experiments", "results"):
         shutil.copytree(ROOT / sub, tmp_path / sub, ignore=shutil.ignore_patterns("*.png"))
     for name in ("Makefile", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
-    main = _script("claims").main
+    main = load_script("claims").main
     assert main(["--check", "--root", str(tmp_path)]) == 0
     table = tmp_path / "results" / "figure6_pi_mnist.csv"
     table.write_text(table.read_text().replace(",0.0377,", ",0.0477,"))

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
+from helpers import TINY
 
-from conftest import TINY
 from lnrepro.errors import ConfigError, DataError
 from lnrepro.models.cnn import ConvNet
 from lnrepro.nn.norm import BatchNorm, LayerNorm
@@ -38,7 +38,7 @@ def test_conv_batch_norm_equals_torch_batchnorm2d():
 
 
 def test_convnet_norm_placement():
-    kinds = lambda m: [type(x).__name__ for x in m.net]  # noqa: E731
+    kinds = lambda m: [type(x).__name__ for x in m.net]
     ln = ConvNet(1, 28, norm="ln")
     assert kinds(ln).count("LayerNorm") == 5 and kinds(ln)[-1] == "Linear"
     assert all(m.bias is None for m in ln.net if isinstance(m, torch.nn.Conv2d))
@@ -47,6 +47,7 @@ def test_convnet_norm_placement():
     assert ln(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_every_norm_through_the_real_entrypoint(cli, tmp_path):
     sweep = tmp_path / "sweep"
     p = cli(*CNN_TINY, "norm=ln,bn,none", f"hydra.sweep.dir={sweep}", multirun=True)
@@ -59,6 +60,7 @@ def test_every_norm_through_the_real_entrypoint(cli, tmp_path):
         assert r.summary["final"]["train/nll"] < first["train/nll"], r.path
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_wrong_image_size_and_missing_cifar(compose, tiny_mnist, tmp_path):
     cfg = compose(CNN_TINY + [f"paths.data_dir={tiny_mnist}", "model.image_size=32"])
     with pytest.raises(ConfigError, match="image_size=32 does not match the data"):

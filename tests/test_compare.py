@@ -4,7 +4,6 @@ mid-line, no summary.json), other norms and another experiment."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,20 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, load_script
 
-from conftest import ROOT
 from lnrepro.runs import find_runs, mean_std, seed_groups, select_runs
 
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-compare = _script("compare_runs")
-figure = _script("figure")
+compare = load_script("compare_runs")
+figure = load_script("figure")
 
 
 def write_run(path: Path, *, name="pi_mnist_cpu", norm="ln", seed=1, lr=1e-3, batch=128,
@@ -130,14 +121,16 @@ def test_seed_groups_never_mix_incomplete_runs(root):
     assert sizes == [(1, "completed"), (1, "incomplete"), (3, "completed")]
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_no_matching_runs_is_a_message_and_exit_1(root, tmp_path):
     p = subprocess.run([sys.executable, "scripts/compare_runs.py", str(root), "--norm", "gn"],
-                       cwd=ROOT, capture_output=True, text=True)
+                       cwd=ROOT, capture_output=True, text=True, check=False)
     assert p.returncode == 1 and p.stdout == ""
     assert p.stderr.strip() == f"no runs match --norm gn in {root} (7 runs there)"
     assert compare.main([str(tmp_path / "nowhere")]) == 1
 
 
+@pytest.mark.slow  # > 1 s: matplotlib figures
 def test_csv_lists_every_run_and_plot_overlays_them(root, tmp_path, capsys):
     csv_file, png = tmp_path / "runs.csv", tmp_path / "cmp.png"
     assert compare.main([str(root), "--experiment", "pi_mnist_cpu", "--csv", str(csv_file),
@@ -149,6 +142,7 @@ def test_csv_lists_every_run_and_plot_overlays_them(root, tmp_path, capsys):
         compare.main([str(root), "--plot", "val/bpc", "--out", str(png)])
 
 
+@pytest.mark.slow  # > 1 s: imports wandb
 def test_wandb_source_without_api_key_is_one_clear_error(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
@@ -190,6 +184,7 @@ def _plot(tmp_path, monkeypatch, seeds):
     return bands, captions[0], rows
 
 
+@pytest.mark.slow  # > 1 s: matplotlib figures
 def test_figure_draws_mean_and_min_max_band_over_seeds(tmp_path, monkeypatch):
     bands, caption, rows = _plot(tmp_path, monkeypatch, seeds=(1, 2, 3))
     assert len(bands) == 2  # one band per norm

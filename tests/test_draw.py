@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, write_idx_mnist
+from helpers import ROOT, write_idx_mnist
 
 from lnrepro.data import binarized_mnist as bm
 from lnrepro.errors import ConfigError, DataError
@@ -42,13 +42,9 @@ DRAW_TINY = [
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
+def _seed_and_one_thread(one_thread):
     """Tiny tensors: a second thread only adds synchronisation (15x slower on a busy 2-core box)."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- from-scratch references
@@ -233,6 +229,7 @@ def test_sample_and_evaluation_noise():
     assert b["bound"] == pytest.approx(a["bound"], rel=0.2)
 
 
+@pytest.mark.slow  # > 1 s: 30 training steps of DRAW
 def test_bound_decreases_on_a_few_images():
     """A direct training loop on 8 images (4 patterns), each norm: the bound must fall far below
     the untrained model's (about 100 ln 2 = 69 nats for 10 x 10 pixels)."""

@@ -8,7 +8,6 @@ issue and why, and map renamed fields here (FIELD_MAP) so the old file still che
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -48,16 +47,13 @@ def test_every_case_has_a_golden_file():
     assert recorded == set(golden.case_names()), "run `make golden` for the missing cases"
 
 
-@pytest.mark.slow
-@pytest.mark.realdata
+@pytest.mark.realdata  # the datasets of every case
 @pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
 def test_golden_run_is_bit_identical(path: Path, tmp_path: Path):
     doc = json.loads(path.read_text())
     if doc["torch"] != torch.__version__:
         pytest.skip(f"recorded with torch {doc['torch']}, this is {torch.__version__}: "
                     "floating-point results are only reproducible within one torch build")
-    if not os.environ.get("LNREPRO_DATA"):
-        pytest.skip("golden runs train on the real datasets: set LNREPRO_DATA")
     rows = [_as_recorded(r) for r in golden.run_case(_overrides(doc["overrides"]), tmp_path)]
     want = doc["rows"]
     assert len(rows) == len(want), f"{len(rows)} metrics rows, golden has {len(want)}"

@@ -2,7 +2,6 @@
 only: no Hydra, omegaconf, PyYAML, W&B or installed package), and its config reader reads every
 config as Hydra does."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT, load_script
 from omegaconf import OmegaConf
 
 SCRIPT = ROOT / "scripts" / "gpu_check.py"
@@ -34,16 +33,9 @@ runpy.run_path(SCRIPT, run_name="__main__")
 """
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def gpu_check():
-    return _load_script()
+    return load_script("gpu_check")
 
 
 def _stat(path: Path):

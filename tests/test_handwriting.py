@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import subprocess
 import sys
 import tarfile
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 from torch import distributions as D
 
 from lnrepro.data.iam_ondb import (
@@ -123,14 +122,9 @@ def write_iam(root: Path, n_forms: int = 10, lines_per_form: int = 3, seed: int 
     return root
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The step-by-step recurrence is hundreds of tiny ops: a second thread only adds contention
-    (a forward of the tiny net takes 1 s instead of 4 ms on the loaded 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# The step-by-step recurrence is hundreds of tiny ops: a second thread only adds contention
+# (a forward of the tiny net takes 1 s instead of 4 ms on the loaded 2-core machine).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -471,12 +465,9 @@ def test_every_norm_through_the_real_entrypoint_and_samples(tmp_path, tiny_iam):
     assert png.stat().st_size > 1000 and "LN" in s.stdout
 
 
-@pytest.mark.realdata
-def test_real_iam_ondb_smoke(tmp_path):
-    data = Path(os.environ.get("LNREPRO_DATA", ""))
-    if not (data / "iam_ondb").is_dir():
-        pytest.skip("real IAM-OnDB not under LNREPRO_DATA")
-    d = iam_ondb(str(data), batch_size=4, max_len=300, limit_forms=12, val_fraction=0.2,
+@pytest.mark.realdata("iam_ondb")
+def test_real_iam_ondb_smoke(tmp_path, real_data):
+    d = iam_ondb(str(real_data), batch_size=4, max_len=300, limit_forms=12, val_fraction=0.2,
                  cache_dir=str(tmp_path / "c"))
     strokes, lengths, _ = d.splits["train"]
     assert len(lengths) > 20 and strokes.shape[1] == 300 and d.vocab_size == 57

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import rows_without_time, run_cli
 
-from conftest import run_cli
 from lnrepro.data.ptb import EOS, char_symbols, char_symbols_from_words, ptb
 from lnrepro.errors import ConfigError, DataError
 from lnrepro.models.lm import LSTMLM
@@ -76,11 +76,6 @@ def write_ptb(root: Path, n_train: int = 120, n_eval: int = 30, char_files: bool
 @pytest.fixture(scope="module")
 def tiny_ptb(tmp_path_factory) -> Path:
     return write_ptb(tmp_path_factory.mktemp("ptbdata"))
-
-
-def rows_without_time(path: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "time"}
-            for line in path.read_text().splitlines()]
 
 
 def lm_cfg(compose, data_dir, *extra):
@@ -261,12 +256,10 @@ def test_hub_source_errors_are_one_line(tiny_ptb, monkeypatch):
         ptb(tiny_ptb, "word", 2, 5, 2, source="hub", hub_id="x", hub_column="text")
 
 
-@pytest.mark.realdata
+@pytest.mark.realdata("ptb/ptb.train.txt")
 @pytest.mark.parametrize("level", ["word", "char"])
-def test_hub_source_gives_the_real_token_streams(monkeypatch, level):
-    data = Path(os.environ.get("LNREPRO_DATA", ""))
-    if not (data / "ptb" / "ptb.train.txt").exists():
-        pytest.skip("real PTB not under LNREPRO_DATA")
+def test_hub_source_gives_the_real_token_streams(monkeypatch, level, real_data):
+    data = real_data
     local = ptb(data, level, 20, 35, 10)  # the char files themselves, where present
     mock_hub(monkeypatch, data, strip=True)
     assert_same_streams(ptb(data, level, 20, 35, 10, source="hub", hub_id="ptb_text_only"), local)
@@ -311,6 +304,7 @@ def test_state_is_carried_detached_and_reset(tiny_ptb, norm):
     assert reset.item() == pytest.approx(ref_reset.item(), abs=1e-5)
 
 
+@pytest.mark.slow  # > 1 s: thousands of characters step by step, three times
 def test_evaluate_is_exact_and_leaves_training_state(tiny_ptb):
     d = ptb(tiny_ptb, "char", 3, 6, eval_batch_size=2, verify=False)
     model, task = tiny_model(d), LanguageModel("bpc")
@@ -443,12 +437,9 @@ def test_missing_ptb_through_the_entrypoint(compose, tmp_path):
         run(lm_cfg(compose, tmp_path / "nothing"), tmp_path / "r")
 
 
-@pytest.mark.slow  # end to end: a subprocess or a whole training run
-@pytest.mark.realdata
-def test_real_ptb_smoke(compose, tmp_path):
-    data = Path(os.environ.get("LNREPRO_DATA", ""))
-    if not (data / "ptb" / "ptb.train.txt").exists():
-        pytest.skip("real PTB not under LNREPRO_DATA")
+@pytest.mark.realdata("ptb/ptb.train.txt")
+def test_real_ptb_smoke(compose, tmp_path, real_data):
+    data = real_data
     words = ptb(data, "word", 20, 35, 10)
     assert words.vocab_size == 10000 and {"<unk>", EOS} <= set(words.vocab)
     char_file = data / "ptb" / "ptb.char.valid.txt.gz"

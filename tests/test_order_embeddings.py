@@ -5,7 +5,6 @@ whose features carry a planted order structure."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from helpers import ROOT, metrics_rows, run_cli
 
 from lnrepro.data.coco_features import Pairs, coco_features, expected_files
 from lnrepro.data.text import EOS_ID, PAD_ID
@@ -204,6 +203,7 @@ def test_captions_must_be_five_per_image(tmp_path):
         coco_features(str(tmp_path), batch_size=8, fold_images=10, val_folds=1, test_folds=1)
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_missing_data_is_one_line_through_the_entrypoint(tmp_path):
     (tmp_path / "data" / "coco").mkdir(parents=True)
     (tmp_path / "data" / "coco" / "train.txt").write_text("a dog\n")
@@ -250,7 +250,7 @@ def test_end_to_end_learns_the_planted_order_and_table2(tmp_path, coco):
     assert set(runs) == {"ln", "none"}
     for run in runs.values():
         assert run.status == "completed" and run.steps == 100
-        rows = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+        rows = metrics_rows(run.path / "metrics.jsonl")
         evals = [x for x in rows if "test/img_r1" in x]
         assert [x["step"] for x in evals] == [0, 50, 100]
         start, end = evals[0], run.summary["final"]
@@ -277,6 +277,7 @@ def test_end_to_end_learns_the_planted_order_and_table2(tmp_path, coco):
     assert "| OE (GRU), ours" in md and "| OE + LN (paper's run) | 48.5 |" in md
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_table2_says_when_the_data_is_missing(tmp_path):
     out = subprocess.run([sys.executable, "scripts/table2.py", "--check-data"], cwd=ROOT,
                          env={**os.environ, "LNREPRO_DATA": str(tmp_path)},

@@ -3,15 +3,17 @@ LSTM and per-step BN, the candidate-restricted softmax, the loader and one end-t
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
+import operator
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from helpers import metrics_rows, run_cli
 
 from lnrepro.data import cloze, cloze_cnn
 from lnrepro.data import cloze_text as ct
@@ -19,14 +21,7 @@ from lnrepro.errors import DataError
 from lnrepro.models.reader import AttentiveReader, restrict
 from lnrepro.nn.rnn import LSTM, SeqBatchNorm
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread (two oversubscribe a shared 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.one_thread)
 
 
 NAMES = ["Anna", "Boris", "Clara", "Dmitri", "Elena", "Fyodor"]
@@ -246,7 +241,7 @@ def test_repermutation_relabels_tokens_candidates_and_answer_alike():
     data = cloze.ClozeData({"train": split, "val": split}, ["w"] * 40, 6, batch_size=2,
                            eval_batch_size=2, bucket_batches=1, seed=3, repermute=True)
     e0, e1 = list(data.train_batches(0)), list(data.train_batches(1))
-    assert torch.equal(e0[1].doc, list(data.train_batches(0, start=1))[0].doc)   # resumable
+    assert torch.equal(e0[1].doc, next(iter(data.train_batches(0, start=1))).doc)   # resumable
     assert not all(torch.equal(x.answer, y.answer) for x, y in zip(e0, e1))
     assert torch.equal(next(data.eval_batches("val")).answer, split.batch(
         torch.argsort(split.doc_len, stable=True)[:2]).answer)      # evaluation: corpus labels
@@ -271,7 +266,7 @@ def test_padding_does_not_change_the_outputs(norm):
     mask_c = torch.cat([mask, torch.zeros(3, B, dtype=torch.bool)])
     for mode in ("train", "eval"):
         rnn.train(mode == "train")
-        out_a, (h_a, c_a) = rnn(a, mask=mask, min_live=4)
+        out_a, (h_a, _) = rnn(a, mask=mask, min_live=4)
         out_b, (h_b, _) = rnn(b, mask=mask, min_live=4)
         out_c, (h_c, _) = rnn(c, mask=mask_c, min_live=4)
         live = mask[..., None].expand_as(out_a)
@@ -355,7 +350,7 @@ def test_reader_trains_and_padding_does_not_change_its_answers(norm):
     batch = split.batch(torch.arange(8))
     first = None
     for _ in range(30):
-        loss, metrics = task.training_step(model, batch)
+        loss, _ = task.training_step(model, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -370,7 +365,7 @@ def write_books(root: Path) -> dict:
     folder = root / "books" / "tiny"
     folder.mkdir(parents=True)
     names = {"train": ["a", "b"], "val": ["c"], "test": ["d"]}
-    for k, n in enumerate(sum(names.values(), [])):
+    for k, n in enumerate(functools.reduce(operator.iadd, names.values(), [])):
         with gzip.open(folder / f"{n}.txt.gz", "wt") as f:
             f.write(synthetic_book(160, seed=k))
     return {s: [f"tiny/{n}" for n in v] for s, v in names.items()}
@@ -379,10 +374,10 @@ def write_books(root: Path) -> dict:
 def test_stand_in_is_deterministic_and_cached_outside_the_data(tmp_path, monkeypatch):
     monkeypatch.setenv("LNREPRO_CACHE", str(tmp_path / "cache"))
     books = write_books(tmp_path / "data")
-    kw = dict(source="books", books={**books, "drama": [], "excluded": {}},
-              build={"window": 20, "min_context": 4, "min_candidates": 2, "min_name_count": 5,
+    kw = {"source": "books", "books": {**books, "drama": [], "excluded": {}},
+              "build": {"window": 20, "min_context": 4, "min_candidates": 2, "min_name_count": 5,
                      "max_lower_ratio": 0.1, "max_sentence_tokens": None, "build_seed": 0},
-              n_entities=10, vocab_size=60, batch_size=4)
+              "n_entities": 10, "vocab_size": 60, "batch_size": 4}
     a = cloze.cloze(str(tmp_path / "data"), **kw)
     b = cloze.cloze(str(tmp_path / "data"), **kw)                 # from the Arrow cache
     assert len(a.train) > 50 and len(a.splits["val"]) > 10
@@ -402,8 +397,8 @@ def test_end_to_end_through_the_entrypoint(tmp_path, norm):
     data = tmp_path / "data"
     books = write_books(data)
     spec = ",".join(f"{s}:[{','.join(repr(n) for n in v)}]" for s, v in books.items())
-    r = run_cli(["experiment=reader_cpu", f"norm={norm}", f"data.books={{{spec},drama:[],"
-                 "excluded:{}}", "data.n_entities=10", "data.vocab_size=60", "data.batch_size=8",
+    r = run_cli(["experiment=reader_cpu", f"norm={norm}", (f"data.books={{{spec},drama:[],"
+                 "excluded:{}}"), "data.n_entities=10", "data.vocab_size=60", "data.batch_size=8",
                  "model.emb_dim=8", "model.hidden_size=8", "model.bn_min_live=4",
                  "trainer.max_steps=6", "trainer.eval_every=3", "logger=none", "threads=1",
                  f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, data,
@@ -411,5 +406,5 @@ def test_end_to_end_through_the_entrypoint(tmp_path, norm):
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["step"] == 6
-    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_rows(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows if "val/err" in r] == [0, 3, 6]

@@ -12,8 +12,16 @@ import torch.nn.functional as F
 from scipy import stats
 
 from lnrepro.errors import ConfigError
-from lnrepro.eval.scoring import (_folds, _predict, _ranks, _standardise, fit_logreg, pearson,
-                                  sick_target, spearman)
+from lnrepro.eval.scoring import (
+    _folds,
+    _predict,
+    _ranks,
+    _standardise,
+    fit_logreg,
+    pearson,
+    sick_target,
+    spearman,
+)
 
 N, D = 60, 4
 
@@ -149,7 +157,7 @@ def test_cv_accuracy_folds_follow_the_seed():
     g = torch.Generator().manual_seed(2)
     y = torch.arange(40) % 2
     x = torch.randn(40, 3, generator=g, dtype=torch.float64) + 1.2 * y[:, None]  # overlapping
-    opts = dict(folds=4, inner_folds=2, cs=[1.0], max_iter=50)
+    opts = {"folds": 4, "inner_folds": 2, "cs": [1.0], "max_iter": 50}
     default = cv_accuracy(x, y, **opts)
     assert default == cv_accuracy(x, y, seed=0, **opts)
     assert any(cv_accuracy(x, y, seed=s, **opts)["acc"] != default["acc"] for s in (1, 2, 3))

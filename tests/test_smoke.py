@@ -4,15 +4,10 @@ whose dataset is absent is skipped with the loader's line."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
-from conftest import ROOT
+from helpers import load_script
 
-_spec = importlib.util.spec_from_file_location("smoke", ROOT / "scripts" / "smoke.py")
-smoke = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(smoke)
+smoke = load_script("smoke")
 
 
 def test_smoke_covers_every_cpu_experiment():
@@ -21,8 +16,7 @@ def test_smoke_covers_every_cpu_experiment():
     assert all(n.endswith("_cpu") for n in names)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("LNREPRO_DATA"), reason="LNREPRO_DATA is not set")
+@pytest.mark.realdata  # each experiment's own files: smoke.smoke says which are absent
 @pytest.mark.parametrize("name", smoke.experiments())
 def test_smoke_run(name, tmp_path):
     status, why = smoke.smoke(name, "bn", tmp_path)  # bn: the norm with the most ways to fail

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, TINY
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY
 from lnrepro.runs import find_runs
 
 FAST = [o for o in TINY if o != "threads=1"] + ["trainer.max_steps=3"]
@@ -25,6 +25,7 @@ def sweep_root(tmp_path: Path, name: str) -> Path:
     return dirs[0]
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_sweep_config_runs_its_grid_one_job_after_another(cli, tmp_path):
     """sweep=pi_mnist_lr is a multirun by itself; command-line values replace its grid."""
     p = cli("sweep=pi_mnist_lr", *TINY, "optim.lr=1e-3,3e-3", "norm=ln", "seed=1")
@@ -129,6 +130,7 @@ def _one_error_line(p) -> str:
     ["optim.lrr=1e-3,3e-3"],                                    # a typo in a swept key
     ["experiment=pi_mnist_cpu,lm_ptb_char_cpu", "norm=ln"],      # only the second job breaks
 ])
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_sweep_over_an_unknown_key_stops_before_any_job(cli, tmp_path, bad):
     """One line naming the key, exit 2, and nothing written: even with the parallel launcher,
     which would otherwise have run the jobs that compose."""
@@ -140,6 +142,7 @@ def test_sweep_over_an_unknown_key_stops_before_any_job(cli, tmp_path, bad):
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_unknown_key_in_a_sweep_file_is_reported_the_same_way(cli, tmp_path):
     (tmp_path / "cfg" / "sweep").mkdir(parents=True)
     (tmp_path / "cfg" / "sweep" / "typo.yaml").write_text(
@@ -170,7 +173,7 @@ def test_wandb_sweep_file_drives_the_entrypoint_with_valid_keys(compose):
 def test_make_wires_sweep_launcher_and_reproduce():
     def dry(*args):
         p = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True,
-                           env={**os.environ, "MAKEFLAGS": ""})
+                           env={**os.environ, "MAKEFLAGS": ""}, check=False)
         return p.returncode, p.stdout + p.stderr
 
     rc, out = dry("sweep", "SWEEP=pi_mnist_lr", "LAUNCHER=parallel", "ARGS=norm=ln")

@@ -9,27 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, TINY, metrics_rows, rows_without_time, run_info, tiny_cfg, write_idx_mnist
 
-from conftest import ROOT, TINY, write_idx_mnist
 from lnrepro.errors import ConfigError, DataError, DivergenceError
 from lnrepro.runs import find_runs, load_run
 from lnrepro.train import run
-from wandb_records import run_info
 
 
-def rows_without_time(path: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "time"}
-            for line in path.read_text().splitlines()]
-
-
-def tiny_cfg(compose, data_dir, *extra):
-    return compose(TINY + [f"paths.data_dir={data_dir}"] + list(extra))
-
-
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_every_norm_through_the_real_entrypoint(cli, tmp_path):
     """One Hydra multirun over norm=ln,bn,none: each job gets its own run dir and learns."""
     sweep = tmp_path / "sweep"
@@ -47,6 +37,7 @@ def test_every_norm_through_the_real_entrypoint(cli, tmp_path):
         assert r.summary["config"]["norm"]["kind"] == r.get("norm.kind")
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_resume_equals_uninterrupted_run(compose, tiny_mnist, tmp_path):
     full = run(tiny_cfg(compose, tiny_mnist, "norm=bn", "data.batch_size=8"), tmp_path / "a")
     # the same run stopped at step 30 (mid-epoch, between evaluations), then resumed
@@ -68,9 +59,10 @@ def test_resume_equals_uninterrupted_run(compose, tiny_mnist, tmp_path):
 
 @pytest.mark.parametrize("interval, sched", [
     ("step", "{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:7,gamma:0.5"),
-    ("epoch", "{_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[1,2],"
-              "gamma:0.1"),
+    ("epoch", ("{_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[1,2],"
+              "gamma:0.1")),
 ])
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_lr_schedule_resumes_exactly(compose, tiny_mnist, tmp_path, interval, sched):
     """A schedule stepped per update or per epoch: the learning rate of every logged step (and
     every other field) after resume equals the uninterrupted run's, and it did change."""
@@ -91,6 +83,7 @@ def test_lr_schedule_resumes_exactly(compose, tiny_mnist, tmp_path, interval, sc
         assert lr[39] == pytest.approx(0.05) and lr[80] == pytest.approx(0.005)
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_progress_lines_give_pace_and_eta(compose, tiny_mnist, tmp_path, caplog):
     caplog.set_level("INFO", logger="lnrepro")
     run(tiny_cfg(compose, tiny_mnist, "trainer.progress=lines", "trainer.line_seconds=0",
@@ -101,6 +94,7 @@ def test_progress_lines_give_pace_and_eta(compose, tiny_mnist, tmp_path, caplog)
     assert lines[-1].endswith("ETA 0:00:00"), lines[-1]
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_resume_without_checkpoint_warns_only_after_an_earlier_run(compose, tiny_mnist, tmp_path,
                                                                     caplog):
     def warned(run_dir):
@@ -121,6 +115,7 @@ def test_bad_scheduler_interval(compose, tiny_mnist, tmp_path):
         run(tiny_cfg(compose, tiny_mnist, "optim=sgd", f"optim.scheduler={sched}"), tmp_path)
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_existing_checkpoint_needs_resume_and_same_config(compose, tiny_mnist, tmp_path):
     run(tiny_cfg(compose, tiny_mnist, "trainer.max_steps=5"), tmp_path)
     with pytest.raises(ConfigError, match="resume=true"):
@@ -150,22 +145,25 @@ def test_bad_config_values(compose, tiny_mnist, tmp_path, overrides, error, matc
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 @pytest.mark.parametrize("steps, evals", [(20, [0, 7, 14, 20]), (17, [0, 7, 17]), (18, [0, 7, 14, 18])])
 def test_eval_every_sets_the_evaluation_steps(compose, tiny_mnist, tmp_path, steps, evals):
     """Every 7 updates and at the end; a regular evaluation under half an interval before the
     final one (14 of 17) is left out rather than drawn as a near-duplicate point."""
     run(tiny_cfg(compose, tiny_mnist, "trainer.eval_every=7", f"trainer.max_steps={steps}"),
         tmp_path)
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_rows(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in rows if "test/err" in r] == evals
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_batch_size_one_trains_with_layer_norm(compose, tiny_mnist, tmp_path):
     s = run(tiny_cfg(compose, tiny_mnist, "norm=ln", "data.batch_size=1", "trainer.max_steps=20"),
             tmp_path)
     assert s["status"] == "completed" and s["step"] == 20
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_nan_loss_stops_with_last_good_checkpoint(compose, tiny_mnist, tmp_path):
     # lr 1e30: step 1 is finite (and checkpointed), the loss of step 2 is NaN
     with pytest.raises(DivergenceError, match="training loss is nan at step 2.*last good checkpoint"):
@@ -187,6 +185,7 @@ def test_missing_and_corrupt_mnist(compose, tmp_path):
         run(tiny_cfg(compose, bad), tmp_path / "r2")
 
 
+@pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_cli_errors_are_one_line_with_nonzero_exit(cli, tmp_path):
     p = cli(*TINY, "data.batch_size=0", f"hydra.run.dir={tmp_path}/r")
     assert p.returncode == 2
@@ -253,11 +252,8 @@ def test_wandb_offline_one_run_per_multirun_job(cli, tmp_path):
         assert "optim.lr=0.01" in name.split("_s1_")[1].split(",") and "norm=" not in name
 
 
-@pytest.mark.realdata
+@pytest.mark.realdata("MNIST/raw/train-images-idx3-ubyte")
 def test_real_mnist_smoke(compose, tmp_path):
-    data = os.environ.get("LNREPRO_DATA", "")
-    if not (Path(data) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
-        pytest.skip("real MNIST not under LNREPRO_DATA")
     cfg = compose(["experiment=pi_mnist_cpu", "norm=ln", "trainer.max_steps=60", "logger=none",
                    "data.train_eval_size=2000", "trainer.eval_splits=[train,val,test]"])
     s = run(cfg, tmp_path)

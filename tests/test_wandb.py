@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 
-from conftest import TINY
-from wandb_records import run_info
+import pytest
+from helpers import TINY, run_info
 
 from lnrepro.train import run
+
+pytestmark = pytest.mark.slow  # whole training runs with W&B offline
 
 
 def wandb_run(compose, data_dir, tmp_path, monkeypatch, caplog, *extra):

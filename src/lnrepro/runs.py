@@ -135,7 +135,7 @@ def _load_config(cfg_file: Path) -> dict:
     cfg = OmegaConf.load(cfg_file)
     try:  # interpolations such as logger.group: ${name}
         return OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # a resolver this process lacks: keep the raw values
+    except Exception:  # noqa: BLE001  (a resolver this process lacks: keep the raw values)
         return OmegaConf.to_container(cfg, resolve=False)
 
 
@@ -249,7 +249,7 @@ def load_wandb_runs(project: str, timeout: int = 30, filters: dict | None = None
                           "without one, compare the local run directories")
     try:
         api_runs = list(wandb.Api(timeout=timeout).runs(project, filters=filters or {}))
-    except Exception as e:  # no network, bad key, unknown project: one line
+    except Exception as e:  # noqa: BLE001  (no network, bad key, unknown project: one line)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot read W&B project {project!r}: {msg}") from None
     states = {"finished": "completed", "running": "running"}

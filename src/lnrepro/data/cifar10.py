@@ -40,7 +40,7 @@ def load_cifar10_tensors(data_dir: str | Path, download: bool = True, verify: bo
                 f"({str(e).splitlines()[0][:120]}): put torchvision's {FOLDER}/ (data_batch_1..5, "
                 "test_batch, batches.meta) there, or point LNREPRO_DATA at a folder that has it"
             ) from None
-        except Exception as e:  # unpickling errors of truncated or foreign files
+        except Exception as e:  # noqa: BLE001  (unpickling errors of truncated or foreign files)
             raise DataError(f"CIFAR-10 files in {root / FOLDER} are corrupt "
                             f"({type(e).__name__}: {e})") from None
         x = torch.as_tensor(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> NCHW

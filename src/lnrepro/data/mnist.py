@@ -55,7 +55,7 @@ def load_mnist_tensors(data_dir: str | Path, download: bool = True, verify: bool
             if "corrupt" in str(e).lower() or have_all:
                 raise DataError(f"MNIST files in {raw} could not be read: {e}") from None
             raise DataError(_missing_message(raw, str(e).splitlines()[0][:120])) from None
-        except Exception as e:  # the IDX parser's errors on truncated or foreign files
+        except Exception as e:  # noqa: BLE001  (IDX parser errors: truncated or foreign files)
             raise DataError(
                 f"MNIST files in {raw} are corrupt ({type(e).__name__}: {e}); delete them to "
                 "download again"

@@ -31,7 +31,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lnrepro.data.text import EOS_ID, PAD_ID, UNK_ID, tokenize
