@@ -15,7 +15,7 @@ import ddp_cases
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import ROOT, TINY
+from helpers import ROOT, TINY
 
 from lnrepro import distributed
 from lnrepro.data.common import TensorData

@@ -15,8 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from conftest import ROOT
+from helpers import ROOT
 
 FILES = {
     "cfg/experiment/toy_quadrants.yaml": """\
