@@ -38,7 +38,9 @@ log = logging.getLogger("lnrepro")
 RESUME_MAY_CHANGE = ("resume", "resume_allow_different_threads", "trainer.epochs",
                      "trainer.max_steps", "trainer.progress", "trainer.line_seconds", "threads",
                      "logger", "paths", "data.data_dir", "data.verify", "device",
-                     "optimized_metric")
+                     "optimized_metric", "trainer.compile", "trainer.compile_mode")
+# Keys newer than some checkpoints: the value that reproduces what those checkpoints ran.
+ADDED_KEYS = {"trainer.precision": 32}
 
 
 def build(node, **kwargs):
@@ -108,7 +110,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _check_resumable(saved: dict, now: dict) -> None:
-    a, b = _flat(saved), _flat(now)
+    a, b = {**ADDED_KEYS, **_flat(saved)}, _flat(now)
     differ = sorted(
         k for k in set(a) | set(b)
         if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in RESUME_MAY_CHANGE)
