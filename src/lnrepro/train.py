@@ -41,7 +41,7 @@ log = logging.getLogger("lnrepro")
 RESUME_MAY_CHANGE = ("resume", "resume_allow_different_threads", "trainer.epochs",
                      "trainer.max_steps", "trainer.progress", "trainer.line_seconds", "threads",
                      "logger", "paths", "data.data_dir", "data.verify", "device",
-                     "optimized_metric")
+                     "optimized_metric", "trainer.compile", "trainer.compile_mode")
 
 
 def build(node, **kwargs):
@@ -112,7 +112,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 # keys added to the configs after checkpoints were written, with the value that means what those
 # checkpoints did (a checkpoint without the key resumes when the run has that value)
-ADDED_KEYS = {"norm.sync": False}
+ADDED_KEYS = {"norm.sync": False, "trainer.precision": 32}
 
 
 def _check_resumable(saved: dict, now: dict) -> None:

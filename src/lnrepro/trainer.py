@@ -7,6 +7,15 @@ It knows nothing about any experiment. It needs:
   - `task.training_step(model, batch) -> (loss, {name: tensor})`,
     `task.evaluate(model, batches) -> {name: float}` (lower is better for every metric),
     `task.state_dict()` / `task.load_state_dict()` for state carried between batches.
+
+Mixed precision (`precision`: 32 | bf16 | 16): the forward pass and loss of every training step
+and every evaluation run under torch.autocast (device type of the model's parameters), in
+bfloat16 or float16; parameters, gradients and optimizer state stay float32, and the norms
+compute their statistics in float32 (lnrepro.nn.norm). float16 scales the loss with a
+torch.amp.GradScaler (gradients unscaled before clipping; its state is in the checkpoint).
+torch 2.x autocasts to float16 on the CPU too (slowly: fp16 matmuls have no fast CPU kernels).
+`compile`: the model's forward runs through torch.compile; checkpoints hold the uncompiled
+module's state_dict.
 """
 
 from __future__ import annotations
@@ -31,6 +40,11 @@ from lnrepro.runlog import RunLogger
 
 log = logging.getLogger(__name__)
 
+# trainer.precision -> autocast dtype (None: float32, no autocast)
+PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+_HALF = (torch.bfloat16, torch.float16)
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 
 @dataclass
 class TrainerConfig:
@@ -50,6 +64,9 @@ class TrainerConfig:
     grad_clip: float | None = None  # max global gradient norm (None: no clipping)
     progress: str = "auto"  # auto: a tqdm bar on a terminal, log lines otherwise | bar | lines
     line_seconds: float = 15.0  # at most one progress line per this many seconds
+    precision: str | int = 32  # 32 | bf16 | 16: float32, or mixed precision (autocast)
+    compile: bool = False  # torch.compile the model
+    compile_mode: str | None = None  # torch.compile's mode, e.g. reduce-overhead on CUDA
 
     def __post_init__(self):
         def positive(name, allow_none=False, allow_zero=False):
@@ -72,6 +89,14 @@ class TrainerConfig:
         positive("grad_clip", allow_none=True)
         if self.progress not in ("auto", "bar", "lines"):
             raise ConfigError(f"trainer.progress must be auto|bar|lines, got {self.progress!r}")
+        if isinstance(self.precision, bool) or str(self.precision) not in PRECISIONS:
+            raise ConfigError(f"trainer.precision must be 32|bf16|16, got {self.precision!r}")
+        self.precision = str(self.precision)
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"trainer.compile must be true or false, got {self.compile!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"trainer.compile_mode must be null or one of "
+                              f"{'|'.join(COMPILE_MODES[1:])}, got {self.compile_mode!r}")
 
 
 class _StopFlag:
@@ -99,7 +124,8 @@ class _StopFlag:
 
 
 # what `Trainer.state_dict` writes (train.py adds "config" and "meta"): a checkpoint that lacks
-# one is refused before any state is loaded
+# one is refused before any state is loaded. It also writes "scaler" (the GradScaler's state,
+# empty below precision 16), optional: checkpoints from before trainer.precision lack it.
 STATE_KEYS = ("step", "elapsed", "eval_time", "best", "last_eval", "acc", "acc_n", "model",
               "optimizer", "scheduler", "task", "rng_cpu", "rng_cuda")
 SCHEDULER_INTERVALS = ("step", "epoch")
@@ -122,6 +148,11 @@ class Trainer:
         self.total_steps = int(cfg.max_steps or math.ceil(cfg.epochs * spe))
         self.eval_interval = cfg.eval_every or max(1, spe // cfg.evals_per_epoch)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.device_type = self.params[0].device.type
+        # precision 16: loss scaling; otherwise a disabled scaler, whose calls are no-ops
+        self.scaler = torch.amp.GradScaler(self.device_type, enabled=cfg.precision == "16")
+        # what training and evaluation call; `self.model` (uncompiled) is what checkpoints hold
+        self.net = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
         # state that a checkpoint carries
         self.step, self.elapsed, self.eval_time = 0, 0.0, 0.0
         self.best: dict[str, float] = {}
@@ -141,6 +172,7 @@ class Trainer:
             "acc_n": self._acc_n,
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "task": self.task.state_dict(),
             "rng_cpu": torch.get_rng_state(),
@@ -158,6 +190,8 @@ class Trainer:
     def load_state_dict(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
+        # absent from checkpoints older than trainer.precision (float32: nothing to restore)
+        self.scaler.load_state_dict(ckpt.get("scaler", {}))
         if (ckpt["scheduler"] is None) != (self.scheduler is None):
             raise ValueError("the checkpoint and this run differ in having an lr scheduler")
         if self.scheduler is not None:
@@ -184,7 +218,9 @@ class Trainer:
             batches = self.data.eval_batches(split)
             if self.cfg.limit_eval_batches:
                 batches = itertools.islice(batches, self.cfg.limit_eval_batches)
-            for k, v in self.task.evaluate(self.model, batches).items():
+            with self._autocast():
+                split_metrics = self.task.evaluate(self.net, batches)
+            for k, v in split_metrics.items():
                 metrics[f"{split}/{k}"] = v
         for prefix, values in self.task.evaluation_hooks(self.model).items():  # e.g. SentEval
             metrics.update({f"{prefix}/{k}": v for k, v in values.items()})
@@ -199,6 +235,13 @@ class Trainer:
         return metrics
 
     # ---- the loop ---------------------------------------------------------------------
+    def _autocast(self):
+        """torch.autocast to the precision's dtype; nothing at all at precision 32."""
+        dtype = PRECISIONS[self.cfg.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=dtype)
+
     @property
     def epoch(self) -> float:
         return self.step / self.data.steps_per_epoch
@@ -242,19 +285,23 @@ class Trainer:
             while self.step < self.total_steps:
                 epoch, offset = divmod(self.step, spe)
                 for batch in self.data.train_batches(epoch, offset):
-                    loss, metrics = self.task.training_step(self.model, batch)
+                    with self._autocast():  # forward and loss; backward outside, as torch.amp
+                        loss, metrics = self.task.training_step(self.net, batch)
                     if not torch.isfinite(loss):
                         self._diverged(float(loss.detach()))
                     self.opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    self.scaler.scale(loss).backward()  # scale, unscale_, update: no-ops below 16
                     if cfg.grad_clip:
+                        self.scaler.unscale_(self.opt)  # clip the true gradients
                         torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-                    self.opt.step()
+                    self.scaler.step(self.opt)  # skips the update when a gradient is inf/nan
+                    self.scaler.update()
                     self.step += 1
                     if self.scheduler is not None and (
                             self.scheduler_interval == "step" or self.step % spe == 0):
                         self.scheduler.step()
                     for k, v in metrics.items():
+                        v = v.float() if v.dtype in _HALF else v  # accumulate in float32
                         self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
                     self._acc_n += 1
                     done = self.step >= self.total_steps
@@ -339,6 +386,8 @@ class Trainer:
             "s_per_step": (self._time() - self.eval_time) / self.step if self.step else None,
             "final": self.last_eval,
             "best": self.best,
+            "precision": self.cfg.precision,
+            "compile": self.cfg.compile,
         }
 
     def _progress(self):

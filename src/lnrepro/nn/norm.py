@@ -42,6 +42,10 @@ The kinds:
   over all C*H*W units of the case, gain and bias per channel as LN. In recurrent cells it goes
   wherever LN goes (the LN-LSTM's three norms, the LN-GRU's four, over the same groups).
 
+Mixed precision (`trainer.precision=bf16|16`, torch.autocast): every norm computes its statistics
+(and the normalised output) in float32 from a bfloat16 / float16 input and returns the input's
+dtype; running averages (BN) stay float32. A float32 or float64 input takes the unchanged path.
+
 Shapes: (N, H) for fully connected layers, (N, C, *spatial) for convolutions, (T, B, F) or
 (B, F) for the recurrent norms.
 """
@@ -68,6 +72,9 @@ UNBIASED_BELOW = 32
 DEFAULT_T_MAX = 1000  # BN: steps with their own population statistics (longer reuse the last)
 MIN_LIVE = 16  # masked BN: fewest live cases whose statistics a training step may use
 BN_GAIN_INIT = 0.1  # Cooijmans et al.: gamma 0.1; ~1 saturates tanh, <= 0.01 is unstable
+# inputs a norm lifts to float32 (mixed precision): the mean and variance of Eq. 2-3 over H
+# summed inputs lose digits in an 8-bit (bf16) or 11-bit (fp16) mantissa
+HALF = (torch.bfloat16, torch.float16)
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,8 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
+        if a.dtype in HALF:  # statistics in float32, the result in a's dtype (mixed precision)
+            return self.forward(a.float()).to(a.dtype)
         if a.dim() == 2:  # fused kernel for the fully connected case
             return F.layer_norm(a, (self.num_features,), self.weight, self.bias, self.eps)
         a_hat = F.layer_norm(a, a.shape[1:], None, None, self.eps)
@@ -188,6 +197,8 @@ class RMSNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
+        if a.dtype in HALF:  # statistics in float32, the result in a's dtype (mixed precision)
+            return self.forward(a.float()).to(a.dtype)
         if a.dim() == 2:
             return F.rms_norm(a, (self.num_features,), self.weight, self.eps) + self.bias
         a_hat = F.rms_norm(a, a.shape[1:], None, self.eps)
@@ -234,6 +245,8 @@ class BatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features))
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
+        if a.dtype in HALF:  # statistics and running averages in float32, the result in a's dtype
+            return self.forward(a.float()).to(a.dtype)
         if not self.training:
             return F.batch_norm(
                 a, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
@@ -388,6 +401,8 @@ class SeqBatchNorm(nn.Module):
                 min_live: int = MIN_LIVE) -> torch.Tensor:
         if t0 < 0:
             raise ConfigError(f"time-step offset t0 must be >= 0, got {t0}")
+        if x.dtype in HALF:  # per-step statistics and running rows in float32, result in x's dtype
+            return self.forward(x.float(), t0, mask, min_live).to(x.dtype)
         if mask is not None and self.training:
             return self._masked(x, t0, mask, min_live)
         batch = x.shape[-2]

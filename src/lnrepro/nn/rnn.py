@@ -94,7 +94,8 @@ class _DeferredWeightGrad(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        h0, hs = ctx.tape["h0"], ctx.tape["hs"]
+        # the states in the gradient's dtype (the weight's): under autocast they may be lower
+        h0, hs = ctx.tape["h0"].to(grad.dtype), ctx.tape["hs"].to(grad.dtype)
         dw = grad[0].t() @ h0
         dw.addmm_(grad[1:].flatten(0, 1).t(), hs[:-1].flatten(0, 1))
         return dw, None, None, None
@@ -309,7 +310,9 @@ class GRUCell(nn.Module):
         if self.bias_hn is not None:
             a_n = a_n + self.bias_hn
         n = torch.tanh(x_n + r * a_n)
-        return (torch.lerp(h, n, z),)  # h + sig(z) (h~ - h) = (1 - sig(z)) h + sig(z) h~
+        # h + sig(z) (h~ - h) = (1 - sig(z)) h + sig(z) h~; lerp needs one dtype (under autocast
+        # n and z are bfloat16 / float16, the carried h float32: it stays float32)
+        return (torch.lerp(h, n.to(h.dtype), z.to(h.dtype)),)
 
     def forward(self, x_t: torch.Tensor, h: torch.Tensor | None = None, t: int = 0) -> torch.Tensor:
         """One step: x_t (B, I), h (B, H) (zeros if None) -> h."""
