@@ -222,7 +222,8 @@ class Trainer:
                 split_metrics = self.task.evaluate(self.net, batches)
             for k, v in split_metrics.items():
                 metrics[f"{split}/{k}"] = v
-        for prefix, values in self.task.evaluation_hooks(self.model).items():  # e.g. SentEval
+        # hooks (SentEval: encoder + classifier fits) run on the uncompiled model, in float32
+        for prefix, values in self.task.evaluation_hooks(self.model).items():
             metrics.update({f"{prefix}/{k}": v for k, v in values.items()})
         self.model.train()
         for k, v in metrics.items():  # the best of each metric, in the direction the task says
