@@ -106,8 +106,14 @@ def bench_mlp(norm: str, batch: int, steps: int, repeats: int) -> dict:
         m, o = fresh()
         with tempfile.TemporaryDirectory() as d:
             logger = RunLogger(d, {}, None, {})
-            cfg = TrainerConfig(max_steps=len(batches), eval_at_start=False, eval_splits=[],
-                                log_every=100, ckpt_every=10**9, progress="lines")
+            cfg = TrainerConfig(
+                max_steps=len(batches),
+                eval_at_start=False,
+                eval_splits=[],
+                log_every=100,
+                ckpt_every=10**9,
+                progress="lines",
+            )
             tr = Trainer(m, Classification(), data, o, cfg, logger, d)
             tr.save = lambda: None  # checkpoint I/O is not the loop's per-step cost
             t = time.perf_counter()
@@ -118,9 +124,15 @@ def bench_mlp(norm: str, batch: int, steps: int, repeats: int) -> dict:
 
     loop()
     t_loop = statistics.median(loop() for _ in range(repeats)) / len(batches)
-    return {"norm": norm, "batch": batch, "bare_ms": t_bare * 1e3, "loop_ms": t_loop * 1e3,
-            "steps_per_s": 1 / t_loop, "overhead": t_loop / t_bare - 1,
-            "gflops": step_flops(batch) / t_bare / 1e9}
+    return {
+        "norm": norm,
+        "batch": batch,
+        "bare_ms": t_bare * 1e3,
+        "loop_ms": t_loop * 1e3,
+        "steps_per_s": 1 / t_loop,
+        "overhead": t_loop / t_bare - 1,
+        "gflops": step_flops(batch) / t_bare / 1e9,
+    }
 
 
 def bench_cnn(norm: str, batch: int, steps: int, repeats: int, image: tuple[int, int]) -> dict:
@@ -130,15 +142,24 @@ def bench_cnn(norm: str, batch: int, steps: int, repeats: int, image: tuple[int,
     model = ConvNet(channels, side, norm=NormSpec(kind=norm))
     opt = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.rand(batch, channels, side, side, generator=g),
-                torch.randint(0, 10, (batch,), generator=g)) for _ in range(steps)]
+    batches = [
+        (
+            torch.rand(batch, channels, side, side, generator=g),
+            torch.randint(0, 10, (batch,), generator=g),
+        )
+        for _ in range(steps)
+    ]
 
     def run():
         bare_steps(model, opt, batches)
 
     run()  # warm-up
-    return {"norm": norm, "image": f"{channels}x{side}x{side}", "batch": batch,
-            "step_ms": median_time(run, repeats) / steps * 1e3}
+    return {
+        "norm": norm,
+        "image": f"{channels}x{side}x{side}",
+        "batch": batch,
+        "step_ms": median_time(run, repeats) / steps * 1e3,
+    }
 
 
 def replace_section(out: Path, header: str, section: list[str]) -> None:
@@ -156,10 +177,12 @@ def replace_section(out: Path, header: str, section: list[str]) -> None:
 
 
 def measured_line(args, repeats: int) -> str:
-    return (f"Measured {datetime.date.today()} on {platform.machine()} "
-            f"({platform.processor() or 'cpu'}), torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, by `python scripts/bench.py --parts {args.parts}"
-            f"{' --quick' if args.quick else ''}`. Medians of {repeats} repeats.")
+    return (
+        f"Measured {datetime.date.today()} on {platform.machine()} "
+        f"({platform.processor() or 'cpu'}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, by `python scripts/bench.py --parts {args.parts}"
+        f"{' --quick' if args.quick else ''}`. Medians of {repeats} repeats."
+    )
 
 
 def mlp_section(args, repeats: int) -> list[str]:
@@ -177,29 +200,36 @@ def mlp_section(args, repeats: int) -> list[str]:
         "",
         f"Reference in the same run: bare 1024x1024 fp32 matmul = {ref:.1f} GFLOP/s.",
         "",
-        ("| norm | batch | bare step (ms) | training loop (ms/step) | steps/s | loop overhead "
-        "| step GFLOP/s | vs matmul |"),
+        (
+            "| norm | batch | bare step (ms) | training loop (ms/step) | steps/s | loop overhead "
+            "| step GFLOP/s | vs matmul |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['norm']} | {r['batch']} | {r['bare_ms']:.3f} | {r['loop_ms']:.3f} | "
             f"{r['steps_per_s']:.0f} | {100 * r['overhead']:+.1f} % | {r['gflops']:.1f} | "
-            f"{100 * r['gflops'] / ref:.0f} % |")
+            f"{100 * r['gflops'] / ref:.0f} % |"
+        )
     return lines + [
         "",
-        ("Loop overhead = training-loop time per step / bare forward+backward+Adam step time - 1 "
-        "(target < 15 % at batch 4). 'vs matmul' = the bare step's matmul FLOP rate against the "
-        "1024x1024 matmul (target >= 70 % at batch 128; batch 4 is bound by memory traffic of "
-        "Adam and the weight gradients, not FLOPs)."),
+        (
+            "Loop overhead = training-loop time per step / bare forward+backward+Adam step time - 1 "
+            "(target < 15 % at batch 4). 'vs matmul' = the bare step's matmul FLOP rate against the "
+            "1024x1024 matmul (target >= 70 % at batch 128; batch 4 is bound by memory traffic of "
+            "Adam and the weight gradients, not FLOPs)."
+        ),
     ]
 
 
 def cnn_section(args, repeats: int) -> list[str]:
     steps = 3 if args.quick else 10
     lines = [
-        ("## Convnet of Sec. 6.7 (conv3x3 x2, pool, conv3x3 x2, pool, fc; channels 32/64, fc 256, "
-        "Adam fused, CPU)"),
+        (
+            "## Convnet of Sec. 6.7 (conv3x3 x2, pool, conv3x3 x2, pool, fc; channels 32/64, fc 256, "
+            "Adam fused, CPU)"
+        ),
         "",
         measured_line(args, repeats),
         "",
@@ -210,13 +240,17 @@ def cnn_section(args, repeats: int) -> list[str]:
         r = {n: bench_cnn(n, 128, steps, repeats, image) for n in ("ln", "bn", "none")}
         print(r, flush=True)
         ms = {n: v["step_ms"] for n, v in r.items()}
-        lines.append(f"| {r['ln']['image']} | 128 | {ms['ln']:.1f} | {ms['bn']:.1f} | "
-                     f"{ms['none']:.1f} | {ms['ln'] / ms['bn']:.2f}x | {ms['ln'] / ms['none']:.2f}x |")
+        lines.append(
+            f"| {r['ln']['image']} | 128 | {ms['ln']:.1f} | {ms['bn']:.1f} | "
+            f"{ms['none']:.1f} | {ms['ln'] / ms['bn']:.2f}x | {ms['ln'] / ms['none']:.2f}x |"
+        )
     return lines + [
         "",
-        ("Forward+backward+Adam step on random images (target: LN / BN <= 1.3x). Conv LN is "
-        "`F.layer_norm` over (C, H, W) per case plus a per-channel gain and bias; conv BN is "
-        "`F.batch_norm` (oneDNN's fused kernel)."),
+        (
+            "Forward+backward+Adam step on random images (target: LN / BN <= 1.3x). Conv LN is "
+            "`F.layer_norm` over (C, H, W) per case plus a per-channel gain and bias; conv BN is "
+            "`F.batch_norm` (oneDNN's fused kernel)."
+        ),
     ]
 
 

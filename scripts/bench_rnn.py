@@ -131,8 +131,10 @@ def main():
         "loss = out.sum(); time of forward + backward; models timed round-robin, "
         f"median of {rounds} rounds after {warmup} warm-up round(s)"
         + (" (--quick)" if args.quick else ""),
-        ("- ratio: to torch.nn.LSTM (LSTM rows) / torch.nn.GRU (GRU rows) in the same run; "
-        "torch's CPU LSTM runs oneDNN's fused kernel, on CUDA cuDNN"),
+        (
+            "- ratio: to torch.nn.LSTM (LSTM rows) / torch.nn.GRU (GRU rows) in the same run; "
+            "torch's CPU LSTM runs oneDNN's fused kernel, on CUDA cuDNN"
+        ),
         "",
         "| device | model | ms / batch | ratio |",
         "|---|---|---:|---:|",

@@ -20,8 +20,9 @@ from lnrepro.claims import outputs
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--readme", action="store_true", help="also rewrite README.md's claims block")
     p.add_argument("--check", action="store_true", help="compare instead of writing")
     p.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this one)")

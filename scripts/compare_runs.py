@@ -41,8 +41,9 @@ PRIMARY = ("err", "bpc", "ppl")  # the metrics shown by default, per split, when
 def default_metrics(runs: list[Run]) -> list[str]:
     """Validation and test metrics; of those, errors / BPC / perplexity when there are any."""
     logged = list(dict.fromkeys(m for r in runs for m in r.metrics()))
-    split = [m for m in logged if m.split("/")[0] in ("val", "test")] or \
-            [m for m in logged if not m.startswith("batch/")]
+    split = [m for m in logged if m.split("/")[0] in ("val", "test")] or [
+        m for m in logged if not m.startswith("batch/")
+    ]
     primary = [m for m in split if m.split("/")[-1] in PRIMARY]
     return sorted(primary or split, key=lambda m: (not m.startswith("val/"), m))
 
@@ -90,19 +91,30 @@ def table(runs: list[Run], metrics: list[str]) -> tuple[list[str], list[list[str
     header = ["experiment", "norm", *keys, "runs", "seeds", "status", "steps", "wall s"]
     header += [f"{w} {m}" for m in metrics for w in ("final", "best")]
     rows = []
+
     def order(g: list[Run]):  # by the shown values, completed rows before the others
-        return ([repr(g[0].get(k)) for k in ("name", "norm.kind", *keys)]
-                + [g[0].status != "completed", str(g[0].seed)])
+        return [repr(g[0].get(k)) for k in ("name", "norm.kind", *keys)] + [
+            g[0].status != "completed",
+            str(g[0].seed),
+        ]
 
     for g in sorted(seed_groups(runs), key=order):
         r0 = g[0]
-        row = [fmt(r0.name), fmt(r0.get("norm.kind")), *[fmt(r0.get(k)) for k in keys],
-               str(len(g)), ",".join(fmt(r.seed) for r in sorted(g, key=lambda r: str(r.seed))),
-               r0.status, fmt_range([r.steps for r in g]),
-               fmt_stat([r.wall_time for r in g]).split(" ±")[0]]
+        row = [
+            fmt(r0.name),
+            fmt(r0.get("norm.kind")),
+            *[fmt(r0.get(k)) for k in keys],
+            str(len(g)),
+            ",".join(fmt(r.seed) for r in sorted(g, key=lambda r: str(r.seed))),
+            r0.status,
+            fmt_range([r.steps for r in g]),
+            fmt_stat([r.wall_time for r in g]).split(" ±")[0],
+        ]
         for m in metrics:
-            row += [fmt_stat([r.metric(m, "final") for r in g]),
-                    fmt_stat([r.metric(m, "best") for r in g])]
+            row += [
+                fmt_stat([r.metric(m, "final") for r in g]),
+                fmt_stat([r.metric(m, "best") for r in g]),
+            ]
         rows.append(row)
     return header, rows
 
@@ -118,12 +130,27 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 
 def write_csv(runs: list[Run], metrics: list[str], path: Path) -> None:
     keys = ["name", "norm.kind", *shown_keys(runs), "seed"]
-    header = [*keys, "status", "steps", "wall_time_s", *[f"final {m}" for m in metrics],
-              *[f"best {m}" for m in metrics], "run"]
-    artifacts.write_csv(path, header, ([r.get(k) for k in keys] + [r.status, r.steps, r.wall_time]
-                                       + [r.metric(m, "final") for m in metrics]
-                                       + [r.metric(m, "best") for m in metrics] + [str(r.path)]
-                                       for r in runs))
+    header = [
+        *keys,
+        "status",
+        "steps",
+        "wall_time_s",
+        *[f"final {m}" for m in metrics],
+        *[f"best {m}" for m in metrics],
+        "run",
+    ]
+    artifacts.write_csv(
+        path,
+        header,
+        (
+            [r.get(k) for k in keys]
+            + [r.status, r.steps, r.wall_time]
+            + [r.metric(m, "final") for m in metrics]
+            + [r.metric(m, "best") for m in metrics]
+            + [str(r.path)]
+            for r in runs
+        ),
+    )
 
 
 def plot(runs: list[Run], metric: str, x: str, out: Path, logy: bool = False) -> None:
@@ -141,12 +168,19 @@ def plot(runs: list[Run], metric: str, x: str, out: Path, logy: bool = False) ->
             xs, ys = r.series(metric, x)
             if not xs:
                 continue
-            label = " ".join([fmt(r.name), fmt(r.get("norm.kind"))]
-                             + [f"{k.split('.')[-1]}={fmt(r.get(k))}" for k in keys]
-                             + [f"seed {fmt(r.seed)}"]
-                             + ([r.status] if r.status != "completed" else []))
-            ax.plot(xs, ys, color=colors[i % len(colors)], label=label,
-                    linestyle="-" if r.status == "completed" else "--")
+            label = " ".join(
+                [fmt(r.name), fmt(r.get("norm.kind"))]
+                + [f"{k.split('.')[-1]}={fmt(r.get(k))}" for k in keys]
+                + [f"seed {fmt(r.seed)}"]
+                + ([r.status] if r.status != "completed" else [])
+            )
+            ax.plot(
+                xs,
+                ys,
+                color=colors[i % len(colors)],
+                label=label,
+                linestyle="-" if r.status == "completed" else "--",
+            )
             drawn += 1
     if not drawn:
         raise SystemExit(f"error: no selected run logged {metric!r} against {x!r}")
@@ -156,8 +190,10 @@ def plot(runs: list[Run], metric: str, x: str, out: Path, logy: bool = False) ->
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(f"{metric} of {drawn} runs (one colour per configuration; dashed: not completed)",
-                 fontsize=9)
+    ax.set_title(
+        f"{metric} of {drawn} runs (one colour per configuration; dashed: not completed)",
+        fontsize=9,
+    )
     fig.tight_layout()
     artifacts.save_figure(fig, out)
     print(f"wrote {out}")
@@ -169,25 +205,40 @@ def split_values(values: list[str] | None) -> list[str] | None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("paths", nargs="*", help="run directories or folders holding them "
-                   "(default: $LNREPRO_OUTPUTS, else outputs/)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        help="run directories or folders holding them (default: $LNREPRO_OUTPUTS, else outputs/)",
+    )
     p.add_argument("--experiment", action="append", help="config `name`, e.g. pi_mnist_cpu")
     p.add_argument("--group", action="append", help="W&B group: the experiment, or the sweep")
     p.add_argument("--norm", action="append", help="ln, bn, none (comma-separated or repeated)")
     p.add_argument("--tag", action="append", help="a W&B tag of the run (logger.tags)")
-    p.add_argument("--where", action="append", default=[], metavar="KEY=V[,V]",
-                   help="any config value, e.g. data.batch_size=4 or optim.lr=0.001,0.003")
-    p.add_argument("--metrics", help="comma-separated, e.g. val/err,test/err "
-                   "(default: the validation and test errors / BPC / perplexity)")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=V[,V]",
+        help="any config value, e.g. data.batch_size=4 or optim.lr=0.001,0.003",
+    )
+    p.add_argument(
+        "--metrics",
+        help="comma-separated, e.g. val/err,test/err "
+        "(default: the validation and test errors / BPC / perplexity)",
+    )
     p.add_argument("--csv", type=Path, help="also write one row per run to this CSV file")
     p.add_argument("--plot", metavar="METRIC", help="overlay METRIC of every selected run")
     p.add_argument("--x", default="step", choices=["step", "epoch", "time"])
     p.add_argument("--logy", action="store_true", help="the plot's y axis in log scale")
     p.add_argument("--out", type=Path, help="the plot's file (default: compare_<metric>.png)")
-    p.add_argument("--wandb", metavar="ENTITY/PROJECT",
-                   help="read runs from the W&B API instead of run directories (needs a key)")
+    p.add_argument(
+        "--wandb",
+        metavar="ENTITY/PROJECT",
+        help="read runs from the W&B API instead of run directories (needs a key)",
+    )
     return p
 
 
@@ -206,9 +257,13 @@ def load(args) -> tuple[list[Run], str]:
     """The runs (from W&B or from run directories) and where they came from; a missing
     directory is SystemExit(1) with one line."""
     if args.wandb:
-        filters = wandb_filters(split_values(args.experiment), split_values(args.group),
-                                split_values(args.norm), split_values(args.tag),
-                                parse_where(None, args.where))
+        filters = wandb_filters(
+            split_values(args.experiment),
+            split_values(args.group),
+            split_values(args.norm),
+            split_values(args.tag),
+            parse_where(None, args.where),
+        )
         return load_wandb_runs(args.wandb, filters=filters), f"W&B project {args.wandb}"
     roots = args.paths or [str(outputs_root())]
     missing = [r for r in roots if not Path(r).exists()]
@@ -220,10 +275,16 @@ def load(args) -> tuple[list[Run], str]:
 
 def filters_shown(args, where: dict) -> str:
     """The filters as given, for the 'no runs match' line."""
-    filters = " ".join(f"--{k} {','.join(v)}" for k, v in
-                       (("experiment", split_values(args.experiment)),
-                        ("group", split_values(args.group)), ("norm", split_values(args.norm)),
-                        ("tag", split_values(args.tag))) if v)
+    filters = " ".join(
+        f"--{k} {','.join(v)}"
+        for k, v in (
+            ("experiment", split_values(args.experiment)),
+            ("group", split_values(args.group)),
+            ("norm", split_values(args.norm)),
+            ("tag", split_values(args.tag)),
+        )
+        if v
+    )
     filters += "".join(f" --where {k}={','.join(v)}" for k, v in where.items())
     return filters.strip()
 
@@ -233,11 +294,15 @@ def report(selected: list[Run], metrics: list[str], source: str) -> None:
     header, rows = table(selected, metrics)
     print_table(header, rows)
     incomplete = [r for r in selected if r.status != "completed"]
-    print(f"\n{len(selected)} runs in {len(rows)} rows from {source}; mean ± sample std (n-1) "
-          "over runs that differ only in the seed; best = lowest value logged.")
+    print(
+        f"\n{len(selected)} runs in {len(rows)} rows from {source}; mean ± sample std (n-1) "
+        "over runs that differ only in the seed; best = lowest value logged."
+    )
     if incomplete:
-        print(f"{len(incomplete)} not completed (shown on rows of their own, values as last "
-              "logged; 'incomplete' = no summary.json: crashed, killed or still running):")
+        print(
+            f"{len(incomplete)} not completed (shown on rows of their own, values as last "
+            "logged; 'incomplete' = no summary.json: crashed, killed or still running):"
+        )
         for r in incomplete:
             print(f"  {r.status}: {r.path} (step {fmt(r.steps)})")
 
@@ -253,13 +318,20 @@ def main(argv=None) -> int:
         return e.exit_code
     except SystemExit as e:
         return e.code
-    selected = select_runs(runs, experiment=split_values(args.experiment),
-                           group=split_values(args.group), norm=split_values(args.norm),
-                           tag=split_values(args.tag), where=where)
+    selected = select_runs(
+        runs,
+        experiment=split_values(args.experiment),
+        group=split_values(args.group),
+        norm=split_values(args.norm),
+        tag=split_values(args.tag),
+        where=where,
+    )
     if not selected:
         filters = filters_shown(args, where)
-        print(f"no runs match{' ' + filters if filters else ''} in {source} "
-              f"({len(runs)} runs there)", file=sys.stderr)
+        print(
+            f"no runs match{' ' + filters if filters else ''} in {source} ({len(runs)} runs there)",
+            file=sys.stderr,
+        )
         return 1
     metrics = args.metrics.split(",") if args.metrics else default_metrics(selected)
     report(selected, metrics, source)
@@ -267,8 +339,13 @@ def main(argv=None) -> int:
         write_csv(selected, metrics, args.csv)
         print(f"wrote {args.csv}")
     if args.plot:
-        plot(selected, args.plot, args.x,
-             args.out or Path(f"compare_{args.plot.replace('/', '_')}.png"), args.logy)
+        plot(
+            selected,
+            args.plot,
+            args.x,
+            args.out or Path(f"compare_{args.plot.replace('/', '_')}.png"),
+            args.logy,
+        )
     return 0
 
 

@@ -26,7 +26,9 @@ from lnrepro.models.skip_thoughts import load_encoder
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("ckpt")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--senteval", default=None)
@@ -46,11 +48,18 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    res = run_senteval(lambda s: model.encode(s, 256, 30), senteval, args.tasks,
-                       folds=args.folds, inner_folds=args.inner_folds,
-                       max_examples=args.max_examples)
-    print(f"{args.ckpt}: {model.hidden_size}-d encoder, SentEval from {senteval} "
-          f"({time.perf_counter() - t0:.0f} s)")
+    res = run_senteval(
+        lambda s: model.encode(s, 256, 30),
+        senteval,
+        args.tasks,
+        folds=args.folds,
+        inner_folds=args.inner_folds,
+        max_examples=args.max_examples,
+    )
+    print(
+        f"{args.ckpt}: {model.hidden_size}-d encoder, SentEval from {senteval} "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
     print(format_table(res))
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(res, indent=1))

@@ -35,21 +35,33 @@ XLABELS = {"step": "updates", "time": "wall-clock time (s)", "epoch": "epoch"}
 
 def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
     sc = spec["scales"][scale]
-    cmd = [sys.executable, "-m", "lnrepro.train", "-m", f"experiment={sc['experiment']}",
-           "norm=" + ",".join(sc.get("norms", spec["norms"])),  # a scale may run fewer
-           "seed=" + ",".join(str(s) for s in sc["seeds"])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lnrepro.train",
+        "-m",
+        f"experiment={sc['experiment']}",
+        "norm=" + ",".join(sc.get("norms", spec["norms"])),  # a scale may run fewer
+        "seed=" + ",".join(str(s) for s in sc["seeds"]),
+    ]
     cmd += [f"{k}=" + ",".join(str(v) for v in vals) for k, vals in spec.get("grid", {}).items()]
     cmd += list(sc.get("overrides", []))
     # one directory per grid point, named by its overrides only (no job number), so adding a
     # seed or a norm to the grid later resumes the finished runs instead of renumbering them
-    cmd += [f"hydra.sweep.dir={sweep_dir(spec, scale)}",
-            "hydra.sweep.subdir=${hydra.job.override_dirname}", "resume=true"]
+    cmd += [
+        f"hydra.sweep.dir={sweep_dir(spec, scale)}",
+        "hydra.sweep.subdir=${hydra.job.override_dirname}",
+        "resume=true",
+    ]
     if launcher:
         cmd += [f"hydra/launcher={launcher}"]
     cmd += extra
     print("+", " ".join(cmd), flush=True)
-    n_jobs = len(sc.get("norms", spec["norms"])) * len(sc["seeds"]) * math.prod(
-        len(v) for v in spec.get("grid", {}).values())
+    n_jobs = (
+        len(sc.get("norms", spec["norms"]))
+        * len(sc["seeds"])
+        * math.prod(len(v) for v in spec.get("grid", {}).values())
+    )
     proc = subprocess.Popen(cmd, cwd=ROOT)
     watch = GridProgress(sweep_dir(spec, scale), n_jobs)
     while proc.poll() is None:
@@ -89,9 +101,11 @@ class GridProgress:
             new = len(self.seen) - len(self.before)
             left = self.total - len(self.seen)
             eta = elapsed / new * left if new else math.inf
-            print(f"run {len(self.seen)}/{self.total} done ({name}), elapsed {hms(elapsed)}, "
-                  f"estimated time left {hms(eta)}", flush=True)
-
+            print(
+                f"run {len(self.seen)}/{self.total} done ({name}), elapsed {hms(elapsed)}, "
+                f"estimated time left {hms(eta)}",
+                flush=True,
+            )
 
 
 def plot(spec: dict, scale: str, out_dir: Path) -> int:
@@ -102,8 +116,11 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
 
     root, runs = spec_runs(spec, scale)
     if not runs:
-        print(f"no runs under {root}: run `python scripts/figure.py run experiments/{spec['name']}.yaml` (or its "
-              f"make target, see `make help`) first", file=sys.stderr)
+        print(
+            f"no runs under {root}: run `python scripts/figure.py run experiments/{spec['name']}.yaml` (or its "
+            f"make target, see `make help`) first",
+            file=sys.stderr,
+        )
         return 1
     columns = _columns(spec, runs)
     fig, axes, ncols = _layout(plt, len(spec["metrics"]), columns, spec.get("metric_columns"))
@@ -115,8 +132,10 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     for j, (pv, x) in enumerate(columns):
         for i, m in enumerate(spec["metrics"]):
             banded |= _draw_panel(axes[i][j], spec, groups, pv, x, m)
-    fig.suptitle(f"{spec['title']}\n" + textwrap.fill(_caption(spec, scale, runs, banded),
-                                                       int(60 * ncols)), fontsize=9)
+    fig.suptitle(
+        f"{spec['title']}\n" + textwrap.fill(_caption(spec, scale, runs, banded), int(60 * ncols)),
+        fontsize=9,
+    )
     stem = spec["name"] if scale == "cpu" else f"{spec['name']}_{scale}"
     png = out_dir / f"{stem}.png"
     save_figure(fig, png)
@@ -132,8 +151,10 @@ def _columns(spec: dict, runs: list[Run]) -> list[tuple]:
     first), or one per x-axis in `xs`."""
     if spec.get("xs"):
         return [(None, x) for x in spec["xs"]]
-    values = sorted({r.get(spec.get("panels")) for r in runs},
-                    key=lambda v: -v if isinstance(v, (int, float)) else 0)
+    values = sorted(
+        {r.get(spec.get("panels")) for r in runs},
+        key=lambda v: -v if isinstance(v, (int, float)) else 0,
+    )
     return [(v, spec.get("x", "epoch")) for v in values]
 
 
@@ -143,10 +164,14 @@ def _layout(plt, n_metrics: int, columns: list, metric_columns):
     instead (unused cells hidden). Returns (fig, axes, number of grid columns)."""
     wrap = int(metric_columns or 1) if len(columns) == 1 else 1
     nrows, ncols = math.ceil(n_metrics / wrap), len(columns) * wrap
-    fig, grid = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False,
-                             layout="constrained")  # keeps the suptitle clear of the panels
-    axes = [[grid[i // wrap][i % wrap] for _ in columns] for i in range(n_metrics)] \
-        if wrap > 1 else grid
+    fig, grid = plt.subplots(
+        nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False, layout="constrained"
+    )  # keeps the suptitle clear of the panels
+    axes = (
+        [[grid[i // wrap][i % wrap] for _ in columns] for i in range(n_metrics)]
+        if wrap > 1
+        else grid
+    )
     for k in range(n_metrics, nrows * wrap):
         grid[k // wrap][k % wrap].set_visible(False)
     return fig, axes, ncols
@@ -167,13 +192,13 @@ def _draw_panel(ax, spec: dict, groups: dict, pv, x: str, m: dict) -> bool:
         mean = [sum(v) / len(v) for v in ys]
         label = f"{spec['labels'].get(norm, norm)} ({len(curves)} seed{'s' * (len(curves) > 1)})"
         if len(curves) > 1:
-            label = (f"{spec['labels'].get(norm, norm)} (mean of {len(curves)} seeds, "
-                     "band min..max)")
+            label = f"{spec['labels'].get(norm, norm)} (mean of {len(curves)} seeds, band min..max)"
         ax.plot(xs, mean, color=COLORS.get(norm), label=label)
         if len(curves) > 1:
             banded = True
-            ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys],
-                            color=COLORS.get(norm), alpha=0.2)
+            ax.fill_between(
+                xs, [min(v) for v in ys], [max(v) for v in ys], color=COLORS.get(norm), alpha=0.2
+            )
     if m.get("log"):
         ax.set_yscale("log")
     if m.get("logx"):
@@ -190,11 +215,13 @@ def _draw_panel(ax, spec: dict, groups: dict, pv, x: str, m: dict) -> bool:
 def _caption(spec: dict, scale: str, runs: list[Run], banded: bool) -> str:
     """The caption from what the runs actually were, not from what the spec hopes."""
     ref = runs[0]
-    epochs = sorted({round(r.summary.get("epoch", float('nan')), 2) for r in runs if r.summary})
+    epochs = sorted({round(r.summary.get("epoch", float("nan")), 2) for r in runs if r.summary})
     seeds = sorted({r.get("seed") for r in runs})
     statuses = sorted({r.status for r in runs})
-    sub = (f"{scale} scale ({ref.get('name')}), {spec.get('dataset', '')}; epochs trained: "
-           f"{', '.join(map(str, epochs))}; seeds {seeds}; {len(runs)} runs ({', '.join(statuses)})")
+    sub = (
+        f"{scale} scale ({ref.get('name')}), {spec.get('dataset', '')}; epochs trained: "
+        f"{', '.join(map(str, epochs))}; seeds {seeds}; {len(runs)} runs ({', '.join(statuses)})"
+    )
     if banded:
         sub += "; lines: mean over seeds, shaded bands: min..max over seeds"
     tr = ref.get("data.train_eval_size")
@@ -202,28 +229,58 @@ def _caption(spec: dict, scale: str, runs: list[Run], banded: bool) -> str:
         sub += f"; training NLL on a fixed {tr}-image training subset"
     capped = {k: v for k, v in (ref.get("data.eval_tokens") or {}).items() if v}
     if capped:
-        sub += "; evaluated on the first " + ", ".join(f"{v:,} tokens of {k}" for k, v in capped.items())
+        sub += "; evaluated on the first " + ", ".join(
+            f"{v:,} tokens of {k}" for k, v in capped.items()
+        )
     return sub
 
 
 def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
     keys = spec.get("table", [m["key"] for m in spec["metrics"]])
     grid_keys = list(spec.get("grid", {}))
-    header = ["scale", "experiment", "norm", *grid_keys, "seed", "status", "steps", "epochs",
-              "wall_time_s", "s_per_update"]
+    header = [
+        "scale",
+        "experiment",
+        "norm",
+        *grid_keys,
+        "seed",
+        "status",
+        "steps",
+        "epochs",
+        "wall_time_s",
+        "s_per_update",
+    ]
     header += [f"final_{k}" for k in keys] + [f"best_{k}" for k in keys] + ["run_dir"]
     rows = []
-    for r in sorted(runs, key=lambda r: (str(r.get("norm.kind")), *[str(r.get(k)) for k in grid_keys], r.get("seed") or 0)):
+    for r in sorted(
+        runs,
+        key=lambda r: (
+            str(r.get("norm.kind")),
+            *[str(r.get(k)) for k in grid_keys],
+            r.get("seed") or 0,
+        ),
+    ):
         s = r.summary
         last = r.rows[-1] if r.rows else {}
         final = s.get("final") or {}
         best = s.get("best") or {}
-        rows.append([scale, r.get("name"), r.get("norm.kind"), *[r.get(k) for k in grid_keys],
-                     r.get("seed"), r.status, s.get("step", last.get("step")),
-                     _num(s.get("epoch", last.get("epoch"))), _num(s.get("wall_time", last.get("time"))),
-                     _num(s.get("s_per_step"))]
-                    + [_num(final.get(k)) for k in keys] + [_num(best.get(k)) for k in keys]
-                    + [os.path.relpath(r.path, ROOT)])
+        rows.append(
+            [
+                scale,
+                r.get("name"),
+                r.get("norm.kind"),
+                *[r.get(k) for k in grid_keys],
+                r.get("seed"),
+                r.status,
+                s.get("step", last.get("step")),
+                _num(s.get("epoch", last.get("epoch"))),
+                _num(s.get("wall_time", last.get("time"))),
+                _num(s.get("s_per_step")),
+            ]
+            + [_num(final.get(k)) for k in keys]
+            + [_num(best.get(k)) for k in keys]
+            + [os.path.relpath(r.path, ROOT)]
+        )
     write_csv(path, header, rows)
 
 
@@ -236,8 +293,14 @@ def write_curves(spec: dict, runs: list[Run], path: Path) -> None:
     keys = list(dict.fromkeys(keys))
     grid_keys = list(spec.get("grid", {}))
     rows = []
-    for r in sorted(runs, key=lambda r: (str(r.get("norm.kind")),
-                                         *[str(r.get(k)) for k in grid_keys], r.get("seed") or 0)):
+    for r in sorted(
+        runs,
+        key=lambda r: (
+            str(r.get("norm.kind")),
+            *[str(r.get(k)) for k in grid_keys],
+            r.get("seed") or 0,
+        ),
+    ):
         head = [r.get("norm.kind"), r.get("seed"), *[r.get(k) for k in grid_keys]]
         for row in r.rows:
             for k in keys:
@@ -252,12 +315,17 @@ def _num(v) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("action", choices=["run", "plot"])
     p.add_argument("spec", help="experiments/<figure>.yaml")
     p.add_argument("--scale", default="cpu")
-    p.add_argument("--launcher", default=None,
-                   help="hydra/launcher: parallel, local_submitit or slurm (configs/hydra/launcher)")
+    p.add_argument(
+        "--launcher",
+        default=None,
+        help="hydra/launcher: parallel, local_submitit or slurm (configs/hydra/launcher)",
+    )
     p.add_argument("--out", default=str(ROOT / "results"))
     p.add_argument("--norms", help="comma-separated norms for every scale, e.g. ln,bn,none,wn,rms")
     args, extra = p.parse_known_args(argv)

@@ -1,8 +1,8 @@
 """Record the golden runs (the cases and what a case stores: lnrepro.golden).
 
-    python scripts/golden.py record [--only NAME ...]   # `make golden`: rewrite tests/golden/
-    python scripts/golden.py list                       # the case names
-    (pytest tests/test_golden.py reruns every case and compares)
+python scripts/golden.py record [--only NAME ...]   # `make golden`: rewrite tests/golden/
+python scripts/golden.py list                       # the case names
+(pytest tests/test_golden.py reruns every case and compares)
 """
 
 from __future__ import annotations

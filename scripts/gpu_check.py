@@ -61,8 +61,16 @@ from lnrepro.nn.norm import BatchNorm, GroupLN, LayerNorm, NormSpec, SeqBatchNor
 from lnrepro.nn.rnn import GRU, LSTM, GRUCell, LSTMCell
 
 CONFIGS = ROOT / "configs"
-PAPER = ("pi_mnist", "cnn_mnist", "cnn_cifar10", "lm_ptb_char", "lm_ptb_word", "draw",
-         "handwriting", "skip_thoughts")
+PAPER = (
+    "pi_mnist",
+    "cnn_mnist",
+    "cnn_cifar10",
+    "lm_ptb_char",
+    "lm_ptb_word",
+    "draw",
+    "handwriting",
+    "skip_thoughts",
+)
 NORMS = ("ln", "bn", "none")
 PRECISIONS = ("32", "bf16")
 DEFAULT_OUT = ROOT / "results" / "gpu_check.md"
@@ -74,6 +82,7 @@ def log(msg: str) -> None:
 
 
 # ---- a small YAML reader: PyYAML is not part of a bare torch install ----------------------------
+
 
 class ConfigReadError(Exception):
     """A config this script cannot read or use (one line naming the file or key)."""
@@ -115,7 +124,7 @@ def _lines(text: str, name: str) -> list:
         if not body.strip():
             continue
         indent = len(body) - len(body.lstrip(" "))
-        if "\t" in body[:indent + 1]:
+        if "\t" in body[: indent + 1]:
             raise ConfigReadError(f"{name}:{k}: tab in indentation")
         m = re.match(r"^(.*:)\s+([|>])[-+]?$", body.strip())
         if m:
@@ -173,8 +182,9 @@ def _mapping(lines, i, indent, name):
             out[key] = block
         elif rest:
             out[key] = _value(rest, name, no)
-        elif i < len(lines) and (lines[i][1] > indent
-                                 or (lines[i][1] == indent and _is_item(lines[i][2]))):
+        elif i < len(lines) and (
+            lines[i][1] > indent or (lines[i][1] == indent and _is_item(lines[i][2]))
+        ):
             out[key], i = _block(lines, i, lines[i][1], name)
         else:
             out[key] = None
@@ -216,7 +226,7 @@ def _split_key(text: str):
             depth -= 1
         elif ch == ":" and depth == 0 and (k + 1 == len(text) or text[k + 1] == " "):
             key = text[:k].strip()
-            return (_scalar(key) if key[:1] in "'\"" else key), text[k + 1:].strip()
+            return (_scalar(key) if key[:1] in "'\"" else key), text[k + 1 :].strip()
     return None, None
 
 
@@ -281,6 +291,7 @@ def _scalar(text: str):
 
 # ---- composing a config as Hydra does for these files ------------------------------------------
 
+
 def _merge(a, b):
     """b over a: mappings merge key by key, anything else is replaced."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -310,7 +321,7 @@ def _experiment(name: str, choices: dict, seen: tuple = ()) -> dict:
         elif isinstance(entry, str):
             out = _merge(out, _experiment(entry, choices, seen + (name,)))
         elif isinstance(entry, dict) and len(entry) == 1:
-            (key, option), = entry.items()
+            ((key, option),) = entry.items()
             if not key.startswith("override /"):
                 raise ConfigReadError(f"{path.name}: unsupported defaults entry {entry}")
             choices[key.split("/", 1)[1]] = option
@@ -345,6 +356,7 @@ _REF = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
 def resolve(cfg: dict) -> dict:
     """Resolve `${a.b}` references to other keys; resolver calls (`${oc.env:..}`, `${now:..}`)
     stay as they are (`need` refuses such a value where it is used)."""
+
     def lookup(path, depth):
         node = cfg
         for part in path.split("."):
@@ -470,8 +482,13 @@ def make_batch(cfg: dict, tiny: bool, device, seed: int = 0):
         tokens = torch.randint(0, PTB_VOCAB[kind], (T + 1, B), generator=g)
         batch = (tokens[:-1], tokens[1:], False)
     elif kind == "iam_ondb":
-        batch = _strokes(g, B, TINY["points"] if tiny else need(cfg, "data.max_len"),
-                         TINY["chars"] if tiny else HANDWRITING_CHARS, dims["vocab_size"])
+        batch = _strokes(
+            g,
+            B,
+            TINY["points"] if tiny else need(cfg, "data.max_len"),
+            TINY["chars"] if tiny else HANDWRITING_CHARS,
+            dims["vocab_size"],
+        )
     else:
         L = (TINY["words"] if tiny else need(cfg, "data.max_len")) + 1
         batch = Triples(*(_sentences(g, B, L, dims["vocab_size"]) for _ in range(3)))
@@ -485,9 +502,9 @@ def _strokes(g, B: int, L: int, U: int, V: int):
     strokes[..., 2] = (torch.rand(B, L, generator=g) < 0.05).float()
     lengths = torch.full((B,), L)
     lengths[-1] = max(1, L // 2)
-    strokes[-1, lengths[-1]:] = 0
+    strokes[-1, lengths[-1] :] = 0
     chars = torch.randint(0, V, (B, U), generator=g)
-    chars[-1, max(1, U // 2):] = -1
+    chars[-1, max(1, U // 2) :] = -1
     return strokes, lengths, chars
 
 
@@ -507,6 +524,7 @@ def _to(batch, device):
 
 
 # ---- building the run's parts from the config ---------------------------------------------------
+
 
 def _locate(target: str):
     module, _, name = target.rpartition(".")
@@ -580,8 +598,11 @@ class Run:
 
 aten = torch.ops.aten
 # torch's matmul formulas, plus the in-place addmm_ that forms the recurrent weight gradient
-FLOP_FORMULAS = {**flop_registry, aten.addmm_: flop_registry[aten.addmm],
-                 aten.baddbmm_: flop_registry[aten.baddbmm]}
+FLOP_FORMULAS = {
+    **flop_registry,
+    aten.addmm_: flop_registry[aten.addmm],
+    aten.baddbmm_: flop_registry[aten.baddbmm],
+}
 
 
 class Counter(TorchDispatchMode):
@@ -616,13 +637,20 @@ def model_outputs(cfg: dict, model, batch):
 
 def _float_sum(out) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
-        return out.float().sum() if out.is_floating_point() else out.new_zeros((), dtype=torch.float)
+        return (
+            out.float().sum() if out.is_floating_point() else out.new_zeros((), dtype=torch.float)
+        )
     return sum(_float_sum(o) for o in out)
 
 
 # The key of each data's sequence length (DRAW: its glimpses), for `count_update`.
-SEQ_KEY = {"ptb_char": "data.bptt", "ptb_word": "data.bptt", "iam_ondb": "data.max_len",
-           "books": "data.max_len", "binarized_mnist": "model.glimpses"}
+SEQ_KEY = {
+    "ptb_char": "data.bptt",
+    "ptb_word": "data.bptt",
+    "iam_ondb": "data.max_len",
+    "books": "data.max_len",
+    "binarized_mnist": "model.glimpses",
+}
 
 
 def count_update(cfg: dict) -> tuple[int, float, int]:
@@ -667,6 +695,7 @@ def estimate_s(flops: float, ops: int) -> float:
 
 # ---- checks --------------------------------------------------------------------------------------
 
+
 def norm_modules() -> dict:
     """The norms of nn/ that statistics are computed in, at the shapes the models feed them."""
     spec = NormSpec(kind="ln")
@@ -705,10 +734,14 @@ def _try_upcast(module, x) -> dict:
     return {"dtype": str(y.dtype).replace("torch.", ""), "err": err, "ok": err <= UPCAST_TOL}
 
 
-UPCAST_TOL = 2 ** -6  # relative to max |y|: a few bf16 roundings (2^-9 each) of the output
+UPCAST_TOL = 2**-6  # relative to max |y|: a few bf16 roundings (2^-9 each) of the output
 CELL_TOL = 1e-4  # float32, TF32 off: relative to each tensor's max |value|
-CELL_NORMS = {"ln": NormSpec(kind="ln"), "bn": NormSpec(kind="bn"),
-              "bn unbiased": NormSpec(kind="bn", unbiased=True), "none": NormSpec(kind="none")}
+CELL_NORMS = {
+    "ln": NormSpec(kind="ln"),
+    "bn": NormSpec(kind="bn"),
+    "bn unbiased": NormSpec(kind="bn", unbiased=True),
+    "none": NormSpec(kind="none"),
+}
 
 
 def cell_checks(device: torch.device) -> list[dict]:
@@ -752,6 +785,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # ---- the CPU half ---------------------------------------------------------------------------------
 
+
 def reader_check(names) -> int:
     """Every experiment config composes with every norm; every paper-scale model (`names`)
     builds at full width on the meta device. Returns the number of configs."""
@@ -762,9 +796,11 @@ def reader_check(names) -> int:
             if path.stem in names:
                 with torch.device("meta"):
                     build_model(cfg)
-    log(f"config reader: {len(paths)} experiment configs x {len(NORMS)} norms compose "
+    log(
+        f"config reader: {len(paths)} experiment configs x {len(NORMS)} norms compose "
         f"({'PyYAML' if _has_yaml() else 'the built-in YAML reader'}); {len(names)} paper-scale "
-        "models x 3 norms build at full width (meta device)")
+        "models x 3 norms build at full width (meta device)"
+    )
     return len(paths)
 
 
@@ -783,11 +819,22 @@ def count_rows(names) -> list[dict]:
         n_updates, how = budget(cfg)
         params, flops, ops = count_update(cfg)
         est = estimate_s(flops, ops)
-        rows.append({"experiment": name, "budget": how, "updates": n_updates, "params": params,
-                     "gflop": flops / 1e9, "ops": ops, "est_s": est,
-                     "est_h": est * n_updates / 3600})
-        log(f"{name}: {params / 1e6:.2f}M parameters, {flops / 1e9:.1f} GFLOP and {ops:,} ops "
-            f"per update (norm=ln, full width, meta device); budget {how} = {n_updates:,} updates")
+        rows.append(
+            {
+                "experiment": name,
+                "budget": how,
+                "updates": n_updates,
+                "params": params,
+                "gflop": flops / 1e9,
+                "ops": ops,
+                "est_s": est,
+                "est_h": est * n_updates / 3600,
+            }
+        )
+        log(
+            f"{name}: {params / 1e6:.2f}M parameters, {flops / 1e9:.1f} GFLOP and {ops:,} ops "
+            f"per update (norm=ln, full width, meta device); budget {how} = {n_updates:,} updates"
+        )
     return rows
 
 
@@ -812,11 +859,20 @@ def _tiny_experiment(name: str, cpu) -> list[dict]:
         torch.manual_seed(0)
         model = build_model(cfg, tiny=True)
         batch = make_batch(cfg, tiny=True, device=cpu)
-        rows.append({"experiment": name, "norm": norm,
-                     "fp32": _try(_updates, cfg, model, batch, "32", 2),
-                     "bf16": _try(_updates, cfg, model, batch, "bf16", 1)})
-    log(f"{name}: tiny updates (reduced width) " + ", ".join(
-        f"{r['norm']} fp32 {_status(r['fp32'])} bf16 {_status(r['bf16'])}" for r in rows))
+        rows.append(
+            {
+                "experiment": name,
+                "norm": norm,
+                "fp32": _try(_updates, cfg, model, batch, "32", 2),
+                "bf16": _try(_updates, cfg, model, batch, "bf16", 1),
+            }
+        )
+    log(
+        f"{name}: tiny updates (reduced width) "
+        + ", ".join(
+            f"{r['norm']} fp32 {_status(r['fp32'])} bf16 {_status(r['bf16'])}" for r in rows
+        )
+    )
     return rows
 
 
@@ -843,6 +899,7 @@ def _one_line(e: BaseException) -> str:
 
 
 # ---- the GPU half ---------------------------------------------------------------------------------
+
 
 class Clock:
     """The time budget: each experiment gets an equal share of what is left when it starts."""
@@ -872,14 +929,29 @@ def _experiment_rows(name: str, args, deadline: float, device) -> list[dict]:
     plan += [(n, p, True) for p in PRECISIONS for n in NORMS] if recurrent else []
     rows = []
     for k, (norm, precision, compiled) in enumerate(plan):
-        row = {"experiment": name, "norm": norm, "precision": precision,
-               "mode": "compiled" if compiled else "eager", "budget": budget(cfgs[norm])}
+        row = {
+            "experiment": name,
+            "norm": norm,
+            "precision": precision,
+            "mode": "compiled" if compiled else "eager",
+            "budget": budget(cfgs[norm]),
+        }
         left = deadline - time.perf_counter()
         if left <= 0:
             row.update(status="not run (time cap)")
         else:
-            row.update(_timed(cfgs[norm], states, batch, precision, compiled, args,
-                              left / (len(plan) - k), device))
+            row.update(
+                _timed(
+                    cfgs[norm],
+                    states,
+                    batch,
+                    precision,
+                    compiled,
+                    args,
+                    left / (len(plan) - k),
+                    device,
+                )
+            )
         rows.append(row)
         log(_progress(row))
     return rows
@@ -892,8 +964,10 @@ def _fresh_model(cfg: dict, states: dict, device):
         torch.manual_seed(cfg["seed"])
         with torch.device(device):
             model = build_model(cfg)
-        states[norm] = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
-                        for k, v in model.state_dict().items()}
+        states[norm] = {
+            k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
+            for k, v in model.state_dict().items()
+        }
         del model
     state = states[norm]
     with torch.device("meta"):
@@ -931,9 +1005,15 @@ def _timed(cfg, states, batch, precision, compiled, args, slice_s, device) -> di
             last = run.update(batch)
         torch.cuda.synchronize()
         s = (probe + time.perf_counter() - t2) / (more + 1)
-        return {"status": "ok", "updates": more + 1, "s": s, "warmup_s": t1 - t0,
-                "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "loss": (first, float(last)),
-                "graphs": _graph_count() if compiled else None}
+        return {
+            "status": "ok",
+            "updates": more + 1,
+            "s": s,
+            "warmup_s": t1 - t0,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+            "loss": (first, float(last)),
+            "graphs": _graph_count() if compiled else None,
+        }
     except Exception as e:  # noqa: BLE001  (one row says what failed; the exit status too)
         return {"status": "FAILED: " + _one_line(e)}
     finally:
@@ -963,6 +1043,7 @@ def compile_steps(model, mode: str, backend: str = "inductor") -> list:
 def _graph_count():
     try:
         from torch._dynamo.utils import counters
+
         return int(counters["stats"]["unique_graphs"])
     except Exception:  # noqa: BLE001  (a private counter: only a diagnostic)
         return None
@@ -973,30 +1054,45 @@ def _progress(row: dict) -> str:
     if row["status"] != "ok":
         return head + row["status"]
     hours = row["s"] * row["budget"][0] / 3600
-    return (head + f"{row['s'] * 1e3:.1f} ms/update ({row['updates']} timed, warm-up "
-            f"{row['warmup_s']:.1f} s), peak {row['peak_gib']:.2f} GiB, {hours:.1f} h for "
-            f"{row['budget'][0]:,} updates, loss {row['loss'][0]:.4g} -> {row['loss'][1]:.4g}")
+    return (
+        head + f"{row['s'] * 1e3:.1f} ms/update ({row['updates']} timed, warm-up "
+        f"{row['warmup_s']:.1f} s), peak {row['peak_gib']:.2f} GiB, {hours:.1f} h for "
+        f"{row['budget'][0]:,} updates, loss {row['loss'][0]:.4g} -> {row['loss'][1]:.4g}"
+    )
 
 
 # ---- the report -----------------------------------------------------------------------------------
 
+
 def machine(device) -> list[str]:
-    lines = [f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-             f"machine: {platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs",
-             (f"python {platform.python_version()}, torch {torch.__version__} "
-              f"(CUDA {torch.version.cuda}), git {_git_commit()}")]
+    lines = [
+        f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"machine: {platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs",
+        (
+            f"python {platform.python_version()}, torch {torch.__version__} "
+            f"(CUDA {torch.version.cuda}), git {_git_commit()}"
+        ),
+    ]
     if device is not None:
         p = torch.cuda.get_device_properties(device)
-        lines.append(f"GPU: {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability "
-                     f"{p.major}.{p.minor}; TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, "
-                     f"TF32 cuDNN {torch.backends.cudnn.allow_tf32} (torch's defaults)")
+        lines.append(
+            f"GPU: {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability "
+            f"{p.major}.{p.minor}; TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, "
+            f"TF32 cuDNN {torch.backends.cudnn.allow_tf32} (torch's defaults)"
+        )
     return lines
 
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, text=True,
-                             capture_output=True, timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -1005,11 +1101,21 @@ def _git_commit() -> str:
 def render(r: dict) -> str:
     out = ["# GPU acceptance check (`make gpu-check`, scripts/gpu_check.py)", ""]
     out += [f"- {line}" for line in r["machine"]]
-    out += [(f"- config reader: {r['reader']} experiment configs x {len(NORMS)} norms compose "
-             f"({r['yaml']}); every paper-scale model builds at full width with every norm"), ""]
+    out += [
+        (
+            f"- config reader: {r['reader']} experiment configs x {len(NORMS)} norms compose "
+            f"({r['yaml']}); every paper-scale model builds at full width with every norm"
+        ),
+        "",
+    ]
     if r["gpu_skipped"]:
-        out += [(f"**GPU half skipped: {r['gpu_skipped']}.** Only the CPU half ran; no GPU "
-                 "number below is measured."), ""]
+        out += [
+            (
+                f"**GPU half skipped: {r['gpu_skipped']}.** Only the CPU half ran; no GPU "
+                "number below is measured."
+            ),
+            "",
+        ]
     out += _count_table(r["counts"])
     out += _upcast_table(r["upcast"], r["upcast_device"])
     out += _tiny_table(r["tiny"])
@@ -1021,32 +1127,51 @@ def render(r: dict) -> str:
 
 
 def _count_table(rows) -> list[str]:
-    out = ["## Paper budgets and model sizes (full width, counted on the meta device)", "",
-           ("Budget: the config's trainer.max_steps, else trainer.epochs x updates per epoch of "
+    out = [
+        "## Paper budgets and model sizes (full width, counted on the meta device)",
+        "",
+        (
+            "Budget: the config's trainer.max_steps, else trainer.epochs x updates per epoch of "
             "the real training set. FLOPs: matmuls of forward + backward (torch.utils."
             "flop_counter); ops: aten ops that run a kernel (views excluded), about the kernel "
             "launches of an eager update. **Estimate, not a measurement**: s/update = max(FLOPs "
             f"/ {ESTIMATE_FLOPS / 1e12:.0f} TFLOP/s, about the float32 peak of an H100 or H200; "
             f"ops x {ESTIMATE_OP_S * 1e6:.0f} us of eager dispatch), a lower bound for an eager "
-            "float32 run on one such GPU."), "",
-           ("| experiment | budget | updates | parameters | GFLOP/update | ops/update | "
-            "est. s/update | est. hours |"), "|---|---|---|---|---|---|---|---|"]
+            "float32 run on one such GPU."
+        ),
+        "",
+        (
+            "| experiment | budget | updates | parameters | GFLOP/update | ops/update | "
+            "est. s/update | est. hours |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for x in rows:
-        out.append(f"| {x['experiment']} | {x['budget']} | {x['updates']:,} | "
-                   f"{x['params'] / 1e6:.2f}M | {x['gflop']:.1f} | {x['ops']:,} | "
-                   f"{x['est_s']:.3f} | {x['est_h']:.1f} |")
+        out.append(
+            f"| {x['experiment']} | {x['budget']} | {x['updates']:,} | "
+            f"{x['params'] / 1e6:.2f}M | {x['gflop']:.1f} | {x['ops']:,} | "
+            f"{x['est_s']:.3f} | {x['est_h']:.1f} |"
+        )
     return out + [""]
 
 
 def _upcast_table(rows, device: str) -> list[str]:
-    note = "" if device == "cuda" else (" Informational on the CPU (CPU autocast); the check is "
-                                        "the GPU run's.")
-    out = [f"## Norm statistics under bf16 autocast ({device})", "",
-           "bf16 inputs of mean 256 and std 4 (bf16 values there are 2 apart); error = max |y - "
-           "y_fp32| / max |y_fp32| against the same norm in float32 on the same values. Float32 "
-           f"statistics leave only the output's rounding (limit {UPCAST_TOL:.4f}); bfloat16 "
-           "statistics are off by up to a quarter of a standard deviation." + note, "",
-           "| norm | output dtype | error | statistics |", "|---|---|---|---|"]
+    note = (
+        ""
+        if device == "cuda"
+        else (" Informational on the CPU (CPU autocast); the check is the GPU run's.")
+    )
+    out = [
+        f"## Norm statistics under bf16 autocast ({device})",
+        "",
+        "bf16 inputs of mean 256 and std 4 (bf16 values there are 2 apart); error = max |y - "
+        "y_fp32| / max |y_fp32| against the same norm in float32 on the same values. Float32 "
+        f"statistics leave only the output's rounding (limit {UPCAST_TOL:.4f}); bfloat16 "
+        "statistics are off by up to a quarter of a standard deviation." + note,
+        "",
+        "| norm | output dtype | error | statistics |",
+        "|---|---|---|---|",
+    ]
     for x in rows:
         verdict = "float32" if x["ok"] else "**NOT float32**"
         if x.get("error"):
@@ -1057,14 +1182,22 @@ def _upcast_table(rows, device: str) -> list[str]:
 
 
 def _tiny_table(rows) -> list[str]:
-    shrink = "; ".join(f"{k}: {', '.join(f'{a}={b}' for a, b in v.items())}"
-                       for k, v in TINY_MODEL.items())
-    out = ["## CPU: two float32 updates and one bf16 update at REDUCED width", "",
-           (f"Tiny batches ({TINY['batch']} cases, {TINY['bptt']} LM steps, {TINY['points']} pen "
+    shrink = "; ".join(
+        f"{k}: {', '.join(f'{a}={b}' for a, b in v.items())}" for k, v in TINY_MODEL.items()
+    )
+    out = [
+        "## CPU: two float32 updates and one bf16 update at REDUCED width",
+        "",
+        (
+            f"Tiny batches ({TINY['batch']} cases, {TINY['bptt']} LM steps, {TINY['points']} pen "
             f"points, {TINY['words']}-word sentences) and reduced widths ({shrink}); everything "
             "else from the paper-scale config (optimizer, clipping, task loss, norm settings). "
-            "The bf16 update (CPU autocast, after the float32 ones) is informational."), "",
-           "| experiment | norm | float32 losses | bf16 loss |", "|---|---|---|---|"]
+            "The bf16 update (CPU autocast, after the float32 ones) is informational."
+        ),
+        "",
+        "| experiment | norm | float32 losses | bf16 loss |",
+        "|---|---|---|---|",
+    ]
     for x in rows:
         out.append(f"| {x['experiment']} | {x['norm']} | {_fmt(x['fp32'])} | {_fmt(x['bf16'])} |")
     return out + [""]
@@ -1075,64 +1208,97 @@ def _fmt(result) -> str:
 
 
 def _cell_table(rows) -> list[str]:
-    out = ["## Recurrent cells: CUDA against CPU (float32, TF32 off)", "",
-           ("One layer, 32 steps, batch 16, 48 -> 64 units; outputs, final state, input and "
+    out = [
+        "## Recurrent cells: CUDA against CPU (float32, TF32 off)",
+        "",
+        (
+            "One layer, 32 steps, batch 16, 48 -> 64 units; outputs, final state, input and "
             "parameter gradients, BN running statistics; error = max |cuda - cpu| / max |cpu| "
-            f"over each tensor, limit {CELL_TOL:g}."), "",
-           "| cell | norm | max error | status |", "|---|---|---|---|"]
+            f"over each tensor, limit {CELL_TOL:g}."
+        ),
+        "",
+        "| cell | norm | max error | status |",
+        "|---|---|---|---|",
+    ]
     for x in rows:
-        out.append(f"| {x['cell']} | {x['norm']} | {x['err']:.2e} | "
-                   f"{'ok' if x['ok'] else '**FAILED**'} |")
+        out.append(
+            f"| {x['cell']} | {x['norm']} | {x['err']:.2e} | {'ok' if x['ok'] else '**FAILED**'} |"
+        )
     return out + [""]
 
 
 def _speed_table(rows, settings: str) -> list[str]:
-    out = ["## Training speed at paper scale (synthetic batches of the real shapes)", "",
-           settings, "",
-           ("| experiment | norm | precision | mode | updates timed | s/update | peak GiB | "
-            "projected hours (budget) | warm-up s | loss first -> last | status |"),
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "## Training speed at paper scale (synthetic batches of the real shapes)",
+        "",
+        settings,
+        "",
+        (
+            "| experiment | norm | precision | mode | updates timed | s/update | peak GiB | "
+            "projected hours (budget) | warm-up s | loss first -> last | status |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for x in rows:
         if x["status"] != "ok":
-            out.append(f"| {x['experiment']} | {x['norm']} | {x['precision']} | {x['mode']} |"
-                       f" | | | | | | {x['status']} |")
+            out.append(
+                f"| {x['experiment']} | {x['norm']} | {x['precision']} | {x['mode']} |"
+                f" | | | | | | {x['status']} |"
+            )
             continue
         hours = x["s"] * x["budget"][0] / 3600
         graphs = f" ({x['graphs']} graphs)" if x.get("graphs") else ""
-        out.append(f"| {x['experiment']} | {x['norm']} | {x['precision']} | {x['mode']} | "
-                   f"{x['updates']} | {x['s']:.4f} | {x['peak_gib']:.2f} | {hours:.1f} "
-                   f"({x['budget'][1]}) | {x['warmup_s']:.1f} | {x['loss'][0]:.4g} -> "
-                   f"{x['loss'][1]:.4g} | ok{graphs} |")
+        out.append(
+            f"| {x['experiment']} | {x['norm']} | {x['precision']} | {x['mode']} | "
+            f"{x['updates']} | {x['s']:.4f} | {x['peak_gib']:.2f} | {hours:.1f} "
+            f"({x['budget'][1]}) | {x['warmup_s']:.1f} | {x['loss'][0]:.4g} -> "
+            f"{x['loss'][1]:.4g} | ok{graphs} |"
+        )
     return out + [""]
 
 
 def failures(r: dict) -> list[str]:
     """The failed checks: float32 updates, cells and speed rows; the bf16 norm statistics on a
     GPU (on the CPU they and the bf16 updates are informational)."""
-    bad = [f"tiny update {x['experiment']}/{x['norm']}" for x in r["tiny"]
-           if isinstance(x["fp32"], str)]
+    bad = [
+        f"tiny update {x['experiment']}/{x['norm']}"
+        for x in r["tiny"]
+        if isinstance(x["fp32"], str)
+    ]
     if r["upcast_device"] == "cuda":
         bad += [f"bf16 statistics of {x['norm']}" for x in r["upcast"] if not x["ok"]]
     bad += [f"cell {x['cell']}/{x['norm']}" for x in r.get("cells", []) if not x["ok"]]
-    bad += [f"speed {x['experiment']}/{x['norm']}/{x['precision']}/{x['mode']}"
-            for x in r.get("speed", []) if x["status"].startswith("FAILED")]
+    bad += [
+        f"speed {x['experiment']}/{x['norm']}/{x['precision']}/{x['mode']}"
+        for x in r.get("speed", [])
+        if x["status"].startswith("FAILED")
+    ]
     return bad
 
 
 # ---- main -----------------------------------------------------------------------------------------
 
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--budget-s", type=float, default=360.0,
-                   help="seconds for the GPU speed rows (default 360: the whole script ~7 min)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=360.0,
+        help="seconds for the GPU speed rows (default 360: the whole script ~7 min)",
+    )
     p.add_argument("--updates", type=int, default=24, help="most timed updates per row")
     p.add_argument("--warmup", type=int, default=2, help="untimed updates per row (>= 1)")
     p.add_argument("--compile-mode", default="default", help="torch.compile mode of the cells")
     p.add_argument("--compile-backend", default="inductor", help="torch.compile backend")
     p.add_argument("--experiments", nargs="+", default=list(PAPER), choices=PAPER)
-    p.add_argument("--out", type=Path, default=None,
-                   help=f"report file (default {DEFAULT_OUT.relative_to(ROOT)}, written only "
-                        "when the GPU half ran)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"report file (default {DEFAULT_OUT.relative_to(ROOT)}, written only "
+        "when the GPU half ran)",
+    )
     args = p.parse_args(argv)
     args.warmup = max(1, args.warmup)
     return args
@@ -1140,22 +1306,32 @@ def parse_args(argv=None):
 
 def cpu_half(args, device) -> dict:
     """The checks that need no GPU (the bf16 norm check runs on the GPU when there is one)."""
-    report = {"machine": machine(device), "gpu_skipped": None if device else "no CUDA device",
-              "yaml": "PyYAML" if _has_yaml() else "the built-in YAML reader",
-              "reader": reader_check(args.experiments), "counts": count_rows(args.experiments),
-              "tiny": tiny_rows(args.experiments)}
+    report = {
+        "machine": machine(device),
+        "gpu_skipped": None if device else "no CUDA device",
+        "yaml": "PyYAML" if _has_yaml() else "the built-in YAML reader",
+        "reader": reader_check(args.experiments),
+        "counts": count_rows(args.experiments),
+        "tiny": tiny_rows(args.experiments),
+    }
     target = device or torch.device("cpu")
     report["upcast"], report["upcast_device"] = upcast_checks(target), target.type
-    log("bf16 norm statistics: " + ", ".join(
-        f"{x['norm']} " + ("fp32" if x["ok"] else "FAILS" if x.get("error") else "NOT fp32")
-        for x in report["upcast"]))
+    log(
+        "bf16 norm statistics: "
+        + ", ".join(
+            f"{x['norm']} " + ("fp32" if x["ok"] else "FAILS" if x.get("error") else "NOT fp32")
+            for x in report["upcast"]
+        )
+    )
     return report
 
 
 def gpu_half(args, device, report: dict) -> None:
     report["cells"] = cell_checks(device)
-    log("cells CUDA vs CPU: " + ", ".join(
-        f"{x['cell']}/{x['norm']} {x['err']:.1e}" for x in report["cells"]))
+    log(
+        "cells CUDA vs CPU: "
+        + ", ".join(f"{x['cell']}/{x['norm']} {x['err']:.1e}" for x in report["cells"])
+    )
     report["settings"] = (
         f"Up to {args.updates} timed updates per row after {args.warmup} warm-up updates (the "
         f"warm-up time includes compilation); time budget {args.budget_s:.0f} s, each "
@@ -1163,15 +1339,22 @@ def gpu_half(args, device, report: dict) -> None:
         "fit says so). Precision 32 is torch's default (TF32 off for matmuls); bf16 is "
         "torch.autocast. Compiled: each LSTM/GRU cell step through torch.compile(mode="
         f"{args.compile_mode!r}, backend={args.compile_backend!r}), the loop over time eager. "
-        "Projected hours: s/update x the budget's updates (no evaluation passes).")
+        "Projected hours: s/update x the budget's updates (no evaluation passes)."
+    )
     report["speed"] = speed_rows(args.experiments, args, Clock(args.budget_s), device)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device("cuda") if torch.cuda.is_available() else None
-    log(f"torch {torch.__version__}; " + (f"GPU {torch.cuda.get_device_name(device)}" if device
-                                          else "no CUDA device: the GPU half will be skipped"))
+    log(
+        f"torch {torch.__version__}; "
+        + (
+            f"GPU {torch.cuda.get_device_name(device)}"
+            if device
+            else "no CUDA device: the GPU half will be skipped"
+        )
+    )
     report = cpu_half(args, device)
     if device:
         gpu_half(args, device, report)
@@ -1185,8 +1368,11 @@ def main(argv=None) -> int:
     else:
         log("no report written (CPU only; --out FILE writes one)")
     bad = failures(report)
-    log("done: " + (f"{len(bad)} FAILED: {', '.join(bad)}" if bad else "every check passed")
-        + ("" if device else "; GPU half skipped"))
+    log(
+        "done: "
+        + (f"{len(bad)} FAILED: {', '.join(bad)}" if bad else "every check passed")
+        + ("" if device else "; GPU half skipped")
+    )
     return 1 if bad else 0
 
 

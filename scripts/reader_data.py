@@ -18,8 +18,11 @@ from pathlib import Path
 
 from lnrepro import REPO_ROOT as ROOT
 
-FLOOR_NAMES = {"random": "random candidate", "frequent": "most frequent entity in the document",
-               "recent": "most recently mentioned entity"}
+FLOOR_NAMES = {
+    "random": "random candidate",
+    "frequent": "most frequent entity in the document",
+    "recent": "most recently mentioned entity",
+}
 
 
 def load(experiment: str, overrides: list[str]):
@@ -32,8 +35,10 @@ def load(experiment: str, overrides: list[str]):
         cfg = compose("train", overrides=[f"experiment={experiment}", *overrides])
     d = cfg.data
     build = {**(d.build or {}), "n_entities": d.n_entities}
-    table = cloze.window_docs(cloze.load_table(d.source, d.data_dir, d.books, build, d.top_k,
-                                               d.verify), d.get("doc_window"))
+    table = cloze.window_docs(
+        cloze.load_table(d.source, d.data_dir, d.books, build, d.top_k, d.verify),
+        d.get("doc_window"),
+    )
     vocab = cloze.build_vocab(table, d.n_entities, d.vocab_size)
     splits = cloze.encode(table, vocab, d.n_entities)
     return cfg, table, splits
@@ -43,56 +48,85 @@ def report(cfg, table, splits, title: str) -> str:
     from lnrepro.data.cloze_stats import floors, statistics
 
     d = cfg.data
-    lines = [f"## {title}", "", (f"`experiment={cfg.name}`: source {d.source}, top_k {d.top_k}, "
-             f"n_entities {d.n_entities}, doc_window {d.get('doc_window')}, vocabulary "
-             f"{d.vocab_size}."), "",
-             ("| split | questions | document tokens: mean / median / max | query tokens: "
-             "mean / max | candidates: mean / max |"), "|---|---|---|---|---|"]
+    lines = [
+        f"## {title}",
+        "",
+        (
+            f"`experiment={cfg.name}`: source {d.source}, top_k {d.top_k}, "
+            f"n_entities {d.n_entities}, doc_window {d.get('doc_window')}, vocabulary "
+            f"{d.vocab_size}."
+        ),
+        "",
+        (
+            "| split | questions | document tokens: mean / median / max | query tokens: "
+            "mean / max | candidates: mean / max |"
+        ),
+        "|---|---|---|---|---|",
+    ]
     for name, s in splits.items():
         st = statistics(s)
-        lines.append(f"| {name} | {st['questions']:,} | {st['doc_mean']:.1f} / "
-                     f"{st['doc_median']:.0f} / {st['doc_max']} | {st['query_mean']:.1f} / "
-                     f"{st['query_max']} | {st['candidates_mean']:.2f} / {st['candidates_max']} |")
+        lines.append(
+            f"| {name} | {st['questions']:,} | {st['doc_mean']:.1f} / "
+            f"{st['doc_median']:.0f} / {st['doc_max']} | {st['query_mean']:.1f} / "
+            f"{st['query_max']} | {st['candidates_mean']:.2f} / {st['candidates_max']} |"
+        )
     if "book" in table.column_names:
         books = Counter(zip(table["split"].to_pylist(), table["book"].to_pylist()))
         total = sum(books.values())
         lines += ["", "| split | book | questions | share |", "|---|---|---|---|"]
-        for (split, book), n in sorted(books.items(), key=lambda kv: (kv[0][0] != "train",
-                                                                    kv[0][0], -kv[1])):
+        for (split, book), n in sorted(
+            books.items(), key=lambda kv: (kv[0][0] != "train", kv[0][0], -kv[1])
+        ):
             lines.append(f"| {split} | {book} | {n:,} | {100 * n / total:.1f} % |")
-    lines += ["", ("Floors (accuracy; a reader must beat the highest validation floor by 5 "
-              "points):"), "", "| split | " + " | ".join(FLOOR_NAMES.values())
-              + " | highest floor + 5 points | (reference) most frequent entity not in the "
-              "query |", "|---" * 6 + "|"]
+    lines += [
+        "",
+        ("Floors (accuracy; a reader must beat the highest validation floor by 5 points):"),
+        "",
+        "| split | "
+        + " | ".join(FLOOR_NAMES.values())
+        + " | highest floor + 5 points | (reference) most frequent entity not in the "
+        "query |",
+        "|---" * 6 + "|",
+    ]
     for name in ("val", "test"):
         if name not in splits:
             continue
         f = floors(splits[name], d.n_entities)
         top = max(f[k] for k in FLOOR_NAMES)
-        lines.append(f"| {name} | " + " | ".join(f"{100 * f[k]:.1f} %" for k in FLOOR_NAMES)
-                     + f" | {100 * (top + 0.05):.1f} % (error {100 * (0.95 - top):.1f} %) | "
-                     f"{100 * f['frequent_not_in_query']:.1f} % |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{100 * f[k]:.1f} %" for k in FLOOR_NAMES)
+            + f" | {100 * (top + 0.05):.1f} % (error {100 * (0.95 - top):.1f} %) | "
+            f"{100 * f['frequent_not_in_query']:.1f} % |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--experiment", default="reader_cpu")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "figure2_reader_data.md")
-    p.add_argument("--full", action="store_true",
-                   help="also the whole corpus (data.n_entities=50, data.doc_window=null)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="also the whole corpus (data.n_entities=50, data.doc_window=null)",
+    )
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.n_entities=24")
     args = p.parse_args(argv)
     from lnrepro.errors import LnreproError
 
     parts = [("as the experiment reads it", args.overrides)]
     if args.full:
-        parts.insert(0, ("the whole corpus", [*args.overrides, "data.n_entities=50",
-                                               "data.doc_window=null"]))
-    text = ("# Data of the attentive reader (Sec. 6.2)\n\nWritten by `python scripts/"
-            "reader_data.py` (run by `make figure2`) from the corpus exactly as training builds "
-            "it (lnrepro.data.cloze; floors: lnrepro.data.cloze_stats).\n")
+        parts.insert(
+            0, ("the whole corpus", [*args.overrides, "data.n_entities=50", "data.doc_window=null"])
+        )
+    text = (
+        "# Data of the attentive reader (Sec. 6.2)\n\nWritten by `python scripts/"
+        "reader_data.py` (run by `make figure2`) from the corpus exactly as training builds "
+        "it (lnrepro.data.cloze; floors: lnrepro.data.cloze_stats).\n"
+    )
     for title, overrides in parts:
         try:
             cfg, table, splits = load(args.experiment, overrides)

@@ -33,8 +33,9 @@ SPEC = ROOT / "experiments" / "figure4_draw.yaml"
 
 def load_model(run_dir: Path):
     """The trained DRAW of a run directory, and (norm, step, epoch)."""
-    model, norm, ckpt = load_run_model(run_dir, "models.draw.DRAW", "DRAW",
-                                       lambda extra: {"image_size": extra["image_size"]})
+    model, norm, ckpt = load_run_model(
+        run_dir, "models.draw.DRAW", "DRAW", lambda extra: {"image_size": extra["image_size"]}
+    )
     summary = run_dir / "summary.json"
     epoch = json.loads(summary.read_text()).get("epoch") if summary.exists() else None
     return model, norm.kind, ckpt["step"], epoch
@@ -48,29 +49,40 @@ def tile(images: torch.Tensor, cols: int, pad: int = 1) -> torch.Tensor:
     out = torch.zeros(rows * (a + pad) + pad, cols * (a + pad) + pad)
     for k in range(n):
         r, c = divmod(k, cols)
-        out[pad + r * (a + pad): pad + r * (a + pad) + a,
-            pad + c * (a + pad): pad + c * (a + pad) + a] = images[k]
+        out[
+            pad + r * (a + pad) : pad + r * (a + pad) + a,
+            pad + c * (a + pad) : pad + c * (a + pad) + a,
+        ] = images[k]
     return out
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("runs", nargs="*", type=Path, help="run directories (one panel each)")
     p.add_argument("--n", type=int, default=64, help="samples per panel")
-    p.add_argument("--steps", type=int, default=4,
-                   help="also show the canvas after every glimpse for this many samples")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=4,
+        help="also show the canvas after every glimpse for this many samples",
+    )
     p.add_argument("--seed", type=int, default=0, help="the same noise for every panel")
     p.add_argument("--spec", type=Path, default=SPEC)
-    p.add_argument("--scale", default="cpu", help="with no run dirs: the figure's runs at this scale")
-    p.add_argument("--out", type=Path, default=None,
-                   help="PNG (default results/draw_samples[_<scale>].png)")
+    p.add_argument(
+        "--scale", default="cpu", help="with no run dirs: the figure's runs at this scale"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="PNG (default results/draw_samples[_<scale>].png)"
+    )
     args = p.parse_args(argv)
     if args.n < 1 or args.steps < 0:
         p.error("--n must be >= 1 and --steps >= 0")
     runs = args.runs or checkpointed_run_per_norm(args.spec, args.scale, "figure4")
     out = args.out or ROOT / "results" / (
-        "draw_samples.png" if args.runs or args.scale == "cpu" else f"draw_samples_{args.scale}.png")
+        "draw_samples.png" if args.runs or args.scale == "cpu" else f"draw_samples_{args.scale}.png"
+    )
 
     import matplotlib
 
@@ -86,28 +98,37 @@ def main(argv=None) -> int:
     glimpses = max(m.glimpses for _, m, *_ in models)
     cols = math.ceil(math.sqrt(args.n))
     ratios = [1.0] + ([max(args.steps / glimpses, 0.15)] if args.steps else [])
-    fig, axes = plt.subplots(len(ratios), len(runs), squeeze=False,
-                             figsize=(3.2 * len(runs), 3.6 * sum(ratios) + 0.4),
-                             gridspec_kw={"height_ratios": ratios})
+    fig, axes = plt.subplots(
+        len(ratios),
+        len(runs),
+        squeeze=False,
+        figsize=(3.2 * len(runs), 3.6 * sum(ratios) + 0.4),
+        gridspec_kw={"height_ratios": ratios},
+    )
     for j, (run_dir, model, norm, step, epoch) in enumerate(models):
         g = torch.Generator().manual_seed(args.seed)
         canvases = model.sample(max(args.n, args.steps), generator=g, steps=True)  # (T, k, A, A)
         ax = axes[0][j]
-        ax.imshow(tile(canvases[-1, : args.n], cols), cmap="gray_r", vmin=0, vmax=1,
-                  interpolation="nearest")
+        ax.imshow(
+            tile(canvases[-1, : args.n], cols),
+            cmap="gray_r",
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
         when = f"{step} updates" + (f", epoch {epoch:.0f}" if epoch is not None else "")
         ax.set_title(f"{LABELS.get(norm, norm)}\n{when}", fontsize=8)
         ax.axis("off")
         if args.steps:
             seq = canvases[:, : args.steps].transpose(0, 1).flatten(0, 1)  # sample-major
             ax = axes[1][j]
-            ax.imshow(tile(seq, model.glimpses), cmap="gray_r", vmin=0, vmax=1,
-                      interpolation="nearest")
+            ax.imshow(
+                tile(seq, model.glimpses), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest"
+            )
             ax.set_title(f"canvas after glimpse 1..{model.glimpses}", fontsize=8)
             ax.axis("off")
         print(f"{LABELS.get(norm, norm)}: {run_dir} ({when})")
-    fig.suptitle(f"DRAW samples, sigmoid(c_T) (seed {args.seed}, {glimpses} glimpses)",
-                 fontsize=9)
+    fig.suptitle(f"DRAW samples, sigmoid(c_T) (seed {args.seed}, {glimpses} glimpses)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, out)
     print(f"wrote {out}")

@@ -33,24 +33,34 @@ DEFAULT_TEXT = "layer normalization is much faster"
 def load_model(run_dir: Path):
     """The trained model of a run directory, and (norm, step)."""
     model, norm, ckpt = load_run_model(
-        run_dir, "HandwritingSynthesis", "handwriting",
-        lambda extra: {"vocab_size": extra["vocab_size"], "alphabet": extra.get("alphabet"),
-                       "offset_mean": extra.get("offset_mean"), "offset_std": extra.get("offset_std")})
+        run_dir,
+        "HandwritingSynthesis",
+        "handwriting",
+        lambda extra: {
+            "vocab_size": extra["vocab_size"],
+            "alphabet": extra.get("alphabet"),
+            "offset_mean": extra.get("offset_mean"),
+            "offset_std": extra.get("offset_std"),
+        },
+    )
     return model, norm.kind, ckpt["step"]
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("runs", nargs="*", type=Path, help="run directories (one row each)")
     p.add_argument("--text", default=DEFAULT_TEXT)
     p.add_argument("--bias", type=float, default=1.0, help="Graves' sampling bias b (Eq. 61-62)")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="points at most (default: 40 per character)")
+    p.add_argument(
+        "--max-steps", type=int, default=None, help="points at most (default: 40 per character)"
+    )
     p.add_argument("--seed", type=int, default=0, help="the same draws for every row")
     p.add_argument("--spec", type=Path, default=ROOT / "experiments" / "figure5_handwriting.yaml")
-    p.add_argument("--scale", default="cpu",
-                   help="with no run dirs: the figure's runs at this scale")
+    p.add_argument(
+        "--scale", default="cpu", help="with no run dirs: the figure's runs at this scale"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "results" / "handwriting_samples.png")
     args = p.parse_args(argv)
     if not args.text.strip():
@@ -76,8 +86,11 @@ def main(argv=None) -> int:
             ax.plot(stroke[:, 0].numpy(), stroke[:, 1].numpy(), "k-", lw=1.2)
         label = LABELS.get(norm, norm)
         end = "reached the end of the text" if finished else f"stopped at {max_steps} points"
-        ax.set_title(f"{label}, {step} updates ({run_dir.name}): {len(offsets)} points, {end}",
-                     fontsize=8, loc="left")
+        ax.set_title(
+            f"{label}, {step} updates ({run_dir.name}): {len(offsets)} points, {end}",
+            fontsize=8,
+            loc="left",
+        )
         ax.set_aspect("equal")
         ax.axis("off")
         print(f"{label}: {run_dir}: {len(offsets)} points, {end}")

@@ -28,9 +28,22 @@ def experiments() -> list[str]:
 def smoke(name: str, norm: str, out: Path) -> tuple[str, str]:
     env = {**os.environ, "LNREPRO_OUTPUTS": str(out), "WANDB_MODE": "disabled"}
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "lnrepro.train", f"experiment={name}",
-                        f"norm={norm}", "debug=smoke", f"hydra.run.dir={out / name}"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnrepro.train",
+            f"experiment={name}",
+            f"norm={norm}",
+            "debug=smoke",
+            f"hydra.run.dir={out / name}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     took = time.perf_counter() - t0
     errors = [ln for ln in p.stderr.splitlines() if "[ERROR]" in ln or ln.startswith("error:")]
     line = (errors[-1] if errors else (p.stderr.strip().splitlines() or ["?"])[-1])[:300]

@@ -68,24 +68,42 @@ def fmt(v) -> str:
 
 
 def table(spec: dict, scale: str, by_norm: dict) -> str:
-    head = ["Model", "Caption R@1", "R@5", "R@10", "Mean r", "Image R@1", "R@5", "R@10",
-            "Mean r", "best validation at update"]
-    lines = [f"# Table 2: order embeddings on COCO ({scale} scale vs the paper)", "",
-             "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    head = [
+        "Model",
+        "Caption R@1",
+        "R@5",
+        "R@10",
+        "Mean r",
+        "Image R@1",
+        "R@5",
+        "R@10",
+        "Mean r",
+        "best validation at update",
+    ]
+    lines = [
+        f"# Table 2: order embeddings on COCO ({scale} scale vs the paper)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---" * len(head) + "|",
+    ]
     lines += [f"| {n} | " + " | ".join(map(fmt, v)) + " | – |" for n, v in PAPER_ROWS]
     for norm, runs in by_norm.items():
         points = [p for p in map(best_point, runs) if p]
         if not points:
             continue
         steps = ", ".join(str(p["step"]) for p in points)
-        label = (f"{spec['labels'].get(norm, norm)}, ours ({scale} scale, {len(points)} seed(s), "
-                 f"{max(r.steps or 0 for r in runs)} updates)")
+        label = (
+            f"{spec['labels'].get(norm, norm)}, ours ({scale} scale, {len(points)} seed(s), "
+            f"{max(r.steps or 0 for r in runs)} updates)"
+        )
         lines.append(f"| {label} | " + " | ".join(map(fmt, our_row(points))) + f" | {steps} |")
     ref = next(r for runs in by_norm.values() for r in runs)
     folds, size = ref.get("data.test_folds"), ref.get("data.fold_images")
-    note = (f"Paper: mean over 5 folds of 1,000 COCO test images. Ours: mean over {folds} "
-            f"fold(s) of {size} test images, at each run's evaluation with the best validation "
-            "image-retrieval R@1 + R@5 + R@10 (Vendrov et al.'s model selection), mean over seeds.")
+    note = (
+        f"Paper: mean over 5 folds of 1,000 COCO test images. Ours: mean over {folds} "
+        f"fold(s) of {size} test images, at each run's evaluation with the best validation "
+        "image-retrieval R@1 + R@5 + R@10 (Vendrov et al.'s model selection), mean over seeds."
+    )
     lines += ["", note, ""]
     return "\n".join(lines)
 
@@ -105,8 +123,12 @@ def figure1(spec: dict, scale: str, by_norm: dict, path: Path) -> None:
                 continue
             n = min(len(c[0]) for c in curves)
             ys = [statistics.fmean(c[1][i] for c in curves) for i in range(n)]
-            ax.plot(curves[0][0][:n], ys, color=COLORS.get(norm),
-                    label=f"{spec['labels'].get(norm, norm)} ({len(curves)} seed(s))")
+            ax.plot(
+                curves[0][0][:n],
+                ys,
+                color=COLORS.get(norm),
+                label=f"{spec['labels'].get(norm, norm)} ({len(curves)} seed(s))",
+            )
         ax.set(xlabel="updates", ylabel=f"validation image retrieval R@{k} (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -115,8 +137,9 @@ def figure1(spec: dict, scale: str, by_norm: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--scale", default="cpu")
     p.add_argument("--check-data", action="store_true", help="only check the COCO files")
     p.add_argument("--out", default=str(ROOT / "results"))
@@ -131,7 +154,10 @@ def main(argv=None) -> int:
     by_norm = {n: [r for r in runs if r.get("norm.kind") == n] for n in spec["norms"]}
     suffix = "" if args.scale == "cpu" else f"_{args.scale}"
     out = Path(args.out)
-    md, png = out / f"table2_order_embeddings{suffix}.md", out / f"figure1_order_embeddings{suffix}.png"
+    md, png = (
+        out / f"table2_order_embeddings{suffix}.md",
+        out / f"figure1_order_embeddings{suffix}.png",
+    )
     atomic_write_text(md, table(spec, args.scale, by_norm))
     figure1(spec, args.scale, by_norm, png)
     print(f"wrote {md} and {png} from {len(runs)} runs under {root}")

@@ -24,17 +24,34 @@ COLUMNS = ["SICK r", "SICK ρ", "SICK MSE", "MR", "CR", "SUBJ", "MPQA", "TREC"]
 # Ba et al. 2016, Sec. 6.3, Table 3 (BookCorpus, 2400-d uni-skip; † = 1 month, ~1.7M updates).
 # TREC is not in the LN paper's table; Kiros et al.'s uni-skip TREC is 91.4 (Kiros et al. 2015, Table 5).
 PAPER_ROWS = [
-    ("Original [Kiros 2015] (uni-skip), BookCorpus", [0.848, 0.778, 0.287, 75.5, 79.3, 92.1, 86.9, None]),
+    (
+        "Original [Kiros 2015] (uni-skip), BookCorpus",
+        [0.848, 0.778, 0.287, 75.5, 79.3, 92.1, 86.9, None],
+    ),
     ("Ours (paper), BookCorpus, 1M updates", [0.842, 0.767, 0.298, 77.3, 81.8, 92.6, 87.9, None]),
-    ("Ours + LN (paper), BookCorpus, 1M updates", [0.854, 0.785, 0.277, 79.5, 82.6, 93.4, 89.0, None]),
-    ("Ours + LN † (paper), BookCorpus, ~1.7M updates", [0.858, 0.788, 0.270, 79.4, 83.1, 93.7, 89.3, None]),
+    (
+        "Ours + LN (paper), BookCorpus, 1M updates",
+        [0.854, 0.785, 0.277, 79.5, 82.6, 93.4, 89.0, None],
+    ),
+    (
+        "Ours + LN † (paper), BookCorpus, ~1.7M updates",
+        [0.858, 0.788, 0.270, 79.4, 83.1, 93.7, 89.3, None],
+    ),
 ]
 LABELS = {"none": "Ours (GRU)", "ln": "Ours + LN", "bn": "Ours + BN (not in the paper)"}
 
 
 def row_of(final: dict) -> list:
-    keys = ["sick_r", "sick_rho", "sick_mse", "mr_acc", "cr_acc", "subj_acc", "mpqa_acc",
-            "trec_acc"]
+    keys = [
+        "sick_r",
+        "sick_rho",
+        "sick_mse",
+        "mr_acc",
+        "cr_acc",
+        "subj_acc",
+        "mpqa_acc",
+        "trec_acc",
+    ]
     return [final.get(f"senteval/{k}") for k in keys]
 
 
@@ -53,7 +70,9 @@ def corpus_of(run) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--scale", default="cpu")
     p.add_argument("--spec", default=str(ROOT / "experiments" / "figure3_skip_thoughts.yaml"))
     p.add_argument("--out", default=None, help="default: results/table3_skip_thoughts[_<scale>].md")
@@ -63,8 +82,12 @@ def main(argv=None) -> int:
     if not runs:
         print(f"no runs under {root}: run `make figure3` first", file=sys.stderr)
         return 1
-    lines = [f"# Table 3: skip-thought vectors, SentEval ({args.scale} scale vs the paper)", "",
-             "| Method | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    lines = [
+        f"# Table 3: skip-thought vectors, SentEval ({args.scale} scale vs the paper)",
+        "",
+        "| Method | " + " | ".join(COLUMNS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+    ]
     for name, vals in PAPER_ROWS:
         lines.append(f"| {name} | " + " | ".join(fmt(v, c) for v, c in zip(vals, COLUMNS)) + " |")
     order = {"none": 0, "ln": 1, "bn": 2}
@@ -72,18 +95,37 @@ def main(argv=None) -> int:
         norm = r.get("norm.kind")
         final = r.summary.get("final") or {}
         units = r.get("model.hidden_size")
-        label = (f"{LABELS.get(norm, norm)} ({args.scale} scale: {units}-d encoder, "
-                 f"vocab {r.get('data.vocab_size')}, {corpus_of(r)}, {r.steps} updates, "
-                 f"seed {r.get('seed')}, {r.status})")
-        lines.append(f"| {label} | " + " | ".join(fmt(v, c) for v, c in zip(row_of(final), COLUMNS)) + " |")
-    lines += ["", ("SICK: Pearson r, Spearman ρ, MSE on SICK test; MR/CR/SUBJ/MPQA: 10-fold CV "
-              "accuracy (%); TREC: test accuracy (%). Our numbers are each run's final SentEval "
-              "pass (lnrepro.eval.senteval: nested CV with 3 inner folds, C in 2^0,2^2,..,2^8; "
-              "Kiros et al.: 10 inner folds, C in 2^0..2^8). The paper trains a 2400-d encoder "
-              "on BookCorpus for 1M updates; CPU-scale rows are far smaller and shorter, so only "
-              "the LN-vs-GRU comparison is meaningful, not the absolute numbers."), ""]
-    out = Path(args.out) if args.out else ROOT / "results" / (
-        "table3_skip_thoughts.md" if args.scale == "cpu" else f"table3_skip_thoughts_{args.scale}.md")
+        label = (
+            f"{LABELS.get(norm, norm)} ({args.scale} scale: {units}-d encoder, "
+            f"vocab {r.get('data.vocab_size')}, {corpus_of(r)}, {r.steps} updates, "
+            f"seed {r.get('seed')}, {r.status})"
+        )
+        lines.append(
+            f"| {label} | " + " | ".join(fmt(v, c) for v, c in zip(row_of(final), COLUMNS)) + " |"
+        )
+    lines += [
+        "",
+        (
+            "SICK: Pearson r, Spearman ρ, MSE on SICK test; MR/CR/SUBJ/MPQA: 10-fold CV "
+            "accuracy (%); TREC: test accuracy (%). Our numbers are each run's final SentEval "
+            "pass (lnrepro.eval.senteval: nested CV with 3 inner folds, C in 2^0,2^2,..,2^8; "
+            "Kiros et al.: 10 inner folds, C in 2^0..2^8). The paper trains a 2400-d encoder "
+            "on BookCorpus for 1M updates; CPU-scale rows are far smaller and shorter, so only "
+            "the LN-vs-GRU comparison is meaningful, not the absolute numbers."
+        ),
+        "",
+    ]
+    out = (
+        Path(args.out)
+        if args.out
+        else ROOT
+        / "results"
+        / (
+            "table3_skip_thoughts.md"
+            if args.scale == "cpu"
+            else f"table3_skip_thoughts_{args.scale}.md"
+        )
+    )
     atomic_write_text(out, "\n".join(lines))
     print(f"wrote {out} from {len(runs)} runs under {root}")
     return 0

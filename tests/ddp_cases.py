@@ -42,8 +42,10 @@ def _data(kind: str):
         y = torch.randint(0, 5, (n,), generator=g)
         return TensorData({"train": (x, y)}, batch_size=B, seed=7)
     # 30-symbol token streams: B streams, truncated BPTT segments of 6 steps, state carried
-    tokens = {s: torch.randint(0, 30, (B * (6 * STEPS + 1),), generator=g)
-              for s in ("train", "val", "test")}
+    tokens = {
+        s: torch.randint(0, 30, (B * (6 * STEPS + 1),), generator=g)
+        for s in ("train", "val", "test")
+    }
     return TokenStreams(tokens, [f"s{i}" for i in range(30)], batch_size=B, bptt=6)
 
 
@@ -73,12 +75,14 @@ def train(case: str) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if i == 0:
-                grads = {k: p.grad.clone() for k, p in model.module.named_parameters()} \
-                    if world.active else {k: p.grad.clone() for k, p in model.named_parameters()}
+                grads = (
+                    {k: p.grad.clone() for k, p in model.module.named_parameters()}
+                    if world.active
+                    else {k: p.grad.clone() for k, p in model.named_parameters()}
+                )
             opt.step()
             losses.append(float(metrics["loss"]))
-        buffers = {k: v.clone() for k, v in model.state_dict().items()
-                   if "running" in k}
+        buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
         return {"losses": losses, "grads": grads, "buffers": buffers}
     finally:
         torch.set_default_dtype(torch.float32)
@@ -87,8 +91,13 @@ def train(case: str) -> dict:
 def worker(rank: int, world_size: int, port: int, out: str) -> None:
     """One of the spawned processes: every case, rank 0 saves the results."""
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+    )
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         results = {case: train(case) for case in CASES}

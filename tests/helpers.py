@@ -47,9 +47,11 @@ def write_idx_mnist(root: Path, n_train: int = 200, n_test: int = 60, seed: int 
             r, col = 2 + (c // 5) * 12, 2 + (c % 5) * 5
             x[i, r : r + 7, col : col + 5] = 255
         (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            struct.pack(">IIII", 2051, n, 28, 28) + x.numpy().tobytes())
+            struct.pack(">IIII", 2051, n, 28, 28) + x.numpy().tobytes()
+        )
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">II", 2049, n) + y.to(torch.uint8).numpy().tobytes())
+            struct.pack(">II", 2049, n) + y.to(torch.uint8).numpy().tobytes()
+        )
     return root
 
 
@@ -65,8 +67,9 @@ def run_cli(args, tmp_path: Path, data_dir: Path | None, timeout=600, env=None, 
     if data_dir is not None:
         e["LNREPRO_DATA"] = str(data_dir)
     cmd = [sys.executable, "-m", "lnrepro.train"] + (["-m"] if multirun else []) + list(args)
-    return subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def metrics_rows(path: Path) -> list[dict]:

@@ -19,7 +19,9 @@ from lnrepro.runs import checkpointed_run_per_norm, outputs_root, sweep_dir
 
 @pytest.mark.parametrize("bad", [0, -3, 1.5, "4", None, True])
 def test_positive_int_refuses_with_one_line(bad):
-    with pytest.raises(ConfigError, match=rf"^data\.batch_size must be a positive integer, got {bad!r}$"):
+    with pytest.raises(
+        ConfigError, match=rf"^data\.batch_size must be a positive integer, got {bad!r}$"
+    ):
         checks.positive_int(bad, "data.batch_size")
 
 
@@ -54,7 +56,9 @@ def test_an_unreadable_checkpoint_is_one_data_error(tmp_path):
 
 def _run(path, norm, seed, checkpoint=True):
     (path / ".hydra").mkdir(parents=True)
-    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "norm": {"kind": norm}}))
+    (path / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({"seed": seed, "norm": {"kind": norm}})
+    )
     (path / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 0, "time": 1}) + "\n")
     if checkpoint:
         (path / "checkpoints").mkdir()
@@ -81,9 +85,15 @@ def test_one_checkpointed_run_per_norm_lowest_seed_ln_first(tmp_path, monkeypatc
 def test_the_makefile_figure_table_names_every_figure_target():
     targets, order = make_targets(ROOT / "Makefile")
     assert targets == {
-        "figure2_reader": "figure2", "figure2_reader_gain": "figure2-gain",
-        "figure3_skip_thoughts": "figure3", "figure4_draw": "figure4",
-        "figure5_handwriting": "figure5", "figure6_pi_mnist": "figure6",
-        "lm_ptb_char": "figure-lm", "lm_ptb_word": "figure-lm-word", "cnn_mnist": "figure-cnn",
-        "table2_order_embeddings": "table2"}
+        "figure2_reader": "figure2",
+        "figure2_reader_gain": "figure2-gain",
+        "figure3_skip_thoughts": "figure3",
+        "figure4_draw": "figure4",
+        "figure5_handwriting": "figure5",
+        "figure6_pi_mnist": "figure6",
+        "lm_ptb_char": "figure-lm",
+        "lm_ptb_word": "figure-lm-word",
+        "cnn_mnist": "figure-cnn",
+        "table2_order_embeddings": "table2",
+    }
     assert order[0] == "figure2_reader" and "figure2_reader_gain" not in order

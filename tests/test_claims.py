@@ -24,8 +24,18 @@ from lnrepro.runs import find_runs
 
 
 # ---- statistics ------------------------------------------------------------------------------
-@pytest.mark.parametrize("df, q", [(1, 12.7062), (2, 4.30265), (3, 3.18245), (5, 2.57058),
-                                   (10, 2.22814), (30, 2.04227), (1e9, 1.95996)])
+@pytest.mark.parametrize(
+    "df, q",
+    [
+        (1, 12.7062),
+        (2, 4.30265),
+        (3, 3.18245),
+        (5, 2.57058),
+        (10, 2.22814),
+        (30, 2.04227),
+        (1e9, 1.95996),
+    ],
+)
 def test_t_quantile_matches_the_tables(df, q):
     assert C.t_quantile(0.975, df) == pytest.approx(q, abs=5e-5)
 
@@ -68,9 +78,13 @@ def test_welch_interval_covers_95_percent_with_three_seeds():
 
 
 # ---- synthetic results -----------------------------------------------------------------------
-SPEC = {"name": "toy", "title": "Toy figure", "norms": ["ln", "bn", "none"],
-        "grid": {"data.batch_size": [128, 4]},
-        "metrics": [{"key": "test/err"}, {"key": "test/acc", "higher_is_better": True}]}
+SPEC = {
+    "name": "toy",
+    "title": "Toy figure",
+    "norms": ["ln", "bn", "none"],
+    "grid": {"data.batch_size": [128, 4]},
+    "metrics": [{"key": "test/err"}, {"key": "test/acc", "higher_is_better": True}],
+}
 
 
 def write_results(root: Path, runs: list[dict], curves: bool = True) -> C.FigureData:
@@ -81,11 +95,31 @@ def write_results(root: Path, runs: list[dict], curves: bool = True) -> C.Figure
     metrics = sorted({m for r in runs for m in r.get("final", {})})
     with open(results / "toy.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["scale", "norm", "data.batch_size", "seed", "status", "wall_time_s",
-                    "s_per_update", *[f"final_{m}" for m in metrics]])
+        w.writerow(
+            [
+                "scale",
+                "norm",
+                "data.batch_size",
+                "seed",
+                "status",
+                "wall_time_s",
+                "s_per_update",
+                *[f"final_{m}" for m in metrics],
+            ]
+        )
         for r in runs:
-            w.writerow(["cpu", r["norm"], r.get("bs", 128), r["seed"], r.get("status", "completed"),
-                        60, r.get("spu", 0.1), *[r.get("final", {}).get(m, "") for m in metrics]])
+            w.writerow(
+                [
+                    "cpu",
+                    r["norm"],
+                    r.get("bs", 128),
+                    r["seed"],
+                    r.get("status", "completed"),
+                    60,
+                    r.get("spu", 0.1),
+                    *[r.get("final", {}).get(m, "") for m in metrics],
+                ]
+            )
     if curves:
         with open(results / "toy_curves.csv", "w", newline="") as f:
             w = csv.writer(f)
@@ -98,8 +132,11 @@ def write_results(root: Path, runs: list[dict], curves: bool = True) -> C.Figure
 
 
 def finals(values: dict[str, list[float]], metric="test/err", bs=128) -> list[dict]:
-    return [{"norm": n, "bs": bs, "seed": i + 1, "final": {metric: v}}
-            for n, vs in values.items() for i, v in enumerate(vs)]
+    return [
+        {"norm": n, "bs": bs, "seed": i + 1, "final": {metric: v}}
+        for n, vs in values.items()
+        for i, v in enumerate(vs)
+    ]
 
 
 def run_claim(tmp_path, claim: dict, runs: list[dict], curves=True) -> C.Result:
@@ -110,15 +147,22 @@ def run_claim(tmp_path, claim: dict, runs: list[dict], curves=True) -> C.Result:
     return result
 
 
-FINAL_LOWER = {"check": "final_lower", "metric": "test/err", "norms": ["ln", "bn"],
-               "where": {"data.batch_size": 128}}
+FINAL_LOWER = {
+    "check": "final_lower",
+    "metric": "test/err",
+    "norms": ["ln", "bn"],
+    "where": {"data.batch_size": 128},
+}
 
 
-@pytest.mark.parametrize("ln, verdict", [
-    ([0.010, 0.011, 0.012], C.SUPPORTED),
-    ([0.030, 0.031, 0.029], C.CONTRADICTED),
-    ([0.015, 0.025, 0.020], C.INCONCLUSIVE),
-])
+@pytest.mark.parametrize(
+    "ln, verdict",
+    [
+        ([0.010, 0.011, 0.012], C.SUPPORTED),
+        ([0.030, 0.031, 0.029], C.CONTRADICTED),
+        ([0.015, 0.025, 0.020], C.INCONCLUSIVE),
+    ],
+)
 def test_final_lower(tmp_path, ln, verdict):
     bn = [0.020, 0.021, 0.019]
     res = run_claim(tmp_path, FINAL_LOWER, finals({"ln": ln, "bn": bn}))
@@ -128,17 +172,25 @@ def test_final_lower(tmp_path, ln, verdict):
     assert res.measured.startswith(f"LN {C.num(statistics.fmean(ln))} ± ")
 
 
-@pytest.mark.parametrize("ln, verdict", [
-    ([0.50, 0.51, 0.52], C.SUPPORTED),      # mean 0.51, t(2) half-width 0.025: below 0.562
-    ([0.55, 0.56, 0.57], C.INCONCLUSIVE),   # [0.535, 0.585] straddles the bar
-    ([0.60, 0.61, 0.62], C.CONTRADICTED),
-])
+@pytest.mark.parametrize(
+    "ln, verdict",
+    [
+        ([0.50, 0.51, 0.52], C.SUPPORTED),  # mean 0.51, t(2) half-width 0.025: below 0.562
+        ([0.55, 0.56, 0.57], C.INCONCLUSIVE),  # [0.535, 0.585] straddles the bar
+        ([0.60, 0.61, 0.62], C.CONTRADICTED),
+    ],
+)
 def test_final_below_a_fixed_bar(tmp_path, ln, verdict):
-    claim = {"check": "final_below", "metric": "test/err", "norms": ["ln"], "value": 0.562,
-             "where": {"data.batch_size": 128}}
+    claim = {
+        "check": "final_below",
+        "metric": "test/err",
+        "norms": ["ln"],
+        "value": 0.562,
+        "where": {"data.batch_size": 128},
+    }
     res = run_claim(tmp_path, claim, finals({"ln": ln, "bn": [0.9, 0.9]}))
     assert res.verdict == verdict and not res.reasons
-    half = C.t_quantile(0.975, 2) * statistics.stdev(ln) / 3 ** 0.5
+    half = C.t_quantile(0.975, 2) * statistics.stdev(ln) / 3**0.5
     mean = statistics.fmean(ln) - 0.562
     assert (res.interval.low, res.interval.high) == pytest.approx((mean - half, mean + half))
     assert res.tested == "final test/err (batch_size 128): LN < 0.562 (fixed bar)"
@@ -160,18 +212,24 @@ def test_one_seed_is_inconclusive_and_says_n1(tmp_path):
 
 def test_final_lower_on_a_log_scale_reports_a_ratio(tmp_path):
     ln, bn = [100.0, 110.0, 105.0], [200.0, 230.0, 210.0]
-    res = run_claim(tmp_path, {**FINAL_LOWER, "metric": "test/ppl", "log": True},
-                    finals({"ln": ln, "bn": bn}, "test/ppl"))
+    res = run_claim(
+        tmp_path,
+        {**FINAL_LOWER, "metric": "test/ppl", "log": True},
+        finals({"ln": ln, "bn": bn}, "test/ppl"),
+    )
     geo = math.exp(statistics.fmean(map(math.log, ln)) - statistics.fmean(map(math.log, bn)))
     assert res.verdict == C.SUPPORTED and math.exp(res.interval.effect) == pytest.approx(geo)
     assert res.effect_text().startswith(f"LN / BN = {C.num(geo, 3)} [")
 
 
-@pytest.mark.parametrize("ln, verdict", [
-    ([80.0, 81.0, 82.0], C.SUPPORTED),
-    ([60.0, 61.0, 59.0], C.CONTRADICTED),
-    ([65.0, 75.0, 70.0], C.INCONCLUSIVE),
-])
+@pytest.mark.parametrize(
+    "ln, verdict",
+    [
+        ([80.0, 81.0, 82.0], C.SUPPORTED),
+        ([60.0, 61.0, 59.0], C.CONTRADICTED),
+        ([65.0, 75.0, 70.0], C.INCONCLUSIVE),
+    ],
+)
 def test_final_higher_for_a_higher_is_better_metric(tmp_path, ln, verdict):
     """An accuracy (declared higher_is_better in the figure's metrics): A above B is the claim;
     the effect is still mean(A) - mean(B), now positive when the claim holds."""
@@ -196,8 +254,9 @@ def test_faster_on_a_higher_is_better_metric_rises_to_the_worst_final(tmp_path):
     res = run_claim(tmp_path, {**FASTER, "metric": "test/acc"}, runs)
     assert res.verdict == C.SUPPORTED, res.verdict_text()
     assert "(level: 70)" in res.tested and ">= BN's worst final" in res.tested
-    iv = C.welch_interval([math.log(t) for t in (200, 300, 200)],
-                          [math.log(t) for t in (800, 900, 1000)])
+    iv = C.welch_interval(
+        [math.log(t) for t in (200, 300, 200)], [math.log(t) for t in (800, 900, 1000)]
+    )
     assert (res.interval.low, res.interval.high) == pytest.approx((iv.low, iv.high))
 
 
@@ -205,8 +264,12 @@ def test_setting_lower_compares_one_norm_at_two_grid_settings(tmp_path):
     """LN at batch 128 against LN at batch 4 (the claims of an ablation over a grid key)."""
     runs = finals({"ln": [0.50, 0.52, 0.51]}, bs=128) + finals({"ln": [0.60, 0.62, 0.61]}, bs=4)
     runs += finals({"bn": [0.0, 0.0]}, bs=128)  # another norm: not part of the check
-    claim = {"check": "setting_lower", "metric": "test/err", "norms": ["ln"],
-             "settings": {"data.batch_size": [128, 4]}}
+    claim = {
+        "check": "setting_lower",
+        "metric": "test/err",
+        "norms": ["ln"],
+        "settings": {"data.batch_size": [128, 4]},
+    }
     res = run_claim(tmp_path, claim, runs)
     assert res.verdict == C.SUPPORTED and not res.reasons
     iv = C.welch_interval([0.50, 0.52, 0.51], [0.60, 0.62, 0.61])
@@ -246,8 +309,9 @@ def test_faster_supported_with_the_log_interval(tmp_path):
 
 
 def test_faster_contradicted_when_clearly_slower_than_claimed(tmp_path):
-    res = run_claim(tmp_path, {**FASTER, "max_ratio": 0.5}, faster_runs([700, 800, 700],
-                                                                        [900, 1000, 900]))
+    res = run_claim(
+        tmp_path, {**FASTER, "max_ratio": 0.5}, faster_runs([700, 800, 700], [900, 1000, 900])
+    )
     assert res.verdict == C.CONTRADICTED, res.verdict_text()
 
 
@@ -275,37 +339,62 @@ def test_lower_at_takes_the_first_evaluation_at_or_after(tmp_path):
         for norm, early, late in (("ln", 0.10, 0.05), ("bn", 0.30, 0.01)):
             pts = [(50, 0.5, 1.0), (100, 1.0, early + 0.01 * i), (150, 1.5, late)]
             runs.append({"norm": norm, "seed": i + 1, "curve": {"train/nll": pts}})
-    claim = {"check": "lower_at", "metric": "train/nll", "norms": ["ln", "bn"], "at": 1,
-             "x": "epoch", "log": True}
+    claim = {
+        "check": "lower_at",
+        "metric": "train/nll",
+        "norms": ["ln", "bn"],
+        "at": 1,
+        "x": "epoch",
+        "log": True,
+    }
     assert run_claim(tmp_path, claim, runs).verdict == C.SUPPORTED
     assert run_claim(tmp_path, {**claim, "at": 1.2}, runs).verdict == C.CONTRADICTED
     res = run_claim(tmp_path, {**claim, "at": 2}, runs)
     assert res.verdict == C.INCONCLUSIVE and "no evaluation at epoch >= 2" in res.reasons[0]
 
 
-@pytest.mark.parametrize("ln4, verdict", [([0.021, 0.022, 0.023], C.SUPPORTED),
-                                          ([0.061, 0.062, 0.063], C.CONTRADICTED),
-                                          ([0.03, 0.05, 0.04], C.INCONCLUSIVE)])
+@pytest.mark.parametrize(
+    "ln4, verdict",
+    [
+        ([0.021, 0.022, 0.023], C.SUPPORTED),
+        ([0.061, 0.062, 0.063], C.CONTRADICTED),
+        ([0.03, 0.05, 0.04], C.INCONCLUSIVE),
+    ],
+)
 def test_robust(tmp_path, ln4, verdict):
     # BN rises by 0.03 from batch 128 to 4; LN by about 0.002, 0.042 or 0.02
     runs = finals({"ln": [0.019, 0.020, 0.021], "bn": [0.014, 0.015, 0.016]}, bs=128)
     runs += finals({"ln": ln4, "bn": [0.044, 0.045, 0.046]}, bs=4)
-    claim = {"check": "robust", "metric": "test/err", "norms": ["ln", "bn"],
-             "between": {"data.batch_size": [128, 4]}}
+    claim = {
+        "check": "robust",
+        "metric": "test/err",
+        "norms": ["ln", "bn"],
+        "between": {"data.batch_size": [128, 4]},
+    }
     res = run_claim(tmp_path, claim, runs)
     assert res.verdict == verdict
     rise = (statistics.fmean(ln4) - 0.020) - (0.045 - 0.015)
     assert res.interval.effect == pytest.approx(rise)
 
 
-@pytest.mark.parametrize("ln, verdict", [([1.00, 1.02, 0.98], C.SUPPORTED),
-                                         ([1.60, 1.62, 1.58], C.CONTRADICTED),
-                                         ([0.9, 1.4, 1.15], C.INCONCLUSIVE)])
+@pytest.mark.parametrize(
+    "ln, verdict",
+    [
+        ([1.00, 1.02, 0.98], C.SUPPORTED),
+        ([1.60, 1.62, 1.58], C.CONTRADICTED),
+        ([0.9, 1.4, 1.15], C.INCONCLUSIVE),
+    ],
+)
 def test_comparable(tmp_path, ln, verdict):
     runs = [{"norm": "none", "seed": i + 1, "spu": v} for i, v in enumerate([1.0, 1.01, 0.99])]
     runs += [{"norm": "ln", "seed": i + 1, "spu": v} for i, v in enumerate(ln)]
-    claim = {"check": "comparable", "metric": "s_per_update", "norms": ["ln", "none"],
-             "log": True, "margin": 1.25}
+    claim = {
+        "check": "comparable",
+        "metric": "s_per_update",
+        "norms": ["ln", "none"],
+        "log": True,
+        "margin": 1.25,
+    }
     assert run_claim(tmp_path, claim, runs).verdict == verdict
 
 
@@ -314,20 +403,35 @@ def test_not_testable_needs_no_results(tmp_path):
     assert res.verdict == C.NOT_TESTABLE and res.tested == "not testable: 200 epochs"
 
 
-@pytest.mark.parametrize("claim, message", [
-    ({"check": "sooner", "metric": "m", "norms": ["ln", "bn"]}, "check must be one of"),
-    ({"check": "faster", "metric": "m", "norms": ["ln", "bn"]}, "missing max_ratio"),
-    ({"check": "final_lower", "metric": "m", "norms": ["ln", "gn"]}, "norms must be two of"),
-    ({"check": "not_testable"}, "missing reason"),
-    ({"check": "comparable", "metric": "m", "norms": ["ln", "bn"], "log": True, "margin": 0.2},
-     "ratio > 1"),
-    ({"check": "final_lower", "metric": "test/acc", "norms": ["ln", "bn"]}, "use final_higher"),
-    ({"check": "lower_at", "metric": "test/acc", "norms": ["ln", "bn"], "at": 1},
-     "use final_higher"),
-    ({"check": "final_higher", "metric": "test/err", "norms": ["ln", "bn"]}, "use final_lower"),
-    ({"check": "setting_lower", "metric": "m", "norms": ["ln"], "settings": {"k": [1]}},
-     "settings must be"),
-])
+@pytest.mark.parametrize(
+    "claim, message",
+    [
+        ({"check": "sooner", "metric": "m", "norms": ["ln", "bn"]}, "check must be one of"),
+        ({"check": "faster", "metric": "m", "norms": ["ln", "bn"]}, "missing max_ratio"),
+        ({"check": "final_lower", "metric": "m", "norms": ["ln", "gn"]}, "norms must be two of"),
+        ({"check": "not_testable"}, "missing reason"),
+        (
+            {
+                "check": "comparable",
+                "metric": "m",
+                "norms": ["ln", "bn"],
+                "log": True,
+                "margin": 0.2,
+            },
+            "ratio > 1",
+        ),
+        ({"check": "final_lower", "metric": "test/acc", "norms": ["ln", "bn"]}, "use final_higher"),
+        (
+            {"check": "lower_at", "metric": "test/acc", "norms": ["ln", "bn"], "at": 1},
+            "use final_higher",
+        ),
+        ({"check": "final_higher", "metric": "test/err", "norms": ["ln", "bn"]}, "use final_lower"),
+        (
+            {"check": "setting_lower", "metric": "m", "norms": ["ln"], "settings": {"k": [1]}},
+            "settings must be",
+        ),
+    ],
+)
 def test_bad_claims_are_refused(claim, message):
     spec = {**SPEC, "claims": [{"id": "c", "section": "s", "quote": "q", **claim}]}
     with pytest.raises(ValueError, match=message):
@@ -339,8 +443,16 @@ def write_run(path: Path, norm: str, bs: int, seed: int, values: list[float]) ->
     (path / ".hydra").mkdir(parents=True)
     config = {"name": "toy_cpu", "seed": seed, "norm": {"kind": norm}, "data": {"batch_size": bs}}
     (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    rows = [{"step": 100 * (i + 1), "epoch": 0.5 * (i + 1), "time": 1.0, "train/nll": v,
-             "batch/loss": 9.0} for i, v in enumerate(values)]
+    rows = [
+        {
+            "step": 100 * (i + 1),
+            "epoch": 0.5 * (i + 1),
+            "time": 1.0,
+            "train/nll": v,
+            "batch/loss": 9.0,
+        }
+        for i, v in enumerate(values)
+    ]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = {"status": "completed", "step": rows[-1]["step"], "final": {"train/nll": values[-1]}}
     (path / "summary.json").write_text(json.dumps(summary))
@@ -353,9 +465,21 @@ def test_curves_csv_from_run_folders_feeds_the_faster_check(tmp_path):
         write_run(out / f"ln{seed}", "ln", 128, seed, [0.5, 0.2, 0.1, 0.05])
         write_run(out / f"bn{seed}", "bn", 128, seed, [0.9, 0.7, 0.5, 0.3 - 0.01 * seed])
     write_run(out / "ln_bs4", "ln", 4, 1, [0.4])
-    spec = {**SPEC, "metrics": [{"key": "train/nll"}], "table": ["train/nll"],
-            "claims": [{"id": "c", "section": "s", "quote": "q", **FASTER, "max_ratio": 1.0,
-                        "where": {"data.batch_size": 128}}]}
+    spec = {
+        **SPEC,
+        "metrics": [{"key": "train/nll"}],
+        "table": ["train/nll"],
+        "claims": [
+            {
+                "id": "c",
+                "section": "s",
+                "quote": "q",
+                **FASTER,
+                "max_ratio": 1.0,
+                "where": {"data.batch_size": 128},
+            }
+        ],
+    }
     results = tmp_path / "results"
     results.mkdir()
     runs = find_runs(out)
@@ -378,21 +502,37 @@ def test_committed_claims_and_readme_table_are_what_results_give():
     committed results/ and experiments/*.yaml; run `make claims` after changing either."""
     for path, text in C.outputs(ROOT, readme=True).items():
         current = path.read_text() if path.exists() else ""
-        diff = "".join(list(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                                 str(path), "recomputed"))[:40])
+        diff = "".join(
+            list(
+                difflib.unified_diff(
+                    current.splitlines(True), text.splitlines(True), str(path), "recomputed"
+                )
+            )[:40]
+        )
         assert current == text, f"{path.name} is out of date (run `make claims`):\n{diff}"
 
 
 @pytest.mark.slow  # > 1 s: every figure's claims from results/
 def test_every_figure_has_claims_including_the_expected_failure():
     specs = {s["name"]: s for s in C.load_specs(ROOT / "experiments")}
-    for name in ("figure3_skip_thoughts", "figure4_draw", "figure5_handwriting",
-                 "figure6_pi_mnist", "cnn_mnist", "lm_ptb_char", "lm_ptb_word"):
+    for name in (
+        "figure3_skip_thoughts",
+        "figure4_draw",
+        "figure5_handwriting",
+        "figure6_pi_mnist",
+        "cnn_mnist",
+        "lm_ptb_char",
+        "lm_ptb_word",
+    ):
         assert specs.get(name, {}).get("claims"), name
     fig6 = specs["figure6_pi_mnist"]["claims"]
-    assert any(c["check"] == "final_lower" and c["metric"] == "test/err"
-               and c["norms"] == ["ln", "bn"] and c["where"] == {"data.batch_size": 128}
-               for c in fig6)
+    assert any(
+        c["check"] == "final_lower"
+        and c["metric"] == "test/err"
+        and c["norms"] == ["ln", "bn"]
+        and c["where"] == {"data.batch_size": 128}
+        for c in fig6
+    )
     kinds = {c["check"] for s in specs.values() for c in s["claims"]}
     assert {"final_lower", "faster", "lower_at", "robust", "not_testable"} <= kinds
 

@@ -11,7 +11,9 @@ from lnrepro.runs import find_runs
 from lnrepro.train import run
 
 CNN_TINY = [o for o in TINY if not o.startswith(("experiment=", "model."))] + [
-    "experiment=cnn_mnist_cpu", "model.channels=[4,8]", "model.hidden=16",
+    "experiment=cnn_mnist_cpu",
+    "model.channels=[4,8]",
+    "model.hidden=16",
 ]
 
 
@@ -67,7 +69,13 @@ def test_wrong_image_size_and_missing_cifar(compose, tiny_mnist, tmp_path):
         run(cfg, tmp_path / "a")
     with pytest.raises(ConfigError, match=r"expects images of shape \(1, 32, 32\)"):
         ConvNet(1, 32)(torch.randn(2, 1, 28, 28))
-    cfg = compose(["experiment=cnn_cifar10_cpu", f"paths.data_dir={tmp_path}/none",
-                   "data.download=false", "logger=none"])
+    cfg = compose(
+        [
+            "experiment=cnn_cifar10_cpu",
+            f"paths.data_dir={tmp_path}/none",
+            "data.download=false",
+            "logger=none",
+        ]
+    )
     with pytest.raises(DataError, match="CIFAR-10 not found.*cifar-10-batches-py"):
         run(cfg, tmp_path / "b")

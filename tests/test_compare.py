@@ -19,26 +19,54 @@ compare = load_script("compare_runs")
 figure = load_script("figure")
 
 
-def write_run(path: Path, *, name="pi_mnist_cpu", norm="ln", seed=1, lr=1e-3, batch=128,
-              val_errs=(0.5, 0.3), wall=10.0, complete=True, cut=False) -> Path:
+def write_run(
+    path: Path,
+    *,
+    name="pi_mnist_cpu",
+    norm="ln",
+    seed=1,
+    lr=1e-3,
+    batch=128,
+    val_errs=(0.5, 0.3),
+    wall=10.0,
+    complete=True,
+    cut=False,
+) -> Path:
     """A run directory as train.py writes it: .hydra/config.yaml (with the interpolations
     Hydra leaves in it), metrics.jsonl with one eval row per value, summary.json if complete."""
     (path / ".hydra").mkdir(parents=True)
-    config = {"name": name, "seed": seed, "norm": {"kind": norm, "eps": 1e-5},
-              "optim": {"lr": lr}, "data": {"batch_size": batch},
-              "logger": {"group": "${name}", "tags": ["${name}", "${norm.kind}", f"seed{seed}"]},
-              "paths": {"output_dir": str(path)}}
+    config = {
+        "name": name,
+        "seed": seed,
+        "norm": {"kind": norm, "eps": 1e-5},
+        "optim": {"lr": lr},
+        "data": {"batch_size": batch},
+        "logger": {"group": "${name}", "tags": ["${name}", "${norm.kind}", f"seed{seed}"]},
+        "paths": {"output_dir": str(path)},
+    }
     (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    rows = [{"step": 50 * (i + 1), "epoch": 0.5 * (i + 1), "time": wall * (i + 1) / len(val_errs),
-             "val/err": v, "test/err": v + 0.01} for i, v in enumerate(val_errs)]
+    rows = [
+        {
+            "step": 50 * (i + 1),
+            "epoch": 0.5 * (i + 1),
+            "time": wall * (i + 1) / len(val_errs),
+            "val/err": v,
+            "test/err": v + 0.01,
+        }
+        for i, v in enumerate(val_errs)
+    ]
     text = "".join(json.dumps(r) + "\n" for r in rows)
     if cut:
         text += '{"step": 999, "val/e'  # the kill came mid-line
     (path / "metrics.jsonl").write_text(text)
     if complete:
-        summary = {"status": "completed", "step": rows[-1]["step"], "wall_time": wall,
-                   "final": {"val/err": val_errs[-1], "test/err": val_errs[-1] + 0.01},
-                   "best": {"val/err": min(val_errs), "test/err": min(val_errs) + 0.01}}
+        summary = {
+            "status": "completed",
+            "step": rows[-1]["step"],
+            "wall_time": wall,
+            "final": {"val/err": val_errs[-1], "test/err": val_errs[-1] + 0.01},
+            "best": {"val/err": min(val_errs), "test/err": min(val_errs) + 0.01},
+        }
         (path / "summary.json").write_text(json.dumps(summary))
     return path
 
@@ -60,7 +88,7 @@ def root(tmp_path) -> Path:
 def rows_of(out: str) -> list[list[str]]:
     """The table's body rows, split on the two-space column gaps."""
     lines = out.splitlines()
-    body = lines[2:lines.index("")]
+    body = lines[2 : lines.index("")]
     return [[c.strip() for c in ln.split("  ") if c.strip()] for ln in body]
 
 
@@ -71,8 +99,12 @@ def test_mean_and_sample_std_by_hand():
 
 
 def test_table_aggregates_seeds_and_shows_the_crashed_run(root, capsys):
-    assert compare.main([str(root), "--experiment", "pi_mnist_cpu", "--norm", "ln",
-                         "--where", "optim.lr=0.001"]) == 0
+    assert (
+        compare.main(
+            [str(root), "--experiment", "pi_mnist_cpu", "--norm", "ln", "--where", "optim.lr=0.001"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     rows = rows_of(out)
     assert len(rows) == 2, out
@@ -95,12 +127,15 @@ def test_shown_columns_are_what_varies(root, capsys):
     assert header[-4:] == ["final", "val/err", "best", "val/err"]
 
 
-@pytest.mark.parametrize("args, expect", [
-    (["--norm", "bn"], {"bn_s1"}),
-    (["--group", "lm_ptb_char_cpu"], {"lm"}),
-    (["--tag", "seed4"], {"ln_s4_killed"}),
-    (["--where", "optim.lr=0.003,0.01", "--norm", "ln,bn"], {"ln_lr3e-3_s1"}),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--norm", "bn"], {"bn_s1"}),
+        (["--group", "lm_ptb_char_cpu"], {"lm"}),
+        (["--tag", "seed4"], {"ln_s4_killed"}),
+        (["--where", "optim.lr=0.003,0.01", "--norm", "ln,bn"], {"ln_lr3e-3_s1"}),
+    ],
+)
 def test_selection_by_norm_group_tag_and_config_value(root, args, expect):
     from lnrepro.runs import find_runs
 
@@ -123,8 +158,13 @@ def test_seed_groups_never_mix_incomplete_runs(root):
 
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_no_matching_runs_is_a_message_and_exit_1(root, tmp_path):
-    p = subprocess.run([sys.executable, "scripts/compare_runs.py", str(root), "--norm", "gn"],
-                       cwd=ROOT, capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [sys.executable, "scripts/compare_runs.py", str(root), "--norm", "gn"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 1 and p.stdout == ""
     assert p.stderr.strip() == f"no runs match --norm gn in {root} (7 runs there)"
     assert compare.main([str(tmp_path / "nowhere")]) == 1
@@ -133,8 +173,24 @@ def test_no_matching_runs_is_a_message_and_exit_1(root, tmp_path):
 @pytest.mark.slow  # > 1 s: matplotlib figures
 def test_csv_lists_every_run_and_plot_overlays_them(root, tmp_path, capsys):
     csv_file, png = tmp_path / "runs.csv", tmp_path / "cmp.png"
-    assert compare.main([str(root), "--experiment", "pi_mnist_cpu", "--csv", str(csv_file),
-                         "--plot", "val/err", "--x", "epoch", "--out", str(png)]) == 0
+    assert (
+        compare.main(
+            [
+                str(root),
+                "--experiment",
+                "pi_mnist_cpu",
+                "--csv",
+                str(csv_file),
+                "--plot",
+                "val/err",
+                "--x",
+                "epoch",
+                "--out",
+                str(png),
+            ]
+        )
+        == 0
+    )
     lines = csv_file.read_text().splitlines()
     assert len(lines) == 1 + 6 and sum("incomplete" in ln for ln in lines) == 1
     assert png.stat().st_size > 10_000
@@ -154,10 +210,18 @@ def test_wandb_source_without_api_key_is_one_clear_error(monkeypatch, tmp_path, 
 
 # ---- scripts/figure.py: mean and min..max band with several seeds, unchanged with one ----
 
-SPEC = {"name": "fig_test", "title": "test", "dataset": "tiny", "panels": "data.batch_size",
-        "x": "epoch", "scales": {"cpu": {"experiment": "pi_mnist_cpu", "seeds": [1]}},
-        "norms": ["ln", "bn"], "metrics": [{"key": "val/err", "label": "val err"}],
-        "table": ["val/err"], "labels": {"ln": "LN", "bn": "BN"}}
+SPEC = {
+    "name": "fig_test",
+    "title": "test",
+    "dataset": "tiny",
+    "panels": "data.batch_size",
+    "x": "epoch",
+    "scales": {"cpu": {"experiment": "pi_mnist_cpu", "seeds": [1]}},
+    "norms": ["ln", "bn"],
+    "metrics": [{"key": "val/err", "label": "val err"}],
+    "table": ["val/err"],
+    "labels": {"ln": "LN", "bn": "BN"},
+}
 
 
 def _plot(tmp_path, monkeypatch, seeds):
@@ -170,15 +234,23 @@ def _plot(tmp_path, monkeypatch, seeds):
     out = tmp_path / "outputs"
     for norm in ("ln", "bn"):
         for s in seeds:
-            write_run(out / "figures" / "fig_test" / "cpu" / f"{norm}_{s}", norm=norm, seed=s,
-                      val_errs=(0.5, 0.1 * s))
+            write_run(
+                out / "figures" / "fig_test" / "cpu" / f"{norm}_{s}",
+                norm=norm,
+                seed=s,
+                val_errs=(0.5, 0.1 * s),
+            )
     monkeypatch.setenv("LNREPRO_OUTPUTS", str(out))
     bands, captions = [], []
     real_fill, real_title = Axes.fill_between, Figure.suptitle
-    monkeypatch.setattr(Axes, "fill_between", lambda ax, x, lo, hi, **k: bands.append((lo, hi))
-                        or real_fill(ax, x, lo, hi, **k))
-    monkeypatch.setattr(Figure, "suptitle", lambda fig, t, **k: captions.append(t)
-                        or real_title(fig, t, **k))
+    monkeypatch.setattr(
+        Axes,
+        "fill_between",
+        lambda ax, x, lo, hi, **k: bands.append((lo, hi)) or real_fill(ax, x, lo, hi, **k),
+    )
+    monkeypatch.setattr(
+        Figure, "suptitle", lambda fig, t, **k: captions.append(t) or real_title(fig, t, **k)
+    )
     assert figure.plot(SPEC, "cpu", tmp_path / "results") == 0
     rows = (tmp_path / "results" / "fig_test.csv").read_text().splitlines()
     return bands, captions[0], rows
@@ -207,19 +279,47 @@ def test_wandb_runs_are_read_like_run_directories(monkeypatch, capsys):
     class FakeRun:
         def __init__(self, id, seed, state, errs, summary):
             self.id, self.state, self._errs = id, state, errs
-            self.config = {"name": "pi_mnist_cpu", "seed": seed, "norm": {"kind": "ln"},
-                           "_meta": {"seed": seed}}
+            self.config = {
+                "name": "pi_mnist_cpu",
+                "seed": seed,
+                "norm": {"kind": "ln"},
+                "_meta": {"seed": seed},
+            }
             self.summary = {"_runtime": 5, **summary}
 
         def scan_history(self):
-            return [{"_step": 10 * (i + 1), "_runtime": i, "epoch": i, "val/err": e}
-                    for i, e in enumerate(self._errs)]
+            return [
+                {"_step": 10 * (i + 1), "_runtime": i, "epoch": i, "val/err": e}
+                for i, e in enumerate(self._errs)
+            ]
 
-    runs = [FakeRun("a", 1, "finished", [0.3, 0.1], {"status": "completed", "step": 20,
-                    "final": {"val/err": 0.1}, "best": {"val/err": 0.1}}),
-            FakeRun("b", 2, "finished", [0.4, 0.3], {"status": "completed", "step": 20,
-                    "final": {"val/err": 0.3}, "best": {"val/err": 0.3}}),
-            FakeRun("c", 3, "crashed", [0.5], {})]
+    runs = [
+        FakeRun(
+            "a",
+            1,
+            "finished",
+            [0.3, 0.1],
+            {
+                "status": "completed",
+                "step": 20,
+                "final": {"val/err": 0.1},
+                "best": {"val/err": 0.1},
+            },
+        ),
+        FakeRun(
+            "b",
+            2,
+            "finished",
+            [0.4, 0.3],
+            {
+                "status": "completed",
+                "step": 20,
+                "final": {"val/err": 0.3},
+                "best": {"val/err": 0.3},
+            },
+        ),
+        FakeRun("c", 3, "crashed", [0.5], {}),
+    ]
     api = types.SimpleNamespace(runs=lambda path, filters: runs if path == "me/lnrepro" else [])
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=lambda timeout: api))
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
@@ -258,16 +358,42 @@ def test_wandb_filters_are_applied_by_the_server(monkeypatch, capsys):
         asked.append((path, filters))
         return []
 
-    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(
-        Api=lambda timeout: types.SimpleNamespace(runs=runs)))
+    monkeypatch.setitem(
+        sys.modules,
+        "wandb",
+        types.SimpleNamespace(Api=lambda timeout: types.SimpleNamespace(runs=runs)),
+    )
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert compare.main(["--wandb", "me/lnrepro", "--experiment", "pi_mnist_cpu", "--norm",
-                         "ln,bn", "--tag", "bs4", "--where", "data.batch_size=4"]) == 1
-    assert asked == [("me/lnrepro", {"$and": [
-        {"config.name": {"$in": ["pi_mnist_cpu"]}},
-        {"config.norm.kind": {"$in": ["ln", "bn"]}},
-        {"tags": {"$in": ["bs4"]}},
-        {"config.data.batch_size": {"$in": ["4", 4]}}]})]
+    assert (
+        compare.main(
+            [
+                "--wandb",
+                "me/lnrepro",
+                "--experiment",
+                "pi_mnist_cpu",
+                "--norm",
+                "ln,bn",
+                "--tag",
+                "bs4",
+                "--where",
+                "data.batch_size=4",
+            ]
+        )
+        == 1
+    )
+    assert asked == [
+        (
+            "me/lnrepro",
+            {
+                "$and": [
+                    {"config.name": {"$in": ["pi_mnist_cpu"]}},
+                    {"config.norm.kind": {"$in": ["ln", "bn"]}},
+                    {"tags": {"$in": ["bs4"]}},
+                    {"config.data.batch_size": {"$in": ["4", 4]}},
+                ]
+            },
+        )
+    ]
     assert "no runs match" in capsys.readouterr().err
     asked.clear()
     compare.main(["--wandb", "me/lnrepro"])

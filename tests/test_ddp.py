@@ -50,14 +50,18 @@ def equivalence(tmp_path_factory):
         diffs[case] = {
             "grad": max(float((r["grads"][k] - g["grads"][k]).abs().max()) for k in r["grads"]),
             "loss": max(abs(a - b) for a, b in zip(r["losses"], g["losses"], strict=True)),
-            "buffers": max([float((r["buffers"][k] - g["buffers"][k]).abs().max())
-                            for k in r["buffers"]] or [0.0]),
+            "buffers": max(
+                [float((r["buffers"][k] - g["buffers"][k]).abs().max()) for k in r["buffers"]]
+                or [0.0]
+            ),
         }
         assert len(g["losses"]) == ddp_cases.STEPS
     print("\nDDP 2 x B/2 vs 1 x B (max abs diff):")
     for case, d in diffs.items():
-        print(f"  {case:14s} grads {d['grad']:.2e}  losses {d['loss']:.2e}  "
-              f"BN running stats {d['buffers']:.2e}")
+        print(
+            f"  {case:14s} grads {d['grad']:.2e}  losses {d['loss']:.2e}  "
+            f"BN running stats {d['buffers']:.2e}"
+        )
     return diffs
 
 
@@ -85,12 +89,18 @@ def test_shards_are_slices_of_the_one_process_batches():
     for b, h0, h1 in zip(whole, *halves, strict=True):
         for t, a, c in zip(b, h0, h1, strict=True):
             assert torch.equal(torch.cat([a, c]), t) and len(a) == 2
-    lm = TokenStreams({s: torch.arange(4 * 13) for s in ("train", "val", "test")},
-                      [str(i) for i in range(52)], batch_size=4, bptt=3)
+    lm = TokenStreams(
+        {s: torch.arange(4 * 13) for s in ("train", "val", "test")},
+        [str(i) for i in range(52)],
+        batch_size=4,
+        bptt=3,
+    )
     seg = next(lm.train_batches(0))
     part = next(distributed.shard_data(lm, World(1, 2)).train_batches(0))
     assert torch.equal(part.x, seg.x[:, 2:]) and torch.equal(part.y, seg.y[:, 2:])
-    assert part.first and lm.steps_per_epoch == distributed.shard_data(lm, World(1, 2)).steps_per_epoch
+    assert (
+        part.first and lm.steps_per_epoch == distributed.shard_data(lm, World(1, 2)).steps_per_epoch
+    )
 
 
 def test_one_process_is_untouched():
@@ -100,7 +110,10 @@ def test_one_process_is_untouched():
     assert distributed.shard_task(task, one) is task
     assert distributed.wrap_model(model, one, torch.device("cpu")) is model
     assert distributed.bn_meta(NormSpec("bn"), 16, one) == {
-        "world_size": 1, "bn_stats": "batch", "bn_batch": 16}
+        "world_size": 1,
+        "bn_stats": "batch",
+        "bn_batch": 16,
+    }
 
 
 def test_batch_must_split_evenly():
@@ -115,7 +128,10 @@ def test_batch_must_split_evenly():
 def test_bn_statistics_are_named():
     w = World(0, 4)
     assert distributed.bn_meta(NormSpec("bn"), 128, w) == {
-        "world_size": 4, "bn_stats": "per_process", "bn_batch": 32}
+        "world_size": 4,
+        "bn_stats": "per_process",
+        "bn_batch": 32,
+    }
     assert distributed.bn_meta(NormSpec("bn", sync=True), 128, w)["bn_stats"] == "synced"
     assert distributed.bn_meta(NormSpec("ln"), 128, w) == {"world_size": 4}
 
@@ -142,8 +158,11 @@ def test_unsupported_tasks_are_refused():
 def test_resume_checks_the_world_size():
     distributed.check_resume(None, World())  # a checkpoint from before DDP: one process
     distributed.check_resume(2, World(1, 2))
-    with pytest.raises(ConfigError, match=r"trained by 2 processes and this run has 1 .*"
-                                          r"torchrun --nproc_per_node=2"):
+    with pytest.raises(
+        ConfigError,
+        match=r"trained by 2 processes and this run has 1 .*"
+        r"torchrun --nproc_per_node=2",
+    ):
         distributed.check_resume(2, World())
 
 
@@ -170,21 +189,40 @@ def test_checkpoints_from_before_norm_sync_resume():
 
 # ---------------------------------------------------------------- the real entrypoint
 SMALL = [a for a in TINY if not a.startswith("trainer.epochs")] + [
-    "trainer.epochs=null", "trainer.eval_every=4", "trainer.log_every=2", "trainer.ckpt_every=4"]
+    "trainer.epochs=null",
+    "trainer.eval_every=4",
+    "trainer.log_every=2",
+    "trainer.ckpt_every=4",
+]
 
 
 def _launch(args, tmp_path, data_dir, nproc=2, timeout=900):
-    env = {**os.environ, "LNREPRO_OUTPUTS": str(tmp_path / "outputs"),
-           "LNREPRO_DATA": str(data_dir), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    head = ([str(TORCHRUN), "--standalone", f"--nproc_per_node={nproc}"] if nproc
-            else [sys.executable])
-    return subprocess.run([*head, "-m", "lnrepro.train", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    env = {
+        **os.environ,
+        "LNREPRO_OUTPUTS": str(tmp_path / "outputs"),
+        "LNREPRO_DATA": str(data_dir),
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "1",
+    }
+    head = (
+        [str(TORCHRUN), "--standalone", f"--nproc_per_node={nproc}"] if nproc else [sys.executable]
+    )
+    return subprocess.run(
+        [*head, "-m", "lnrepro.train", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _rows(run: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "time"}
-            for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k != "time"}
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 @pytest.mark.slow
@@ -193,16 +231,26 @@ def test_torchrun_end_to_end(tiny_mnist, tmp_path):
     numbers as one process (LN, float32: to rounding); a resume that continues bit for bit; a
     resume in one process refused with one line."""
     full, part = tmp_path / "full", tmp_path / "part"
-    p = _launch([*SMALL, "norm=ln", "trainer.max_steps=8", f"hydra.run.dir={full}"],
-                tmp_path, tiny_mnist)
+    p = _launch(
+        [*SMALL, "norm=ln", "trainer.max_steps=8", f"hydra.run.dir={full}"], tmp_path, tiny_mnist
+    )
     assert p.returncode == 0, p.stderr[-3000:]
-    one = _launch([*SMALL, "norm=ln", "trainer.max_steps=8", f"hydra.run.dir={tmp_path / 'one'}"],
-                  tmp_path, tiny_mnist, nproc=0)
+    one = _launch(
+        [*SMALL, "norm=ln", "trainer.max_steps=8", f"hydra.run.dir={tmp_path / 'one'}"],
+        tmp_path,
+        tiny_mnist,
+        nproc=0,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     # rank 0 alone wrote, into the one folder named on the command line
     assert not (tmp_path / "outputs").exists()
     assert sorted(x.name for x in full.iterdir()) == [
-        ".hydra", "checkpoints", "metrics.jsonl", "summary.json", "train.log"]
+        ".hydra",
+        "checkpoints",
+        "metrics.jsonl",
+        "summary.json",
+        "train.log",
+    ]
     summary = json.loads((full / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["world_size"] == 2
     assert p.stdout.count("eval step 8") == 1  # one rank logs
@@ -217,30 +265,50 @@ def test_torchrun_end_to_end(tiny_mnist, tmp_path):
             assert ra[k] == pytest.approx(v, rel=1e-4, abs=1e-6), (k, ra, rb)
 
     # a one-process checkpoint resumed by 2 processes: refused, rank 0 says why in one line
-    refused = _launch([*SMALL, "norm=ln", "trainer.max_steps=12", "resume=true",
-                       f"hydra.run.dir={tmp_path / 'one'}"], tmp_path, tiny_mnist)
+    refused = _launch(
+        [
+            *SMALL,
+            "norm=ln",
+            "trainer.max_steps=12",
+            "resume=true",
+            f"hydra.run.dir={tmp_path / 'one'}",
+        ],
+        tmp_path,
+        tiny_mnist,
+    )
     assert refused.returncode != 0
     lines = [x for x in refused.stderr.splitlines() if "cannot resume" in x]
-    assert len(lines) == 1 and "trained by 1 process and this run has 2" in lines[0], \
+    assert len(lines) == 1 and "trained by 1 process and this run has 2" in lines[0], (
         refused.stderr[-3000:]
+    )
 
     # stopped at step 4, resumed to 8: the uninterrupted run's rows exactly
-    p = _launch([*SMALL, "norm=bn", "trainer.max_steps=4", f"hydra.run.dir={part}"],
-                tmp_path, tiny_mnist)
+    p = _launch(
+        [*SMALL, "norm=bn", "trainer.max_steps=4", f"hydra.run.dir={part}"], tmp_path, tiny_mnist
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads((part / "summary.json").read_text())
     assert (summary["bn_stats"], summary["bn_batch"]) == ("per_process", 8)
-    refused = _launch([*SMALL, "norm=bn", "trainer.max_steps=8", "resume=true",
-                       f"hydra.run.dir={part}"], tmp_path, tiny_mnist, nproc=0)
+    refused = _launch(
+        [*SMALL, "norm=bn", "trainer.max_steps=8", "resume=true", f"hydra.run.dir={part}"],
+        tmp_path,
+        tiny_mnist,
+        nproc=0,
+    )
     assert refused.returncode == 2
     lines = [x for x in refused.stderr.splitlines() if "cannot resume" in x]
-    assert len(lines) == 1 and "trained by 2 processes and this run has 1" in lines[0], \
+    assert len(lines) == 1 and "trained by 2 processes and this run has 1" in lines[0], (
         refused.stderr
-    p = _launch([*SMALL, "norm=bn", "trainer.max_steps=8", "resume=true",
-                 f"hydra.run.dir={part}"], tmp_path, tiny_mnist)
+    )
+    p = _launch(
+        [*SMALL, "norm=bn", "trainer.max_steps=8", "resume=true", f"hydra.run.dir={part}"],
+        tmp_path,
+        tiny_mnist,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     bn_full = tmp_path / "bn_full"
-    p = _launch([*SMALL, "norm=bn", "trainer.max_steps=8", f"hydra.run.dir={bn_full}"],
-                tmp_path, tiny_mnist)
+    p = _launch(
+        [*SMALL, "norm=bn", "trainer.max_steps=8", f"hydra.run.dir={bn_full}"], tmp_path, tiny_mnist
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert _rows(part) == _rows(bn_full)

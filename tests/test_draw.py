@@ -81,7 +81,8 @@ def ref_read(img, p, n):
         for i in range(n):
             for j in range(n):
                 out[b, i, j] = gamma[b] * sum(
-                    fy[b, i, y] * img[b, y, x] * fx[b, j, x] for y in range(A) for x in range(A))
+                    fy[b, i, y] * img[b, y, x] * fx[b, j, x] for y in range(A) for x in range(A)
+                )
     return out
 
 
@@ -93,8 +94,10 @@ def ref_write(w, p, n, A):
     for b in range(len(w)):
         for y in range(A):
             for x in range(A):
-                out[b, y, x] = sum(fy[b, i, y] * w[b, i, j] * fx[b, j, x]
-                                   for i in range(n) for j in range(n)) / gamma[b]
+                out[b, y, x] = (
+                    sum(fy[b, i, y] * w[b, i, j] * fx[b, j, x] for i in range(n) for j in range(n))
+                    / gamma[b]
+                )
     return out
 
 
@@ -127,8 +130,9 @@ def ref_draw(m, x, generator):
     for _ in range(m.glimpses):
         out = h_dec @ m.dec_out.weight.T + m.dec_out.bias  # read params from h^dec_{t-1}
         x_err = x - torch.sigmoid(canvas)
-        r = torch.cat([ref_read(x, out[:, :5], nr).flatten(1),
-                       ref_read(x_err, out[:, :5], nr).flatten(1)], 1)
+        r = torch.cat(
+            [ref_read(x, out[:, :5], nr).flatten(1), ref_read(x_err, out[:, :5], nr).flatten(1)], 1
+        )
         h_enc, c_enc = ref_lstm_step(m.enc, torch.cat([r, h_dec], 1), h_enc, c_enc)
         q = h_enc @ m.q.weight.T + m.q.bias
         mu, log_sigma = q[:, : m.z_size], q[:, m.z_size :]
@@ -156,8 +160,9 @@ def test_filterbank_equals_the_loop_over_eq_19_and_25():
     delta = torch.tensor([1.5, 0.3, 4.0], dtype=torch.float64)
     var = torch.tensor([0.7, 2.0, 0.2], dtype=torch.float64)
     for n in (1, 2, 3):
-        torch.testing.assert_close(filterbank(g, delta, var, n, 8),
-                                   ref_filterbank(g, delta, var, n, 8))
+        torch.testing.assert_close(
+            filterbank(g, delta, var, n, 8), ref_filterbank(g, delta, var, n, 8)
+        )
     f = filterbank(g, delta, var, 3, 8)
     # rows sum to 1 (Z of Eq. 25), except a filter far outside the image (case 2's third, at
     # 11.2 with sigma^2 0.2), which the eps in Z keeps near 0 instead of dividing 0 by 0
@@ -189,8 +194,9 @@ def test_kl_equals_torch_distributions():
 @pytest.mark.parametrize("kind", ["ln", "bn", "none"])
 def test_norm_only_on_the_cell_state(kind):
     """Eq. 29-31: no norm on W_h h or W_x x; LN / per-glimpse BN / nothing on c_t."""
-    m = randomize(DRAW(8, kind, glimpses=3, read_size=2, write_size=3, enc_size=5,
-                       dec_size=6, z_size=2)).double()
+    m = randomize(
+        DRAW(8, kind, glimpses=3, read_size=2, write_size=3, enc_size=5, dec_size=6, z_size=2)
+    ).double()
     want = {"ln": LayerNorm, "bn": SeqBatchNorm, "none": type(None)}[kind]
     for cell in (m.enc, m.dec):
         assert cell.norm_ih is None and cell.norm_hh is None
@@ -204,8 +210,9 @@ def test_norm_only_on_the_cell_state(kind):
 
 @pytest.mark.parametrize("kind", ["ln", "bn", "none"])
 def test_forward_equals_the_from_scratch_draw(kind):
-    m = randomize(DRAW(6, kind, glimpses=3, read_size=2, write_size=3, enc_size=5,
-                       dec_size=4, z_size=2)).double()
+    m = randomize(
+        DRAW(6, kind, glimpses=3, read_size=2, write_size=3, enc_size=5, dec_size=4, z_size=2)
+    ).double()
     x = (torch.rand(3, 6, 6) < 0.4).double()
     with torch.no_grad():
         logits, mu, log_sigma = m(x, generator=torch.Generator().manual_seed(5))
@@ -239,8 +246,9 @@ def test_bound_decreases_on_a_few_images():
         x[k, 1 + 4 * r : 5 + 4 * r, 1 + 5 * c : 4 + 5 * c] = 1
     for kind in ("ln", "bn", "none"):
         torch.manual_seed(0)
-        m = DRAW(10, kind, glimpses=4, read_size=2, write_size=3, enc_size=24, dec_size=24,
-                 z_size=4)
+        m = DRAW(
+            10, kind, glimpses=4, read_size=2, write_size=3, enc_size=24, dec_size=24, z_size=4
+        )
         task = VariationalBound()
         opt = torch.optim.Adam(m.parameters(), lr=1e-2)
         first = None
@@ -318,8 +326,13 @@ def test_data_module_split_fixed_files_and_missing_data(tmp_path, monkeypatch):
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_every_norm_through_the_real_entrypoint(cli, tmp_path):
     sweep = tmp_path / "sweep"
-    p = cli(*DRAW_TINY, "norm=ln,bn,none", f"hydra.sweep.dir={sweep}",
-            "hydra.sweep.subdir=${hydra.job.num}_${norm.kind}", multirun=True)
+    p = cli(
+        *DRAW_TINY,
+        "norm=ln,bn,none",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${hydra.job.num}_${norm.kind}",
+        multirun=True,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     runs = find_runs(sweep)
     assert sorted(r.get("norm.kind") for r in runs) == ["bn", "ln", "none"]
@@ -336,9 +349,24 @@ def test_every_norm_through_the_real_entrypoint(cli, tmp_path):
         assert bounds[-1] < bounds[0] - 10, (r.path, bounds)
         assert r.summary["final"]["test/bound"] == evals[-1]["test/bound"]
     out = tmp_path / "samples.png"
-    s = subprocess.run([sys.executable, "scripts/sample_draw.py", *[str(r.path) for r in runs],
-                        "--n", "4", "--steps", "1", "--out", str(out)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    s = subprocess.run(
+        [
+            sys.executable,
+            "scripts/sample_draw.py",
+            *[str(r.path) for r in runs],
+            "--n",
+            "4",
+            "--steps",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert s.returncode == 0, s.stderr[-2000:]
     assert out.stat().st_size > 1000
 
@@ -357,8 +385,11 @@ def test_resume_continues_exactly(compose, tiny_mnist, tmp_path):
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_wrong_image_size_is_one_clear_error(compose, tiny_mnist, tmp_path):
     cfg = compose(DRAW_TINY + [f"paths.data_dir={tiny_mnist}", "model.image_size=32"])
-    with pytest.raises(ConfigError, match=r"model.image_size=32 does not match the data "
-                                          r"\(image_size=28\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.image_size=32 does not match the data "
+        r"\(image_size=28\)",
+    ):
         run(cfg, tmp_path / "a")
     m = DRAW(32, "ln", glimpses=2, enc_size=4, dec_size=4, z_size=2)
     with pytest.raises(ConfigError, match="configured for 32x32 images .* size 28x28"):
@@ -372,7 +403,13 @@ def test_paper_setup_of_draw(compose):
     cfg = compose(["experiment=draw"])
     m = cfg.model
     assert (m.glimpses, m.enc_size, m.dec_size, m.z_size, m.read_size, m.write_size) == (
-        64, 256, 256, 100, 2, 5)
+        64,
+        256,
+        256,
+        100,
+        2,
+        5,
+    )
     assert cfg.optim._target_ == "torch.optim.Adam" and cfg.optim.lr == 1e-3
     assert cfg.data.batch_size == 128 and cfg.data.val_size == 10000
     assert cfg.trainer.epochs == 200

@@ -52,8 +52,10 @@ def test_every_case_has_a_golden_file():
 def test_golden_run_is_bit_identical(path: Path, tmp_path: Path):
     doc = json.loads(path.read_text())
     if doc["torch"] != torch.__version__:
-        pytest.skip(f"recorded with torch {doc['torch']}, this is {torch.__version__}: "
-                    "floating-point results are only reproducible within one torch build")
+        pytest.skip(
+            f"recorded with torch {doc['torch']}, this is {torch.__version__}: "
+            "floating-point results are only reproducible within one torch build"
+        )
     rows = [_as_recorded(r) for r in golden.run_case(_overrides(doc["overrides"]), tmp_path)]
     want = doc["rows"]
     assert len(rows) == len(want), f"{len(rows)} metrics rows, golden has {len(want)}"

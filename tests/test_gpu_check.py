@@ -49,14 +49,29 @@ def test_cpu_half_runs_without_hydra(tmp_path):
     code = code.replace("ARGS", "[]")
     before = _stat(RESULT)
     env = {"PATH": os.environ.get("PATH", ""), "CUDA_VISIBLE_DEVICES": "", "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert "GPU half SKIPPED" in out and "GPU half skipped" in out.splitlines()[-1]
     assert "the built-in YAML reader" in out  # PyYAML was not importable
-    for name in ("pi_mnist", "cnn_mnist", "cnn_cifar10", "lm_ptb_char", "lm_ptb_word", "draw",
-                 "handwriting", "skip_thoughts"):
+    for name in (
+        "pi_mnist",
+        "cnn_mnist",
+        "cnn_cifar10",
+        "lm_ptb_char",
+        "lm_ptb_word",
+        "draw",
+        "handwriting",
+        "skip_thoughts",
+    ):
         lines = [ln for ln in out.splitlines() if f"] {name}: " in ln]
         assert any("parameters" in ln and "GFLOP" in ln for ln in lines), lines  # full width
         tiny = next(ln for ln in lines if "tiny updates" in ln)
@@ -70,14 +85,24 @@ def test_bare_guard_blocks_hydra(tmp_path):
     code = BARE.split("sys.argv")[0].replace("SITES", repr(sites)) + (
         "for name in ('hydra', 'omegaconf', 'yaml', 'lnrepro'):\n"
         "    try:\n        __import__(name)\n        print('IMPORTED', name)\n"
-        "    except ImportError:\n        pass\n")
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, check=False)
+        "    except ImportError:\n        pass\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0 and "IMPORTED" not in proc.stdout, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("path", sorted(ROOT.glob("configs/**/*.yaml")),
-                         ids=lambda p: str(p.relative_to(ROOT / "configs")))
+@pytest.mark.parametrize(
+    "path",
+    sorted(ROOT.glob("configs/**/*.yaml")),
+    ids=lambda p: str(p.relative_to(ROOT / "configs")),
+)
 def test_yaml_reader_reads_every_config_as_omegaconf(gpu_check, path):
     expected = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     assert gpu_check.parse_yaml(path.read_text(), str(path)) == expected
@@ -90,8 +115,9 @@ def test_compose_matches_hydra(gpu_check, compose):
     as data_dir's ${oc.env:..}, stay unresolved in the script: they are compared by key only)."""
     for path in sorted((ROOT / "configs" / "experiment").glob("*.yaml")):
         ours = gpu_check.compose(path.stem, "bn")
-        theirs = OmegaConf.to_container(compose([f"experiment={path.stem}", "norm=bn"]),
-                                        resolve=True)
+        theirs = OmegaConf.to_container(
+            compose([f"experiment={path.stem}", "norm=bn"]), resolve=True
+        )
         for key in ("name", "seed", "norm", "model", "task", "optim", "trainer", "data"):
             mine, want = ours[key], theirs[key]
             if isinstance(mine, dict):

@@ -77,12 +77,14 @@ def line_strokes(text: str) -> list[list[tuple[int, int]]]:
 
 def stroke_xml(strokes) -> str:
     """A lineStrokes file as FORMAT.md shows it (CRLF after the Point lines)."""
-    head = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n<WhiteboardCaptureSession>\n'
-            '  <WhiteboardDescription>\n    <SensorLocation corner="top_left"/>\n'
-            '    <DiagonallyOppositeCoords x="6512" y="1376"/>\n'
-            '    <VerticallyOppositeCoords x="966" y="1376"/>\n'
-            '    <HorizontallyOppositeCoords x="6512" y="787"/>\n'
-            '  </WhiteboardDescription>\n  <StrokeSet>\n')
+    head = (
+        '<?xml version="1.0" encoding="ISO-8859-1"?>\n<WhiteboardCaptureSession>\n'
+        '  <WhiteboardDescription>\n    <SensorLocation corner="top_left"/>\n'
+        '    <DiagonallyOppositeCoords x="6512" y="1376"/>\n'
+        '    <VerticallyOppositeCoords x="966" y="1376"/>\n'
+        '    <HorizontallyOppositeCoords x="6512" y="787"/>\n'
+        "  </WhiteboardDescription>\n  <StrokeSet>\n"
+    )
     body, t = "", 100.0
     for pts in strokes:
         body += f'    <Stroke colour="black" start_time="{t:.2f}" end_time="{t + 1:.2f}">\n'
@@ -93,8 +95,15 @@ def stroke_xml(strokes) -> str:
     return head + body + "  </StrokeSet>\n</WhiteboardCaptureSession>\n"
 
 
-def write_iam(root: Path, n_forms: int = 10, lines_per_form: int = 3, seed: int = 0,
-              malformed: tuple = (), no_ascii: tuple = (), extra_file: tuple = ()) -> Path:
+def write_iam(
+    root: Path,
+    n_forms: int = 10,
+    lines_per_form: int = 3,
+    seed: int = 0,
+    malformed: tuple = (),
+    no_ascii: tuple = (),
+    extra_file: tuple = (),
+) -> Path:
     """<root>/iam_ondb/{lineStrokes,ascii}/aNN/aNN-NNN/... like the official archives.
 
     malformed: (form index, line) pairs whose XML is cut off; no_ascii: form indices without a
@@ -104,8 +113,9 @@ def write_iam(root: Path, n_forms: int = 10, lines_per_form: int = 3, seed: int 
     for f in range(n_forms):
         form = f"a{f // 4 + 1:02d}-{f:03d}u"
         folder = f"{form[:3]}/{form[:7]}"
-        texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 4))))
-                 for _ in range(lines_per_form)]
+        texts = [
+            " ".join(rng.choice(WORDS, size=int(rng.integers(2, 4)))) for _ in range(lines_per_form)
+        ]
         sdir = base / "lineStrokes" / folder
         sdir.mkdir(parents=True, exist_ok=True)
         n_files = lines_per_form + (f in extra_file)
@@ -142,8 +152,13 @@ def test_mdn_nll_matches_torch_distributions():
     params = mdn_params(y, M)
     e_logit, log_pi, mu, log_sigma, rho = params
     s = log_sigma.exp()
-    cov = torch.stack([torch.stack([s[..., 0] ** 2, rho * s[..., 0] * s[..., 1]], -1),
-                       torch.stack([rho * s[..., 0] * s[..., 1], s[..., 1] ** 2], -1)], -2)
+    cov = torch.stack(
+        [
+            torch.stack([s[..., 0] ** 2, rho * s[..., 0] * s[..., 1]], -1),
+            torch.stack([rho * s[..., 0] * s[..., 1], s[..., 1] ** 2], -1),
+        ],
+        -2,
+    )
     mvn = D.MultivariateNormal(mu, covariance_matrix=cov)
     log_mix = torch.logsumexp(log_pi + mvn.log_prob(target[..., None, :2]), -1)
     ref = -log_mix - D.Bernoulli(logits=e_logit).log_prob(target[..., 2])
@@ -162,7 +177,7 @@ def test_mdn_sampling_bias_eq_61_62():
     M, b = 3, 0.7
     y = torch.randn(2, 1 + 6 * M)
     _, log_pi, _, log_sigma, _ = mdn_params(y, M, min_log_sigma=-30.0, bias=b)
-    pi_hat, s_hat = y[:, 1:1 + M], y[:, 1 + 3 * M:1 + 5 * M]
+    pi_hat, s_hat = y[:, 1 : 1 + M], y[:, 1 + 3 * M : 1 + 5 * M]
     torch.testing.assert_close(log_pi, torch.log_softmax(pi_hat * (1 + b), -1))
     torch.testing.assert_close(log_sigma.flatten(-2), s_hat - b)
 
@@ -171,8 +186,8 @@ def test_mdn_sampling_bias_eq_61_62():
 def test_mdn_is_finite_for_tiny_sigmas_and_extreme_outputs(s_hat):
     M = 5
     y = torch.randn(7, 2, 1 + 6 * M)
-    y[..., 1 + 3 * M:1 + 5 * M] = s_hat  # sigma -> 0
-    y[..., 1 + 5 * M:] = 50.0  # rho -> 1
+    y[..., 1 + 3 * M : 1 + 5 * M] = s_hat  # sigma -> 0
+    y[..., 1 + 5 * M :] = 50.0  # rho -> 1
     y[..., 0] = -80.0  # certain "no end of stroke"
     y.requires_grad_(True)
     target = torch.randn(7, 2, 3) * 30
@@ -189,8 +204,16 @@ def test_mdn_is_finite_for_tiny_sigmas_and_extreme_outputs(s_hat):
 # ---- attention window (Graves Eq. 46-51) ---------------------------------------------------
 def small_model(norm="ln", **kw) -> HandwritingSynthesis:
     torch.manual_seed(0)
-    args = {"vocab_size": 6, "hidden_size": 8, "num_layers": 3, "window_components": 3,
-            "mixture_components": 2, "norm": norm, "t_max": 30, "init": "orthogonal"}
+    args = {
+        "vocab_size": 6,
+        "hidden_size": 8,
+        "num_layers": 3,
+        "window_components": 3,
+        "mixture_components": 2,
+        "norm": norm,
+        "t_max": 30,
+        "init": "orthogonal",
+    }
     return HandwritingSynthesis(**{**args, **kw})
 
 
@@ -278,23 +301,39 @@ def test_graves_clipping_hooks_bound_the_derivatives():
 def test_xml_parser_offsets_and_transcription(tmp_path):
     strokes = [[(10, 20), (13, 25), (20, 22)], [(60, 30)], [(70, 28), (75, 35)]]
     pts = parse_strokes(stroke_xml(strokes).encode("latin-1"))
-    assert pts.tolist() == [[10, 20, 0], [13, 25, 0], [20, 22, 1], [60, 30, 1], [70, 28, 0],
-                            [75, 35, 1]]
-    assert to_offsets(pts).tolist() == [[3, 5, 0], [7, -3, 1], [40, 8, 1], [10, -2, 0],
-                                        [5, 7, 1]]
-    text = ("OCR:\r\n\r\nA MOVE to stop\r\nMr . Gaitskell\r\n\r\nCSR:\r\n\r\n"
-            "A MOVE\r\nto stop\r\n\r\n")
+    assert pts.tolist() == [
+        [10, 20, 0],
+        [13, 25, 0],
+        [20, 22, 1],
+        [60, 30, 1],
+        [70, 28, 0],
+        [75, 35, 1],
+    ]
+    assert to_offsets(pts).tolist() == [[3, 5, 0], [7, -3, 1], [40, 8, 1], [10, -2, 0], [5, 7, 1]]
+    text = (
+        "OCR:\r\n\r\nA MOVE to stop\r\nMr . Gaitskell\r\n\r\nCSR:\r\n\r\nA MOVE\r\nto stop\r\n\r\n"
+    )
     assert parse_transcription(text) == ["A MOVE", "to stop"]
     assert parse_transcription("no sections here") == []
     assert encode_text("Az 9.", DEFAULT_ALPHABET) == [
-        DEFAULT_ALPHABET.index("A") + 1, DEFAULT_ALPHABET.index("z") + 1, 1, 0,
-        DEFAULT_ALPHABET.index(".") + 1]
+        DEFAULT_ALPHABET.index("A") + 1,
+        DEFAULT_ALPHABET.index("z") + 1,
+        1,
+        0,
+        DEFAULT_ALPHABET.index(".") + 1,
+    ]
     assert len(DEFAULT_ALPHABET) + 1 == 57  # Graves Sec. 5.2
 
 
 def test_loader_reads_the_official_layout_and_normalises(tiny_iam, tmp_path):
-    d = iam_ondb(str(tiny_iam), batch_size=2, max_len=None, val_fraction=0.3,
-                 cache_dir=str(tmp_path / "c"), verify=False)
+    d = iam_ondb(
+        str(tiny_iam),
+        batch_size=2,
+        max_len=None,
+        val_fraction=0.3,
+        cache_dir=str(tmp_path / "c"),
+        verify=False,
+    )
     strokes, lengths, chars = d.splits["train"]
     n_train, n_val = len(lengths), len(d.splits["val"][1])
     assert n_train + n_val == 30 and n_val > 0 and n_val % 3 == 0  # whole forms
@@ -303,18 +342,27 @@ def test_loader_reads_the_official_layout_and_normalises(tiny_iam, tmp_path):
     mask = torch.arange(strokes.shape[1]) < lengths[:, None]
     xy = strokes[mask][:, :2].double()
     torch.testing.assert_close(xy.mean(0), torch.zeros(2, dtype=torch.float64), atol=1e-5, rtol=0)
-    torch.testing.assert_close(xy.std(0, correction=0), torch.ones(2, dtype=torch.float64),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        xy.std(0, correction=0), torch.ones(2, dtype=torch.float64), atol=1e-5, rtol=0
+    )
     assert set(strokes[mask][:, 2].unique().tolist()) == {0.0, 1.0}
     assert (strokes[~mask] == 0).all() and ((chars >= -1) & (chars < 57)).all()
     # one word = one stroke: the number of end-of-stroke marks is the number of words - the
     # first point of a line only anchors it, so a one-point first stroke would lose its mark
     raw, cached = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c", verify=False)
-    assert cached and all(raw.line(i)[:, 2].sum() == len(t.split()) for i, t in
-                          enumerate(raw.texts))
+    assert cached and all(
+        raw.line(i)[:, 2].sum() == len(t.split()) for i, t in enumerate(raw.texts)
+    )
     # max_len cuts lines (keeps the text), std-only normalisation keeps the mean
-    cut = iam_ondb(str(tiny_iam), batch_size=2, max_len=7, val_fraction=0.3, subtract_mean=False,
-                   cache_dir=str(tmp_path / "c"), verify=False)
+    cut = iam_ondb(
+        str(tiny_iam),
+        batch_size=2,
+        max_len=7,
+        val_fraction=0.3,
+        subtract_mean=False,
+        cache_dir=str(tmp_path / "c"),
+        verify=False,
+    )
     assert cut.splits["train"][0].shape[1] == 7 and cut.splits["train"][1].max() == 7
     assert cut.mean == [0.0, 0.0] and cut.splits["train"][2].shape == chars.shape
 
@@ -328,16 +376,20 @@ def test_tar_archives_give_the_same_lines(tiny_iam, tmp_path):
     a, _ = load_raw_lines(tiny_iam, cache_dir=tmp_path / "c1", verify=False)
     b, _ = load_raw_lines(tmp_path / "arch", cache_dir=tmp_path / "c2", verify=False)
     assert a.texts == b.texts and a.forms == b.forms and np.array_equal(a.offsets, b.offsets)
-    part, _ = load_raw_lines(tmp_path / "arch", limit_forms=2, cache_dir=tmp_path / "c2",
-                             verify=False)
+    part, _ = load_raw_lines(
+        tmp_path / "arch", limit_forms=2, cache_dir=tmp_path / "c2", verify=False
+    )
     assert len(set(part.forms)) == 2 and part.texts == a.texts[: len(part.texts)]
 
 
 def test_cache_roundtrip_and_second_load_skips_the_xml(tiny_iam, tmp_path, monkeypatch):
-    raw = RawLines(np.array([[1, -2, 0], [300, 4, 1], [-5, 6, 1]], np.int32),
-                   np.array([0, 2, 3]), ["ab c", "Ä ."], ["a01-000u", "a01-001x"],
-                   {"malformed XML": 1, "fewer than 2 points": 0, "no transcription": 2,
-                    "empty text": 0})
+    raw = RawLines(
+        np.array([[1, -2, 0], [300, 4, 1], [-5, 6, 1]], np.int32),
+        np.array([0, 2, 3]),
+        ["ab c", "Ä ."],
+        ["a01-000u", "a01-001x"],
+        {"malformed XML": 1, "fewer than 2 points": 0, "no transcription": 2, "empty text": 0},
+    )
     save_raw(tmp_path / "x.npz", raw)
     back = load_raw(tmp_path / "x.npz")
     assert np.array_equal(back.offsets, raw.offsets) and back.offsets.dtype == np.int32
@@ -361,14 +413,18 @@ def test_cache_roundtrip_and_second_load_skips_the_xml(tiny_iam, tmp_path, monke
 
 
 def test_bad_files_are_counted_and_skipped_with_a_warning(tmp_path, caplog):
-    data = write_iam(tmp_path / "d", n_forms=8, malformed=((0, 2),), no_ascii=(1,),
-                     extra_file=(2,))
+    data = write_iam(tmp_path / "d", n_forms=8, malformed=((0, 2),), no_ascii=(1,), extra_file=(2,))
     with caplog.at_level(logging.WARNING, logger="lnrepro"):
-        d = iam_ondb(str(data), batch_size=2, val_fraction=0.3, cache_dir=str(tmp_path / "c"),
-                     verify=False)
+        d = iam_ondb(
+            str(data), batch_size=2, val_fraction=0.3, cache_dir=str(tmp_path / "c"), verify=False
+        )
     raw, _ = load_raw_lines(data, cache_dir=tmp_path / "c", verify=False)
-    assert raw.dropped == {"malformed XML": 1, "fewer than 2 points": 0,
-                           "no transcription": 3 + 4, "empty text": 0}
+    assert raw.dropped == {
+        "malformed XML": 1,
+        "fewer than 2 points": 0,
+        "no transcription": 3 + 4,
+        "empty text": 0,
+    }
     assert len(raw) == 8 * 3 + 1 - 1 - 3 - 4 and "a01-001u" not in raw.forms
     assert sum(len(s[1]) for s in d.splits.values()) == len(raw)
     msg = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -388,8 +444,12 @@ def test_empty_dataset_and_missing_files_are_one_clear_error(tmp_path):
     one = write_iam(tmp_path / "one", n_forms=1)
     with pytest.raises(DataError, match="split of IAM-OnDB is empty"):
         iam_ondb(str(one), cache_dir=str(tmp_path / "c"), verify=False)
-    for kwargs, match in (({"val_fraction": 1.5}, "val_fraction"), ({"max_len": 0}, "max_len"),
-                          ({"alphabet": "aa"}, "alphabet"), ({"batch_size": 0}, "batch_size")):
+    for kwargs, match in (
+        ({"val_fraction": 1.5}, "val_fraction"),
+        ({"max_len": 0}, "max_len"),
+        ({"alphabet": "aa"}, "alphabet"),
+        ({"batch_size": 0}, "batch_size"),
+    ):
         with pytest.raises(ConfigError, match=match):
             iam_ondb(str(one), cache_dir=str(tmp_path / "c"), **kwargs)
 
@@ -410,8 +470,9 @@ def test_task_shifts_inputs_masks_padding_and_sums_per_sequence():
     torch.testing.assert_close(loss, per_point[:, 0].sum() + per_point[:3, 1].sum())
     torch.testing.assert_close(metrics["nll_seq"], loss.detach() / 2)
     torch.testing.assert_close(metrics["nll_point"], loss.detach() / 8)
-    ev = HandwritingTask().evaluate(m, [(strokes[:1], lengths[:1], chars[:1]),
-                                        (strokes[1:], lengths[1:], chars[1:])])
+    ev = HandwritingTask().evaluate(
+        m, [(strokes[:1], lengths[:1], chars[:1]), (strokes[1:], lengths[1:], chars[1:])]
+    )
     assert ev["nll_seq"] == pytest.approx(loss.item() / 2, rel=1e-5)
     assert ev["nll_point"] == pytest.approx(loss.item() / 8, rel=1e-5)
 
@@ -441,9 +502,18 @@ def test_every_norm_through_the_real_entrypoint_and_samples(tmp_path, tiny_iam):
     """One Hydra multirun over norm=ln,bn,none on the synthetic IAM files, then the sampling
     script on two of the run directories."""
     sweep = tmp_path / "sweep"
-    p = run_cli([*TINY_HW, "norm=ln,bn,none", f"hydra.sweep.dir={sweep}",
-                 "hydra.sweep.subdir=${hydra.job.num}_${norm.kind}"], tmp_path, tiny_iam,
-                multirun=True, env={"LNREPRO_CACHE": str(tmp_path / "cache")})
+    p = run_cli(
+        [
+            *TINY_HW,
+            "norm=ln,bn,none",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.sweep.subdir=${hydra.job.num}_${norm.kind}",
+        ],
+        tmp_path,
+        tiny_iam,
+        multirun=True,
+        env={"LNREPRO_CACHE": str(tmp_path / "cache")},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     runs = find_runs(sweep)
     assert sorted(r.get("norm.kind") for r in runs) == ["bn", "ln", "none"]
@@ -458,17 +528,40 @@ def test_every_norm_through_the_real_entrypoint_and_samples(tmp_path, tiny_iam):
         assert any("batch/nll_seq" in x for x in r.rows)
     png = tmp_path / "samples.png"
     dirs = [str(r.path) for r in runs if r.get("norm.kind") in ("ln", "none")]
-    s = subprocess.run([sys.executable, "scripts/sample_handwriting.py", *dirs, "--text",
-                        "the cat", "--max-steps", "30", "--out", str(png), "--bias", "1.0"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    s = subprocess.run(
+        [
+            sys.executable,
+            "scripts/sample_handwriting.py",
+            *dirs,
+            "--text",
+            "the cat",
+            "--max-steps",
+            "30",
+            "--out",
+            str(png),
+            "--bias",
+            "1.0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert s.returncode == 0, s.stderr[-3000:]
     assert png.stat().st_size > 1000 and "LN" in s.stdout
 
 
 @pytest.mark.realdata("iam_ondb")
 def test_real_iam_ondb_smoke(tmp_path, real_data):
-    d = iam_ondb(str(real_data), batch_size=4, max_len=300, limit_forms=12, val_fraction=0.2,
-                 cache_dir=str(tmp_path / "c"))
+    d = iam_ondb(
+        str(real_data),
+        batch_size=4,
+        max_len=300,
+        limit_forms=12,
+        val_fraction=0.2,
+        cache_dir=str(tmp_path / "c"),
+    )
     strokes, lengths, _ = d.splits["train"]
     assert len(lengths) > 20 and strokes.shape[1] == 300 and d.vocab_size == 57
     assert 0.01 < strokes[..., 2].sum() / lengths.sum() < 0.1  # ~4% of points end a stroke

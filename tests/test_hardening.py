@@ -45,15 +45,25 @@ def assert_one_error_line(p, code: int = 2) -> str:
 
 
 def cli_env(tmp_path: Path, data_dir: Path, **extra) -> dict:
-    env = {**os.environ, "LNREPRO_OUTPUTS": str(tmp_path / "outputs"),
-           "LNREPRO_DATA": str(data_dir), "LNREPRO_CACHE": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        "LNREPRO_OUTPUTS": str(tmp_path / "outputs"),
+        "LNREPRO_DATA": str(data_dir),
+        "LNREPRO_CACHE": str(tmp_path / "cache"),
+    }
     env.update(extra)
     return env
 
 
 def start_cli(args, env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lnrepro.train", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lnrepro.train", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(cond, proc=None, timeout=120.0):
@@ -90,7 +100,7 @@ def break_a_middle_header(data: bytes) -> bytes:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = tar.getmembers()
     at = members[len(members) // 2].offset + 148  # the chksum field
-    return data[:at] + b"XXXXXXX\0" + data[at + 8:]
+    return data[:at] + b"XXXXXXX\0" + data[at + 8 :]
 
 
 def test_a_damaged_member_header_is_refused_and_nothing_is_cached(tmp_path):
@@ -109,7 +119,7 @@ def test_a_damaged_xz_stream_is_refused_and_nothing_is_cached(tmp_path):
     archive = data / "iam_ondb" / "lineStrokes-all.tar.xz"
     raw = archive.read_bytes()
     mid = len(raw) // 2
-    archive.write_bytes(raw[:mid] + bytes(b ^ 0xFF for b in raw[mid:mid + 16]) + raw[mid + 16:])
+    archive.write_bytes(raw[:mid] + bytes(b ^ 0xFF for b in raw[mid : mid + 16]) + raw[mid + 16 :])
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match=r"lineStrokes-all.tar.xz.*(damaged|truncated)"):
         iam_ondb(str(data), cache_dir=str(cache), verify=False)
@@ -135,10 +145,24 @@ def test_extracted_trees_are_counted(tmp_path):
 @pytest.mark.slow
 def test_damaged_archive_through_the_entrypoint(tmp_path):
     data = tiny_iam_archives(tmp_path, damage=break_a_middle_header)
-    args = ["experiment=handwriting_cpu", "data.verify=false", "data.batch_size=2",
-            "trainer.max_steps=2", "logger=none", "threads=1", f"hydra.run.dir={tmp_path}/run"]
-    p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args], cwd=ROOT,
-                       env=cli_env(tmp_path, data), capture_output=True, text=True, timeout=300, check=False)
+    args = [
+        "experiment=handwriting_cpu",
+        "data.verify=false",
+        "data.batch_size=2",
+        "trainer.max_steps=2",
+        "logger=none",
+        "threads=1",
+        f"hydra.run.dir={tmp_path}/run",
+    ]
+    p = subprocess.run(
+        [sys.executable, "-m", "lnrepro.train", *args],
+        cwd=ROOT,
+        env=cli_env(tmp_path, data),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     line = assert_one_error_line(p)
     assert "lineStrokes-all.tar.xz" in line and "damaged" in line
     assert not list((tmp_path / "cache").rglob("lines_*"))
@@ -146,22 +170,29 @@ def test_damaged_archive_through_the_entrypoint(tmp_path):
 
 
 # ---- 2. one run per run directory -----------------------------------------------------------
-HOLD = ("import sys, time; from lnrepro.callbacks import lock_run_dir; lock_run_dir(sys.argv[1]); "
-        "print('locked', flush=True); time.sleep(120)")
+HOLD = (
+    "import sys, time; from lnrepro.callbacks import lock_run_dir; lock_run_dir(sys.argv[1]); "
+    "print('locked', flush=True); time.sleep(120)"
+)
 
 
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_a_second_run_stops_naming_the_first_and_a_dead_ones_lock_is_taken_over(
-        compose, tiny_mnist, tmp_path):
+    compose, tiny_mnist, tmp_path
+):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    first = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], cwd=ROOT,
-                             stdout=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert first.stdout.readline().strip() == "locked"
         cfg = tiny_cfg(compose, tiny_mnist, "trainer.max_steps=3")
-        with pytest.raises(ConfigError, match=rf"in use by another run \(process {first.pid} on "
-                                              rf"{socket.gethostname()}"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"in use by another run \(process {first.pid} on "
+            rf"{socket.gethostname()}",
+        ):
             run(cfg, run_dir)
         assert not (run_dir / "metrics.jsonl").exists()
     finally:
@@ -177,8 +208,9 @@ def test_a_second_run_stops_naming_the_first_and_a_dead_ones_lock_is_taken_over(
 def test_a_lock_from_another_host_is_respected_and_named(compose, tiny_mnist, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / LOCK_FILE).write_text(json.dumps({"host": "node-17", "pid": 4242,
-                                                 "started": "2024-01-01T00:00:00"}))
+    (run_dir / LOCK_FILE).write_text(
+        json.dumps({"host": "node-17", "pid": 4242, "started": "2024-01-01T00:00:00"})
+    )
     with pytest.raises(ConfigError, match=r"locked by process 4242 on node-17.*delete"):
         run(tiny_cfg(compose, tiny_mnist, "trainer.max_steps=3"), run_dir)
     assert json.loads((run_dir / LOCK_FILE).read_text())["host"] == "node-17"
@@ -202,8 +234,15 @@ def test_concurrent_runs_into_one_directory(tmp_path, tiny_mnist):
     first = start_cli(base, env)
     try:
         wait_for(lambda: (run_dir / "metrics.jsonl").exists(), first)
-        second = subprocess.run([sys.executable, "-m", "lnrepro.train", *base, "seed=7"], cwd=ROOT,
-                                env=env, capture_output=True, text=True, timeout=300, check=False)
+        second = subprocess.run(
+            [sys.executable, "-m", "lnrepro.train", *base, "seed=7"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         line = assert_one_error_line(second)
         assert f"process {first.pid}" in line and "in use by another run" in line
         assert first.poll() is None  # the first run goes on, its files untouched
@@ -229,8 +268,15 @@ def test_resume_after_kill_9_takes_over_the_stale_lock(tmp_path, tiny_mnist):
     proc.kill()
     proc.communicate()
     assert json.loads((run_dir / LOCK_FILE).read_text())["pid"] == proc.pid
-    p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args, "resume=true"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=300, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "lnrepro.train", *args, "resume=true"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"taking over the lock of process {proc.pid}" in p.stderr
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
@@ -259,8 +305,15 @@ def test_a_full_disk_during_a_checkpoint(tmp_path, tiny_mnist):
     run_dir = tmp_path / "run"
     env = cli_env(tmp_path, tiny_mnist)
     args = [*TINY, "trainer.epochs=null", "trainer.eval_every=5", f"hydra.run.dir={run_dir}"]
-    p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args, "trainer.max_steps=5"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "lnrepro.train", *args, "trainer.max_steps=5"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     ckpt = run_dir / "checkpoints" / "last.pt"
     good = ckpt.read_bytes()
@@ -269,9 +322,16 @@ def test_a_full_disk_during_a_checkpoint(tmp_path, tiny_mnist):
     def small_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args, "trainer.max_steps=10",
-                        "resume=true"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=300, preexec_fn=small_files, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "lnrepro.train", *args, "trainer.max_steps=10", "resume=true"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=small_files,
+        check=False,
+    )
     line = assert_one_error_line(p)
     assert "cannot write" in line and "last.pt" in line and "File too large" in line
     assert ckpt.read_bytes() == good
@@ -309,26 +369,46 @@ def silent_server():
 
 
 def wandb_env(tmp_path, data_dir, **extra) -> dict:
-    env = {k: v for k, v in cli_env(tmp_path, data_dir).items()
-           if not k.startswith(("WANDB_", "NETRC"))}
+    env = {
+        k: v
+        for k, v in cli_env(tmp_path, data_dir).items()
+        if not k.startswith(("WANDB_", "NETRC"))
+    }
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), WANDB_CONFIG_DIR=str(home / "wandb_config"),
-               WANDB_CACHE_DIR=str(home / "wandb_cache"), WANDB_DATA_DIR=str(home / "wandb_data"))
+    env.update(
+        HOME=str(home),
+        WANDB_CONFIG_DIR=str(home / "wandb_config"),
+        WANDB_CACHE_DIR=str(home / "wandb_cache"),
+        WANDB_DATA_DIR=str(home / "wandb_data"),
+    )
     env.update(extra)
     return env
 
 
 @pytest.mark.slow
 def test_wandb_that_never_answers_continues_offline_in_bounded_time(
-        tmp_path, tiny_mnist, silent_server):
+    tmp_path, tiny_mnist, silent_server
+):
     env = wandb_env(tmp_path, tiny_mnist, WANDB_API_KEY="a" * 40, WANDB_BASE_URL=silent_server)
     run_dir = tmp_path / "run"
-    args = [*[a for a in TINY if not a.startswith("logger=")], "logger=wandb",
-            "logger.init_timeout=5", "trainer.max_steps=3", f"hydra.run.dir={run_dir}"]
+    args = [
+        *[a for a in TINY if not a.startswith("logger=")],
+        "logger=wandb",
+        "logger.init_timeout=5",
+        "trainer.max_steps=3",
+        f"hydra.run.dir={run_dir}",
+    ]
     t0 = time.time()
-    p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=240, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "lnrepro.train", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert time.time() - t0 < 120
     warned = [ln for ln in p.stderr.splitlines() if "W&B" in ln and "[WARNING]" in ln]
@@ -340,10 +420,20 @@ def test_wandb_that_never_answers_continues_offline_in_bounded_time(
 @pytest.mark.slow
 def test_wandb_online_without_a_key_is_one_line(tmp_path, tiny_mnist):
     env = wandb_env(tmp_path, tiny_mnist, WANDB_MODE="online")
-    args = [*[a for a in TINY if not a.startswith("logger=")], "logger=wandb",
-            f"hydra.run.dir={tmp_path}/run"]
-    p = subprocess.run([sys.executable, "-m", "lnrepro.train", *args], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300, check=False)
+    args = [
+        *[a for a in TINY if not a.startswith("logger=")],
+        "logger=wandb",
+        f"hydra.run.dir={tmp_path}/run",
+    ]
+    p = subprocess.run(
+        [sys.executable, "-m", "lnrepro.train", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     line = assert_one_error_line(p)
     assert "online" in line and "API key" in line and "wandb login" in line
 
@@ -368,8 +458,9 @@ CASES = [(c, False) for c in BAD] + [(c, True) for c in MULTIRUN]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case, multirun", CASES,
-                         ids=list(BAD) + [f"{c} (multirun)" for c in MULTIRUN])
+@pytest.mark.parametrize(
+    "case, multirun", CASES, ids=list(BAD) + [f"{c} (multirun)" for c in MULTIRUN]
+)
 def test_bad_values_are_one_line_and_exit_2(tmp_path, tiny_mnist, case, multirun):
     overrides, expected = BAD[case]
     keys = {o.split("=")[0] for o in overrides}
@@ -443,8 +534,15 @@ def test_digests_are_remembered_per_path_size_and_mtime(tmp_path, cache, monkeyp
 
 def test_original_and_reconstruction_both_verify(tmp_path, cache, monkeypatch, caplog):
     raw = write_idx_mnist(tmp_path / "d", n_train=30, n_test=10) / "MNIST" / "raw"
-    files = [raw / f for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+    files = [
+        raw / f
+        for f in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    ]
     record(monkeypatch, "MNIST", raw, [f.name for f in files[1:]], algo="md5")
     record(monkeypatch, "MNIST", raw, [files[0].name], label=V.MNIST_RECONSTRUCTION)
     with caplog.at_level("INFO", logger="lnrepro"):
@@ -488,8 +586,9 @@ def test_caches_live_under_the_cache_root_keyed_by_content(tmp_path, cache):
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # nothing written here
 
 
-def test_an_unwritable_cache_root_is_one_line_before_training(compose, tiny_mnist, tmp_path,
-                                                              monkeypatch):
+def test_an_unwritable_cache_root_is_one_line_before_training(
+    compose, tiny_mnist, tmp_path, monkeypatch
+):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setenv("LNREPRO_CACHE", str(blocker / "cache"))
@@ -503,12 +602,26 @@ def test_resume_checks_the_thread_count(compose, tiny_mnist, tmp_path):
     before = torch.get_num_threads()
     try:
         run(tiny_cfg(compose, tiny_mnist, "trainer.max_steps=5", "threads=1"), tmp_path)
-        with pytest.raises(ConfigError, match=r"1 thread.*this run 2.*threads=1.*"
-                                              r"resume_allow_different_threads=true"):
-            run(tiny_cfg(compose, tiny_mnist, "trainer.max_steps=10", "threads=2",
-                         "resume=true"), tmp_path)
-        s = run(tiny_cfg(compose, tiny_mnist, "trainer.max_steps=10", "threads=2", "resume=true",
-                         "resume_allow_different_threads=true"), tmp_path)
+        with pytest.raises(
+            ConfigError,
+            match=r"1 thread.*this run 2.*threads=1.*"
+            r"resume_allow_different_threads=true",
+        ):
+            run(
+                tiny_cfg(compose, tiny_mnist, "trainer.max_steps=10", "threads=2", "resume=true"),
+                tmp_path,
+            )
+        s = run(
+            tiny_cfg(
+                compose,
+                tiny_mnist,
+                "trainer.max_steps=10",
+                "threads=2",
+                "resume=true",
+                "resume_allow_different_threads=true",
+            ),
+            tmp_path,
+        )
         assert s["status"] == "completed" and s["step"] == 10
     finally:
         torch.set_num_threads(before)

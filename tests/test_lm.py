@@ -53,8 +53,9 @@ def sentences(n: int, seed: int) -> list[str]:
     return out
 
 
-def write_ptb(root: Path, n_train: int = 120, n_eval: int = 30, char_files: bool = False,
-              seed: int = 0) -> Path:
+def write_ptb(
+    root: Path, n_train: int = 120, n_eval: int = 30, char_files: bool = False, seed: int = 0
+) -> Path:
     """<root>/ptb/ptb.{train,valid,test}.txt; with `char_files` also ptb.char.*, written by
     the SOURCES.md rule (valid gzipped, as in shared/data)."""
     d = root / "ptb"
@@ -110,8 +111,11 @@ def test_char_level_derived_from_words_equals_char_files(tmp_path):
     (tmp_path / "b" / "ptb" / "ptb.train.txt").unlink()  # the char files alone suffice
     alone = ptb(tmp_path / "b", "char", 3, 7, 2, verify=False)
     assert derived.vocab == files.vocab == alone.vocab
-    assert EOS in derived.vocab and "_" in derived.vocab and all(
-        len(s) == 1 for s in derived.vocab if s != EOS)
+    assert (
+        EOS in derived.vocab
+        and "_" in derived.vocab
+        and all(len(s) == 1 for s in derived.vocab if s != EOS)
+    )
     for a, b in ((derived, files), (derived, alone)):
         assert torch.equal(a.train, b.train)
         assert all(torch.equal(a.splits[s], b.splits[s]) for s in ("val", "test"))
@@ -148,22 +152,32 @@ def test_eval_batches_cover_every_token_and_cap(tiny_ptb):
     assert [s.first for s in segs] == [True] + [False] * (len(segs) - 1)
     assert torch.equal(torch.cat([s.x for s in segs]), val[:-1])
     assert torch.equal(torch.cat([s.y for s in segs]), val[1:])  # the last segment may be short
-    capped = ptb(tiny_ptb, "char", 3, 7, eval_batch_size=2, eval_tokens={"val": 41, "test": None},
-                 verify=False)
+    capped = ptb(
+        tiny_ptb,
+        "char",
+        3,
+        7,
+        eval_batch_size=2,
+        eval_tokens={"val": 41, "test": None},
+        verify=False,
+    )
     assert capped.splits["val"].numel() == 40  # 41 tokens in 2 streams of 20
     assert torch.equal(capped.splits["val"][:, 0], val[:20, 0])  # the first tokens of the text
     assert torch.equal(capped.splits["test"], d.splits["test"])
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"bptt": 0}, ConfigError, "data.bptt must be a positive integer"),
-    ({"batch_size": 0}, ConfigError, "data.batch_size must be a positive integer"),
-    ({"eval_batch_size": -1}, ConfigError, "data.eval_batch_size"),
-    ({"level": "byte"}, ConfigError, "data.level"),
-    ({"bptt": 100000}, ConfigError, "too short"),
-    ({"eval_tokens": 1}, ConfigError, "too short"),
-    ({"eval_tokens": {"train": 10}}, ConfigError, "eval_tokens"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"bptt": 0}, ConfigError, "data.bptt must be a positive integer"),
+        ({"batch_size": 0}, ConfigError, "data.batch_size must be a positive integer"),
+        ({"eval_batch_size": -1}, ConfigError, "data.eval_batch_size"),
+        ({"level": "byte"}, ConfigError, "data.level"),
+        ({"bptt": 100000}, ConfigError, "too short"),
+        ({"eval_tokens": 1}, ConfigError, "too short"),
+        ({"eval_tokens": {"train": 10}}, ConfigError, "eval_tokens"),
+    ],
+)
 def test_bad_data_config(tiny_ptb, kwargs, error, match):
     args = {"level": "char", "batch_size": 2, "bptt": 5, "eval_batch_size": 2, **kwargs}
     with pytest.raises(error, match=match):
@@ -209,7 +223,8 @@ def mock_hub(monkeypatch, root: Path, strip: bool = False) -> list:
         for split, name in (("train", "train"), ("validation", "valid"), ("test", "test")):
             lines = (root / "ptb" / f"ptb.{name}.txt").read_text().split("\n")[:-1]
             rows[split] = datasets.Dataset.from_dict(
-                {"sentence": [x.strip() if strip else x for x in lines]})
+                {"sentence": [x.strip() if strip else x for x in lines]}
+            )
         return datasets.DatasetDict(rows)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
@@ -231,16 +246,19 @@ def test_hub_source_gives_the_local_token_streams(tiny_ptb, monkeypatch, level, 
     calls = mock_hub(monkeypatch, tiny_ptb, strip)
     hub = ptb("/nowhere", level, 4, 5, 2, source="hub", hub_id="ptb_text_only")
     assert_same_streams(hub, local)
-    assert calls == [("ptb_text_only", None, str(Path(os.environ["LNREPRO_CACHE"])
-                                                 / "huggingface"))]
+    assert calls == [
+        ("ptb_text_only", None, str(Path(os.environ["LNREPRO_CACHE"]) / "huggingface"))
+    ]
 
 
 def test_hub_source_errors_are_one_line(tiny_ptb, monkeypatch):
     import datasets
 
     def offline(hub_id, *a, **k):
-        raise ConnectionError(f"Couldn't reach '{hub_id}' on the Hub (OfflineModeIsEnabled)\n"
-                              "a long traceback-like second line")
+        raise ConnectionError(
+            f"Couldn't reach '{hub_id}' on the Hub (OfflineModeIsEnabled)\n"
+            "a long traceback-like second line"
+        )
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError) as e:
@@ -295,7 +313,7 @@ def test_state_is_carried_detached_and_reset(tiny_ptb, norm):
     # the carried state continues the text: the same as one forward over both segments
     with torch.no_grad():
         full, _ = model(torch.cat([s1.x, s2.x]))
-        ref = F.cross_entropy(full[len(s1.x):].flatten(0, 1), s2.y.flatten())
+        ref = F.cross_entropy(full[len(s1.x) :].flatten(0, 1), s2.y.flatten())
         fresh, _ = model(s2.x)
         ref_reset = F.cross_entropy(fresh.flatten(0, 1), s2.y.flatten())
     assert loss2.item() == pytest.approx(ref.item(), abs=1e-5)
@@ -322,7 +340,8 @@ def test_evaluate_is_exact_and_leaves_training_state(tiny_ptb):
     assert out["nll"] == pytest.approx(nll, rel=1e-5)
     assert out["bpc"] == pytest.approx(nll / math.log(2))
     assert LanguageModel("ppl").evaluate(model, d.eval_batches("val"))["ppl"] == pytest.approx(
-        math.exp(nll), rel=1e-5)
+        math.exp(nll), rel=1e-5
+    )
     with pytest.raises(ConfigError, match="task.unit"):
         LanguageModel("bits")
 
@@ -347,8 +366,9 @@ def test_model_checks_its_vocabulary_on_load(tiny_ptb):
 def test_every_norm_through_the_real_entrypoint(tmp_path, tiny_ptb):
     """One Hydra multirun over norm=ln,bn,none on char text derived from the word files."""
     sweep = tmp_path / "sweep"
-    p = run_cli([*TINY_LM, "norm=ln,bn,none", f"hydra.sweep.dir={sweep}"], tmp_path, tiny_ptb,
-                multirun=True)
+    p = run_cli(
+        [*TINY_LM, "norm=ln,bn,none", f"hydra.sweep.dir={sweep}"], tmp_path, tiny_ptb, multirun=True
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     runs = find_runs(sweep)
     assert sorted(r.get("norm.kind") for r in runs) == ["bn", "ln", "none"]
@@ -364,10 +384,21 @@ def test_every_norm_through_the_real_entrypoint(tmp_path, tiny_ptb):
 
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_word_level_run_reports_perplexity(compose, tiny_ptb, tmp_path):
-    cfg = compose(["experiment=lm_ptb_word_cpu", f"paths.data_dir={tiny_ptb}", "logger=none",
-                   "threads=1", "data.batch_size=4", "data.eval_tokens=null", "model.emb_dim=8",
-                   "model.hidden_size=8", "trainer.max_steps=5", "trainer.log_every=5",
-                   "data.verify=false"])
+    cfg = compose(
+        [
+            "experiment=lm_ptb_word_cpu",
+            f"paths.data_dir={tiny_ptb}",
+            "logger=none",
+            "threads=1",
+            "data.batch_size=4",
+            "data.eval_tokens=null",
+            "model.emb_dim=8",
+            "model.hidden_size=8",
+            "trainer.max_steps=5",
+            "trainer.log_every=5",
+            "data.verify=false",
+        ]
+    )
     s = run(cfg, tmp_path)
     final = s["final"]
     assert final["val/ppl"] == pytest.approx(math.exp(final["val/nll"]))
@@ -380,17 +411,24 @@ def test_resume_equals_uninterrupted_run(compose, tiny_ptb, tmp_path):
     d = ptb(tiny_ptb, "char", 4, 10, 2, verify=False)
     k = d.steps_per_epoch // 4  # the evaluation interval
     total = d.steps_per_epoch + k  # crosses an epoch boundary (the carried state resets there)
-    common = [f"trainer.log_every={k}", f"trainer.ckpt_every={k}", "trainer.eval_splits=[val,test]",
-              "trainer.final_eval_splits=[]", "norm=bn"]
+    common = [
+        f"trainer.log_every={k}",
+        f"trainer.ckpt_every={k}",
+        "trainer.eval_splits=[val,test]",
+        "trainer.final_eval_splits=[]",
+        "norm=bn",
+    ]
     full = run(lm_cfg(compose, tiny_ptb, *common, f"trainer.max_steps={total}"), tmp_path / "a")
     stopped = tmp_path / "b"  # stopped mid-epoch, with a carried state that matters
     run(lm_cfg(compose, tiny_ptb, *common, f"trainer.max_steps={2 * k}"), stopped)
     with open(stopped / "metrics.jsonl", "a") as f:  # what a killed run logged after its checkpoint
         f.write(f'{{"step": {2 * k + 1}, "time": 0, "batch/loss": 99}}\n{{"step": 3')
-    resumed = run(lm_cfg(compose, tiny_ptb, *common, f"trainer.max_steps={total}", "resume=true"),
-                  stopped)
+    resumed = run(
+        lm_cfg(compose, tiny_ptb, *common, f"trainer.max_steps={total}", "resume=true"), stopped
+    )
     assert rows_without_time(tmp_path / "a" / "metrics.jsonl") == rows_without_time(
-        stopped / "metrics.jsonl")
+        stopped / "metrics.jsonl"
+    )
     assert resumed["final"] == full["final"] and resumed["best"] == full["best"]
     a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)
@@ -418,12 +456,15 @@ def test_vocabulary_mismatch_on_resume(compose, tmp_path):
     assert load_run(tmp_path / "r").summary["step"] == 3
 
 
-@pytest.mark.parametrize("overrides, error, match", [
-    (["data.bptt=0"], ConfigError, "data.bptt must be a positive integer"),
-    (["data.batch_size=0"], ConfigError, "data.batch_size must be a positive integer"),
-    (["task.unit=nats"], ConfigError, "task.unit"),
-    (["model.dropout=1.5"], ConfigError, "dropout"),
-])
+@pytest.mark.parametrize(
+    "overrides, error, match",
+    [
+        (["data.bptt=0"], ConfigError, "data.bptt must be a positive integer"),
+        (["data.batch_size=0"], ConfigError, "data.batch_size must be a positive integer"),
+        (["task.unit=nats"], ConfigError, "task.unit"),
+        (["model.dropout=1.5"], ConfigError, "dropout"),
+    ],
+)
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_bad_config_values(compose, tiny_ptb, tmp_path, overrides, error, match):
     with pytest.raises(error, match=match):
@@ -447,8 +488,17 @@ def test_real_ptb_smoke(compose, tmp_path, real_data):
         with gzip.open(char_file, "rt") as f:
             chars = char_symbols(f.read(), char_file)
         assert chars == char_symbols_from_words((data / "ptb" / "ptb.valid.txt").read_text())
-    cfg = compose(["experiment=lm_ptb_char_cpu", "norm=ln", "trainer.max_steps=4", "logger=none",
-                   "data.eval_tokens=3000", "trainer.evals_per_epoch=1", "threads=1"])
+    cfg = compose(
+        [
+            "experiment=lm_ptb_char_cpu",
+            "norm=ln",
+            "trainer.max_steps=4",
+            "logger=none",
+            "data.eval_tokens=3000",
+            "trainer.evals_per_epoch=1",
+            "threads=1",
+        ]
+    )
     s = run(cfg, tmp_path)
     assert s["status"] == "completed"
     assert json.loads((tmp_path / "summary.json").read_text())["n_params"] > 0

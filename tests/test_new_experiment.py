@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 from helpers import ROOT
@@ -97,13 +96,30 @@ def test_a_new_experiment_needs_only_its_own_files(tmp_path):
     for name, text in FILES.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(textwrap.dedent(text))
-    env = {**os.environ, "LNREPRO_OUTPUTS": str(tmp_path / "outputs"),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "LNREPRO_OUTPUTS": str(tmp_path / "outputs"),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
     r = subprocess.run(
-        [sys.executable, "-m", "lnrepro.train", "-m", "experiment=toy_quadrants",
-         "norm=ln,bn,none,wn,rms", f"hydra.searchpath=[file://{tmp_path / 'cfg'}]",
-         "logger=none", "threads=1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+        [
+            sys.executable,
+            "-m",
+            "lnrepro.train",
+            "-m",
+            "experiment=toy_quadrants",
+            "norm=ln,bn,none,wn,rms",
+            f"hydra.searchpath=[file://{tmp_path / 'cfg'}]",
+            "logger=none",
+            "threads=1",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("summary.json")]
     assert sorted(s["norm"] for s in summaries) == ["bn", "ln", "none", "rms", "wn"]

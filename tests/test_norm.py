@@ -190,19 +190,39 @@ def _transforms():
 
 
 TABLE1 = {  # the paper's Table 1; True = invariant
-    "bn": {"weight matrix re-scaling": True, "weight matrix re-centering": False,
-           "weight vector re-scaling": True, "dataset re-scaling": True,
-           "dataset re-centering": True, "single training case re-scaling": False},
-    "ln": {"weight matrix re-scaling": True, "weight matrix re-centering": True,
-           "weight vector re-scaling": False, "dataset re-scaling": True,
-           "dataset re-centering": False, "single training case re-scaling": True},
-    "wn": {"weight matrix re-scaling": True, "weight matrix re-centering": False,
-           "weight vector re-scaling": True, "dataset re-scaling": False,
-           "dataset re-centering": False, "single training case re-scaling": False},
+    "bn": {
+        "weight matrix re-scaling": True,
+        "weight matrix re-centering": False,
+        "weight vector re-scaling": True,
+        "dataset re-scaling": True,
+        "dataset re-centering": True,
+        "single training case re-scaling": False,
+    },
+    "ln": {
+        "weight matrix re-scaling": True,
+        "weight matrix re-centering": True,
+        "weight vector re-scaling": False,
+        "dataset re-scaling": True,
+        "dataset re-centering": False,
+        "single training case re-scaling": True,
+    },
+    "wn": {
+        "weight matrix re-scaling": True,
+        "weight matrix re-centering": False,
+        "weight vector re-scaling": True,
+        "dataset re-scaling": False,
+        "dataset re-centering": False,
+        "single training case re-scaling": False,
+    },
     # RMSNorm (derived, not in the paper): see test_table1_invariances
-    "rms": {"weight matrix re-scaling": True, "weight matrix re-centering": False,
-            "weight vector re-scaling": False, "dataset re-scaling": True,
-            "dataset re-centering": False, "single training case re-scaling": True},
+    "rms": {
+        "weight matrix re-scaling": True,
+        "weight matrix re-centering": False,
+        "weight vector re-scaling": False,
+        "dataset re-scaling": True,
+        "dataset re-centering": False,
+        "single training case re-scaling": True,
+    },
 }
 
 
@@ -241,8 +261,10 @@ def test_ln_gradient_scales_inversely_with_weight_norm():
     target = torch.randn(N, H, dtype=torch.float64)
     grads = []
     for delta in (1.0, 4.0):
-        W = (torch.randn(H, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-             * delta).requires_grad_()
+        W = (
+            torch.randn(H, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+            * delta
+        ).requires_grad_()
         loss = ((_normed("ln", W, X) - target) ** 2).sum()
         loss.backward()
         grads.append(W.grad)
@@ -325,8 +347,14 @@ def test_layer_norm_over_every_non_batch_dim_with_its_eps(shape):
 
 
 def test_spec_from_config_keeps_every_field_including_recurrent_gain():
-    cfg = {"kind": "bn", "eps": 1e-3, "momentum": 0.3, "unbiased": True, "gain_init": 0.5,
-           "recurrent_gain_init": 0.2}
+    cfg = {
+        "kind": "bn",
+        "eps": 1e-3,
+        "momentum": 0.3,
+        "unbiased": True,
+        "gain_init": 0.5,
+        "recurrent_gain_init": 0.2,
+    }
     assert NormSpec.from_cfg(cfg) == NormSpec("bn", 1e-3, 0.3, True, 0.5, 0.2)
     assert NormSpec().recurrent_gain_init == 0.1  # Cooijmans et al.'s gamma 0.1
 
@@ -427,19 +455,22 @@ def _same_init_models(build):
     return none, wn
 
 
-@pytest.mark.parametrize("build,shape", [
-    (lambda k: MLP(20, (16, 8), 5, norm=k), (4, 20)),
-    (lambda k: ConvNet(2, 8, (4, 6), 16, norm=k), (3, 2, 8, 8)),
-])
+@pytest.mark.parametrize(
+    "build,shape",
+    [
+        (lambda k: MLP(20, (16, 8), 5, norm=k), (4, 20)),
+        (lambda k: ConvNet(2, 8, (4, 6), 16, norm=k), (3, 2, 8, 8)),
+    ],
+)
 def test_weight_norm_models_compute_the_plain_function_at_init(build, shape):
     """Data-free init: the same random numbers as norm=none, then g = ||v||: the same outputs."""
     none, wn = _same_init_models(build)
     x = torch.randn(*shape)
     torch.testing.assert_close(wn(x), none(x), atol=1e-6, rtol=1e-5)
     n_wn = sum(1 for n, _ in wn.named_parameters() if n.endswith("original0"))
-    assert n_wn == sum(1 for m in none.modules() if isinstance(m, (torch.nn.Linear,
-                                                                   torch.nn.Conv2d))) - (
-        1 if isinstance(none, ConvNet) else 0)  # the convnet's logits are not normalised
+    assert n_wn == sum(
+        1 for m in none.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
+    ) - (1 if isinstance(none, ConvNet) else 0)  # the convnet's logits are not normalised
 
 
 def test_mlp_and_convnet_place_wn_and_rms_where_they_belong():

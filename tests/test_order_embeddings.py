@@ -32,8 +32,28 @@ from lnrepro.tasks.order_embeddings import (
 )
 
 # ---- generated COCO in Vendrov et al.'s layout, with a planted order --------------------------
-CONCEPTS = ["dog", "cat", "car", "tree", "boat", "pizza", "horse", "clock", "train", "kite",
-            "bench", "bird", "cake", "sheep", "truck", "plane", "bus", "zebra", "vase", "bear"]
+CONCEPTS = [
+    "dog",
+    "cat",
+    "car",
+    "tree",
+    "boat",
+    "pizza",
+    "horse",
+    "clock",
+    "train",
+    "kite",
+    "bench",
+    "bird",
+    "cake",
+    "sheep",
+    "truck",
+    "plane",
+    "bus",
+    "zebra",
+    "vase",
+    "bear",
+]
 FILLER = ["a", "the", "photo", "of", "with", "and", "near", "some", "picture", "showing"]
 DIM_IMAGE = 48
 
@@ -50,13 +70,17 @@ def write_coco(root: Path, sizes=(400, 100, 150), seed: int = 0) -> Path:
     feat_dir.mkdir(parents=True, exist_ok=True)
     for split, n in zip(("train", "val", "test"), sizes):
         concepts = [rng.sample(range(len(CONCEPTS)), 3) for _ in range(n)]
-        x = np.stack([vecs[c].sum(0) for c in concepts]) + 0.3 * np.abs(g.normal(size=(n, DIM_IMAGE)))
+        x = np.stack([vecs[c].sum(0) for c in concepts]) + 0.3 * np.abs(
+            g.normal(size=(n, DIM_IMAGE))
+        )
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         np.save(feat_dir / f"{split}.npy", x.astype(np.float32))
         lines = []
         for c in concepts:
             for _ in range(5):
-                words = [CONCEPTS[k] for k in rng.sample(c, 2)] + rng.sample(FILLER, rng.randint(1, 4))
+                words = [CONCEPTS[k] for k in rng.sample(c, 2)] + rng.sample(
+                    FILLER, rng.randint(1, 4)
+                )
                 rng.shuffle(words)
                 lines.append(" ".join(words))
         (root / "coco" / f"{split}.txt").write_text("\n".join(lines) + "\n")
@@ -72,8 +96,12 @@ def coco(tmp_path_factory) -> Path:
 def test_order_violation_matches_definition_and_direction():
     g = torch.Generator().manual_seed(0)
     s, im = torch.rand(7, 5, generator=g), torch.rand(4, 5, generator=g)
-    ref = torch.tensor([[sum(max(0.0, float(s[c, k] - im[m, k])) ** 2 for k in range(5))
-                         for m in range(4)] for c in range(7)])
+    ref = torch.tensor(
+        [
+            [sum(max(0.0, float(s[c, k] - im[m, k])) ** 2 for k in range(5)) for m in range(4)]
+            for c in range(7)
+        ]
+    )
     assert torch.allclose(order_violation(s, im), ref, atol=1e-6)
     # an image lies below its caption (Vendrov et al.): a caption no larger than the image in
     # every coordinate costs nothing; the reverse order is penalised
@@ -113,8 +141,9 @@ def reference_loss(errors: torch.Tensor, margin: float) -> float:
 @pytest.mark.parametrize("margin", [0.05, 0.5])
 def test_contrastive_loss_matches_reference(margin):
     errors = torch.rand(6, 6, generator=torch.Generator().manual_seed(1)) * 0.3
-    assert float(contrastive_loss(errors, margin)) == pytest.approx(reference_loss(errors, margin),
-                                                                   rel=1e-5)
+    assert float(contrastive_loss(errors, margin)) == pytest.approx(
+        reference_loss(errors, margin), rel=1e-5
+    )
     # a perfect batch (every pair ordered, every other pair violated by > margin) costs nothing
     perfect = torch.full((4, 4), 1.0).fill_diagonal_(0.0)
     assert float(contrastive_loss(perfect, margin)) == 0.0
@@ -158,7 +187,11 @@ def test_perfect_and_tied_rankings():
     assert image_ranks(flat).tolist() == [n] * (5 * n)
     assert caption_ranks(flat).tolist() == [5 * n - 4] * n
     assert recall_metrics(torch.tensor([1, 2, 6, 11]), "x") == {
-        "x_r1": 25.0, "x_r5": 50.0, "x_r10": 75.0, "x_mean_r": 5.0}
+        "x_r1": 25.0,
+        "x_r5": 50.0,
+        "x_r10": 75.0,
+        "x_mean_r": 5.0,
+    }
 
 
 # ---- model -------------------------------------------------------------------------------------
@@ -169,7 +202,9 @@ def test_embeddings_are_nonnegative_unit_and_ignore_padding(norm):
     ids = torch.tensor([[4, 5, 6, EOS_ID], [7, EOS_ID, PAD_ID, PAD_ID]])
     s, im = model(ids, torch.randn(3, 5))
     assert (s >= 0).all() and (im >= 0).all()
-    assert torch.allclose(s.norm(dim=1), torch.ones(2)) and torch.allclose(im.norm(dim=1), torch.ones(3))
+    assert torch.allclose(s.norm(dim=1), torch.ones(2)) and torch.allclose(
+        im.norm(dim=1), torch.ones(3)
+    )
     alone = model.encode_captions(torch.tensor([[7, EOS_ID]]))
     assert torch.allclose(alone[0], s[1], atol=1e-6)
 
@@ -207,13 +242,24 @@ def test_captions_must_be_five_per_image(tmp_path):
 def test_missing_data_is_one_line_through_the_entrypoint(tmp_path):
     (tmp_path / "data" / "coco").mkdir(parents=True)
     (tmp_path / "data" / "coco" / "train.txt").write_text("a dog\n")
-    r = run_cli(["experiment=order_embeddings_cpu", "norm=ln", "logger=none"], tmp_path,
-                tmp_path / "data", timeout=120)
+    r = run_cli(
+        ["experiment=order_embeddings_cpu", "norm=ln", "logger=none"],
+        tmp_path,
+        tmp_path / "data",
+        timeout=120,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 2 and "Traceback" not in out, out[-2000:]
     (line,) = [x for x in out.splitlines() if "COCO features not found" in x]
-    for name in ("images/10crop/train.npy", "val.txt", "images/10crop/val.npy", "test.txt",
-                 "images/10crop/test.npy", "LNREPRO_DATA", str(tmp_path / "data" / "coco")):
+    for name in (
+        "images/10crop/train.npy",
+        "val.txt",
+        "images/10crop/val.npy",
+        "test.txt",
+        "images/10crop/test.npy",
+        "LNREPRO_DATA",
+        str(tmp_path / "data" / "coco"),
+    ):
         assert name in line
     assert "train.txt," not in line  # the file that is there is not reported
 
@@ -242,9 +288,18 @@ def test_end_to_end_learns_the_planted_order_and_table2(tmp_path, coco):
     """Both norms as `make table2` runs them (one multirun of `python -m lnrepro.train` into the
     figure folder), then scripts/table2.py on those runs."""
     sweep = tmp_path / "outputs" / "figures" / "table2_order_embeddings" / "cpu"
-    r = run_cli(TINY_OE + ["norm=ln,none", f"hydra.sweep.dir={sweep}",
-                           "hydra.sweep.subdir=${hydra.job.override_dirname}"],
-                tmp_path, coco, timeout=300, multirun=True)
+    r = run_cli(
+        TINY_OE
+        + [
+            "norm=ln,none",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.sweep.subdir=${hydra.job.override_dirname}",
+        ],
+        tmp_path,
+        coco,
+        timeout=300,
+        multirun=True,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     runs = {run.get("norm.kind"): run for run in find_runs(sweep)}
     assert set(runs) == {"ln", "none"}
@@ -262,14 +317,21 @@ def test_end_to_end_learns_the_planted_order_and_table2(tmp_path, coco):
         # recalls are maximised: "best" is the highest rsum of any evaluation
         assert run.summary["best"]["val/rsum"] == max(x["val/rsum"] for x in evals)
         assert any("batch/loss" in x for x in rows)
-    out = subprocess.run([sys.executable, "scripts/table2.py", "--out", str(tmp_path / "res")],
-                         cwd=ROOT, env={**os.environ, "LNREPRO_OUTPUTS": str(tmp_path / "outputs")},
-                         capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "scripts/table2.py", "--out", str(tmp_path / "res")],
+        cwd=ROOT,
+        env={**os.environ, "LNREPRO_OUTPUTS": str(tmp_path / "outputs")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "res" / "figure1_order_embeddings.png").stat().st_size > 0
     md = (tmp_path / "res" / "table2_order_embeddings.md").read_text()
-    best = min((x for x in runs["ln"].rows if "val/rsum" in x),
-               key=lambda x: (-x["val/rsum"], x["step"]))
+    best = min(
+        (x for x in runs["ln"].rows if "val/rsum" in x), key=lambda x: (-x["val/rsum"], x["step"])
+    )
     (row,) = [x for x in md.splitlines() if x.startswith("| OE + LN (LN-GRU), ours")]
     cells = [c.strip() for c in row.split("|")[2:-1]]
     assert cells[0] == f"{best['test/cap_r1']:.1f}"
@@ -279,9 +341,15 @@ def test_end_to_end_learns_the_planted_order_and_table2(tmp_path, coco):
 
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_table2_says_when_the_data_is_missing(tmp_path):
-    out = subprocess.run([sys.executable, "scripts/table2.py", "--check-data"], cwd=ROOT,
-                         env={**os.environ, "LNREPRO_DATA": str(tmp_path)},
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, "scripts/table2.py", "--check-data"],
+        cwd=ROOT,
+        env={**os.environ, "LNREPRO_DATA": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 2 and "COCO features not found" in out.stderr
 
 

@@ -174,8 +174,13 @@ def test_fp16_grad_scaler_resumes_exactly(compose, tiny_ptb, tmp_path):
     """precision 16 (CPU autocast, loss scaling, gradient clipping after unscaling): the scaler's
     state is in the checkpoint, and a run stopped and resumed equals the uninterrupted one, the
     scaler's state included (its growth tracker counts every successful update)."""
-    args = ["norm=bn", "trainer.precision=16", "trainer.ckpt_every=10", "trainer.log_every=1",
-            "trainer.grad_clip=1.0"]
+    args = [
+        "norm=bn",
+        "trainer.precision=16",
+        "trainer.ckpt_every=10",
+        "trainer.log_every=1",
+        "trainer.grad_clip=1.0",
+    ]
     run(lm(compose, tiny_ptb, *args, "trainer.max_steps=40"), tmp_path / "a")
     stopped = tmp_path / "b"
     run(lm(compose, tiny_ptb, *args, "trainer.max_steps=20"), stopped)
@@ -185,8 +190,11 @@ def test_fp16_grad_scaler_resumes_exactly(compose, tiny_ptb, tmp_path):
     want = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)
     got = torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)
     assert got["scaler"] == want["scaler"] and want["scaler"]["_growth_tracker"] > 20
-    assert all(torch.equal(got["model"][k], want["model"][k]) for k in want["model"]
-               if isinstance(want["model"][k], torch.Tensor))
+    assert all(
+        torch.equal(got["model"][k], want["model"][k])
+        for k in want["model"]
+        if isinstance(want["model"][k], torch.Tensor)
+    )
     assert batch_losses(stopped) == batch_losses(tmp_path / "a")
 
 
@@ -226,19 +234,24 @@ def test_compiled_run_saves_the_uncompiled_state_dict(compose, tiny_ptb, tmp_pat
     checkpoint holds the uncompiled model (no `_orig_mod.` prefix); resume may switch compile
     off; summary.json records it."""
     made = []
-    monkeypatch.setattr(torch, "compile", lambda m, mode=None: made.append(FakeCompiled(m, mode))
-                        or made[-1])
+    monkeypatch.setattr(
+        torch, "compile", lambda m, mode=None: made.append(FakeCompiled(m, mode)) or made[-1]
+    )
     args = ["norm=ln", "trainer.max_steps=10", "trainer.ckpt_every=5"]
     run(lm(compose, tiny_ptb, *args), tmp_path / "eager")
-    s = run(lm(compose, tiny_ptb, *args, "trainer.compile=true",
-               "trainer.compile_mode=max-autotune"), tmp_path / "c")
+    s = run(
+        lm(compose, tiny_ptb, *args, "trainer.compile=true", "trainer.compile_mode=max-autotune"),
+        tmp_path / "c",
+    )
     assert len(made) == 1 and made[0].mode == "max-autotune" and s["compile"] is True
     assert made[0].calls >= 10 + 3  # 10 updates, evaluation batches
     keys = torch.load(tmp_path / "c" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert keys and not any(k.startswith("_orig_mod") for k in keys)
     assert batch_losses(tmp_path / "c") == batch_losses(tmp_path / "eager")
     run(lm(compose, tiny_ptb, *args, "trainer.max_steps=12", "resume=true"), tmp_path / "c")
-    assert len(made) == 1 and json.loads((tmp_path / "c" / "summary.json").read_text())["step"] == 12
+    assert (
+        len(made) == 1 and json.loads((tmp_path / "c" / "summary.json").read_text())["step"] == 12
+    )
 
 
 @pytest.mark.slow
@@ -268,4 +281,3 @@ def test_compiled_lstm_lm_matches_eager():
     torch.testing.assert_close(closs, loss, rtol=1e-5, atol=0)
     for g, cg in zip(grads, cgrads):
         torch.testing.assert_close(cg, g, rtol=1e-4, atol=1e-5)
-

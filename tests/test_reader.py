@@ -57,15 +57,16 @@ def test_character_names_heuristic():
     sents = sentences_of(synthetic_book())
     names = ct.character_names(sents)
     assert set(NAMES) <= names
-    assert "Law" not in names            # its lower-case form is frequent
-    assert "Monday" not in names          # stop list
+    assert "Law" not in names  # its lower-case form is frequent
+    assert "Monday" not in names  # stop list
     assert not {"Then", "The", "After", "It", "Nobody", "But", "On"} & names  # sentence-initial
 
 
 def test_drama_speaker_tags_and_stage_directions_are_removed():
-    play = "\n\n".join(["[Enter Hamlet and Horatio.]"] + [
-        f"Ham. Horatio, look at the {w}.\n\nHor. It is the {w}, my lord Hamlet."
-        for w in WORDS])
+    play = "\n\n".join(
+        ["[Enter Hamlet and Horatio.]"]
+        + [f"Ham. Horatio, look at the {w}.\n\nHor. It is the {w}, my lord Hamlet." for w in WORDS]
+    )
     text = " ".join(" ".join(s) for s in ct.book_sentences(play, drama=True))
     assert "Ham ." not in text and "Hor ." not in text and "Enter" not in text
     assert "Horatio" in text and "Hamlet" in text
@@ -77,7 +78,15 @@ def test_drama_speaker_tags_and_stage_directions_are_removed():
 def test_placeholder_replaces_every_mention_of_the_answer():
     s = ct.Sentence(["Anna", "told", "Boris", "that", "Anna", "was", "tired"], [])
     s.spans = ct.mentions(s.tokens, {"Anna", "Boris"})
-    assert s.replaced("Anna") == ["@placeholder", "told", "Boris", "that", "@placeholder", "was", "tired"]
+    assert s.replaced("Anna") == [
+        "@placeholder",
+        "told",
+        "Boris",
+        "that",
+        "@placeholder",
+        "was",
+        "tired",
+    ]
     two = ct.mentions(["Frank", "Churchill", "met", "Emma"], {"Frank", "Churchill", "Emma"})
     assert [e for *_, e in two] == ["Frank Churchill", "Emma"]  # a run is one mention
 
@@ -85,11 +94,11 @@ def test_placeholder_replaces_every_mention_of_the_answer():
 def test_top4_context_and_answer_in_context():
     query = ["@placeholder", "fed", "the", "horse", "near", "the", "bridge"]
     previous = [f"filler sentence number {k}".split() for k in range(20)]
-    previous[3] = ["the", "horse", "was", "brown"]               # 1 shared word
-    previous[7] = ["the", "bridge", "and", "the", "horse"]          # 2
-    previous[12] = ["a", "horse", "fed", "near", "a", "bridge"]        # 4 (horse fed near bridge)
-    previous[15] = ["the", "horse"]                        # 1, nearer than 3
-    previous[18] = ["bridge"]                           # 1, nearest
+    previous[3] = ["the", "horse", "was", "brown"]  # 1 shared word
+    previous[7] = ["the", "bridge", "and", "the", "horse"]  # 2
+    previous[12] = ["a", "horse", "fed", "near", "a", "bridge"]  # 4 (horse fed near bridge)
+    previous[15] = ["the", "horse"]  # 1, nearer than 3
+    previous[18] = ["bridge"]  # 1, nearest
     assert ct.top_k_context(query, previous, 4) == [7, 12, 15, 18]
     sents = sentences_of(synthetic_book())
     qs = ct.questions(sents, ct.character_names(sents))
@@ -99,8 +108,10 @@ def test_top4_context_and_answer_in_context():
         assert len(q["context"]) == 4
         ctx_entities = {e for s in q["context"] for e in s.entities}
         assert q["answer"] in ctx_entities and len(ctx_entities) >= 2
-        assert all(s in [ct.Sentence(x, ct.mentions(x, set(NAMES))) for x in sents[max(0, i - 20):i]]
-                   for s in q["context"])
+        assert all(
+            s in [ct.Sentence(x, ct.mentions(x, set(NAMES))) for x in sents[max(0, i - 20) : i]]
+            for s in q["context"]
+        )
 
 
 def test_anonymisation_is_a_fresh_permutation_per_question_and_deterministic():
@@ -112,7 +123,7 @@ def test_anonymisation_is_a_fresh_permutation_per_question_and_deterministic():
     assert out[0] == again[0]
     for q, a in zip(qs, out):
         assert ct.PLACEHOLDER in a["query"] and a["answer"] in a["candidates"]
-        assert not any(t[:1].isupper() for t in a["doc"] + a["query"])      # lower-cased
+        assert not any(t[:1].isupper() for t in a["doc"] + a["query"])  # lower-cased
         assert not set(NAMES) & {t.capitalize() for t in a["doc"] + a["query"]}
         # the same entity has the same id in document and query, distinct entities distinct ids
         ids = {}
@@ -121,18 +132,34 @@ def test_anonymisation_is_a_fresh_permutation_per_question_and_deterministic():
             assert ids.setdefault(e, tok) == tok
         assert len(set(ids.values())) == len(ids)
     first_answer_ids = {a["answer"] for a in out}
-    assert len(first_answer_ids) > 3   # permutations differ from question to question
-    assert ct.anonymise(qs[0], 1, rng) is None   # more entities than ids: left out
+    assert len(first_answer_ids) > 3  # permutations differ from question to question
+    assert ct.anonymise(qs[0], 1, rng) is None  # more entities than ids: left out
 
 
 # ---- the CNN question files --------------------------------------------------------------------
 def cnn_question(k: int) -> str:
-    context = (f"@entity0 met @entity1 in @entity2 . the weather was fine . "
-               f"@entity1 bought a car number {k} . @entity3 sold the car to @entity1 . "
-               f"nothing happened . @entity0 went home .")
-    return "\n".join([f"http://www.cnn.com/{k}", "", context, "",
-                      "@placeholder bought a car from @entity3", "", "@entity1", "",
-                      "@entity0:Alice", "@entity1:Bob", "@entity2:Paris", "@entity3:Carol", ""])
+    context = (
+        f"@entity0 met @entity1 in @entity2 . the weather was fine . "
+        f"@entity1 bought a car number {k} . @entity3 sold the car to @entity1 . "
+        f"nothing happened . @entity0 went home ."
+    )
+    return "\n".join(
+        [
+            f"http://www.cnn.com/{k}",
+            "",
+            context,
+            "",
+            "@placeholder bought a car from @entity3",
+            "",
+            "@entity1",
+            "",
+            "@entity0:Alice",
+            "@entity1:Bob",
+            "@entity2:Paris",
+            "@entity3:Carol",
+            "",
+        ]
+    )
 
 
 def write_cnn(root: Path, n: int = 3) -> Path:
@@ -150,7 +177,22 @@ def test_cnn_question_parser_and_top4(tmp_path):
     assert q["candidates"] == ["@entity0", "@entity1", "@entity2", "@entity3"]
     assert q["names"]["@entity3"] == "Carol"
     top = cloze_cnn.top_k(q["doc"], q["query"], 2)
-    assert top == ["@entity1", "bought", "a", "car", "number", "7", ".", "@entity3", "sold", "the", "car", "to", "@entity1", "."]
+    assert top == [
+        "@entity1",
+        "bought",
+        "a",
+        "car",
+        "number",
+        "7",
+        ".",
+        "@entity3",
+        "sold",
+        "the",
+        "car",
+        "to",
+        "@entity1",
+        ".",
+    ]
     with pytest.raises(DataError, match="not a CNN .question file"):
         cloze_cnn.parse_question("just one line")
 
@@ -158,13 +200,20 @@ def test_cnn_question_parser_and_top4(tmp_path):
 def test_cnn_corpus_through_the_loader(tmp_path, monkeypatch):
     monkeypatch.setenv("LNREPRO_CACHE", str(tmp_path / "cache"))
     root = write_cnn(tmp_path / "data")
-    data = cloze.cloze(str(root), source="cnn", top_k=4, n_entities=10, vocab_size=40,
-                       batch_size=2, eval_batch_size=2)
+    data = cloze.cloze(
+        str(root),
+        source="cnn",
+        top_k=4,
+        n_entities=10,
+        vocab_size=40,
+        batch_size=2,
+        eval_batch_size=2,
+    )
     assert len(data.train) == 3 and set(data.splits) == {"val", "test"}
     b = next(data.train_batches(0))
     assert b.candidates.sum(1).tolist() == [4, 4] and b.answer.tolist() == [1, 1]
     assert not (tmp_path / "data" / "cnn").joinpath("cache").exists()
-    assert (tmp_path / "cache" / "huggingface").is_dir()   # Arrow cache in the cache root
+    assert (tmp_path / "cache" / "huggingface").is_dir()  # Arrow cache in the cache root
 
 
 def test_missing_cnn_corpus_is_one_clear_line(tmp_path):
@@ -176,7 +225,25 @@ def test_missing_cnn_corpus_is_one_clear_line(tmp_path):
 
 
 def test_entity_windows_keep_every_mention_and_shorten_the_context():
-    doc = ["a", "b", "c", "@entity1", "d", "e", "f", "g", "h", "i", "@entity2", "j", "@entity1", "k", "l", "m", "n"]
+    doc = [
+        "a",
+        "b",
+        "c",
+        "@entity1",
+        "d",
+        "e",
+        "f",
+        "g",
+        "h",
+        "i",
+        "@entity2",
+        "j",
+        "@entity1",
+        "k",
+        "l",
+        "m",
+        "n",
+    ]
     cut = cloze.entity_windows(doc, 1)
     assert cut == ["c", "@entity1", "d", "...", "i", "@entity2", "j", "@entity1", "k"]
     assert [t for t in cut if t.startswith("@")] == [t for t in doc if t.startswith("@")]
@@ -206,17 +273,25 @@ def test_padding_and_length_buckets():
     assert b.doc.shape == (9, 2) and b.doc_mask.sum(0).tolist() == [9, 2]
     assert (b.doc[~b.doc_mask] == cloze.PAD_ID).all()
     assert b.doc[:, 1][:2].tolist() == split.doc[14:16].tolist()
+
     def make(bucket_batches):
-        return cloze.ClozeData({"train": split, "val": split}, ["w"] * 40, 6, batch_size=4,
-                               eval_batch_size=5, bucket_batches=bucket_batches, seed=3)
+        return cloze.ClozeData(
+            {"train": split, "val": split},
+            ["w"] * 40,
+            6,
+            batch_size=4,
+            eval_batch_size=5,
+            bucket_batches=bucket_batches,
+            seed=3,
+        )
 
     def spread(order):
         return sum(int(split.doc_len[b].max() - split.doc_len[b].min()) for b in order)
 
     data = make(8)
     order = data.train_order(0)
-    assert sorted(torch.cat(order).tolist()) == list(range(32))     # each question once
-    assert spread(order) < spread(make(1).train_order(0)) / 2      # similar lengths per batch
+    assert sorted(torch.cat(order).tolist()) == list(range(32))  # each question once
+    assert spread(order) < spread(make(1).train_order(0)) / 2  # similar lengths per batch
     assert [b.tolist() for b in order] == [b.tolist() for b in data.train_order(0)]
     assert [b.tolist() for b in order] != [b.tolist() for b in data.train_order(1)]
     resumed = list(data.train_batches(0, start=5))
@@ -225,26 +300,38 @@ def test_padding_and_length_buckets():
 
 def test_repermutation_relabels_tokens_candidates_and_answer_alike():
     split = toy_split([5, 9, 2, 7], [3, 4, 2, 5])
-    split.doc[:6] = torch.tensor([3, 4, 20, 3, 8, 21])       # entities 0, 1, 0, 5 in question 0
+    split.doc[:6] = torch.tensor([3, 4, 20, 3, 8, 21])  # entities 0, 1, 0, 5 in question 0
     idx = torch.arange(4)
-    perm = torch.stack([torch.randperm(6, generator=torch.Generator().manual_seed(k))
-                        for k in range(4)])
+    perm = torch.stack(
+        [torch.randperm(6, generator=torch.Generator().manual_seed(k)) for k in range(4)]
+    )
     a, b = split.batch(idx), split.batch(idx, perm)
     ent = (a.doc >= cloze.ENTITY0) & (a.doc < cloze.ENTITY0 + 6)
-    assert torch.equal(b.doc[~ent], a.doc[~ent])             # words untouched
+    assert torch.equal(b.doc[~ent], a.doc[~ent])  # words untouched
     col = ent.nonzero()[:, 1]
     assert torch.equal(b.doc[ent] - 3, perm[col, a.doc[ent] - 3])
     assert torch.equal(b.answer, perm[idx, a.answer])
     for r in range(4):
         assert set(b.candidates[r].nonzero()[:, 0].tolist()) == {
-            int(perm[r, k]) for k in a.candidates[r].nonzero()[:, 0]}
-    data = cloze.ClozeData({"train": split, "val": split}, ["w"] * 40, 6, batch_size=2,
-                           eval_batch_size=2, bucket_batches=1, seed=3, repermute=True)
+            int(perm[r, k]) for k in a.candidates[r].nonzero()[:, 0]
+        }
+    data = cloze.ClozeData(
+        {"train": split, "val": split},
+        ["w"] * 40,
+        6,
+        batch_size=2,
+        eval_batch_size=2,
+        bucket_batches=1,
+        seed=3,
+        repermute=True,
+    )
     e0, e1 = list(data.train_batches(0)), list(data.train_batches(1))
-    assert torch.equal(e0[1].doc, next(iter(data.train_batches(0, start=1))).doc)   # resumable
+    assert torch.equal(e0[1].doc, next(iter(data.train_batches(0, start=1))).doc)  # resumable
     assert not all(torch.equal(x.answer, y.answer) for x, y in zip(e0, e1))
-    assert torch.equal(next(data.eval_batches("val")).answer, split.batch(
-        torch.argsort(split.doc_len, stable=True)[:2]).answer)      # evaluation: corpus labels
+    assert torch.equal(
+        next(data.eval_batches("val")).answer,
+        split.batch(torch.argsort(split.doc_len, stable=True)[:2]).answer,
+    )  # evaluation: corpus labels
 
 
 # ---- masking in the LSTM and in per-step BN ----------------------------------------------------
@@ -261,8 +348,8 @@ def test_padding_does_not_change_the_outputs(norm):
     rnn = LSTM(H, H, norm=norm)
     x = torch.randn(T, B, H)
     a, mask = padded(x, lengths, torch.zeros(()))
-    b, _ = padded(x, lengths, torch.full((), 50.0))       # other padding
-    c = torch.cat([a, torch.randn(3, B, H) * 9])            # more padding steps
+    b, _ = padded(x, lengths, torch.full((), 50.0))  # other padding
+    c = torch.cat([a, torch.randn(3, B, H) * 9])  # more padding steps
     mask_c = torch.cat([mask, torch.zeros(3, B, dtype=torch.bool)])
     for mode in ("train", "eval"):
         rnn.train(mode == "train")
@@ -285,16 +372,16 @@ def test_bn_statistics_ignore_padding_and_fall_back_below_min_live():
     mask = torch.arange(4)[:, None] < torch.tensor(lengths)[None]
     garbage = torch.where(mask[..., None], x, torch.full((), 1e3))
     y = bn(garbage, 0, mask, 4)
-    for t in range(2):   # steps 0, 1 and 2 have >= 4 live cases: their own statistics
+    for t in range(2):  # steps 0, 1 and 2 have >= 4 live cases: their own statistics
         live = x[t][mask[t]]
         ref = (live - live.mean(0)) / torch.sqrt(live.var(0, unbiased=False) + bn.eps)
         assert torch.allclose(y[t][mask[t]], ref * bn.weight, atol=1e-5)
         assert torch.allclose(bn.running_mean[t], live.mean(0), atol=1e-6)
-    live2 = x[2][mask[2]]                 # step 3 has 5 live cases ... >= 4
+    live2 = x[2][mask[2]]  # step 3 has 5 live cases ... >= 4
     assert torch.allclose(bn.running_mean[2], live2.mean(0), atol=1e-6)
     # a step with too few live cases uses the statistics of the last well-populated step
     mask2 = mask.clone()
-    mask2[3, 2:] = False                  # 2 live cases at step 3 < 4
+    mask2[3, 2:] = False  # 2 live cases at step 3 < 4
     y2 = bn(garbage, 0, mask2, 4)
     ref3 = (x[3] - live2.mean(0)) / torch.sqrt(live2.var(0, unbiased=False) + bn.eps) * bn.weight
     assert torch.allclose(y2[3][mask2[3]], ref3[mask2[3]], atol=1e-5)
@@ -318,8 +405,16 @@ def test_without_a_mask_nothing_changes():
 # ---- the model ---------------------------------------------------------------------------------
 def tiny_reader(norm: str, n_entities: int = 6) -> AttentiveReader:
     torch.manual_seed(0)
-    return AttentiveReader(vocab_size=40, n_entities=n_entities, entity_offset=3, emb_dim=8,
-                           hidden_size=8, norm=norm, dropout=0.0, bn_min_live=2)
+    return AttentiveReader(
+        vocab_size=40,
+        n_entities=n_entities,
+        entity_offset=3,
+        emb_dim=8,
+        hidden_size=8,
+        norm=norm,
+        dropout=0.0,
+        bn_min_live=2,
+    )
 
 
 def test_softmax_is_restricted_to_the_candidates():
@@ -374,19 +469,35 @@ def write_books(root: Path) -> dict:
 def test_stand_in_is_deterministic_and_cached_outside_the_data(tmp_path, monkeypatch):
     monkeypatch.setenv("LNREPRO_CACHE", str(tmp_path / "cache"))
     books = write_books(tmp_path / "data")
-    kw = {"source": "books", "books": {**books, "drama": [], "excluded": {}},
-              "build": {"window": 20, "min_context": 4, "min_candidates": 2, "min_name_count": 5,
-                     "max_lower_ratio": 0.1, "max_sentence_tokens": None, "build_seed": 0},
-              "n_entities": 10, "vocab_size": 60, "batch_size": 4}
+    kw = {
+        "source": "books",
+        "books": {**books, "drama": [], "excluded": {}},
+        "build": {
+            "window": 20,
+            "min_context": 4,
+            "min_candidates": 2,
+            "min_name_count": 5,
+            "max_lower_ratio": 0.1,
+            "max_sentence_tokens": None,
+            "build_seed": 0,
+        },
+        "n_entities": 10,
+        "vocab_size": 60,
+        "batch_size": 4,
+    }
     a = cloze.cloze(str(tmp_path / "data"), **kw)
-    b = cloze.cloze(str(tmp_path / "data"), **kw)                 # from the Arrow cache
+    b = cloze.cloze(str(tmp_path / "data"), **kw)  # from the Arrow cache
     assert len(a.train) > 50 and len(a.splits["val"]) > 10
     assert torch.equal(a.train.doc, b.train.doc) and torch.equal(a.train.answer, b.train.answer)
     assert list((tmp_path / "cache" / "cloze").glob("books_*.arrow"))
     assert sorted(p.name for p in (tmp_path / "data" / "books" / "tiny").iterdir()) == [
-        "a.txt.gz", "b.txt.gz", "c.txt.gz", "d.txt.gz"]
+        "a.txt.gz",
+        "b.txt.gz",
+        "c.txt.gz",
+        "d.txt.gz",
+    ]
     other = cloze.cloze(str(tmp_path / "data"), **{**kw, "build": {**kw["build"], "build_seed": 1}})
-    assert not torch.equal(a.train.answer, other.train.answer)    # another permutation draw
+    assert not torch.equal(a.train.answer, other.train.answer)  # another permutation draw
     with pytest.raises(Exception, match="in no split"):
         cloze.cloze(str(tmp_path / "data"), **{**kw, "books": {**kw["books"], "test": []}})
 
@@ -397,12 +508,27 @@ def test_end_to_end_through_the_entrypoint(tmp_path, norm):
     data = tmp_path / "data"
     books = write_books(data)
     spec = ",".join(f"{s}:[{','.join(repr(n) for n in v)}]" for s, v in books.items())
-    r = run_cli(["experiment=reader_cpu", f"norm={norm}", (f"data.books={{{spec},drama:[],"
-                 "excluded:{}}"), "data.n_entities=10", "data.vocab_size=60", "data.batch_size=8",
-                 "model.emb_dim=8", "model.hidden_size=8", "model.bn_min_live=4",
-                 "trainer.max_steps=6", "trainer.eval_every=3", "logger=none", "threads=1",
-                 f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, data,
-                env={"LNREPRO_CACHE": str(tmp_path / "cache")})
+    r = run_cli(
+        [
+            "experiment=reader_cpu",
+            f"norm={norm}",
+            (f"data.books={{{spec},drama:[],excluded:{{}}}}"),
+            "data.n_entities=10",
+            "data.vocab_size=60",
+            "data.batch_size=8",
+            "model.emb_dim=8",
+            "model.hidden_size=8",
+            "model.bn_min_live=4",
+            "trainer.max_steps=6",
+            "trainer.eval_every=3",
+            "logger=none",
+            "threads=1",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        tmp_path,
+        data,
+        env={"LNREPRO_CACHE": str(tmp_path / "cache")},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["step"] == 6

@@ -204,8 +204,9 @@ def _gradcheck(module, x, state):
 
 
 # ln: two layers, over 20 s of CPU on the 2-core machine: `make test` only
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k == "ln" else k
-                                  for k in KINDS])
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=pytest.mark.slow) if k == "ln" else k for k in KINDS]
+)
 def test_lstm_gradcheck(kind):
     m = randomize(LSTM(2, 2, num_layers=2 if kind == "ln" else 1, norm=kind)).double()
     L = m.num_layers
@@ -511,11 +512,21 @@ def test_size_edges(cls):
         (lambda: SeqBatchNorm(H, t_max=0), r"bn t_max must be >= 1, got 0"),
         (lambda: SeqBatchNorm(H, eps=0.0), r"needs norm.eps > 0, got 0.0"),
         (lambda: SeqBatchNorm(H)(torch.randn(T, B, H), t0=-1), r"t0 must be >= 0, got -1"),
-        (lambda: SeqBatchNorm(H)(torch.randn(T, 1, H)), (r"batch size >= 2 in training .* or a "
-                                                         r"larger data.batch_size")),
+        (
+            lambda: SeqBatchNorm(H)(torch.randn(T, 1, H)),
+            (
+                r"batch size >= 2 in training .* or a "
+                r"larger data.batch_size"
+            ),
+        ),
         (lambda: LSTM(0, H), r"input and hidden sizes must be >= 1, got 0, 4"),
-        (lambda: GRU(I, H, init="xavier"), (r"unknown rnn init 'xavier': choose one of torch, "
-                                           r"orthogonal")),
+        (
+            lambda: GRU(I, H, init="xavier"),
+            (
+                r"unknown rnn init 'xavier': choose one of torch, "
+                r"orthogonal"
+            ),
+        ),
         (lambda: LSTM(I, H, 2, dropout=1.0), r"rnn dropout must be in \[0, 1\), got 1.0"),
         (lambda: LSTM(I, H, 0), r"num_layers must be >= 1, got 0"),
         (lambda: GRU(I, H, 0), r"num_layers must be >= 1, got 0"),
@@ -540,7 +551,11 @@ def test_seq_bn_defaults_match_the_norm_config():
     bn = SeqBatchNorm(H)
     ref = SeqBatchNorm.from_spec(NormSpec("bn"), H, 1000, shift=True)
     assert (bn.eps, bn.momentum, bn.unbiased, bn.bias is not None) == (
-        ref.eps, ref.momentum, ref.unbiased, True)
+        ref.eps,
+        ref.momentum,
+        ref.unbiased,
+        True,
+    )
     assert "shift=True" in repr(bn) and "shift=False" in repr(SeqBatchNorm(H, shift=False))
     cell = LSTMCell(I, H, norm=NormSpec("bn", unbiased=True))
     assert cell.norm_ih.unbiased and cell.norm_ih.bias is None and cell.norm_c.bias is not None
@@ -556,8 +571,10 @@ def test_cells_default_to_the_plain_recurrence_at_step_0():
         cell.scan(x * 3 + torch.arange(T).view(T, 1, 1))  # per-step statistics
         cell.eval()
         torch.testing.assert_close(cell.scan(x)[0], cell.scan(x, t0=0)[0])
-        torch.testing.assert_close(cell(x[0])[0] if isinstance(cell, LSTMCell) else cell(x[0]),
-                                   cell.scan(x[:1], t0=0)[0][0])
+        torch.testing.assert_close(
+            cell(x[0])[0] if isinstance(cell, LSTMCell) else cell(x[0]),
+            cell.scan(x[:1], t0=0)[0][0],
+        )
         torch.testing.assert_close(cell.input_term(x), cell.input_term(x, 0))
     lstm = LSTMCell(I, H, norm="bn").eval()
     u = torch.randn(T, B, 4 * H)
@@ -571,11 +588,24 @@ def test_cells_default_to_the_plain_recurrence_at_step_0():
         ("none", torch.nn.LSTM(I, H, bidirectional=True), r"^copy_from_torch needs a "),
         ("none", torch.nn.LSTM(I, H, bias=False), r"^copy_from_torch needs a "),
         ("none", torch.nn.LSTM(I, H, batch_first=True), r"^copy_from_torch needs a "),
-        ("none", torch.nn.GRU(I, H), (r"^copy_from_torch needs a unidirectional, biased, time-first "
-                                     r"LSTM$")),
-        ("none", torch.nn.LSTM(I, H, num_layers=2),
-         r"^copy_from_torch: sizes or number of layers differ$"),
-        ("none", torch.nn.LSTM(I, H, proj_size=2), r"^copy_from_torch: proj_size is not supported$"),
+        (
+            "none",
+            torch.nn.GRU(I, H),
+            (
+                r"^copy_from_torch needs a unidirectional, biased, time-first "
+                r"LSTM$"
+            ),
+        ),
+        (
+            "none",
+            torch.nn.LSTM(I, H, num_layers=2),
+            r"^copy_from_torch: sizes or number of layers differ$",
+        ),
+        (
+            "none",
+            torch.nn.LSTM(I, H, proj_size=2),
+            r"^copy_from_torch: proj_size is not supported$",
+        ),
     ],
 )
 def test_copy_from_torch_refuses_what_it_cannot_copy(norm, ref, message):
@@ -600,8 +630,11 @@ def test_wn_and_rms_sit_where_documented():
         assert [type(g).__name__ for g in norm.groups] == ["RMSNorm", "RMSNorm"]
         assert [g.num_features for g in norm.groups] == [2 * H, H]
     assert gru.bias is None and gru.bias_hn is None
-    for cell in (LSTMCell(I, H, norm="wn"), GRUCell(I, H, norm="wn"),
-                 LSTMCell(I, H, norm="wn", ln_gates=False)):  # DRAW's cell: still on W
+    for cell in (
+        LSTMCell(I, H, norm="wn"),
+        GRUCell(I, H, norm="wn"),
+        LSTMCell(I, H, norm="wn", ln_gates=False),
+    ):  # DRAW's cell: still on W
         assert cell.norm_ih is None and cell.norm_hh is None
         assert getattr(cell, "norm_c", None) is None
         g = cell.parametrizations.weight_hh.original0
@@ -647,10 +680,14 @@ def test_wn_gradient_reaches_g_and_v_through_the_deferred_weight_gradient(masked
     out, _ = cell.scan(x, mask=mask)
     ((out - target) ** 2).sum().backward()
     pw = cell.parametrizations
-    leaves = {name: getattr(pw, name).original0.detach().clone().requires_grad_()
-              for name in ("weight_ih", "weight_hh")}
-    vs = {name: getattr(pw, name).original1.detach().clone().requires_grad_()
-          for name in ("weight_ih", "weight_hh")}
+    leaves = {
+        name: getattr(pw, name).original0.detach().clone().requires_grad_()
+        for name in ("weight_ih", "weight_hh")
+    }
+    vs = {
+        name: getattr(pw, name).original1.detach().clone().requires_grad_()
+        for name in ("weight_ih", "weight_hh")
+    }
     w = {n: leaves[n] * vs[n] / torch.sqrt((vs[n] ** 2).sum(1, keepdim=True)) for n in vs}
     ref = _ref_lstm_from(w["weight_ih"], w["weight_hh"], cell.bias.detach(), x)
     torch.testing.assert_close(out, ref)
@@ -664,8 +701,11 @@ def test_wn_gradient_reaches_g_and_v_through_the_deferred_weight_gradient(masked
 def test_recurrent_bn_gain_is_the_specs():
     """norm.recurrent_gain_init (default 0.1, Cooijmans et al.) sets every per-step BN gain of
     the cells; norm.gain_init does not."""
-    for spec, want in ((NormSpec("bn"), 0.1), (NormSpec("bn", recurrent_gain_init=0.3), 0.3),
-                       (NormSpec("bn", gain_init=0.7), 0.1)):
+    for spec, want in (
+        (NormSpec("bn"), 0.1),
+        (NormSpec("bn", recurrent_gain_init=0.3), 0.3),
+        (NormSpec("bn", gain_init=0.7), 0.1),
+    ):
         lstm, gru = LSTMCell(I, H, norm=spec), GRUCell(I, H, norm=spec)
         for norm in (lstm.norm_ih, lstm.norm_hh, lstm.norm_c, gru.norm_ih, gru.norm_hh):
             assert norm.weight.eq(want).all()

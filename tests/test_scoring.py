@@ -32,8 +32,14 @@ def problem(n_classes, soft=False, seed=0):
     if soft:
         y = torch.softmax(x @ torch.randn(D, n_classes, generator=g, dtype=torch.float64), -1)
     else:
-        y = (x @ torch.randn(D, generator=g, dtype=torch.float64) * 2
-             + torch.randn(N, generator=g, dtype=torch.float64)).argsort().argsort()
+        y = (
+            (
+                x @ torch.randn(D, generator=g, dtype=torch.float64) * 2
+                + torch.randn(N, generator=g, dtype=torch.float64)
+            )
+            .argsort()
+            .argsort()
+        )
         y = (y * n_classes // N).long()  # noisy labels: the optimum is finite
     masks = torch.zeros(4, N, dtype=torch.bool)
     masks[0, :40], masks[1, 20:], masks[2, ::2], masks[3, 7] = True, True, True, True
@@ -88,8 +94,9 @@ def test_standardise_with_the_reference_statistics():
     torch.testing.assert_close(sa.std(0), torch.ones(3, dtype=torch.float64))
     torch.testing.assert_close(sb, (b.double() - a.double().mean(0)) / a.double().std(0))
     both = _standardise(a, b)  # no reference: the statistics of all of them
-    torch.testing.assert_close(torch.cat(both).mean(0), torch.zeros(3, dtype=torch.float64),
-                               atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        torch.cat(both).mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-9, rtol=0
+    )
 
 
 def test_folds_are_balanced_fixed_and_need_one_example_each():
@@ -113,8 +120,10 @@ def test_correlations_match_scipy():
     assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
     assert pearson(a, b) == pytest.approx(stats.pearsonr(a, b).statistic, abs=1e-12)
     assert pearson(1e-4 * a, 1e-4 * b) == pytest.approx(pearson(a, b), abs=1e-12)  # scale-free
-    torch.testing.assert_close(_ranks(torch.tensor([3.0, 1.0, 3.0, 2.0])),
-                               torch.tensor([3.5, 1.0, 3.5, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        _ranks(torch.tensor([3.0, 1.0, 3.0, 2.0])),
+        torch.tensor([3.5, 1.0, 3.5, 2.0], dtype=torch.float64),
+    )
 
 
 def _separable_and_noise(seed=0):

@@ -38,8 +38,10 @@ OBJS = ["the house", "a tree", "the river", "an apple"]
 
 
 def story(rng: random.Random, n: int) -> list[str]:
-    return [f"{rng.choice(WORDS).capitalize()} {rng.choice(VERBS)} {rng.choice(OBJS)}."
-            for _ in range(n)]
+    return [
+        f"{rng.choice(WORDS).capitalize()} {rng.choice(VERBS)} {rng.choice(OBJS)}."
+        for _ in range(n)
+    ]
 
 
 def write_corpus(root: Path, n_docs: int = 4, n_sent: int = 40) -> Path:
@@ -51,8 +53,10 @@ def write_corpus(root: Path, n_docs: int = 4, n_sent: int = 40) -> Path:
         sents = story(rng, n_sent)
         paras = [" ".join(sents[k : k + 5]) for k in range(0, n_sent, 5)]
         # wrap the paragraphs' lines as Gutenberg files do
-        text = "\n\n".join("\n".join(p[j : j + 60] for j in range(0, len(p), 60))
-                           .replace("\n ", " \n") for p in paras)
+        text = "\n\n".join(
+            "\n".join(p[j : j + 60] for j in range(0, len(p), 60)).replace("\n ", " \n")
+            for p in paras
+        )
         if i == 0:
             with gzip.open(d / f"doc{i}.txt.gz", "wt") as f:
                 f.write(text)
@@ -80,14 +84,26 @@ def write_senteval(root: Path, skip: tuple[str, ...] = ()) -> Path:
     put("CR", "custrev.pos", pos)
     put("CR", "custrev.neg", neg)
     put("SUBJ", "subj.subjective", pos)
-    put("SUBJ", "subj.objective", [f"{rng.choice(WORDS)} {rng.choice(VERBS)} it ." for _ in range(15)])
+    put(
+        "SUBJ",
+        "subj.objective",
+        [f"{rng.choice(WORDS)} {rng.choice(VERBS)} it ." for _ in range(15)],
+    )
     put("MPQA", "mpqa.pos", ["good", "nice"] * 8)
     put("MPQA", "mpqa.neg", ["bad", "awful"] * 8)
-    labels = ["NUM:date When did it happen ?", "HUM:ind Who saw the cat ?",
-              "LOC:city Where is the river ?", "DESC:def What is a tree ?"]
+    labels = [
+        "NUM:date When did it happen ?",
+        "HUM:ind Who saw the cat ?",
+        "LOC:city Where is the river ?",
+        "DESC:def What is a tree ?",
+    ]
     put("TREC", "train_5500.label", [rng.choice(labels) for _ in range(24)])
     put("TREC", "TREC_10.label", labels * 2)
-    for name, n in (("SICK_train.txt", 30), ("SICK_trial.txt", 10), ("SICK_test_annotated.txt", 12)):
+    for name, n in (
+        ("SICK_train.txt", 30),
+        ("SICK_trial.txt", 10),
+        ("SICK_test_annotated.txt", 12),
+    ):
         rows = ["pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment"]
         for i in range(n):
             a, b = story(rng, 2)
@@ -103,14 +119,25 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems (conftest.on
 def test_sentence_splitting_and_tokens():
     text = 'He came home.  She left!\nDid they "win"? "Yes," he said. 3 dogs ran.'
     assert split_sentences(text) == [
-        "He came home.", "She left!", 'Did they "win"?', '"Yes," he said.', "3 dogs ran."]
+        "He came home.",
+        "She left!",
+        'Did they "win"?',
+        '"Yes," he said.',
+        "3 dogs ran.",
+    ]
     assert split_sentences("Mr. Holmes met J. Watson. They ran.") == [
-        "Mr. Holmes met J. Watson.", "They ran."]
+        "Mr. Holmes met J. Watson.",
+        "They ran.",
+    ]
     assert tokenize("Don't STOP, now!") == ["don", "'", "t", "stop", ",", "now", "!"]
     # paragraphs: wrapped lines are joined; lines: one sentence a line
     prose = "First one. Second\none.\n\nThird one.\n\n\nFourth.\n"
     assert document_sentences(prose, "paragraphs") == [
-        "First one.", "Second one.", "Third one.", "Fourth."]
+        "First one.",
+        "Second one.",
+        "Third one.",
+        "Fourth.",
+    ]
     assert document_sentences("a b .\nc d .\n", "auto") == ["a b .", "c d ."]
     assert document_sentences(prose, "auto") == document_sentences(prose, "paragraphs")
 
@@ -165,6 +192,7 @@ def test_decoders_are_teacher_forced_on_the_neighbours():
     def spy(name):
         def hook(module, args, out):
             seen[name] = args[0]
+
         return hook
 
     m.dec_prev.register_forward_hook(spy("prev"))
@@ -189,6 +217,7 @@ def test_decoders_are_teacher_forced_on_the_neighbours():
     assert not torch.allclose(ln[0], ln3[0])
     # the task's loss: mean NLL of each decoder over its non-pad targets
     from lnrepro.data.books import Triples
+
     loss, met = SkipThoughtsTask().training_step(m, Triples(prev, cur, nxt))
     keep = prev.t().flatten() != PAD_ID
     ref_prev = F.cross_entropy(lp.flatten(0, 1)[keep], prev.t().flatten()[keep])
@@ -224,23 +253,40 @@ def test_cv_logreg_separable_and_shuffled():
 
 def test_sick_target_distribution_and_expected_score():
     p = sick_target(torch.tensor([1.0, 3.6, 5.0, 2.0, 4.2]))
-    ref = torch.tensor([[1, 0, 0, 0, 0], [0, 0, 0.4, 0.6, 0], [0, 0, 0, 0, 1],
-                        [0, 1, 0, 0, 0], [0, 0, 0, 0.8, 0.2]], dtype=torch.float64)
+    ref = torch.tensor(
+        [
+            [1, 0, 0, 0, 0],
+            [0, 0, 0.4, 0.6, 0],
+            [0, 0, 0, 0, 1],
+            [0, 1, 0, 0, 0],
+            [0, 0, 0, 0.8, 0.2],
+        ],
+        dtype=torch.float64,
+    )
     assert torch.allclose(p, ref)
-    assert torch.allclose(expected_score(p), torch.tensor([1.0, 3.6, 5.0, 2.0, 4.2],
-                                                          dtype=torch.float64))
+    assert torch.allclose(
+        expected_score(p), torch.tensor([1.0, 3.6, 5.0, 2.0, 4.2], dtype=torch.float64)
+    )
     assert float(expected_score(torch.tensor([[0.5, 0, 0, 0, 0.5]]))) == pytest.approx(3.0)
     a = torch.tensor([1.0, 2.0, 3.0, 4.0])
     assert pearson(a, 2 * a + 1) == pytest.approx(1.0)
-    assert spearman(a, a ** 3) == pytest.approx(1.0)
+    assert spearman(a, a**3) == pytest.approx(1.0)
     assert spearman(torch.tensor([1.0, 1.0, 2.0]), torch.tensor([1.0, 2.0, 3.0])) == pytest.approx(
-        0.8660254, abs=1e-6)  # ties take their average rank
+        0.8660254, abs=1e-6
+    )  # ties take their average rank
 
 
 def test_missing_task_is_skipped_with_reason(tmp_path):
     write_senteval(tmp_path, skip=("CR", "SICK"))
-    res = run_senteval(lambda s: torch.randn(len(s), 4), tmp_path / "senteval",
-                       ["MR", "CR", "SICK"], folds=3, inner_folds=2, cs=[1.0], max_iter=20)
+    res = run_senteval(
+        lambda s: torch.randn(len(s), 4),
+        tmp_path / "senteval",
+        ["MR", "CR", "SICK"],
+        folds=3,
+        inner_folds=2,
+        cs=[1.0],
+        max_iter=20,
+    )
     assert "not found" in res["CR"]["skipped"] and "custrev" in res["CR"]["skipped"]
     assert "SICK_train.txt" in res["SICK"]["skipped"]
     assert 0 <= res["MR"]["acc"] <= 100
@@ -292,8 +338,16 @@ def test_end_to_end(tmp_path, tiny_books, norm):
     assert run.status == "completed" and run.steps == 6
     final = run.summary["final"]
     rows = metrics_rows(run.path / "metrics.jsonl")
-    for k in ("senteval/mr_acc", "senteval/subj_acc", "senteval/mpqa_acc", "senteval/trec_acc",
-              "senteval/sick_r", "senteval/sick_rho", "senteval/sick_mse", "val/loss"):
+    for k in (
+        "senteval/mr_acc",
+        "senteval/subj_acc",
+        "senteval/mpqa_acc",
+        "senteval/trec_acc",
+        "senteval/sick_r",
+        "senteval/sick_rho",
+        "senteval/sick_mse",
+        "val/loss",
+    ):
         assert k in final and math.isfinite(final[k]), k
     assert "senteval/cr_acc" not in final
     assert 0 <= final["senteval/mr_acc"] <= 100
@@ -309,10 +363,28 @@ def test_end_to_end(tmp_path, tiny_books, norm):
     assert v.shape == (2, 16) and torch.isfinite(v).all()
     if norm == "ln":  # the stand-alone evaluator on the same checkpoint
         out = subprocess.run(
-            [sys.executable, "scripts/eval_skip.py", str(ckpt), "--tasks", "MR", "CR",
-             "--folds", "3", "--inner-folds", "2", "--threads", "1",
-             "--senteval", str(tiny_books / "senteval")],
-            cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+            [
+                sys.executable,
+                "scripts/eval_skip.py",
+                str(ckpt),
+                "--tasks",
+                "MR",
+                "CR",
+                "--folds",
+                "3",
+                "--inner-folds",
+                "2",
+                "--threads",
+                "1",
+                "--senteval",
+                str(tiny_books / "senteval"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         assert "| MR |" in out.stdout and "| CR | skipped |" in out.stdout
 
@@ -320,8 +392,9 @@ def test_end_to_end(tmp_path, tiny_books, norm):
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_empty_corpus_through_the_entrypoint(tmp_path):
     (tmp_path / "data" / "books").mkdir(parents=True)
-    r = run_cli(TINY_ST + ["norm=ln", "task.senteval=null"], tmp_path, tmp_path / "data",
-                timeout=120)  # (missing SentEval files would stop the run first)
+    r = run_cli(
+        TINY_ST + ["norm=ln", "task.senteval=null"], tmp_path, tmp_path / "data", timeout=120
+    )  # (missing SentEval files would stop the run first)
     out = r.stdout + r.stderr
     assert r.returncode == 2, out[-2000:]
     assert "empty corpus" in out and "Traceback" not in out
@@ -331,6 +404,7 @@ def test_empty_corpus_through_the_entrypoint(tmp_path):
 def test_real_senteval_layout_is_found(real_data):
     root = real_data / "senteval"
     from lnrepro.eval.senteval import load_binary, load_sick, load_trec
+
     assert len(load_binary(root, "MR")[1]) == 10662
     assert len(load_binary(root, "SUBJ")[1]) == 10000
     t = load_trec(root)
@@ -344,12 +418,15 @@ def test_bn_trains_a_step_and_encodes():
     encoding in evaluation mode with the population statistics."""
     torch.manual_seed(0)
     from lnrepro.data.books import Triples
+
     vocab = ["<pad>", "<eos>", "<unk>", "the", "cat", "sat", "."]
     m = SkipThoughts(len(vocab), emb_dim=5, hidden_size=7, norm="bn", vocab=vocab)
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    batch = Triples(torch.tensor([[3, 4, EOS_ID], [5, EOS_ID, PAD_ID]]),
-                    torch.tensor([[4, 5, 6, EOS_ID], [3, 3, EOS_ID, PAD_ID]]),
-                    torch.tensor([[6, EOS_ID], [4, EOS_ID]]))
+    batch = Triples(
+        torch.tensor([[3, 4, EOS_ID], [5, EOS_ID, PAD_ID]]),
+        torch.tensor([[4, 5, 6, EOS_ID], [3, 3, EOS_ID, PAD_ID]]),
+        torch.tensor([[6, EOS_ID], [4, EOS_ID]]),
+    )
     loss, _ = SkipThoughtsTask().training_step(m, batch)
     loss.backward()
     opt.step()

@@ -45,9 +45,16 @@ def test_parallel_launcher_one_dir_and_one_wandb_run_per_job(cli, tmp_path):
     """hydra/launcher=parallel (joblib, 2 workers): own run dir, metrics and offline W&B run
     per job, and loky's thread limit (cores // n_jobs) reaches torch (threads: null)."""
     sweep = tmp_path / "sweep"
-    p = cli(*FAST, "logger=wandb", "norm=ln,none", "hydra/launcher=parallel",
-            "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", multirun=True,
-            env={"WANDB_MODE": "offline"})
+    p = cli(
+        *FAST,
+        "logger=wandb",
+        "norm=ln,none",
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+        multirun=True,
+        env={"WANDB_MODE": "offline"},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     runs = find_runs(sweep)
     assert sorted(r.get("norm.kind") for r in runs) == ["ln", "none"]
@@ -64,8 +71,9 @@ def test_parallel_launcher_one_dir_and_one_wandb_run_per_job(cli, tmp_path):
 @pytest.mark.slow
 def test_local_submitit_launcher_runs_jobs_end_to_end(cli, tmp_path):
     sweep = tmp_path / "sweep"
-    p = cli(*FAST, "norm=bn", "hydra/launcher=local_submitit", f"hydra.sweep.dir={sweep}",
-            multirun=True)
+    p = cli(
+        *FAST, "norm=bn", "hydra/launcher=local_submitit", f"hydra.sweep.dir={sweep}", multirun=True
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     (run,) = find_runs(sweep)
     assert run.get("norm.kind") == "bn" and run.status == "completed"
@@ -86,24 +94,43 @@ def test_slurm_launcher_settings_reach_the_sbatch_script(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", ["experiment=pi_mnist_cpu", "hydra/launcher=slurm",
-                                "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1",
-                                "hydra.launcher.timeout_min=90", "hydra.launcher.cpus_per_task=6",
-                                "hydra.launcher.mem_gb=24"], return_hydra_config=True)
+        cfg = compose(
+            "train",
+            [
+                "experiment=pi_mnist_cpu",
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.gpus_per_node=1",
+                "hydra.launcher.timeout_min=90",
+                "hydra.launcher.cpus_per_task=6",
+                "hydra.launcher.mem_gb=24",
+            ],
+            return_hydra_config=True,
+        )
     GlobalHydra.instance().clear()
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     skip = ("_target_", "submitit_folder", "name", "max_num_timeout")
-    params = {k: OmegaConf.to_container(launcher[k], resolve=True)
-              if OmegaConf.is_config(launcher[k]) else launcher[k]
-              for k in launcher if k not in skip}
+    params = {
+        k: OmegaConf.to_container(launcher[k], resolve=True)
+        if OmegaConf.is_config(launcher[k])
+        else launcher[k]
+        for k in launcher
+        if k not in skip
+    }
     # as SlurmLauncher.launch passes them to submitit
     base = set(OmegaConf.structured(BaseQueueConf).keys())
     executor = submitit.AutoExecutor(cluster="slurm", folder=tmp_path / "submitit")
     executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
     script = executor._executor._make_submission_file_text("python -m x", "uid")
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --time=90",
-                 "#SBATCH --cpus-per-task=6", "#SBATCH --mem=24GB", "export OMP_NUM_THREADS=6"):
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --time=90",
+        "#SBATCH --cpus-per-task=6",
+        "#SBATCH --mem=24GB",
+        "export OMP_NUM_THREADS=6",
+    ):
         assert line in script, (line, script)
 
 
@@ -126,10 +153,13 @@ def _one_error_line(p) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("bad", [
-    ["optim.lrr=1e-3,3e-3"],                                    # a typo in a swept key
-    ["experiment=pi_mnist_cpu,lm_ptb_char_cpu", "norm=ln"],      # only the second job breaks
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["optim.lrr=1e-3,3e-3"],  # a typo in a swept key
+        ["experiment=pi_mnist_cpu,lm_ptb_char_cpu", "norm=ln"],  # only the second job breaks
+    ],
+)
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_sweep_over_an_unknown_key_stops_before_any_job(cli, tmp_path, bad):
     """One line naming the key, exit 2, and nothing written: even with the parallel launcher,
@@ -147,7 +177,8 @@ def test_unknown_key_in_a_sweep_file_is_reported_the_same_way(cli, tmp_path):
     (tmp_path / "cfg" / "sweep").mkdir(parents=True)
     (tmp_path / "cfg" / "sweep" / "typo.yaml").write_text(
         "# @package _global_\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    params:\n"
-        "      optim.learning_rate: 1e-3,3e-3\n")
+        "      optim.learning_rate: 1e-3,3e-3\n"
+    )
     p = cli(*TINY, f"hydra.searchpath=[file://{tmp_path / 'cfg'}]", "sweep=typo")
     assert p.returncode == 2
     assert "optim.learning_rate" in _one_error_line(p)
@@ -172,8 +203,14 @@ def test_wandb_sweep_file_drives_the_entrypoint_with_valid_keys(compose):
 
 def test_make_wires_sweep_launcher_and_reproduce():
     def dry(*args):
-        p = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True,
-                           env={**os.environ, "MAKEFLAGS": ""}, check=False)
+        p = subprocess.run(
+            ["make", "-n", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "MAKEFLAGS": ""},
+            check=False,
+        )
         return p.returncode, p.stdout + p.stderr
 
     rc, out = dry("sweep", "SWEEP=pi_mnist_lr", "LAUNCHER=parallel", "ARGS=norm=ln")

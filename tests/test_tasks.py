@@ -29,8 +29,10 @@ def lm(norm="ln"):
 def segments(n=2):
     g = torch.Generator().manual_seed(1)
     text = torch.randint(0, V, (n * T + 1, B), generator=g)
-    return [Segment(text[k * T : (k + 1) * T], text[k * T + 1 : (k + 1) * T + 1], k == 0)
-            for k in range(n)]
+    return [
+        Segment(text[k * T : (k + 1) * T], text[k * T + 1 : (k + 1) * T + 1], k == 0)
+        for k in range(n)
+    ]
 
 
 def test_language_model_reports_bits_per_character_by_default():
@@ -50,8 +52,9 @@ def test_language_model_first_step_of_a_fresh_task_starts_from_zeros():
     loss, _ = LanguageModel().training_step(model, second)
     with torch.no_grad():
         logits, _ = model(second.x)
-    assert loss.item() == pytest.approx(F.cross_entropy(logits.flatten(0, 1),
-                                                        second.y.flatten()).item())
+    assert loss.item() == pytest.approx(
+        F.cross_entropy(logits.flatten(0, 1), second.y.flatten()).item()
+    )
 
 
 @pytest.mark.parametrize("carried", [True, False])
@@ -139,8 +142,15 @@ def test_best_follows_the_direction_each_task_declares(tmp_path):
     task = _Scripted([(50.0, 2.0), (70.0, 1.0), (60.0, 1.5)])
     model = torch.nn.Linear(1, 1)
     logger = RunLogger(tmp_path, {}, None, {})
-    trainer = Trainer(model, task, data, torch.optim.SGD(model.parameters(), 0.1),
-                      TrainerConfig(eval_splits=["val"]), logger, tmp_path)
+    trainer = Trainer(
+        model,
+        task,
+        data,
+        torch.optim.SGD(model.parameters(), 0.1),
+        TrainerConfig(eval_splits=["val"]),
+        logger,
+        tmp_path,
+    )
     trainer._t0 = time.perf_counter()  # (fit sets it)
     for _ in range(3):
         metrics = trainer.evaluate()

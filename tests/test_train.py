@@ -42,36 +42,70 @@ def test_resume_equals_uninterrupted_run(compose, tiny_mnist, tmp_path):
     full = run(tiny_cfg(compose, tiny_mnist, "norm=bn", "data.batch_size=8"), tmp_path / "a")
     # the same run stopped at step 30 (mid-epoch, between evaluations), then resumed
     stopped = tmp_path / "b"
-    run(tiny_cfg(compose, tiny_mnist, "norm=bn", "data.batch_size=8", "trainer.max_steps=30",
-                 "trainer.ckpt_every=10"), stopped)
+    run(
+        tiny_cfg(
+            compose,
+            tiny_mnist,
+            "norm=bn",
+            "data.batch_size=8",
+            "trainer.max_steps=30",
+            "trainer.ckpt_every=10",
+        ),
+        stopped,
+    )
     # what the killed run had logged after its last checkpoint must disappear on resume
     with open(stopped / "metrics.jsonl", "a") as f:
         f.write('{"step": 31, "epoch": 1.5, "time": 0, "batch/loss": 99}\n{"step": 3')
-    resumed = run(tiny_cfg(compose, tiny_mnist, "norm=bn", "data.batch_size=8", "resume=true",
-                           "trainer.ckpt_every=10"), stopped)
+    resumed = run(
+        tiny_cfg(
+            compose,
+            tiny_mnist,
+            "norm=bn",
+            "data.batch_size=8",
+            "resume=true",
+            "trainer.ckpt_every=10",
+        ),
+        stopped,
+    )
     assert rows_without_time(tmp_path / "a" / "metrics.jsonl") == rows_without_time(
-        stopped / "metrics.jsonl")
+        stopped / "metrics.jsonl"
+    )
     assert resumed["final"] == full["final"] and resumed["best"] == full["best"]
     a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["model"]
     b = torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("interval, sched", [
-    ("step", "{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:7,gamma:0.5"),
-    ("epoch", ("{_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[1,2],"
-              "gamma:0.1")),
-])
+@pytest.mark.parametrize(
+    "interval, sched",
+    [
+        ("step", "{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:7,gamma:0.5"),
+        (
+            "epoch",
+            (
+                "{_target_:torch.optim.lr_scheduler.MultiStepLR,_partial_:true,milestones:[1,2],"
+                "gamma:0.1"
+            ),
+        ),
+    ],
+)
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_lr_schedule_resumes_exactly(compose, tiny_mnist, tmp_path, interval, sched):
     """A schedule stepped per update or per epoch: the learning rate of every logged step (and
     every other field) after resume equals the uninterrupted run's, and it did change."""
-    args = ["optim=sgd", "optim.lr=0.5", f"optim.scheduler={sched},interval:{interval}}}",
-            "data.batch_size=8", "trainer.log_every=1"]  # 20 steps an epoch, 4 epochs
+    args = [
+        "optim=sgd",
+        "optim.lr=0.5",
+        f"optim.scheduler={sched},interval:{interval}}}",
+        "data.batch_size=8",
+        "trainer.log_every=1",
+    ]  # 20 steps an epoch, 4 epochs
     run(tiny_cfg(compose, tiny_mnist, *args), tmp_path / "a")
     stopped = tmp_path / "b"
-    run(tiny_cfg(compose, tiny_mnist, *args, "trainer.max_steps=30", "trainer.ckpt_every=10"),
-        stopped)  # stopped mid-interval of the step schedule, mid-epoch
+    run(
+        tiny_cfg(compose, tiny_mnist, *args, "trainer.max_steps=30", "trainer.ckpt_every=10"),
+        stopped,
+    )  # stopped mid-interval of the step schedule, mid-epoch
     run(tiny_cfg(compose, tiny_mnist, *args, "resume=true", "trainer.ckpt_every=10"), stopped)
     full = rows_without_time(tmp_path / "a" / "metrics.jsonl")
     assert full == rows_without_time(stopped / "metrics.jsonl")
@@ -86,8 +120,16 @@ def test_lr_schedule_resumes_exactly(compose, tiny_mnist, tmp_path, interval, sc
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_progress_lines_give_pace_and_eta(compose, tiny_mnist, tmp_path, caplog):
     caplog.set_level("INFO", logger="lnrepro")
-    run(tiny_cfg(compose, tiny_mnist, "trainer.progress=lines", "trainer.line_seconds=0",
-                 "trainer.max_steps=10"), tmp_path)
+    run(
+        tiny_cfg(
+            compose,
+            tiny_mnist,
+            "trainer.progress=lines",
+            "trainer.line_seconds=0",
+            "trainer.max_steps=10",
+        ),
+        tmp_path,
+    )
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert len(lines) == 2 and lines[-1].startswith("step 10/10 ")  # log_every 5
     assert re.search(r"\| [0-9.e+]+ updates/s, ETA 0:00:\d\d$", lines[0]), lines[0]
@@ -95,13 +137,17 @@ def test_progress_lines_give_pace_and_eta(compose, tiny_mnist, tmp_path, caplog)
 
 
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
-def test_resume_without_checkpoint_warns_only_after_an_earlier_run(compose, tiny_mnist, tmp_path,
-                                                                    caplog):
+def test_resume_without_checkpoint_warns_only_after_an_earlier_run(
+    compose, tiny_mnist, tmp_path, caplog
+):
     def warned(run_dir):
         caplog.clear()
         run(tiny_cfg(compose, tiny_mnist, "resume=true", "trainer.max_steps=2"), run_dir)
-        return [r for r in caplog.records if r.levelname == "WARNING" and "no checkpoint" in
-                r.getMessage()]
+        return [
+            r
+            for r in caplog.records
+            if r.levelname == "WARNING" and "no checkpoint" in r.getMessage()
+        ]
 
     assert not warned(tmp_path / "clean")  # a figure target's first run: nothing to resume
     (tmp_path / "left").mkdir()
@@ -127,18 +173,25 @@ def test_existing_checkpoint_needs_resume_and_same_config(compose, tiny_mnist, t
         run(tiny_cfg(compose, tiny_mnist, "resume=true"), tmp_path)
 
 
-@pytest.mark.parametrize("overrides, error, match", [
-    (["data.batch_size=0"], ConfigError, "batch_size must be a positive integer"),
-    (["data.batch_size=-3"], ConfigError, "batch_size must be a positive integer"),
-    (["norm=bn", "data.batch_size=1"], ConfigError, "norm=bn cannot train with data.batch_size=1"),
-    (["norm.eps=-1"], ConfigError, "norm.eps"),
-    (["trainer.epochs=0"], ConfigError, "trainer.epochs"),
-    (["trainer.eval_every=0"], ConfigError, "trainer.eval_every"),
-    (["model.activation=swish"], ConfigError, "activation"),
-    (["+model.depth=3"], ConfigError, "depth"),
-    (["optim.lr=-1"], ConfigError, "optim"),
-    (["data.val_size=100000"], ConfigError, "val_size"),
-])
+@pytest.mark.parametrize(
+    "overrides, error, match",
+    [
+        (["data.batch_size=0"], ConfigError, "batch_size must be a positive integer"),
+        (["data.batch_size=-3"], ConfigError, "batch_size must be a positive integer"),
+        (
+            ["norm=bn", "data.batch_size=1"],
+            ConfigError,
+            "norm=bn cannot train with data.batch_size=1",
+        ),
+        (["norm.eps=-1"], ConfigError, "norm.eps"),
+        (["trainer.epochs=0"], ConfigError, "trainer.epochs"),
+        (["trainer.eval_every=0"], ConfigError, "trainer.eval_every"),
+        (["model.activation=swish"], ConfigError, "activation"),
+        (["+model.depth=3"], ConfigError, "depth"),
+        (["optim.lr=-1"], ConfigError, "optim"),
+        (["data.val_size=100000"], ConfigError, "val_size"),
+    ],
+)
 def test_bad_config_values(compose, tiny_mnist, tmp_path, overrides, error, match):
     with pytest.raises(error, match=match):
         run(tiny_cfg(compose, tiny_mnist, *overrides), tmp_path)
@@ -146,29 +199,39 @@ def test_bad_config_values(compose, tiny_mnist, tmp_path, overrides, error, matc
 
 
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
-@pytest.mark.parametrize("steps, evals", [(20, [0, 7, 14, 20]), (17, [0, 7, 17]), (18, [0, 7, 14, 18])])
+@pytest.mark.parametrize(
+    "steps, evals", [(20, [0, 7, 14, 20]), (17, [0, 7, 17]), (18, [0, 7, 14, 18])]
+)
 def test_eval_every_sets_the_evaluation_steps(compose, tiny_mnist, tmp_path, steps, evals):
     """Every 7 updates and at the end; a regular evaluation under half an interval before the
     final one (14 of 17) is left out rather than drawn as a near-duplicate point."""
-    run(tiny_cfg(compose, tiny_mnist, "trainer.eval_every=7", f"trainer.max_steps={steps}"),
-        tmp_path)
+    run(
+        tiny_cfg(compose, tiny_mnist, "trainer.eval_every=7", f"trainer.max_steps={steps}"),
+        tmp_path,
+    )
     rows = metrics_rows(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in rows if "test/err" in r] == evals
 
 
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_batch_size_one_trains_with_layer_norm(compose, tiny_mnist, tmp_path):
-    s = run(tiny_cfg(compose, tiny_mnist, "norm=ln", "data.batch_size=1", "trainer.max_steps=20"),
-            tmp_path)
+    s = run(
+        tiny_cfg(compose, tiny_mnist, "norm=ln", "data.batch_size=1", "trainer.max_steps=20"),
+        tmp_path,
+    )
     assert s["status"] == "completed" and s["step"] == 20
 
 
 @pytest.mark.slow  # end to end: a subprocess or a whole training run
 def test_nan_loss_stops_with_last_good_checkpoint(compose, tiny_mnist, tmp_path):
     # lr 1e30: step 1 is finite (and checkpointed), the loss of step 2 is NaN
-    with pytest.raises(DivergenceError, match="training loss is nan at step 2.*last good checkpoint"):
-        run(tiny_cfg(compose, tiny_mnist, "norm=none", "optim.lr=1e30", "trainer.ckpt_every=1"),
-            tmp_path)
+    with pytest.raises(
+        DivergenceError, match="training loss is nan at step 2.*last good checkpoint"
+    ):
+        run(
+            tiny_cfg(compose, tiny_mnist, "norm=none", "optim.lr=1e30", "trainer.ckpt_every=1"),
+            tmp_path,
+        )
     ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] == 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
@@ -204,14 +267,26 @@ def test_cli_errors_are_one_line_with_nonzero_exit(cli, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_run_resumes_exactly(cli, tmp_path, tiny_mnist, sig):
-    args = [*TINY, "norm=ln", "data.batch_size=4", "trainer.epochs=3", "trainer.ckpt_every=25",
-            "trainer.evals_per_epoch=4"]
+    args = [
+        *TINY,
+        "norm=ln",
+        "data.batch_size=4",
+        "trainer.epochs=3",
+        "trainer.ckpt_every=25",
+        "trainer.evals_per_epoch=4",
+    ]
     ref = cli(*args, f"hydra.run.dir={tmp_path}/ref")
     assert ref.returncode == 0, ref.stderr[-2000:]
     run_dir = tmp_path / "killed"
     env = {**os.environ, "LNREPRO_OUTPUTS": str(tmp_path), "LNREPRO_DATA": str(tiny_mnist)}
-    proc = subprocess.Popen([sys.executable, "-m", "lnrepro.train", *args, f"hydra.run.dir={run_dir}"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lnrepro.train", *args, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     ckpt = run_dir / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
@@ -226,14 +301,23 @@ def test_killed_run_resumes_exactly(cli, tmp_path, tiny_mnist, sig):
     p = cli(*args, "resume=true", f"hydra.run.dir={run_dir}")
     assert p.returncode == 0, p.stderr[-2000:]
     assert rows_without_time(run_dir / "metrics.jsonl") == rows_without_time(
-        tmp_path / "ref" / "metrics.jsonl")
+        tmp_path / "ref" / "metrics.jsonl"
+    )
 
 
 @pytest.mark.slow
 def test_wandb_offline_one_run_per_multirun_job(cli, tmp_path):
     sweep = tmp_path / "sweep"
-    p = cli(*TINY, "logger=wandb", "trainer.max_steps=3", "norm=ln,none", "optim.lr=0.01",
-            f"hydra.sweep.dir={sweep}", multirun=True, env={"WANDB_MODE": "offline"})
+    p = cli(
+        *TINY,
+        "logger=wandb",
+        "trainer.max_steps=3",
+        "norm=ln,none",
+        "optim.lr=0.01",
+        f"hydra.sweep.dir={sweep}",
+        multirun=True,
+        env={"WANDB_MODE": "offline"},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     ids, names = set(), set()
     for r in find_runs(sweep):
@@ -254,8 +338,16 @@ def test_wandb_offline_one_run_per_multirun_job(cli, tmp_path):
 
 @pytest.mark.realdata("MNIST/raw/train-images-idx3-ubyte")
 def test_real_mnist_smoke(compose, tmp_path):
-    cfg = compose(["experiment=pi_mnist_cpu", "norm=ln", "trainer.max_steps=60", "logger=none",
-                   "data.train_eval_size=2000", "trainer.eval_splits=[train,val,test]"])
+    cfg = compose(
+        [
+            "experiment=pi_mnist_cpu",
+            "norm=ln",
+            "trainer.max_steps=60",
+            "logger=none",
+            "data.train_eval_size=2000",
+            "trainer.eval_splits=[train,val,test]",
+        ]
+    )
     s = run(cfg, tmp_path)
     assert s["final"]["test/err"] < 0.2  # 60 Adam steps of the paper's MLP: ~6% here
     assert len(load_run(tmp_path).rows) >= 2

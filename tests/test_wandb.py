@@ -17,11 +17,15 @@ pytestmark = pytest.mark.slow  # whole training runs with W&B offline
 def wandb_run(compose, data_dir, tmp_path, monkeypatch, caplog, *extra):
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = [a for a in TINY if not a.startswith("logger=")]
-    cfg = compose([*args, f"paths.data_dir={data_dir}", "logger=wandb", "trainer.max_steps=12",
-                   *extra])
+    cfg = compose(
+        [*args, f"paths.data_dir={data_dir}", "logger=wandb", "trainer.max_steps=12", *extra]
+    )
     run(cfg, tmp_path)
-    failed = [r.getMessage() for r in caplog.records if "W&B" in r.getMessage()
-              and r.levelname == "WARNING"]
+    failed = [
+        r.getMessage()
+        for r in caplog.records
+        if "W&B" in r.getMessage() and r.levelname == "WARNING"
+    ]
     assert not failed, failed  # W&B turned itself off: the records below would be missing
     files = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1
@@ -42,9 +46,15 @@ def test_run_name_job_type_metrics_summary(compose, tiny_mnist, tmp_path, monkey
 
 
 def test_checkpoints_as_artifacts(compose, tiny_mnist, tmp_path, monkeypatch, caplog):
-    info = wandb_run(compose, tiny_mnist, tmp_path, monkeypatch, caplog,
-                     "logger.log_checkpoints=true",
-                     "logger.name=mine")
+    info = wandb_run(
+        compose,
+        tiny_mnist,
+        tmp_path,
+        monkeypatch,
+        caplog,
+        "logger.log_checkpoints=true",
+        "logger.name=mine",
+    )
     assert info["name"] == "mine"
     arts = info["artifacts"]
     assert arts and all(t == "model" and n.startswith("checkpoint-") for n, t in arts)

@@ -29,8 +29,10 @@ def output_error(path: Path, error: BaseException) -> OutputError | None:
         error = error.__cause__ or error.__context__
     if not isinstance(error, OSError):
         return None
-    return OutputError(f"cannot write {path} ({error.strerror or error}): free space or fix the "
-                       "permissions; files written before are intact")
+    return OutputError(
+        f"cannot write {path} ({error.strerror or error}): free space or fix the "
+        "permissions; files written before are intact"
+    )
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -96,7 +98,9 @@ def model_from_checkpoint(ckpt: dict, **kwargs):
     from lnrepro.nn.norm import NormSpec
 
     cfg = ckpt.get("config") or {}
-    norm = NormSpec.from_cfg(cfg.get("norm") or {"kind": "ln"}, (cfg.get("data") or {}).get("batch_size"))
+    norm = NormSpec.from_cfg(
+        cfg.get("norm") or {"kind": "ln"}, (cfg.get("data") or {}).get("batch_size")
+    )
     model_cfg = dict(cfg.get("model") or {})
     model_cfg.update({k: v for k, v in kwargs.items() if k in model_cfg})
     rest = {k: v for k, v in kwargs.items() if k not in model_cfg}
@@ -105,8 +109,9 @@ def model_from_checkpoint(ckpt: dict, **kwargs):
     return model.eval(), norm
 
 
-def load_run_model(run_dir: str | Path, target: str, what: str,
-                   kwargs: Callable[[dict], dict]) -> tuple:
+def load_run_model(
+    run_dir: str | Path, target: str, what: str, kwargs: Callable[[dict], dict]
+) -> tuple:
     """(model, NormSpec, checkpoint) of a run directory's checkpoints/last.pt, whose model's
     `_target_` must contain `target` (else DataError "not a <what> run"); `kwargs(extra)` maps
     the model's saved extra state to the arguments the data gave it (model_from_checkpoint)."""

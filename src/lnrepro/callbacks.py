@@ -52,8 +52,10 @@ def _holder(fd: int) -> dict:
 
 
 def _who(holder: dict) -> str:
-    return (f"process {holder.get('pid', '?')} on {holder.get('host', '?')}, started "
-            f"{holder.get('started', '?')}")
+    return (
+        f"process {holder.get('pid', '?')} on {holder.get('host', '?')}, started "
+        f"{holder.get('started', '?')}"
+    )
 
 
 def lock_run_dir(run_dir: str | Path) -> bool:
@@ -76,8 +78,10 @@ def lock_run_dir(run_dir: str | Path) -> bool:
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
-            raise ConfigError(f"{path.parent} is in use by another run ({_who(holder)}): wait "
-                              "for it to end, or choose another hydra.run.dir") from None
+            raise ConfigError(
+                f"{path.parent} is in use by another run ({_who(holder)}): wait "
+                "for it to end, or choose another hydra.run.dir"
+            ) from None
         try:  # the holder may have removed the file between our open and flock: lock anew
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 break
@@ -87,11 +91,16 @@ def lock_run_dir(run_dir: str | Path) -> bool:
     holder = _holder(fd)
     if holder.get("host", host) != host:
         os.close(fd)
-        raise ConfigError(f"{path.parent} is locked by {_who(holder)}: wait for that run to "
-                          f"end; if it is gone (e.g. the machine crashed), delete {path}")
+        raise ConfigError(
+            f"{path.parent} is locked by {_who(holder)}: wait for that run to "
+            f"end; if it is gone (e.g. the machine crashed), delete {path}"
+        )
     if holder:
-        log.warning("%s: taking over the lock of process %s, which is no longer running",
-                    path.parent, holder.get("pid"))
+        log.warning(
+            "%s: taking over the lock of process %s, which is no longer running",
+            path.parent,
+            holder.get("pid"),
+        )
     me = {"host": host, "pid": os.getpid(), "started": datetime.now().isoformat(timespec="seconds")}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(me).encode(), 0)
@@ -125,14 +134,17 @@ def check_run_keys(cfg) -> None:
     from lnrepro.data.verify import check_flag
 
     if OmegaConf.is_missing(cfg, "name"):
-        raise ConfigError("choose an experiment: experiment=<name> (python -m lnrepro.train "
-                          "--help lists them)")
+        raise ConfigError(
+            "choose an experiment: experiment=<name> (python -m lnrepro.train --help lists them)"
+        )
     if not is_int(cfg.seed) or not 0 <= cfg.seed < 2**32:
         raise ConfigError(f"seed must be an integer in [0, 2^32), got {cfg.seed!r}")
     threads = cfg.threads
     if threads is not None and (not is_int(threads) or threads < 1):
-        raise ConfigError(f"threads must be a positive integer, or null for torch's default "
-                          f"(all cores), got {threads!r}")
+        raise ConfigError(
+            f"threads must be a positive integer, or null for torch's default "
+            f"(all cores), got {threads!r}"
+        )
     for key in ("resume", "resume_allow_different_threads"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
@@ -160,11 +172,14 @@ class CheckOutputDir(Callback):
     def _check(self, config, dir_key: str, lock: bool = False) -> None:
         try:
             experiment = config.hydra.runtime.choices.get("experiment")
-            swept = any(o.lstrip("+~").split("=")[0] == "experiment"
-                        for o in config.hydra.overrides.task)
+            swept = any(
+                o.lstrip("+~").split("=")[0] == "experiment" for o in config.hydra.overrides.task
+            )
             if experiment is None and not swept:
-                raise ConfigError("choose an experiment: experiment=<name>, one of "
-                                  f"{', '.join(experiment_choices())}")
+                raise ConfigError(
+                    "choose an experiment: experiment=<name>, one of "
+                    f"{', '.join(experiment_choices())}"
+                )
             path = config.hydra[dir_key].dir
             check_writable(path)
             if lock:
@@ -215,7 +230,7 @@ def sweep_jobs(config) -> list[list[str]]:
     if math.prod(len(v) for v in lists) <= MAX_GRID_CHECK:
         return [list(job) for job in itertools.product(*lists)]
     first = [v[0] for v in lists]
-    return [first[:i] + [x] + first[i + 1:] for i, v in enumerate(lists) for x in v[1:]] + [first]
+    return [first[:i] + [x] + first[i + 1 :] for i, v in enumerate(lists) for x in v[1:]] + [first]
 
 
 def check_sweep(config) -> int:
@@ -234,13 +249,16 @@ def check_sweep(config) -> int:
         try:
             job_cfg = loader.load_sweep_config(config, job)
         except (HydraException, OmegaConfBaseException) as e:
-            raise ConfigError(f"the sweep cannot run, job {n}{shown} does not compose: "
-                              f"{one_line(e)}; no job was started") from None
+            raise ConfigError(
+                f"the sweep cannot run, job {n}{shown} does not compose: "
+                f"{one_line(e)}; no job was started"
+            ) from None
         try:
             check_run_keys(job_cfg)
         except ConfigError as e:
-            raise ConfigError(f"the sweep cannot run, job {n}{shown}: {e}; no job was "
-                              "started") from None
+            raise ConfigError(
+                f"the sweep cannot run, job {n}{shown}: {e}; no job was started"
+            ) from None
     return len(jobs)
 
 

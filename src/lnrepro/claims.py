@@ -53,8 +53,17 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from scipy import stats
 
-CHECKS = ("final_lower", "final_higher", "final_below", "setting_lower", "faster", "lower_at",
-          "robust", "comparable", "not_testable")
+CHECKS = (
+    "final_lower",
+    "final_higher",
+    "final_below",
+    "setting_lower",
+    "faster",
+    "lower_at",
+    "robust",
+    "comparable",
+    "not_testable",
+)
 LOWER_ONLY = ("final_lower", "final_below", "setting_lower", "lower_at", "robust")
 ONE_NORM = ("final_below", "setting_lower")  # checks of "lower is better"
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
@@ -62,8 +71,10 @@ NOT_TESTABLE = "not testable at this scale"
 LEVEL = 0.95
 NORM_NAMES = {"ln": "LN", "bn": "BN", "none": "baseline"}
 BEGIN, END = "<!-- claims:begin", "<!-- claims:end -->"
-PAPER = ("Sections, figures and tables are those of Ba, Kiros, Hinton 2016 (\"Layer "
-         "Normalization\") unless another paper is named.")
+PAPER = (
+    'Sections, figures and tables are those of Ba, Kiros, Hinton 2016 ("Layer '
+    'Normalization") unless another paper is named.'
+)
 
 
 # ---- statistics -------------------------------------------------------------------------------
@@ -89,7 +100,7 @@ def linear_interval(samples: list[list[float]], coefs: list[float]) -> Interval:
     var = sum(v for v, _ in parts)
     if var == 0:  # no spread in any group: the interval is the point itself
         return Interval(effect, effect, effect, math.inf)
-    df = var ** 2 / sum(v * v / (n - 1) for v, n in parts)
+    df = var**2 / sum(v * v / (n - 1) for v, n in parts)
     half = t_quantile(0.5 + LEVEL / 2, df) * math.sqrt(var)
     return Interval(effect, effect - half, effect + half, df)
 
@@ -113,8 +124,9 @@ def decide_higher(iv: Interval) -> str:
 
 def higher_is_better(spec: dict, metric: str) -> bool:
     """Whether the figure declares `metric` higher-is-better (its `metrics:` entry)."""
-    return any(m.get("key") == metric and m.get("higher_is_better")
-               for m in spec.get("metrics") or [])
+    return any(
+        m.get("key") == metric and m.get("higher_is_better") for m in spec.get("metrics") or []
+    )
 
 
 def decide_within(iv: Interval, margin: float) -> str:
@@ -133,7 +145,7 @@ class FigureData:
     stem: str
     runs: list[dict]
     curves: dict | None  # (norm, seed, grid values) -> metric -> [(step, epoch, value)]
-    missing: str = ""    # why there are no runs at all
+    missing: str = ""  # why there are no runs at all
 
     @property
     def grid_keys(self) -> list[str]:
@@ -170,8 +182,11 @@ def _float(text: str) -> float:
 
 def matching(data: FigureData, norm: str, where: dict) -> list[dict]:
     """Completed runs of one norm at the given grid values, by seed."""
-    rows = [r for r in data.runs if r["norm"] == norm
-            and all(str(r.get(k)) == str(v) for k, v in where.items())]
+    rows = [
+        r
+        for r in data.runs
+        if r["norm"] == norm and all(str(r.get(k)) == str(v) for k, v in where.items())
+    ]
     return sorted(rows, key=lambda r: int(r["seed"]))
 
 
@@ -182,8 +197,9 @@ def final_values(data: FigureData, norm: str, where: dict, metric: str) -> list[
     return [v for v in vals if math.isfinite(v)]
 
 
-def seed_curves(data: FigureData, norm: str, where: dict, metric: str,
-                reasons: list[str]) -> dict[str, list]:
+def seed_curves(
+    data: FigureData, norm: str, where: dict, metric: str, reasons: list[str]
+) -> dict[str, list]:
     """Seed -> the metric's finite points [(step, epoch, value)] after the first update; a
     completed run without any is named in `reasons`."""
     out = {}
@@ -206,7 +222,7 @@ class Result:
     measured: str = "–"
     effect_name: str = ""
     interval: Interval | None = None
-    ratio: bool = False   # the interval is on a log scale: show exp(.)
+    ratio: bool = False  # the interval is on a log scale: show exp(.)
     verdict: str = INCONCLUSIVE
     reasons: list[str] = field(default_factory=list)
 
@@ -245,8 +261,10 @@ def summary(name: str, values: list[float]) -> str:
         return f"{name} – (n=0)"
     if len(values) == 1:
         return f"{name} {num(values[0])} (n=1)"
-    return (f"{name} {num(statistics.fmean(values))} ± {num(statistics.stdev(values), 2)} "
-            f"(n={len(values)})")
+    return (
+        f"{name} {num(statistics.fmean(values))} ± {num(statistics.stdev(values), 2)} "
+        f"(n={len(values)})"
+    )
 
 
 def too_few(groups: dict[str, list]) -> list[str]:
@@ -259,8 +277,9 @@ def _transform(values: list[float], log: bool) -> list[float]:
     return [math.log(v) for v in values] if log else values
 
 
-def compare_groups(res: Result, groups: dict[str, list[float]], coefs: list[float], log: bool,
-                   decide) -> Result:
+def compare_groups(
+    res: Result, groups: dict[str, list[float]], coefs: list[float], log: bool, decide
+) -> Result:
     """Effect sum_i c_i mean_i (on logs with `log`), its interval and verdict (if n >= 2)."""
     res.reasons += too_few(groups)
     res.ratio = log
@@ -307,10 +326,12 @@ def check_final_below(c: dict, data: FigureData, res: Result) -> Result:
 def check_setting_lower(c: dict, data: FigureData, res: Result) -> Result:
     """One norm at two grid settings: mean(x) - mean(y) < 0."""
     (a,) = c["norms"]
-    (key, (x, y)), = c["settings"].items()
+    ((key, (x, y)),) = c["settings"].items()
     short = key.split(".")[-1]
-    groups = {f"{short} {v}": final_values(data, a, {**c.get("where", {}), key: v}, c["metric"])
-              for v in (x, y)}
+    groups = {
+        f"{short} {v}": final_values(data, a, {**c.get("where", {}), key: v}, c["metric"])
+        for v in (x, y)
+    }
     res.measured = "; ".join(summary(f"{label(a)} {n}", v) for n, v in groups.items())
     res.effect_name = f"{short} {x} - {short} {y}"
     return compare_groups(res, groups, [1.0, -1.0], c.get("log", False), decide_lower)
@@ -323,14 +344,15 @@ def check_comparable(c: dict, data: FigureData, res: Result) -> Result:
 
 def check_robust(c: dict, data: FigureData, res: Result) -> Result:
     a, b = c["norms"]
-    (key, (frm, to)), = c["between"].items()
+    ((key, (frm, to)),) = c["between"].items()
     where = c.get("where", {})
     groups, parts = {}, []
     for n in (a, b):
         for v in (to, frm):
             groups[f"{n} {v}"] = final_values(data, n, {**where, key: v}, c["metric"])
-        parts.append(f"{label(n)}: " + ", ".join(
-            summary(f"{v}:", groups[f"{n} {v}"]) for v in (frm, to)))
+        parts.append(
+            f"{label(n)}: " + ", ".join(summary(f"{v}:", groups[f"{n} {v}"]) for v in (frm, to))
+        )
     res.measured = "; ".join(parts)
     short = key.split(".")[-1]
     res.effect_name = f"rise {short} {frm} -> {to}, {label(a)} - {label(b)}"
@@ -347,8 +369,9 @@ def check_lower_at(c: dict, data: FigureData, res: Result) -> Result:
     groups = {}
     for n in c["norms"]:
         groups[n] = []
-        for seed, points in seed_curves(data, n, c.get("where", {}), c["metric"],
-                                        res.reasons).items():
+        for seed, points in seed_curves(
+            data, n, c.get("where", {}), c["metric"], res.reasons
+        ).items():
             later = [p for p in points if p[col] >= at - 1e-9]
             if later:
                 groups[n].append(later[0][2])
@@ -368,8 +391,7 @@ def check_faster(c: dict, data: FigureData, res: Result) -> Result:
     a, b = c["norms"]
     if data.curves is None:
         return _no_curves(res, data)
-    curves = {n: seed_curves(data, n, c.get("where", {}), c["metric"], res.reasons)
-              for n in (a, b)}
+    curves = {n: seed_curves(data, n, c.get("where", {}), c["metric"], res.reasons) for n in (a, b)}
     if not curves[b]:
         res.reasons.append(f"no {label(b)} curve of {c['metric']}")
         return res
@@ -379,13 +401,15 @@ def check_faster(c: dict, data: FigureData, res: Result) -> Result:
     groups = {}
     for n in (a, b):
         steps = {seed: updates_to(pts, level, higher) for seed, pts in curves[n].items()}
-        res.reasons += [f"{label(n)} seed {s} never reaches it"
-                        for s, t in steps.items() if t is None]
+        res.reasons += [
+            f"{label(n)} seed {s} never reaches it" for s, t in steps.items() if t is None
+        ]
         groups[n] = [t for t in steps.values() if t is not None]
     res.measured = "updates: " + "; ".join(summary(label(n), v) for n, v in groups.items())
     res.effect_name = f"{label(a)} / {label(b)} updates"
-    return compare_groups(res, groups, [1.0, -1.0], True,
-                          lambda iv: decide_lower(iv, math.log(c["max_ratio"])))
+    return compare_groups(
+        res, groups, [1.0, -1.0], True, lambda iv: decide_lower(iv, math.log(c["max_ratio"]))
+    )
 
 
 def _no_curves(res: Result, data: FigureData) -> Result:
@@ -393,11 +417,16 @@ def _no_curves(res: Result, data: FigureData) -> Result:
     return res
 
 
-CHECK_FUNCTIONS = {"final_lower": check_final_lower, "final_higher": check_final_higher,
-                   "final_below": check_final_below, "setting_lower": check_setting_lower,
-                   "faster": check_faster,
-                   "lower_at": check_lower_at, "robust": check_robust,
-                   "comparable": check_comparable}
+CHECK_FUNCTIONS = {
+    "final_lower": check_final_lower,
+    "final_higher": check_final_higher,
+    "final_below": check_final_below,
+    "setting_lower": check_setting_lower,
+    "faster": check_faster,
+    "lower_at": check_lower_at,
+    "robust": check_robust,
+    "comparable": check_comparable,
+}
 
 
 def describe(c: dict, spec: dict) -> str:
@@ -409,7 +438,7 @@ def describe(c: dict, spec: dict) -> str:
     if kind == "final_below":
         return f"final {m}{at}: {label(c['norms'][0])} < {c['value']} (fixed bar)"
     if kind == "setting_lower":
-        (key, (x, y)), = c["settings"].items()
+        ((key, (x, y)),) = c["settings"].items()
         short = key.split(".")[-1]
         return f"final {m}{at}, {label(c['norms'][0])}: {short} {x} < {short} {y}"
     a, b = (label(n) for n in c["norms"])
@@ -421,11 +450,14 @@ def describe(c: dict, spec: dict) -> str:
         reach = ">=" if higher_is_better(spec, m) else "<="
         return f"updates until {m} {reach} {b}'s worst final{at}: {a} / {b} < {c['max_ratio']}"
     if kind == "robust":
-        (key, (frm, to)), = c["between"].items()
+        ((key, (frm, to)),) = c["between"].items()
         return f"final {m}{at}, rise from {key.split('.')[-1]} {frm} to {to}: {a}'s < {b}'s"
     if kind == "comparable":
-        band = (f"{a} / {b} within [{num(1 / c['margin'], 3)}, {c['margin']}]" if c.get("log")
-                else f"|{a} - {b}| < {c['margin']}")
+        band = (
+            f"{a} / {b} within [{num(1 / c['margin'], 3)}, {c['margin']}]"
+            if c.get("log")
+            else f"|{a} - {b}| < {c['margin']}"
+        )
         return f"{m}{at}: {band}"
     raise ValueError(kind)
 
@@ -456,9 +488,14 @@ def validate(spec: dict, source: str) -> None:
             need |= {"reason"}
         else:
             need |= {"metric", "norms"}
-            need |= {"faster": {"max_ratio"}, "lower_at": {"at"}, "robust": {"between"},
-                     "comparable": {"margin"}, "final_below": {"value"},
-                     "setting_lower": {"settings"}}.get(c.get("check"), set())
+            need |= {
+                "faster": {"max_ratio"},
+                "lower_at": {"at"},
+                "robust": {"between"},
+                "comparable": {"margin"},
+                "final_below": {"value"},
+                "setting_lower": {"settings"},
+            }.get(c.get("check"), set())
         missing = sorted(k for k in need if c.get(k) in (None, ""))
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
@@ -469,14 +506,15 @@ def validate(spec: dict, source: str) -> None:
         ids.add(c["id"])
         count = 1 if c["check"] in ONE_NORM else 2
         words = {1: "one", 2: "two"}
-        if "norms" in c and (len(c["norms"]) != count
-                             or not set(c["norms"]) <= set(spec["norms"])):
+        if "norms" in c and (len(c["norms"]) != count or not set(c["norms"]) <= set(spec["norms"])):
             raise ValueError(f"{where}: norms must be {words[count]} of {spec['norms']}")
-        if c["check"] == "robust" and (len(c["between"]) != 1
-                                       or len(next(iter(c["between"].values()))) != 2):
+        if c["check"] == "robust" and (
+            len(c["between"]) != 1 or len(next(iter(c["between"].values()))) != 2
+        ):
             raise ValueError(f"{where}: between must be {{key: [from, to]}}")
-        if c["check"] == "setting_lower" and (len(c["settings"]) != 1
-                                              or len(next(iter(c["settings"].values()))) != 2):
+        if c["check"] == "setting_lower" and (
+            len(c["settings"]) != 1 or len(next(iter(c["settings"].values()))) != 2
+        ):
             raise ValueError(f"{where}: settings must be {{key: [x, y]}}")
         if c["check"] == "lower_at" and c.get("x", "epoch") not in ("step", "epoch"):
             raise ValueError(f"{where}: x must be step or epoch")
@@ -546,9 +584,13 @@ def build(root: Path) -> Report:
 
 def runs_table(rep: Report, prefix: str) -> list[str]:
     """One row per figure: its make target, result files, runs and seeds, summed run time."""
-    lines = [("| figure | make target | results | runs | seeds per norm (fewest over the grid) "
-              "| summed run time |"),
-             "|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| figure | make target | results | runs | seeds per norm (fewest over the grid) "
+            "| summed run time |"
+        ),
+        "|---|---|---|---|---|---|",
+    ]
     for s in rep.specs:
         d = rep.data[s["name"]]
         target = f"`make {rep.targets[s['name']]}`" if s["name"] in rep.targets else "–"
@@ -566,21 +608,34 @@ def runs_table(rep: Report, prefix: str) -> list[str]:
             grid = Counter(tuple(r.get(k) for k in d.grid_keys) for r in d.runs if r["norm"] == n)
             seeds.append(f"{label(n)} {min(grid.values()) if grid else 0}")
         minutes = sum(_float(r.get("wall_time_s", "")) for r in d.runs) / 60
-        lines.append(f"| {s['title']} | {target} | {', '.join(links)} | {len(d.runs)} completed "
-                     f"| {', '.join(seeds)} | {minutes:.1f} min |")
+        lines.append(
+            f"| {s['title']} | {target} | {', '.join(links)} | {len(d.runs)} completed "
+            f"| {', '.join(seeds)} | {minutes:.1f} min |"
+        )
     return lines
 
 
 def claims_table(rep: Report) -> list[str]:
-    lines = [("| figure | paper | the paper says | claim tested (threshold fixed in advance) "
-              "| we get: mean ± sd (n seeds) | effect [95 % interval] | verdict |"),
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| figure | paper | the paper says | claim tested (threshold fixed in advance) "
+            "| we get: mean ± sd (n seeds) | effect [95 % interval] | verdict |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     previous = None
     for r in rep.results:
         fig = r.figure if r.figure != previous else ""
         previous = r.figure
-        cells = [fig, r.claim["section"], _cell(r.claim["quote"]), _cell(r.tested),
-                 _cell(r.measured), _cell(r.effect_text()), f"**{r.verdict_text()}**"]
+        cells = [
+            fig,
+            r.claim["section"],
+            _cell(r.claim["quote"]),
+            _cell(r.tested),
+            _cell(r.measured),
+            _cell(r.effect_text()),
+            f"**{r.verdict_text()}**",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -592,29 +647,50 @@ def _cell(text: str) -> str:
 def note(rep: Report) -> list[str]:
     """How verdicts are decided, and how many false ones to expect."""
     tested = sum(r.verdict != NOT_TESTABLE for r in rep.results)
-    rules = ("Verdicts are computed by `src/lnrepro/claims.py`: **supported** when the 95 % "
-             "interval of the effect lies on the claim's side of its threshold, **contradicted** "
-             "when it lies on the other side, **inconclusive** when it straddles the threshold, "
-             "when a side has fewer than 2 seeds (n=1: no interval), or when a seed never reaches "
-             "a `faster` level; **not testable at this scale** for claims about converged values "
-             "that the CPU budget cannot reach. Intervals: Welch t for differences of seed means "
-             "(Welch-Satterthwaite degrees of freedom), on logarithms for ratios and for "
-             "updates-to-level; no bootstrap.")
-    chance = (f"With n = 3 seeds per norm an interval is wide, so **inconclusive** is a likely "
-              f"outcome. With {tested} claims checked at 95 %, about "
-              f"{tested * (1 - LEVEL):.1f} false verdict(s) are expected by chance alone (about "
-              f"one in 20 claims).")
+    rules = (
+        "Verdicts are computed by `src/lnrepro/claims.py`: **supported** when the 95 % "
+        "interval of the effect lies on the claim's side of its threshold, **contradicted** "
+        "when it lies on the other side, **inconclusive** when it straddles the threshold, "
+        "when a side has fewer than 2 seeds (n=1: no interval), or when a seed never reaches "
+        "a `faster` level; **not testable at this scale** for claims about converged values "
+        "that the CPU budget cannot reach. Intervals: Welch t for differences of seed means "
+        "(Welch-Satterthwaite degrees of freedom), on logarithms for ratios and for "
+        "updates-to-level; no bootstrap."
+    )
+    chance = (
+        f"With n = 3 seeds per norm an interval is wide, so **inconclusive** is a likely "
+        f"outcome. With {tested} claims checked at 95 %, about "
+        f"{tested * (1 - LEVEL):.1f} false verdict(s) are expected by chance alone (about "
+        f"one in 20 claims)."
+    )
     return [rules, "", chance]
 
 
 def claims_md(rep: Report) -> str:
-    intro = ("Generated by `make claims` (`python scripts/claims.py`) from the committed "
-             "`results/<figure>.csv` and `results/<figure>_curves.csv` and the `claims:` lists "
-             "of `experiments/*.yaml`; do not edit by hand. Metrics are lower-is-better "
-             "unless the claim says final_higher or reaches a level with >=.")
-    lines = ["# The paper's claims, checked against our runs (CPU scale)", "", intro, "",
-             "## Runs", "", *runs_table(rep, ""), "",
-             "## Claims", "", PAPER, "", *claims_table(rep), "", *note(rep), ""]
+    intro = (
+        "Generated by `make claims` (`python scripts/claims.py`) from the committed "
+        "`results/<figure>.csv` and `results/<figure>_curves.csv` and the `claims:` lists "
+        "of `experiments/*.yaml`; do not edit by hand. Metrics are lower-is-better "
+        "unless the claim says final_higher or reaches a level with >=."
+    )
+    lines = [
+        "# The paper's claims, checked against our runs (CPU scale)",
+        "",
+        intro,
+        "",
+        "## Runs",
+        "",
+        *runs_table(rep, ""),
+        "",
+        "## Claims",
+        "",
+        PAPER,
+        "",
+        *claims_table(rep),
+        "",
+        *note(rep),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -622,29 +698,78 @@ def claims_csv(rep: Report) -> str:
     """One row per claim; effect and interval as numbers (ratios already exponentiated)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["figure", "id", "section", "quote", "check", "metric", "norms", "claim_tested",
-                "measured", "effect", "effect_kind", "ci_low", "ci_high", "df", "verdict",
-                "reason"])
+    w.writerow(
+        [
+            "figure",
+            "id",
+            "section",
+            "quote",
+            "check",
+            "metric",
+            "norms",
+            "claim_tested",
+            "measured",
+            "effect",
+            "effect_kind",
+            "ci_low",
+            "ci_high",
+            "df",
+            "verdict",
+            "reason",
+        ]
+    )
     for r in rep.results:
         c, iv = r.claim, r.interval
         numbers = [""] * 5
         if iv:
             f = math.exp if r.ratio else float
-            numbers = [f"{f(iv.effect):.6g}", "ratio" if r.ratio else "difference",
-                       f"{f(iv.low):.6g}", f"{f(iv.high):.6g}", f"{iv.df:.4g}"]
-        w.writerow([r.figure, c["id"], c["section"], _cell(c["quote"]), c["check"],
-                    c.get("metric", ""), "/".join(c.get("norms", [])), _cell(r.tested),
-                    r.measured, *numbers, r.verdict, "; ".join(r.reasons)])
+            numbers = [
+                f"{f(iv.effect):.6g}",
+                "ratio" if r.ratio else "difference",
+                f"{f(iv.low):.6g}",
+                f"{f(iv.high):.6g}",
+                f"{iv.df:.4g}",
+            ]
+        w.writerow(
+            [
+                r.figure,
+                c["id"],
+                c["section"],
+                _cell(c["quote"]),
+                c["check"],
+                c.get("metric", ""),
+                "/".join(c.get("norms", [])),
+                _cell(r.tested),
+                r.measured,
+                *numbers,
+                r.verdict,
+                "; ".join(r.reasons),
+            ]
+        )
     return out.getvalue()
 
 
 def readme_block(rep: Report) -> str:
-    head = (f"{BEGIN}: generated by `make claims` from results/ (scripts/claims.py --readme); "
-            "do not edit by hand -->")
-    links = ("The paper's claims, each checked by code against our seeds "
-             "([results/claims.md](results/claims.md), [csv](results/claims.csv)). " + PAPER)
-    lines = [head, "", *runs_table(rep, "results/"), "", links, "", *claims_table(rep), "",
-             *note(rep), END]
+    head = (
+        f"{BEGIN}: generated by `make claims` from results/ (scripts/claims.py --readme); "
+        "do not edit by hand -->"
+    )
+    links = (
+        "The paper's claims, each checked by code against our seeds "
+        "([results/claims.md](results/claims.md), [csv](results/claims.csv)). " + PAPER
+    )
+    lines = [
+        head,
+        "",
+        *runs_table(rep, "results/"),
+        "",
+        links,
+        "",
+        *claims_table(rep),
+        "",
+        *note(rep),
+        END,
+    ]
     return "\n".join(lines)
 
 
@@ -653,15 +778,17 @@ def replace_block(readme: str, block: str) -> str:
     start, end = readme.find(BEGIN), readme.find(END)
     if start < 0 or end < start:
         raise ValueError(f"README.md has no '{BEGIN} ... -->' / '{END}' markers")
-    return readme[:start] + block + readme[end + len(END):]
+    return readme[:start] + block + readme[end + len(END) :]
 
 
 def outputs(root: Path, readme: bool = False) -> dict[Path, str]:
     """{file: its generated text}: results/claims.md, results/claims.csv and, with readme,
     README.md with its experiments table regenerated."""
     rep = build(root)
-    files = {root / "results" / "claims.md": claims_md(rep),
-             root / "results" / "claims.csv": claims_csv(rep)}
+    files = {
+        root / "results" / "claims.md": claims_md(rep),
+        root / "results" / "claims.csv": claims_csv(rep),
+    }
     if readme:
         path = root / "README.md"
         files[path] = replace_block(path.read_text(), readme_block(rep))

@@ -85,8 +85,11 @@ def env_world(environ=None) -> World:
     if "WORLD_SIZE" not in environ:
         _submitit_env(environ)
     try:
-        return World(int(environ.get("RANK", "0")), int(environ.get("WORLD_SIZE", "1")),
-                     int(environ.get("LOCAL_RANK", "0")))
+        return World(
+            int(environ.get("RANK", "0")),
+            int(environ.get("WORLD_SIZE", "1")),
+            int(environ.get("LOCAL_RANK", "0")),
+        )
     except ValueError as e:
         raise ConfigError(f"RANK / WORLD_SIZE / LOCAL_RANK are not integers ({e})") from None
 
@@ -109,8 +112,7 @@ def _submitit_env(environ) -> None:
 def current() -> World:
     """The world of the running process group (one process when there is none)."""
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(),
-                     int(os.environ.get("LOCAL_RANK", "0")))
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     return World()
 
 
@@ -120,7 +122,9 @@ def init(device: str = "auto") -> World:
     world = env_world()
     if not world.active or dist.is_initialized():
         return current() if world.active else world
-    cuda = device != "cpu" and str(device).startswith(("cuda", "auto")) and torch.cuda.is_available()
+    cuda = (
+        device != "cpu" and str(device).startswith(("cuda", "auto")) and torch.cuda.is_available()
+    )
     if cuda:
         torch.cuda.set_device(world.local_rank)
     dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
@@ -141,8 +145,10 @@ def hydra_args(argv: list[str], environ=None) -> list[str]:
     folder is handed over after the process group starts (`run_dir`)."""
     world = env_world(environ)
     if world.active and ("-m" in argv or "--multirun" in argv):
-        raise ConfigError("torchrun runs one job: start one torchrun per job of a sweep (or "
-                          "hydra/launcher=slurm with hydra.launcher.tasks_per_node)")
+        raise ConfigError(
+            "torchrun runs one job: start one torchrun per job of a sweep (or "
+            "hydra/launcher=slurm with hydra.launcher.tasks_per_node)"
+        )
     if not world.active or world.is_main:
         return argv
     tmp = tempfile.mkdtemp(prefix=f"lnrepro-rank{world.rank}-")
@@ -228,12 +234,16 @@ def rank_batch(batch_size, world: World, norm) -> int | None:
     if not world.active or batch_size is None:
         return batch_size
     if batch_size % world.size:
-        raise ConfigError(f"data.batch_size={batch_size} does not split evenly over {world.size} "
-                          f"processes: the global batch must be a multiple of the world size")
+        raise ConfigError(
+            f"data.batch_size={batch_size} does not split evenly over {world.size} "
+            f"processes: the global batch must be a multiple of the world size"
+        )
     per = batch_size // world.size
     if norm.kind == "bn" and not norm.sync and per < 2:
-        raise ConfigError(f"norm=bn with {per} case per process (data.batch_size={batch_size} "
-                          f"over {world.size}): set norm.sync=true or a larger batch")
+        raise ConfigError(
+            f"norm=bn with {per} case per process (data.batch_size={batch_size} "
+            f"over {world.size}): set norm.sync=true or a larger batch"
+        )
     return per
 
 
@@ -254,11 +264,12 @@ def bn_meta(norm, batch_size, world: World) -> dict:
 def check_resume(saved: int | None, world: World) -> None:
     saved = saved or 1
     if saved != world.size:
-        how = (f"torchrun --nproc_per_node={saved}" if saved > 1 else "python -m lnrepro.train")
+        how = f"torchrun --nproc_per_node={saved}" if saved > 1 else "python -m lnrepro.train"
         raise ConfigError(
             f"cannot resume: the checkpoint was trained by {saved} process"
             f"{'es' * (saved != 1)} and this run has {world.size} (the data shards, the "
-            f"per-process RNG and BN batches differ); resume it with `{how}`")
+            f"per-process RNG and BN batches differ); resume it with `{how}`"
+        )
 
 
 # ---------------------------------------------------------------- data, task, model
@@ -275,8 +286,11 @@ def _shard_rule(data):
     if isinstance(data, TensorData):  # tuples of (B, ...) tensors
         return lambda batch, w: tuple(t[_shard_slice(len(t), w)] for t in batch)
     if isinstance(data, TokenStreams):  # (T, B) segments: the rank's streams
-        return lambda seg, w: Segment(seg.x[:, _shard_slice(seg.x.shape[1], w)],
-                                      seg.y[:, _shard_slice(seg.y.shape[1], w)], seg.first)
+        return lambda seg, w: Segment(
+            seg.x[:, _shard_slice(seg.x.shape[1], w)],
+            seg.y[:, _shard_slice(seg.y.shape[1], w)],
+            seg.first,
+        )
     return None
 
 
@@ -300,8 +314,10 @@ def shard_data(data, world: World):
         return data
     rule = _shard_rule(data)
     if rule is None:
-        raise ConfigError(f"torchrun: {type(data).__name__} batches have no shard rule yet "
-                          "(lnrepro.distributed._shard_rule): train this experiment in one process")
+        raise ConfigError(
+            f"torchrun: {type(data).__name__} batches have no shard rule yet "
+            "(lnrepro.distributed._shard_rule): train this experiment in one process"
+        )
     return ShardedData(data, world, rule)
 
 
@@ -330,10 +346,12 @@ def shard_task(task, world: World):
         return task
     name = f"{type(task).__module__}.{type(task).__qualname__}"
     if name not in TASK_LOSSES:
-        raise ConfigError(f"torchrun: the training loss of {type(task).__name__} is not a mean "
-                          "over the batch's cases, so equal shards would not give the global "
-                          "batch's gradient (lnrepro.distributed.TASK_LOSSES): train this "
-                          "experiment in one process")
+        raise ConfigError(
+            f"torchrun: the training loss of {type(task).__name__} is not a mean "
+            "over the batch's cases, so equal shards would not give the global "
+            "batch's gradient (lnrepro.distributed.TASK_LOSSES): train this "
+            "experiment in one process"
+        )
     return ShardedTask(task)
 
 

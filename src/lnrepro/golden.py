@@ -30,47 +30,122 @@ COMMON = ["logger=none", "threads=1", "seed=1", "trainer.progress=lines"]
 # case -> (experiment, overrides, norms). Each case takes a few dozen updates and ends with
 # (at least) one evaluation pass; evaluation sets are capped so a case takes seconds.
 CASES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
-    "pi_mnist_bs128": ("pi_mnist_cpu", [
-        "data.batch_size=128", "data.train_eval_size=1000", "trainer.epochs=null",
-        "trainer.max_steps=30", "trainer.eval_every=15", "trainer.log_every=10"],
-        ("ln", "bn", "none")),
-    "pi_mnist_bs4": ("pi_mnist_cpu", [  # BN's unbiased small-batch path (Sec. 6.6)
-        "data.batch_size=4", "data.train_eval_size=1000", "trainer.epochs=null",
-        "trainer.max_steps=40", "trainer.eval_every=40", "trainer.log_every=10"],
-        ("ln", "bn", "none")),
-    "cnn_mnist": ("cnn_mnist_cpu", [
-        "data.batch_size=128", "data.train_eval_size=500", "data.val_size=1000",
-        "trainer.eval_splits=[train,val]", "trainer.epochs=null", "trainer.max_steps=20", "trainer.eval_every=20", "trainer.log_every=10"],
-        ("ln", "bn", "none")),
-    "lm_ptb_char": ("lm_ptb_char_cpu", [
-        "data.eval_tokens=5000", "model.hidden_size=64", "trainer.max_steps=24",
-        "trainer.eval_every=12", "trainer.log_every=6"],
-        ("ln", "bn", "none")),
-    "lm_ptb_word": ("lm_ptb_word_cpu", [
-        "data.eval_tokens=2000", "model.hidden_size=64", "model.emb_dim=64",
-        "trainer.max_steps=24", "trainer.eval_every=12", "trainer.log_every=6"],
-        ("ln", "bn", "none")),
-    "draw": ("draw_cpu", [
-        "data.eval_sizes={train:200,val:200,test:200}", "model.glimpses=4",
-        "trainer.epochs=null", "trainer.max_steps=20", "trainer.eval_every=20",
-        "trainer.log_every=5"],
-        ("ln", "bn", "none")),
-    "handwriting": ("handwriting_cpu", [
-        "data.max_len=60", "data.train_eval_lines=16", "data.val_eval_lines=16",
-        "model.hidden_size=32", "trainer.max_steps=20", "trainer.eval_every=20",
-        "trainer.log_every=5"],
-        ("ln", "bn", "none")),
-    "skip_thoughts": ("skip_thoughts_cpu", [
-        "data.val_triples=64", "model.hidden_size=64", "model.decoder_size=32",
-        "task.senteval.tasks=[MR,SICK]", "task.senteval.max_examples=300",
-        "task.senteval.folds=2", "task.senteval.inner_folds=2", "task.senteval.cs=[1]",
-        "task.senteval.sick_cs=[1]", "task.senteval.max_iter=20",
-        "trainer.epochs=null", "trainer.max_steps=20", "trainer.eval_every=20",
-        "trainer.eval_at_start=false", "trainer.log_every=5"],
-        ("ln", "bn", "none")),
-    "reader": ("reader_cpu", [  # padded batches: masked per-step BN statistics (bn_min_live)
-        "trainer.max_steps=20", "trainer.eval_every=10", "trainer.log_every=5"],
-        ("ln", "bn", "none")),
+    "pi_mnist_bs128": (
+        "pi_mnist_cpu",
+        [
+            "data.batch_size=128",
+            "data.train_eval_size=1000",
+            "trainer.epochs=null",
+            "trainer.max_steps=30",
+            "trainer.eval_every=15",
+            "trainer.log_every=10",
+        ],
+        ("ln", "bn", "none"),
+    ),
+    "pi_mnist_bs4": (
+        "pi_mnist_cpu",
+        [  # BN's unbiased small-batch path (Sec. 6.6)
+            "data.batch_size=4",
+            "data.train_eval_size=1000",
+            "trainer.epochs=null",
+            "trainer.max_steps=40",
+            "trainer.eval_every=40",
+            "trainer.log_every=10",
+        ],
+        ("ln", "bn", "none"),
+    ),
+    "cnn_mnist": (
+        "cnn_mnist_cpu",
+        [
+            "data.batch_size=128",
+            "data.train_eval_size=500",
+            "data.val_size=1000",
+            "trainer.eval_splits=[train,val]",
+            "trainer.epochs=null",
+            "trainer.max_steps=20",
+            "trainer.eval_every=20",
+            "trainer.log_every=10",
+        ],
+        ("ln", "bn", "none"),
+    ),
+    "lm_ptb_char": (
+        "lm_ptb_char_cpu",
+        [
+            "data.eval_tokens=5000",
+            "model.hidden_size=64",
+            "trainer.max_steps=24",
+            "trainer.eval_every=12",
+            "trainer.log_every=6",
+        ],
+        ("ln", "bn", "none"),
+    ),
+    "lm_ptb_word": (
+        "lm_ptb_word_cpu",
+        [
+            "data.eval_tokens=2000",
+            "model.hidden_size=64",
+            "model.emb_dim=64",
+            "trainer.max_steps=24",
+            "trainer.eval_every=12",
+            "trainer.log_every=6",
+        ],
+        ("ln", "bn", "none"),
+    ),
+    "draw": (
+        "draw_cpu",
+        [
+            "data.eval_sizes={train:200,val:200,test:200}",
+            "model.glimpses=4",
+            "trainer.epochs=null",
+            "trainer.max_steps=20",
+            "trainer.eval_every=20",
+            "trainer.log_every=5",
+        ],
+        ("ln", "bn", "none"),
+    ),
+    "handwriting": (
+        "handwriting_cpu",
+        [
+            "data.max_len=60",
+            "data.train_eval_lines=16",
+            "data.val_eval_lines=16",
+            "model.hidden_size=32",
+            "trainer.max_steps=20",
+            "trainer.eval_every=20",
+            "trainer.log_every=5",
+        ],
+        ("ln", "bn", "none"),
+    ),
+    "skip_thoughts": (
+        "skip_thoughts_cpu",
+        [
+            "data.val_triples=64",
+            "model.hidden_size=64",
+            "model.decoder_size=32",
+            "task.senteval.tasks=[MR,SICK]",
+            "task.senteval.max_examples=300",
+            "task.senteval.folds=2",
+            "task.senteval.inner_folds=2",
+            "task.senteval.cs=[1]",
+            "task.senteval.sick_cs=[1]",
+            "task.senteval.max_iter=20",
+            "trainer.epochs=null",
+            "trainer.max_steps=20",
+            "trainer.eval_every=20",
+            "trainer.eval_at_start=false",
+            "trainer.log_every=5",
+        ],
+        ("ln", "bn", "none"),
+    ),
+    "reader": (
+        "reader_cpu",
+        [  # padded batches: masked per-step BN statistics (bn_min_live)
+            "trainer.max_steps=20",
+            "trainer.eval_every=10",
+            "trainer.log_every=5",
+        ],
+        ("ln", "bn", "none"),
+    ),
 }
 
 
@@ -87,11 +162,16 @@ def overrides_of(name: str) -> list[str]:
 def run_case(overrides: list[str], workdir: Path) -> list[dict]:
     """Run the entrypoint with `overrides`; the metrics.jsonl rows without wall-clock fields."""
     run_dir = workdir / "run"
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
-           "LNREPRO_OUTPUTS": str(workdir / "outputs")}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "1",
+        "LNREPRO_OUTPUTS": str(workdir / "outputs"),
+    }
     cmd = [sys.executable, "-m", "lnrepro.train", *overrides, f"hydra.run.dir={run_dir}"]
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-                       check=False)
+    p = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(overrides)} exited {p.returncode}:\n{p.stderr[-3000:]}")
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -109,5 +189,3 @@ def record(name: str) -> Path:
     doc = {"case": name, "torch": torch.__version__, "overrides": overrides, "rows": rows}
     path.write_text(json.dumps(doc, indent=1) + "\n")
     return path
-
-

@@ -45,11 +45,17 @@ def git_commit() -> str:
     try:
         head = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -85,13 +91,16 @@ def wandb_mode(requested: str) -> str:
     if mode == "auto":
         return "online" if _has_wandb_key() else "offline"
     if mode not in ("online", "offline", "disabled"):
-        raise ConfigError(f"logger.mode (or WANDB_MODE) must be auto, online, offline or "
-                          f"disabled, got {mode!r}")
+        raise ConfigError(
+            f"logger.mode (or WANDB_MODE) must be auto, online, offline or disabled, got {mode!r}"
+        )
     if mode == "online" and not _has_wandb_key():
         where = "WANDB_MODE=online" if os.environ.get("WANDB_MODE") else "logger.mode=online"
-        raise ConfigError(f"W&B online mode ({where}) needs an API key: run `wandb login` or "
-                          "set WANDB_API_KEY, or use logger.mode=offline (upload later with "
-                          "`wandb sync`) or logger=none")
+        raise ConfigError(
+            f"W&B online mode ({where}) needs an API key: run `wandb login` or "
+            "set WANDB_API_KEY, or use logger.mode=offline (upload later with "
+            "`wandb sync`) or logger=none"
+        )
     return mode
 
 
@@ -101,8 +110,9 @@ def check_logger(cfg: dict | None) -> None:
         return
     timeout = cfg.get("init_timeout", 30)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ConfigError(f"logger.init_timeout must be a positive number of seconds, got "
-                          f"{timeout!r}")
+        raise ConfigError(
+            f"logger.init_timeout must be a positive number of seconds, got {timeout!r}"
+        )
     wandb_mode(cfg.get("mode", "auto"))
 
 
@@ -119,8 +129,15 @@ class RunLogger:
             uninterrupted run's.
     """
 
-    def __init__(self, run_dir, config: dict, wandb_cfg: dict | None, meta: dict,
-                 resume_step: int | None = None, higher_is_better: frozenset = frozenset()):
+    def __init__(
+        self,
+        run_dir,
+        config: dict,
+        wandb_cfg: dict | None,
+        meta: dict,
+        resume_step: int | None = None,
+        higher_is_better: frozenset = frozenset(),
+    ):
         self.run_dir = Path(run_dir)
         self.higher_is_better = frozenset(higher_is_better)  # metric names maximised (W&B summary)
         self.path = self.run_dir / "metrics.jsonl"
@@ -161,20 +178,27 @@ class RunLogger:
             if mode == "online":
                 try:
                     self.wandb = self._wandb_start(
-                        wandb, cfg, run_id, "online",
-                        init_timeout=float(cfg.get("init_timeout", 30)))
+                        wandb,
+                        cfg,
+                        run_id,
+                        "online",
+                        init_timeout=float(cfg.get("init_timeout", 30)),
+                    )
                 # no network, no answer, a refused key: log offline
                 except Exception as e:  # noqa: BLE001
-                    log.warning("W&B could not be reached (%s): logging offline to %s; upload "
-                                "later with `wandb sync %s/offline-run-*`", one_line(e),
-                                folder, folder)
+                    log.warning(
+                        "W&B could not be reached (%s): logging offline to %s; upload "
+                        "later with `wandb sync %s/offline-run-*`",
+                        one_line(e),
+                        folder,
+                        folder,
+                    )
                     mode, fell_back = "offline", True
                     wandb.teardown()  # the failed attempt still holds the run id
             if self.wandb is None:  # the warning said how to sync
                 self.wandb = self._wandb_start(wandb, cfg, run_id, mode, silent=fell_back)
         except Exception as e:  # noqa: BLE001
-            log.warning("W&B is off for this run (%s); metrics.jsonl has every number",
-                        one_line(e))
+            log.warning("W&B is off for this run (%s); metrics.jsonl has every number", one_line(e))
             return
         log.info("W&B %s run %s in %s", mode, run_id, folder)
         self.log_checkpoints = bool(cfg.get("log_checkpoints", False))
@@ -229,8 +253,9 @@ class RunLogger:
             if k not in self._defined:
                 self._defined.add(k)
                 best = "max" if k.rsplit("/", 1)[-1] in self.higher_is_better else "min"
-                self.wandb.define_metric(k, step_metric="update",
-                                         summary="last" if k.startswith("batch/") else best)
+                self.wandb.define_metric(
+                    k, step_metric="update", summary="last" if k.startswith("batch/") else best
+                )
 
     def log_checkpoint(self, path: Path, step: int) -> None:
         """With `logger.log_checkpoints=true`, the checkpoint as a W&B model artifact (aliases
@@ -240,16 +265,22 @@ class RunLogger:
         try:
             import wandb
 
-            art = wandb.Artifact(f"checkpoint-{self.wandb.id}", type="model",
-                                 metadata={"step": step, **_jsonable(self.meta)})
+            art = wandb.Artifact(
+                f"checkpoint-{self.wandb.id}",
+                type="model",
+                metadata={"step": step, **_jsonable(self.meta)},
+            )
             art.add_file(str(path), name="last.pt")
             self.wandb.log_artifact(art, aliases=["latest", f"step{step}"])
         except Exception as e:  # noqa: BLE001
             self._wandb_failed(e)
 
     def _wandb_failed(self, e: Exception) -> None:
-        log.warning("W&B stopped working (%s): it is off for the rest of this run; "
-                    "metrics.jsonl has every number", one_line(e))
+        log.warning(
+            "W&B stopped working (%s): it is off for the rest of this run; "
+            "metrics.jsonl has every number",
+            one_line(e),
+        )
         self.wandb = None
 
     def log(self, step: int, epoch: float, time: float, metrics: dict[str, float]) -> None:
@@ -270,7 +301,8 @@ class RunLogger:
     def write_summary(self, summary: dict) -> None:
         summary = {**summary, **self.meta, "config": self.config}
         atomic_write_text(
-            self.run_dir / "summary.json", json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n"
+            self.run_dir / "summary.json",
+            json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n",
         )
         if self.wandb is not None:
             try:

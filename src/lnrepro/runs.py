@@ -23,13 +23,28 @@ from lnrepro.errors import ConfigError, DataError
 
 # Config keys that say where or how a run ran, not what it computed: two runs that differ only
 # in these (and the seed) are repetitions of one configuration.
-NOT_SETUP = ("seed", "paths", "logger", "resume", "threads", "device", "optimized_metric",
-             "trainer.progress", "trainer.line_seconds", "data.data_dir")
+NOT_SETUP = (
+    "seed",
+    "paths",
+    "logger",
+    "resume",
+    "threads",
+    "device",
+    "optimized_metric",
+    "trainer.progress",
+    "trainer.line_seconds",
+    "data.data_dir",
+)
 ROW_KEYS = ("step", "epoch", "time")
 # How figures, tables and samplers draw and order the norms (other norms: matplotlib's default
 # colour, after these).
-COLORS = {"ln": "tab:red", "bn": "tab:blue", "none": "tab:gray", "wn": "tab:green",
-          "rms": "tab:orange"}
+COLORS = {
+    "ln": "tab:red",
+    "bn": "tab:blue",
+    "none": "tab:gray",
+    "wn": "tab:green",
+    "rms": "tab:orange",
+}
 NORM_ORDER = {"ln": 0, "none": 1, "bn": 2}
 
 
@@ -100,8 +115,11 @@ class Run:
 
     def setup(self) -> dict:
         """The flattened config without seed and NOT_SETUP keys: equal for repetitions."""
-        return {k: v for k, v in flatten(self.config).items()
-                if not any(k == p or k.startswith(p + ".") for p in NOT_SETUP)}
+        return {
+            k: v
+            for k, v in flatten(self.config).items()
+            if not any(k == p or k.startswith(p + ".") for p in NOT_SETUP)
+        }
 
 
 def _number(v):
@@ -173,25 +191,35 @@ def find_runs(*roots: str | Path) -> list[Run]:
     return found
 
 
-def select_runs(runs: list[Run], experiment=None, group=None, norm=None, tag=None,
-                where: dict | None = None) -> list[Run]:
+def select_runs(
+    runs: list[Run], experiment=None, group=None, norm=None, tag=None, where: dict | None = None
+) -> list[Run]:
     """Runs matching every given filter; each filter is a collection of accepted values
     (`where`: dotted config key -> accepted values, compared as strings)."""
+
     def ok(value, accepted) -> bool:
         return not accepted or str(value) in {str(a) for a in accepted}
 
-    return [r for r in runs
-            if ok(r.name, experiment) and ok(r.group, group) and ok(r.get("norm.kind"), norm)
-            and (not tag or set(tag) & set(r.tags))
-            and all(ok(r.get(k), v) for k, v in (where or {}).items())]
+    return [
+        r
+        for r in runs
+        if ok(r.name, experiment)
+        and ok(r.group, group)
+        and ok(r.get("norm.kind"), norm)
+        and (not tag or set(tag) & set(r.tags))
+        and all(ok(r.get(k), v) for k, v in (where or {}).items())
+    ]
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
     """Setup keys whose value is not the same in all runs (what a comparison table shows)."""
     setups = [r.setup() for r in runs]
     keys = dict.fromkeys(k for s in setups for k in s)
-    return [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str)
-                                     for s in setups}) > 1]
+    return [
+        k
+        for k in keys
+        if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in setups}) > 1
+    ]
 
 
 def seed_groups(runs: list[Run]) -> list[list[Run]]:
@@ -210,10 +238,12 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def wandb_filters(experiment=None, group=None, norm=None, tag=None,
-                  where: dict | None = None) -> dict:
+def wandb_filters(
+    experiment=None, group=None, norm=None, tag=None, where: dict | None = None
+) -> dict:
     """`select_runs`'s filters as a W&B API query (MongoDB syntax), so that the server
     returns only the matching runs; values that read as numbers or booleans match those too."""
+
     def values(vs):
         out = []
         for v in vs:
@@ -228,9 +258,17 @@ def wandb_filters(experiment=None, group=None, norm=None, tag=None,
                 out.append(str(v).lower() == "true")
         return {"$in": out}
 
-    terms = [{key: values(vs)} for key, vs in (
-        ("config.name", experiment), ("group", group), ("config.norm.kind", norm), ("tags", tag),
-        *((f"config.{k}", v) for k, v in (where or {}).items())) if vs]
+    terms = [
+        {key: values(vs)}
+        for key, vs in (
+            ("config.name", experiment),
+            ("group", group),
+            ("config.norm.kind", norm),
+            ("tags", tag),
+            *((f"config.{k}", v) for k, v in (where or {}).items()),
+        )
+        if vs
+    ]
     return {"$and": terms} if terms else {}
 
 
@@ -245,8 +283,10 @@ def load_wandb_runs(project: str, timeout: int = 30, filters: dict | None = None
     except ImportError:
         raise ConfigError("--wandb needs the wandb package (pip install wandb)") from None
     if not os.environ.get("WANDB_API_KEY") and not _netrc_has_wandb():
-        raise ConfigError("--wandb needs a W&B API key (set WANDB_API_KEY or run `wandb login`); "
-                          "without one, compare the local run directories")
+        raise ConfigError(
+            "--wandb needs a W&B API key (set WANDB_API_KEY or run `wandb login`); "
+            "without one, compare the local run directories"
+        )
     try:
         api_runs = list(wandb.Api(timeout=timeout).runs(project, filters=filters or {}))
     except Exception as e:  # noqa: BLE001  (no network, bad key, unknown project: one line)
@@ -258,9 +298,14 @@ def load_wandb_runs(project: str, timeout: int = 30, filters: dict | None = None
         config = {k: v for k, v in dict(wr.config).items() if not k.startswith("_")}
         summary = {k: v for k, v in dict(wr.summary).items() if not k.startswith("_")}
         summary.setdefault("status", states.get(wr.state, "incomplete"))  # RunLogger's, if any
-        rows = [{"step": h.get("_step"), "time": h.get("_runtime"),
-                 **{k: v for k, v in h.items() if not k.startswith("_")}}
-                for h in wr.scan_history()]
+        rows = [
+            {
+                "step": h.get("_step"),
+                "time": h.get("_runtime"),
+                **{k: v for k, v in h.items() if not k.startswith("_")},
+            }
+            for h in wr.scan_history()
+        ]
         out.append(Run(Path(f"wandb:{project}/{wr.id}"), config, summary, rows))
     return out
 
@@ -302,8 +347,9 @@ def checkpointed_run_per_norm(spec_path: str | Path, scale: str, target: str) ->
     root, runs = spec_runs(load_spec(spec_path), scale)
     runs = [r for r in runs if (r.path / "checkpoints" / "last.pt").exists()]
     if not runs:
-        raise SystemExit(f"no checkpointed runs under {root}: run `make {target}` first, or give "
-                         "run directories")
+        raise SystemExit(
+            f"no checkpointed runs under {root}: run `make {target}` first, or give run directories"
+        )
     first: dict[str, Run] = {}
     for r in sorted(runs, key=lambda r: r.get("seed") or 0):
         first.setdefault(r.get("norm.kind"), r)

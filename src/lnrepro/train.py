@@ -38,10 +38,23 @@ log = logging.getLogger("lnrepro")
 # (The data may move: models check what must match, e.g. the LM's vocabulary hash.)
 # `threads` may change as a key (null and 4 can mean the same); the thread COUNT is checked
 # apart (_check_threads): results are bit-exact only per thread count.
-RESUME_MAY_CHANGE = ("resume", "resume_allow_different_threads", "trainer.epochs",
-                     "trainer.max_steps", "trainer.progress", "trainer.line_seconds", "threads",
-                     "logger", "paths", "data.data_dir", "data.verify", "device",
-                     "optimized_metric", "trainer.compile", "trainer.compile_mode")
+RESUME_MAY_CHANGE = (
+    "resume",
+    "resume_allow_different_threads",
+    "trainer.epochs",
+    "trainer.max_steps",
+    "trainer.progress",
+    "trainer.line_seconds",
+    "threads",
+    "logger",
+    "paths",
+    "data.data_dir",
+    "data.verify",
+    "device",
+    "optimized_metric",
+    "trainer.compile",
+    "trainer.compile_mode",
+)
 
 
 def build(node, **kwargs):
@@ -67,8 +80,11 @@ def _job_identity() -> tuple[str, str]:
     if not HydraConfig.initialized():
         return "train", ""
     hc = HydraConfig.get()
-    parts = [o for o in str(hc.job.override_dirname or "").split(",")
-             if o and o.split("=")[0] not in NAMED_KEYS]
+    parts = [
+        o
+        for o in str(hc.job.override_dirname or "").split(",")
+        if o and o.split("=")[0] not in NAMED_KEYS
+    ]
     return ("sweep" if hc.mode == RunMode.MULTIRUN else "train"), ",".join(parts)
 
 
@@ -119,8 +135,10 @@ def _check_resumable(saved: dict, now: dict) -> None:
     a, b = _flat(saved), _flat(now)
     a.update({k: v for k, v in ADDED_KEYS.items() if k in b and k not in a})
     differ = sorted(
-        k for k in set(a) | set(b)
-        if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in RESUME_MAY_CHANGE)
+        k
+        for k in set(a) | set(b)
+        if a.get(k) != b.get(k)
+        and not any(k == p or k.startswith(p + ".") for p in RESUME_MAY_CHANGE)
     )
     if differ:
         shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in differ[:5])
@@ -130,21 +148,28 @@ def _check_resumable(saved: dict, now: dict) -> None:
 def _check_threads(saved: int | None, now: int, allow: bool) -> None:
     if saved is None or saved == now:
         return
-    msg = (f"the checkpoint was trained with {saved} thread{'s' * (saved != 1)} and this run "
-           f"{now}; results are bit-exact only per thread count")
+    msg = (
+        f"the checkpoint was trained with {saved} thread{'s' * (saved != 1)} and this run "
+        f"{now}; results are bit-exact only per thread count"
+    )
     if not allow:
-        raise ConfigError(f"cannot resume: {msg}. Pass threads={saved}, or "
-                          "resume_allow_different_threads=true to continue anyway")
+        raise ConfigError(
+            f"cannot resume: {msg}. Pass threads={saved}, or "
+            "resume_allow_different_threads=true to continue anyway"
+        )
     log.warning("resuming although %s (resume_allow_different_threads=true)", msg)
 
 
 def _load_checkpoint(path: Path) -> dict:
     ckpt = read_checkpoint(path)
-    missing = [k for k in (*STATE_KEYS, "config", "meta") if not isinstance(ckpt, dict)
-               or k not in ckpt]
+    missing = [
+        k for k in (*STATE_KEYS, "config", "meta") if not isinstance(ckpt, dict) or k not in ckpt
+    ]
     if missing:
-        raise DataError(f"{path} is not a complete checkpoint of this project (missing: "
-                        f"{', '.join(missing)}): delete it, or choose another hydra.run.dir")
+        raise DataError(
+            f"{path} is not a complete checkpoint of this project (missing: "
+            f"{', '.join(missing)}): delete it, or choose another hydra.run.dir"
+        )
     return ckpt
 
 
@@ -193,14 +218,16 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             )
         ckpt = _load_checkpoint(ckpt_path)
         _check_resumable(ckpt["config"], config)
-        _check_threads(ckpt["meta"].get("threads"), torch.get_num_threads(),
-                       cfg.resume_allow_different_threads)
+        _check_threads(
+            ckpt["meta"].get("threads"), torch.get_num_threads(), cfg.resume_allow_different_threads
+        )
         distributed.check_resume(ckpt["meta"].get("world_size"), world)
     elif cfg.resume:  # a warning only when an earlier run left files but no checkpoint (a
         # figure target passes resume=true to every job, and a clean tree has nothing to resume)
         fresh = not (run_dir / "metrics.jsonl").exists()
         (log.info if fresh else log.warning)(
-            "resume=true but %s has no checkpoint: starting from step 0", run_dir)
+            "resume=true but %s has no checkpoint: starting from step 0", run_dir
+        )
 
     # first: a task checks its own files (SentEval) before the data loads
     task = distributed.shard_task(build(cfg.task), world)
@@ -217,34 +244,65 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     distributed.seed_rank(cfg.seed, world)
     optimizer, scheduler, interval = build_optimizer(cfg.optim, model)
 
-    meta = {"seed": cfg.seed, "git_commit": git_commit(), "experiment": cfg.name,
-            "norm": norm.kind, "batch_size": batch_size,
-            "n_params": sum(p.numel() for p in model.parameters()),
-            "threads": torch.get_num_threads(),  # results are bit-exact per thread count
-            **distributed.bn_meta(norm, batch_size, world)}  # world size, BN statistics
+    meta = {
+        "seed": cfg.seed,
+        "git_commit": git_commit(),
+        "experiment": cfg.name,
+        "norm": norm.kind,
+        "batch_size": batch_size,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),  # results are bit-exact per thread count
+        **distributed.bn_meta(norm, batch_size, world),
+    }  # world size, BN statistics
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     job_type, overrides = _job_identity()
     logger_cfg["job_type"] = logger_cfg.get("job_type") or job_type
-    logger = RunLogger(run_dir, config, logger_cfg, {**meta, "overrides": overrides},
-                       resume_step=ckpt["step"] if ckpt else None,
-                       higher_is_better=task.higher_is_better) if world.is_main \
+    logger = (
+        RunLogger(
+            run_dir,
+            config,
+            logger_cfg,
+            {**meta, "overrides": overrides},
+            resume_step=ckpt["step"] if ckpt else None,
+            higher_is_better=task.higher_is_better,
+        )
+        if world.is_main
         else distributed.NullLogger()
+    )
     make = Trainer if not world.active else partial(distributed.DistributedTrainer, world=world)
-    trainer = make(model, task, data, optimizer, trainer_cfg, logger, run_dir,
-                   checkpoint_extra={"config": config, "meta": meta}, scheduler=scheduler,
-                   scheduler_interval=interval)
+    trainer = make(
+        model,
+        task,
+        data,
+        optimizer,
+        trainer_cfg,
+        logger,
+        run_dir,
+        checkpoint_extra={"config": config, "meta": meta},
+        scheduler=scheduler,
+        scheduler_interval=interval,
+    )
     exit_code = 1
     try:
         if ckpt:
             try:
                 trainer.load_state_dict(ckpt)
             except (KeyError, RuntimeError, TypeError, ValueError) as e:
-                raise DataError(f"{ckpt_path} does not fit this run's model or optimizer "
-                                f"({one_line(e)})") from None
+                raise DataError(
+                    f"{ckpt_path} does not fit this run's model or optimizer ({one_line(e)})"
+                ) from None
             log.info("resumed %s at step %d (epoch %.2f)", run_dir, trainer.step, trainer.epoch)
-        log.info("%s | norm=%s batch=%s seed=%s | %d params | %d steps (%d per epoch) | %s",
-                 cfg.name, norm.kind, batch_size, cfg.seed, meta["n_params"],
-                 trainer.total_steps, data.steps_per_epoch, run_dir)
+        log.info(
+            "%s | norm=%s batch=%s seed=%s | %d params | %d steps (%d per epoch) | %s",
+            cfg.name,
+            norm.kind,
+            batch_size,
+            cfg.seed,
+            meta["n_params"],
+            trainer.total_steps,
+            data.steps_per_epoch,
+            run_dir,
+        )
         summary = trainer.fit()
         logger.write_summary(summary)
         exit_code = 0
@@ -313,8 +371,9 @@ def objective(summary: dict, key: str) -> float:
     value = node.get(metric) if isinstance(node, dict) and metric else node
     if not isinstance(value, (int, float)):
         known = [f"{k}.{m}" for k in ("best", "final") for m in summary.get(k) or {}]
-        raise ConfigError(f"optimized_metric={key} is not in this run's summary "
-                          f"(known: {', '.join(known)})")
+        raise ConfigError(
+            f"optimized_metric={key} is not in this run's summary (known: {', '.join(known)})"
+        )
     return float(value)
 
 

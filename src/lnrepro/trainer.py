@@ -95,8 +95,10 @@ class TrainerConfig:
         if not isinstance(self.compile, bool):
             raise ConfigError(f"trainer.compile must be true or false, got {self.compile!r}")
         if self.compile_mode not in COMPILE_MODES:
-            raise ConfigError(f"trainer.compile_mode must be null or one of "
-                              f"{'|'.join(COMPILE_MODES[1:])}, got {self.compile_mode!r}")
+            raise ConfigError(
+                f"trainer.compile_mode must be null or one of "
+                f"{'|'.join(COMPILE_MODES[1:])}, got {self.compile_mode!r}"
+            )
 
 
 class _StopFlag:
@@ -126,18 +128,42 @@ class _StopFlag:
 # what `Trainer.state_dict` writes (train.py adds "config" and "meta"): a checkpoint that lacks
 # one is refused before any state is loaded. It also writes "scaler" (the GradScaler's state,
 # empty below precision 16), optional: checkpoints from before trainer.precision lack it.
-STATE_KEYS = ("step", "elapsed", "eval_time", "best", "last_eval", "acc", "acc_n", "model",
-              "optimizer", "scheduler", "task", "rng_cpu", "rng_cuda")
+STATE_KEYS = (
+    "step",
+    "elapsed",
+    "eval_time",
+    "best",
+    "last_eval",
+    "acc",
+    "acc_n",
+    "model",
+    "optimizer",
+    "scheduler",
+    "task",
+    "rng_cpu",
+    "rng_cuda",
+)
 SCHEDULER_INTERVALS = ("step", "epoch")
 
 
 class Trainer:
-    def __init__(self, model, task, data, optimizer, cfg: TrainerConfig, logger: RunLogger,
-                 run_dir, checkpoint_extra: dict | None = None, scheduler=None,
-                 scheduler_interval: str = "step"):
+    def __init__(
+        self,
+        model,
+        task,
+        data,
+        optimizer,
+        cfg: TrainerConfig,
+        logger: RunLogger,
+        run_dir,
+        checkpoint_extra: dict | None = None,
+        scheduler=None,
+        scheduler_interval: str = "step",
+    ):
         if scheduler_interval not in SCHEDULER_INTERVALS:
-            raise ConfigError(f"optim.scheduler.interval must be step|epoch, got "
-                              f"{scheduler_interval!r}")
+            raise ConfigError(
+                f"optim.scheduler.interval must be step|epoch, got {scheduler_interval!r}"
+            )
         self.model, self.task, self.data, self.opt = model, task, data, optimizer
         self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
         self.cfg, self.logger = cfg, logger
@@ -299,7 +325,8 @@ class Trainer:
                     self.scaler.update()
                     self.step += 1
                     if self.scheduler is not None and (
-                            self.scheduler_interval == "step" or self.step % spe == 0):
+                        self.scheduler_interval == "step" or self.step % spe == 0
+                    ):
                         self.scheduler.step()
                     for k, v in metrics.items():
                         v = v.float() if v.dtype in _HALF else v  # accumulate in float32
@@ -313,14 +340,24 @@ class Trainer:
                             bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in row.items()})
                         elif now - last_line >= cfg.line_seconds or done:
                             last_line = now
-                            log.info("step %d/%d epoch %.2f %s | %s", self.step, self.total_steps,
-                                     self.epoch, _fmt(row), self._pace(start_step))
+                            log.info(
+                                "step %d/%d epoch %.2f %s | %s",
+                                self.step,
+                                self.total_steps,
+                                self.epoch,
+                                _fmt(row),
+                                self._pace(start_step),
+                            )
                     if bar is not None:
                         bar.update(1)
                     evaluated = self._eval_due(self.step)
                     if evaluated:
-                        log.info("eval step %d epoch %.2f %s", self.step, self.epoch,
-                                 _fmt(self.evaluate(final=done)))
+                        log.info(
+                            "eval step %d epoch %.2f %s",
+                            self.step,
+                            self.epoch,
+                            _fmt(self.evaluate(final=done)),
+                        )
                     every = cfg.ckpt_every
                     if done or (self.step % every == 0 if every else evaluated):
                         self._checkpoint()
@@ -355,7 +392,9 @@ class Trainer:
         point at the end of every curve)."""
         if step >= self.total_steps:
             return True
-        return step % self.eval_interval == 0 and 2 * (self.total_steps - step) >= self.eval_interval
+        return (
+            step % self.eval_interval == 0 and 2 * (self.total_steps - step) >= self.eval_interval
+        )
 
     def _checkpoint(self) -> None:
         self.elapsed = self._time()
@@ -371,8 +410,7 @@ class Trainer:
         )
         self.logger.write_summary(self.summary("diverged"))
         raise DivergenceError(
-            f"training loss is {value} at {where}; {kept}. Lower optim.lr or set "
-            "trainer.grad_clip"
+            f"training loss is {value} at {where}; {kept}. Lower optim.lr or set trainer.grad_clip"
         )
 
     def summary(self, status: str) -> dict:

@@ -36,8 +36,11 @@ from lnrepro.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "fixed", "stochastic")
-AMAT = {"train": "binarized_mnist_train.amat", "val": "binarized_mnist_valid.amat",
-        "test": "binarized_mnist_test.amat"}
+AMAT = {
+    "train": "binarized_mnist_train.amat",
+    "val": "binarized_mnist_valid.amat",
+    "test": "binarized_mnist_test.amat",
+}
 AMAT_SIZES = {"train": 50000, "val": 10000, "test": 10000}
 SIDE = 28
 SUBDIR = "binarized_mnist"
@@ -51,15 +54,20 @@ def read_amat(path: Path) -> torch.Tensor:
     if raw.size % (2 * pixels) == 0 and raw.size:
         vals = raw[0::2] - ord("0")
         seps = raw[1::2].reshape(-1, pixels)
-        if vals.max() <= 1 and (seps[:, :-1] == ord(" ")).all() and (seps[:, -1] == ord("\n")).all():
+        if (
+            vals.max() <= 1
+            and (seps[:, :-1] == ord(" ")).all()
+            and (seps[:, -1] == ord("\n")).all()
+        ):
             return torch.from_numpy(vals.reshape(-1, SIDE, SIDE).copy())
     try:  # general text (CRLF, several spaces, "0.0"/"1.0" ...)
         vals = np.array(path.read_text().split(), dtype=np.float32)
     except ValueError as e:
         raise DataError(f"{path} is not a binarized-MNIST .amat file ({e})") from None
     if vals.size % pixels or not np.isin(vals, (0.0, 1.0)).all():
-        raise DataError(f"{path} is not a binarized-MNIST .amat file (expected lines of {pixels} "
-                        "values 0/1)")
+        raise DataError(
+            f"{path} is not a binarized-MNIST .amat file (expected lines of {pixels} values 0/1)"
+        )
     return torch.from_numpy(vals.astype(np.uint8).reshape(-1, SIDE, SIDE))
 
 
@@ -106,8 +114,9 @@ def cached_binarization(images: torch.Tensor, seed: int, folder: Path) -> torch.
             log.warning("ignoring the unreadable cache file %s (%s)", path, e)
     x = binarize(images, seed)
     bits = np.packbits(x.numpy().ravel())
-    if write_cache(path, lambda f: np.savez(f, bits=bits, shape=np.array(x.shape),
-                                            seed=np.array(seed))):
+    if write_cache(
+        path, lambda f: np.savez(f, bits=bits, shape=np.array(x.shape), seed=np.array(seed))
+    ):
         log.info("binarized MNIST (seed %d) cached in %s", seed, path)
     return x
 
@@ -141,8 +150,9 @@ def binarized_mnist(
         verify: check MNIST (or the fixed files' image counts) against the recorded ones
             (false: a warning instead).
     """
-    splits, kind = load_splits(data_dir, source, binarize_seed, val_size, download, cache_dir,
-                               verify)
+    splits, kind = load_splits(
+        data_dir, source, binarize_seed, val_size, download, cache_dir, verify
+    )
     eval_sizes = _check_splits(splits, eval_sizes)
     data = TensorData(
         {k: (v,) for k, v in splits.items()},
@@ -151,16 +161,25 @@ def binarized_mnist(
         seed=seed,
         eval_subsets=eval_sizes,
     ).to(device)
-    log.info("binarized MNIST (%s): %s images", kind,
-             " / ".join(f"{len(v):,} {k}" for k, v in splits.items()))
+    log.info(
+        "binarized MNIST (%s): %s images",
+        kind,
+        " / ".join(f"{len(v):,} {k}" for k, v in splits.items()),
+    )
     # train.py fills or checks model.image_size
     data.model_kwargs = {"image_size": _square_side(splits)}
     return data
 
 
-def load_splits(data_dir: str, source: str = "auto", binarize_seed: int = 0,
-                val_size: int = 10000, download: bool = True, cache_dir: str | None = None,
-                verify: bool = True) -> tuple[dict[str, torch.Tensor], str]:
+def load_splits(
+    data_dir: str,
+    source: str = "auto",
+    binarize_seed: int = 0,
+    val_size: int = 10000,
+    download: bool = True,
+    cache_dir: str | None = None,
+    verify: bool = True,
+) -> tuple[dict[str, torch.Tensor], str]:
     """The train / val / test images of `source` (arguments as in `binarized_mnist`), and the
     source in words for the log: "fixed" or "stochastic (seed <binarize_seed>)"."""
     if source not in SOURCES:
@@ -178,8 +197,9 @@ def load_splits(data_dir: str, source: str = "auto", binarize_seed: int = 0,
         splits = load_fixed(folder, verify)
         log.info("binarized MNIST: the fixed Larochelle-Murray files in %s", folder)
         return splits, "fixed"
-    splits = stochastic_splits(root, download, verify, val_size, int(binarize_seed),
-                               common.cache_dir(SUBDIR, cache_dir))
+    splits = stochastic_splits(
+        root, download, verify, val_size, int(binarize_seed), common.cache_dir(SUBDIR, cache_dir)
+    )
     return splits, f"stochastic (seed {binarize_seed})"
 
 
@@ -191,8 +211,9 @@ def _square_side(splits: dict[str, torch.Tensor]) -> int:
     return int(h)
 
 
-def stochastic_splits(root: Path, download: bool, verify: bool, val_size: int, binarize_seed: int,
-                      cache: Path) -> dict[str, torch.Tensor]:
+def stochastic_splits(
+    root: Path, download: bool, verify: bool, val_size: int, binarize_seed: int, cache: Path
+) -> dict[str, torch.Tensor]:
     """MNIST under `root` binarized with `binarize_seed` (cached in `cache`): the last
     `val_size` training images validate, the test set tests."""
     try:

@@ -46,8 +46,9 @@ class BooksData:
     so a resumed run replays the same batches. Split: "val" (held-out triples, loss).
     """
 
-    def __init__(self, corpus: dict, batch_size: int, val_triples: int, eval_batch_size: int,
-                 seed: int):
+    def __init__(
+        self, corpus: dict, batch_size: int, val_triples: int, eval_batch_size: int, seed: int
+    ):
         self.batch_size = check_batch_size(batch_size)
         self.eval_batch_size = check_batch_size(eval_batch_size)
         self.seed = int(seed)
@@ -55,12 +56,17 @@ class BooksData:
         self.vocab = list(corpus["vocab"])
         self.vocab_size, self.vocab_hash = len(self.vocab), vocab_hash(self.vocab)
         self.max_len = self.ids.shape[1] - 1
-        self.model_kwargs = {"vocab_size": self.vocab_size, "vocab_hash": self.vocab_hash,
-                             "vocab": self.vocab}
+        self.model_kwargs = {
+            "vocab_size": self.vocab_size,
+            "vocab_hash": self.vocab_hash,
+            "vocab": self.vocab,
+        }
         centres = triple_index(corpus["doc"])
         if len(centres) == 0:
-            raise DataError("empty corpus: no document has three consecutive sentences, so there "
-                            "is no (previous, current, next) triple to train on")
+            raise DataError(
+                "empty corpus: no document has three consecutive sentences, so there "
+                "is no (previous, current, next) triple to train on"
+            )
         if isinstance(val_triples, bool) or not isinstance(val_triples, int) or val_triples < 0:
             raise ConfigError(f"data.val_triples must be an integer >= 0, got {val_triples!r}")
         n_val = min(val_triples, len(centres) // 10)  # never more than a tenth of the corpus
@@ -68,8 +74,10 @@ class BooksData:
         self.val = centres[perm[:n_val]].sort().values
         self.train = centres[perm[n_val:]].sort().values
         if len(self.train) < self.batch_size:
-            raise ConfigError(f"data.batch_size={self.batch_size} is larger than the "
-                              f"{len(self.train)} training triples")
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is larger than the "
+                f"{len(self.train)} training triples"
+            )
         self.steps_per_epoch = len(self.train) // self.batch_size
         self.splits: dict = {}
         if n_val:
@@ -135,12 +143,13 @@ def books(
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"data.{name} must be a positive integer, got {v!r}")
     if vocab_size <= len(SPECIALS):
-        raise ConfigError(f"data.vocab_size must be > {len(SPECIALS)} (the specials), got {vocab_size}")
+        raise ConfigError(
+            f"data.vocab_size must be > {len(SPECIALS)} (the specials), got {vocab_size}"
+        )
     if not paths and not hf:
         raise ConfigError("set data.paths (folders or globs of text files) or data.hf")
     if isinstance(paths, str):
         paths = [paths]
     check_flag(verify)
-    corpus = load_corpus(data_dir, paths, hf, format, vocab_size, max_len, cache, verify,
-                         num_proc)
+    corpus = load_corpus(data_dir, paths, hf, format, vocab_size, max_len, cache, verify, num_proc)
     return BooksData(corpus, batch_size, val_triples, eval_batch_size, seed).to(device)

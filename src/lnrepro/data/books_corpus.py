@@ -103,14 +103,20 @@ def _hf_dataset(hf: dict):
     except ImportError as e:
         raise DataError(f"data.hf needs the `datasets` package ({e})") from None
     try:
-        ds = datasets.load_dataset(hf["name"], hf.get("config"), split=hf.get("split", "train"),
-                                   cache_dir=str(common.cache_dir("huggingface")))
+        ds = datasets.load_dataset(
+            hf["name"],
+            hf.get("config"),
+            split=hf.get("split", "train"),
+            cache_dir=str(common.cache_dir("huggingface")),
+        )
     except Exception as e:  # noqa: BLE001  (network, unknown name, ...)
         raise DataError(f"cannot load the Hugging Face corpus {hf.get('name')!r}: {e}") from None
     col = hf.get("text_column", "text")
     if col not in ds.column_names:
-        raise DataError(f"the Hugging Face corpus {hf['name']!r} has no column {col!r} "
-                        f"(columns: {', '.join(ds.column_names)})")
+        raise DataError(
+            f"the Hugging Face corpus {hf['name']!r} has no column {col!r} "
+            f"(columns: {', '.join(ds.column_names)})"
+        )
     return ds
 
 
@@ -139,8 +145,11 @@ def _sentence_rows(batch: dict, fmt: str, version: int) -> dict:
 def _encode_rows(batch: dict, vocab: list[str], max_len: int) -> dict:
     """Dataset.map(batched=True): tokens -> ids (cut to max_len, then <eos>)."""
     stoi = {w: i for i, w in enumerate(vocab)}
-    return {"ids": [[stoi.get(w, UNK_ID) for w in toks[:max_len]] + [EOS_ID]
-                    for toks in batch["tokens"]]}
+    return {
+        "ids": [
+            [stoi.get(w, UNK_ID) for w in toks[:max_len]] + [EOS_ID] for toks in batch["tokens"]
+        ]
+    }
 
 
 def _documents(files: list[Path], ds, hf: dict | None, cache_root: Path):
@@ -151,13 +160,30 @@ def _documents(files: list[Path], ds, hf: dict | None, cache_root: Path):
     feats = datasets.Features({"doc": datasets.Value("int64"), "text": datasets.Value("string")})
     if ds is None:
         return datasets.Dataset.from_generator(
-            _doc_rows, features=feats, cache_dir=str(cache_root / "books"),
-            gen_kwargs={"docs": [{"doc": k, "path": str(f), "sha256": file_digests(f)["sha256"],
-                                  "version": CACHE_VERSION} for k, f in enumerate(files)]})
+            _doc_rows,
+            features=feats,
+            cache_dir=str(cache_root / "books"),
+            gen_kwargs={
+                "docs": [
+                    {
+                        "doc": k,
+                        "path": str(f),
+                        "sha256": file_digests(f)["sha256"],
+                        "version": CACHE_VERSION,
+                    }
+                    for k, f in enumerate(files)
+                ]
+            },
+        )
     col = hf.get("text_column", "text")
     ds = ds.filter(lambda t: bool(t and t.strip()), input_columns=[col])
-    return ds.map(lambda t, i: {"doc": i, "text": t}, input_columns=[col], with_indices=True,
-                  remove_columns=ds.column_names, features=feats)
+    return ds.map(
+        lambda t, i: {"doc": i, "text": t},
+        input_columns=[col],
+        with_indices=True,
+        remove_columns=ds.column_names,
+        features=feats,
+    )
 
 
 def _num_proc(num_proc: int | None, n_docs: int) -> int:
@@ -182,9 +208,17 @@ def _tensors(sents, enc, max_len: int) -> dict:
     return {"ids": out, "lengths": lengths, "doc": doc}
 
 
-def load_corpus(data_dir: str | Path, paths: list[str] | None, hf: dict | None, fmt: str,
-                vocab_size: int, max_len: int, cache: bool = True, verify: bool = True,
-                num_proc: int | None = None) -> dict:
+def load_corpus(
+    data_dir: str | Path,
+    paths: list[str] | None,
+    hf: dict | None,
+    fmt: str,
+    vocab_size: int,
+    max_len: int,
+    cache: bool = True,
+    verify: bool = True,
+    num_proc: int | None = None,
+) -> dict:
     """Parse the corpus through HF `datasets` (Arrow, cached by the library's fingerprints):
     {"ids" (N, max_len+1) int32, "lengths" (N,), "doc" (N,) document index, "vocab" [str],
     "files" [str]}."""
@@ -195,10 +229,12 @@ def load_corpus(data_dir: str | Path, paths: list[str] | None, hf: dict | None, 
         raise DataError(
             f"empty corpus: no .txt or .txt.gz files under data.paths={list(paths or [])} "
             f"(relative to {data_dir}); point data.paths at folders or globs of text files, or "
-            "LNREPRO_DATA at a folder with books/")
+            "LNREPRO_DATA at a folder with books/"
+        )
     if files:
-        verify_files("the book corpus", Path(data_dir).expanduser() / "books", files, verify,
-                     complete=True)
+        verify_files(
+            "the book corpus", Path(data_dir).expanduser() / "books", files, verify, complete=True
+        )
     ds = _hf_dataset(hf) if hf else None
     with contextlib.ExitStack() as stack:
         root = common.cache_root()
@@ -207,8 +243,10 @@ def load_corpus(data_dir: str | Path, paths: list[str] | None, hf: dict | None, 
         try:
             out = _parse(files, ds, hf, fmt, vocab_size, max_len, root, num_proc)
         except OSError as e:
-            raise DataError(f"cannot write the book corpus cache under {root} ({e}); set "
-                            "LNREPRO_CACHE to a writable folder") from None
+            raise DataError(
+                f"cannot write the book corpus cache under {root} ({e}); set "
+                "LNREPRO_CACHE to a writable folder"
+            ) from None
     return {**out, "files": [str(f) for f in files]}
 
 
@@ -220,26 +258,45 @@ def _parse(files, ds, hf, fmt, vocab_size, max_len, root: Path, num_proc) -> dic
     docs = _documents(files, ds, hf, root)
     procs = _num_proc(num_proc, len(docs))
     sents = docs.map(
-        _sentence_rows, batched=True, batch_size=1, num_proc=procs if procs > 1 else None,
-        remove_columns=docs.column_names, fn_kwargs={"fmt": fmt, "version": CACHE_VERSION},
-        features=datasets.Features({"doc": datasets.Value("int64"),
-                                    "tokens": datasets.Sequence(datasets.Value("string"))}),
-        desc="book sentences")
+        _sentence_rows,
+        batched=True,
+        batch_size=1,
+        num_proc=procs if procs > 1 else None,
+        remove_columns=docs.column_names,
+        fn_kwargs={"fmt": fmt, "version": CACHE_VERSION},
+        features=datasets.Features(
+            {"doc": datasets.Value("int64"), "tokens": datasets.Sequence(datasets.Value("string"))}
+        ),
+        desc="book sentences",
+    )
     if not len(sents):
-        raise DataError(f"empty corpus: the {len(docs)} source(s) hold no sentences "
-                        f"({', '.join(map(str, files[:3]))}{' ...' if len(files) > 3 else ''})")
+        raise DataError(
+            f"empty corpus: the {len(docs)} source(s) hold no sentences "
+            f"({', '.join(map(str, files[:3]))}{' ...' if len(files) > 3 else ''})"
+        )
     # rank_words in pyarrow: by count, ties by UTF-8 bytes (the order of Python's str)
     counts = pc.value_counts(sents.data.table.column("tokens").combine_chunks().flatten())
-    top = pc.sort_indices(pa.RecordBatch.from_struct_array(counts),
-                          [("counts", "descending"), ("values", "ascending")])
+    top = pc.sort_indices(
+        pa.RecordBatch.from_struct_array(counts),
+        [("counts", "descending"), ("values", "ascending")],
+    )
     words = counts.field("values").take(top[: max(0, vocab_size - len(SPECIALS))])
     vocab = list(SPECIALS) + words.to_pylist()
     enc = sents.map(
-        _encode_rows, batched=True, batch_size=10_000, num_proc=procs if procs > 1 else None,
-        input_columns=None, remove_columns=sents.column_names,
+        _encode_rows,
+        batched=True,
+        batch_size=10_000,
+        num_proc=procs if procs > 1 else None,
+        input_columns=None,
+        remove_columns=sents.column_names,
         fn_kwargs={"vocab": vocab, "max_len": max_len},
         features=datasets.Features({"ids": datasets.Sequence(datasets.Value("int32"))}),
-        desc="book token ids")
-    log.info("books corpus: %d documents, %d sentences (Arrow cache in %s)", len(docs),
-             len(sents), Path(enc.cache_files[0]["filename"]).parent if enc.cache_files else "-")
+        desc="book token ids",
+    )
+    log.info(
+        "books corpus: %d documents, %d sentences (Arrow cache in %s)",
+        len(docs),
+        len(sents),
+        Path(enc.cache_files[0]["filename"]).parent if enc.cache_files else "-",
+    )
     return {**_tensors(sents, enc, max_len), "vocab": vocab}

@@ -32,23 +32,31 @@ def load_cifar10_tensors(data_dir: str | Path, download: bool = True, verify: bo
         try:
             ds = CIFAR10(str(root), train=train, download=download)
         except (RuntimeError, OSError) as e:
-            problem = (f"in {root / FOLDER} does not match torchvision's recorded md5 "
-                       "checksums (damaged or incomplete?)" if (root / FOLDER).is_dir()
-                       else f"not found in {root / FOLDER}")
+            problem = (
+                f"in {root / FOLDER} does not match torchvision's recorded md5 "
+                "checksums (damaged or incomplete?)"
+                if (root / FOLDER).is_dir()
+                else f"not found in {root / FOLDER}"
+            )
             raise DataError(
                 f"CIFAR-10 {problem} and could not be downloaded "
                 f"({str(e).splitlines()[0][:120]}): put torchvision's {FOLDER}/ (data_batch_1..5, "
                 "test_batch, batches.meta) there, or point LNREPRO_DATA at a folder that has it"
             ) from None
         except Exception as e:  # noqa: BLE001  (unpickling errors of truncated or foreign files)
-            raise DataError(f"CIFAR-10 files in {root / FOLDER} are corrupt "
-                            f"({type(e).__name__}: {e})") from None
+            raise DataError(
+                f"CIFAR-10 files in {root / FOLDER} are corrupt ({type(e).__name__}: {e})"
+            ) from None
         x = torch.as_tensor(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> NCHW
         y = torch.as_tensor(ds.targets, dtype=torch.long)
         if tuple(x.shape[1:]) != (3, 32, 32) or len(y) != len(x):
             raise DataError(f"CIFAR-10 in {root / FOLDER} has images of shape {tuple(x.shape)}")
-        check_count(f"CIFAR-10 {'training' if train else 'test'} images in {root / FOLDER}",
-                    len(x), SIZES[train], verify)
+        check_count(
+            f"CIFAR-10 {'training' if train else 'test'} images in {root / FOLDER}",
+            len(x),
+            SIZES[train],
+            verify,
+        )
         out.append((x, y))
     return tuple(out)
 
@@ -74,7 +82,9 @@ def cifar10(
     trx, tex = trx - mean, tex - mean
     data = TensorData(
         {"train": (trx[:n], try_[:n]), "val": (trx[n:], try_[n:]), "test": (tex, tey)},
-        batch_size, eval_batch_size=eval_batch_size, seed=seed,
+        batch_size,
+        eval_batch_size=eval_batch_size,
+        seed=seed,
         eval_subsets={"train": train_eval_size},
     ).to(device)
     data.model_kwargs = {"in_channels": 3, "image_size": 32}

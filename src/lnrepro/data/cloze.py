@@ -51,12 +51,12 @@ SOURCES = ("books", "cnn")
 
 
 class ReaderBatch(NamedTuple):
-    doc: torch.Tensor         # (T, B) token ids
-    doc_mask: torch.Tensor    # (T, B) bool, True on live steps
-    query: torch.Tensor       # (Tq, B)
+    doc: torch.Tensor  # (T, B) token ids
+    doc_mask: torch.Tensor  # (T, B) bool, True on live steps
+    query: torch.Tensor  # (Tq, B)
     query_mask: torch.Tensor  # (Tq, B)
     candidates: torch.Tensor  # (B, n_entities) bool
-    answer: torch.Tensor      # (B,) entity index
+    answer: torch.Tensor  # (B,) entity index
 
 
 @dataclass
@@ -82,8 +82,19 @@ class Split:
         return self.query_off.diff()
 
     def to(self, device) -> Split:
-        return Split(*(t.to(device) for t in (self.doc, self.doc_off, self.query,
-                                               self.query_off, self.answer, self.candidates)))
+        return Split(
+            *(
+                t.to(device)
+                for t in (
+                    self.doc,
+                    self.doc_off,
+                    self.query,
+                    self.query_off,
+                    self.answer,
+                    self.candidates,
+                )
+            )
+        )
 
     def batch(self, idx: torch.Tensor, perm: torch.Tensor | None = None) -> ReaderBatch:
         """The questions idx, padded; `perm` (B, n_entities): relabel entity k of row b as
@@ -125,15 +136,22 @@ def build_vocab(table, n_entities: int, vocab_size: int) -> list[str]:
 
     specials = [PAD, UNK, PLACEHOLDER] + [f"@entity{k}" for k in range(n_entities)]
     if vocab_size < len(specials):
-        raise ConfigError(f"data.vocab_size={vocab_size} is smaller than the {len(specials)} "
-                          "specials and entity tokens")
+        raise ConfigError(
+            f"data.vocab_size={vocab_size} is smaller than the {len(specials)} "
+            "specials and entity tokens"
+        )
     train = table.filter(pc.equal(table["split"], "train"))
     words = pa.concat_arrays([train[c].combine_chunks().flatten() for c in ("doc", "query")])
     counts = pc.value_counts(words).to_pylist()
     special = set(specials)
-    ranked = sorted(((c["counts"], c["values"]) for c in counts
-                     if c["values"] not in special and not c["values"].startswith("@entity")),
-                    key=lambda cv: (-cv[0], cv[1]))
+    ranked = sorted(
+        (
+            (c["counts"], c["values"])
+            for c in counts
+            if c["values"] not in special and not c["values"].startswith("@entity")
+        ),
+        key=lambda cv: (-cv[0], cv[1]),
+    )
     return specials + [w for _, w in ranked[: vocab_size - len(specials)]]
 
 
@@ -150,11 +168,14 @@ def _ids(col, vocab_arr):
 def _entity_index(arr, n_entities: int, what: str) -> torch.Tensor:
     import pyarrow.compute as pc
 
-    k = torch.tensor(pc.cast(pc.utf8_slice_codeunits(arr, 7), "int64")
-                     .to_numpy(zero_copy_only=False))
+    k = torch.tensor(
+        pc.cast(pc.utf8_slice_codeunits(arr, 7), "int64").to_numpy(zero_copy_only=False)
+    )
     if len(k) and int(k.max()) >= n_entities:
-        raise DataError(f"a {what} is @entity{int(k.max())}, beyond data.n_entities="
-                        f"{n_entities}: raise data.n_entities")
+        raise DataError(
+            f"a {what} is @entity{int(k.max())}, beyond data.n_entities="
+            f"{n_entities}: raise data.n_entities"
+        )
     return k
 
 
@@ -208,9 +229,10 @@ def encode(table, vocab: list[str], n_entities: int) -> dict[str, Split]:
         answer = _entity_index(t["answer"].combine_chunks(), n_entities, "answer")
         cl = t["candidates"].combine_chunks()
         ck = _entity_index(cl.flatten(), n_entities, "candidate")
-        rows = torch.repeat_interleave(torch.arange(t.num_rows),
-                                       torch.from_numpy(pc.list_value_length(cl).to_numpy()
-                                                        .astype("int64")))
+        rows = torch.repeat_interleave(
+            torch.arange(t.num_rows),
+            torch.from_numpy(pc.list_value_length(cl).to_numpy().astype("int64")),
+        )
         cands = torch.zeros(t.num_rows, n_entities, dtype=torch.bool)
         cands[rows, ck] = True
         if not bool(cands[torch.arange(t.num_rows), answer].all()):
@@ -223,9 +245,17 @@ def encode(table, vocab: list[str], n_entities: int) -> dict[str, Split]:
 class ClozeData:
     """The data interface of lnrepro.trainer for the reader (see the module docstring)."""
 
-    def __init__(self, splits: dict[str, Split], vocab: list[str], n_entities: int,
-                 batch_size: int, eval_batch_size: int, bucket_batches: int, seed: int,
-                 repermute: bool = False):
+    def __init__(
+        self,
+        splits: dict[str, Split],
+        vocab: list[str],
+        n_entities: int,
+        batch_size: int,
+        eval_batch_size: int,
+        bucket_batches: int,
+        seed: int,
+        repermute: bool = False,
+    ):
         if "train" not in splits:
             raise DataError("the cloze corpus has no training questions")
         self.batch_size = check_batch_size(batch_size)
@@ -235,13 +265,19 @@ class ClozeData:
         self.train = splits["train"]
         self.splits = {k: v for k, v in splits.items() if k != "train"}
         if len(self.train) < self.batch_size:
-            raise ConfigError(f"data.batch_size={self.batch_size} is larger than the "
-                              f"{len(self.train)} training questions")
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is larger than the "
+                f"{len(self.train)} training questions"
+            )
         self.steps_per_epoch = len(self.train) // self.batch_size
         self.vocab, self.n_entities = vocab, n_entities
         vocab_hash = hashlib.sha256("\n".join(vocab).encode()).hexdigest()[:16]
-        self.model_kwargs = {"vocab_size": len(vocab), "vocab_hash": vocab_hash,
-                             "n_entities": n_entities, "entity_offset": ENTITY0}
+        self.model_kwargs = {
+            "vocab_size": len(vocab),
+            "vocab_hash": vocab_hash,
+            "n_entities": n_entities,
+            "entity_offset": ENTITY0,
+        }
 
     def to(self, device) -> ClozeData:
         self.train = self.train.to(device)
@@ -277,13 +313,16 @@ class ClozeData:
             yield s.batch(order[i : i + self.eval_batch_size])
 
 
-def load_table(source: str, data_dir: str, books: dict | None, build: dict, top_k: int | None,
-               verify: bool):
+def load_table(
+    source: str, data_dir: str, books: dict | None, build: dict, top_k: int | None, verify: bool
+):
     """The corpus' Arrow table (rows {split, doc, query, answer, candidates, ...})."""
     if source == "books":
         from lnrepro.data import cloze_books
 
-        return cloze_books.build(data_dir, books or {}, {**build, "top_k": top_k}, verify).data.table
+        return cloze_books.build(
+            data_dir, books or {}, {**build, "top_k": top_k}, verify
+        ).data.table
     from lnrepro.data import cloze_cnn
 
     return cloze_cnn.build(data_dir, top_k).data.table
@@ -334,17 +373,22 @@ def cloze(
         raise ConfigError("data.top_k must be a positive integer for the books stand-in")
     check_flag(verify)
     settings = {**(build or {}), "n_entities": n_entities}
-    if doc_window is not None and (isinstance(doc_window, bool) or not isinstance(doc_window, int)
-                                   or doc_window < 0):
+    if doc_window is not None and (
+        isinstance(doc_window, bool) or not isinstance(doc_window, int) or doc_window < 0
+    ):
         raise ConfigError(f"data.doc_window must be null or an integer >= 0, got {doc_window!r}")
     table = window_docs(load_table(source, data_dir, books, settings, top_k, verify), doc_window)
     vocab = build_vocab(table, n_entities, vocab_size)
     splits = encode(table, vocab, n_entities)
     if not isinstance(repermute, bool):
         raise ConfigError(f"data.repermute must be true or false, got {repermute!r}")
-    data = ClozeData(splits, vocab, n_entities, batch_size, eval_batch_size, bucket_batches, seed,
-                     repermute)
-    log.info("cloze (%s): %s questions; vocabulary %d", source,
-             ", ".join(f"{k} {len(v):,}" for k, v in {"train": data.train, **data.splits}.items()),
-             len(vocab))
+    data = ClozeData(
+        splits, vocab, n_entities, batch_size, eval_batch_size, bucket_batches, seed, repermute
+    )
+    log.info(
+        "cloze (%s): %s questions; vocabulary %d",
+        source,
+        ", ".join(f"{k} {len(v):,}" for k, v in {"train": data.train, **data.splits}.items()),
+        len(vocab),
+    )
     return data.to(device)

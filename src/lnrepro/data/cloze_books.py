@@ -50,37 +50,57 @@ def book_files(data_dir: str | Path, books: dict) -> list[dict]:
         raise DataError(
             f"the book corpus is incomplete: {len(missing)} book(s) missing under {root} "
             f"({', '.join(f'{n}.txt.gz' for n in missing[:3])}{' ...' if len(missing) > 3 else ''}); "
-            "point LNREPRO_DATA at the folder holding books/ (see data/README of this project)")
+            "point LNREPRO_DATA at the folder holding books/ (see data/README of this project)"
+        )
     folders = {str(Path(n).parent) for n in named}
-    extra = sorted(str(p.relative_to(root))[: -len(".txt.gz")] for f in folders
-                   for p in (root / f).glob("*.txt.gz"))
+    extra = sorted(
+        str(p.relative_to(root))[: -len(".txt.gz")]
+        for f in folders
+        for p in (root / f).glob("*.txt.gz")
+    )
     unlisted = [n for n in extra if n not in named and n not in excluded]
     if unlisted:
-        raise ConfigError(f"data.books: {', '.join(unlisted)} in {root} is in no split and not "
-                          "excluded; list it in data.books.<split> or data.books.excluded")
+        raise ConfigError(
+            f"data.books: {', '.join(unlisted)} in {root} is in no split and not "
+            "excluded; list it in data.books.<split> or data.books.excluded"
+        )
     drama = set(books.get("drama") or [])
-    return [{"name": n, "path": str(root / f"{n}.txt.gz"), "split": named[n],
-             "drama": n in drama} for n in sorted(named)]
+    return [
+        {"name": n, "path": str(root / f"{n}.txt.gz"), "split": named[n], "drama": n in drama}
+        for n in sorted(named)
+    ]
 
 
 def _book_rows(files: list[dict]):
     """One dataset row per book (a generator for Dataset.from_generator)."""
     for k, f in enumerate(files):
-        yield {"index": k, "book": f["name"], "split": f["split"], "drama": f["drama"],
-               "text": read_text(Path(f["path"]))}
+        yield {
+            "index": k,
+            "book": f["name"],
+            "split": f["split"],
+            "drama": f["drama"],
+            "text": read_text(Path(f["path"])),
+        }
 
 
 def _book_questions(batch: dict, settings: dict) -> dict:
     """Dataset.map(batched=True): the books of `batch` -> their questions (COLUMNS)."""
     out: dict[str, list] = {c: [] for c in COLUMNS}
-    for k, book, split, drama, text in zip(batch["index"], batch["book"], batch["split"],
-                                           batch["drama"], batch["text"]):
+    for k, book, split, drama, text in zip(
+        batch["index"], batch["book"], batch["split"], batch["drama"], batch["text"]
+    ):
         sents = book_sentences(text, drama)
         names = character_names(sents, settings["min_name_count"], settings["max_lower_ratio"])
         rng = np.random.default_rng([settings["build_seed"], k])
-        for q in questions(sents, names, settings["window"], settings["top_k"],
-                           settings["min_context"], settings["min_candidates"],
-                           settings["max_sentence_tokens"]):
+        for q in questions(
+            sents,
+            names,
+            settings["window"],
+            settings["top_k"],
+            settings["min_context"],
+            settings["min_candidates"],
+            settings["max_sentence_tokens"],
+        ):
             a = anonymise(q, settings["n_entities"], rng)
             if a is not None:
                 for c in ("doc", "query", "answer", "candidates"):
@@ -94,8 +114,10 @@ def cache_key(files: list[dict], settings: dict) -> str:
     h = hashlib.sha256(repr(sorted(settings.items())).encode())
     h.update(f"v{CACHE_VERSION}".encode())
     for f in files:
-        h.update(f"{f['name']} {f['split']} {f['drama']} "
-                 f"{file_digests(Path(f['path']))['sha256']}\n".encode())
+        h.update(
+            f"{f['name']} {f['split']} {f['drama']} "
+            f"{file_digests(Path(f['path']))['sha256']}\n".encode()
+        )
     return h.hexdigest()[:20]
 
 
@@ -104,8 +126,12 @@ def build(data_dir: str | Path, books: dict, settings: dict, verify: bool = True
     import datasets
 
     files = book_files(data_dir, books)
-    verify_files("the book corpus", Path(data_dir).expanduser() / "books",
-                 [Path(f["path"]) for f in files], verify)
+    verify_files(
+        "the book corpus",
+        Path(data_dir).expanduser() / "books",
+        [Path(f["path"]) for f in files],
+        verify,
+    )
     path = common.cache_dir("cloze") / f"books_{cache_key(files, settings)}.arrow"
     if path.exists():
         try:
@@ -117,12 +143,19 @@ def build(data_dir: str | Path, books: dict, settings: dict, verify: bool = True
     path.parent.mkdir(parents=True, exist_ok=True)
     log.info("building the cloze stand-in from %d books (once; cached in %s)", len(files), path)
     source = datasets.Dataset.from_generator(
-        _book_rows, gen_kwargs={"files": files},
-        cache_dir=str(common.cache_dir("huggingface")))
+        _book_rows, gen_kwargs={"files": files}, cache_dir=str(common.cache_dir("huggingface"))
+    )
     try:
-        return source.map(_book_questions, batched=True, batch_size=1,
-                          remove_columns=source.column_names, fn_kwargs={"settings": settings},
-                          cache_file_name=str(path), desc="cloze questions")
+        return source.map(
+            _book_questions,
+            batched=True,
+            batch_size=1,
+            remove_columns=source.column_names,
+            fn_kwargs={"settings": settings},
+            cache_file_name=str(path),
+            desc="cloze questions",
+        )
     except OSError as e:
-        raise DataError(f"cannot write the cloze cache {path} ({e}); set LNREPRO_CACHE to a "
-                        "writable folder") from None
+        raise DataError(
+            f"cannot write the cloze cache {path} ({e}); set LNREPRO_CACHE to a writable folder"
+        ) from None

@@ -37,7 +37,8 @@ def check_corpus(data_dir: str | Path) -> dict[str, list[Path]]:
         raise DataError(
             f"the CNN corpus (Hermann et al. 2015) is missing: no {', '.join(missing)}. Point "
             "LNREPRO_DATA at the folder that holds cnn/questions/{training,validation,test}/ "
-            "(DeepMind Q&A, cnn.tgz), or run experiment=reader_cpu (the Gutenberg stand-in)")
+            "(DeepMind Q&A, cnn.tgz), or run experiment=reader_cpu (the Gutenberg stand-in)"
+        )
     return files
 
 
@@ -45,13 +46,17 @@ def parse_question(text: str, source: str = "<text>") -> dict:
     """One .question file -> {"doc", "query", "answer", "candidates", "names"}."""
     lines = text.replace("\r\n", "\n").split("\n")
     if len(lines) < 7 or lines[1].strip() or lines[3].strip() or lines[5].strip():
-        raise DataError(f"{source} is not a CNN .question file (URL, context, question, answer "
-                        "and @entity lines, separated by blank lines)")
+        raise DataError(
+            f"{source} is not a CNN .question file (URL, context, question, answer "
+            "and @entity lines, separated by blank lines)"
+        )
     doc, query, answer = lines[2].split(), lines[4].split(), lines[6].strip()
     names = dict(ln.split(":", 1) for ln in lines[8:] if ln.startswith("@entity") and ":" in ln)
     if "@placeholder" not in query or not answer.startswith("@entity"):
-        raise DataError(f"{source}: the question has no @placeholder or the answer is not an "
-                        f"@entity ({answer!r})")
+        raise DataError(
+            f"{source}: the question has no @placeholder or the answer is not an "
+            f"@entity ({answer!r})"
+        )
     cands = list(dict.fromkeys(t for t in doc if t.startswith("@entity")))
     return {"doc": doc, "query": query, "answer": answer, "candidates": cands, "names": names}
 
@@ -79,8 +84,13 @@ def rows(files: list[tuple[str, str]], top: int | None):
     for split, path in files:
         q = parse_question(Path(path).read_text(encoding="utf-8", errors="replace"), path)
         doc = top_k(q["doc"], q["query"], top) if top else q["doc"]
-        yield {"split": split, "doc": doc, "query": q["query"], "answer": q["answer"],
-               "candidates": q["candidates"]}
+        yield {
+            "split": split,
+            "doc": doc,
+            "query": q["query"],
+            "answer": q["answer"],
+            "candidates": q["candidates"],
+        }
 
 
 def build(data_dir: str | Path, top: int | None):
@@ -92,5 +102,6 @@ def build(data_dir: str | Path, top: int | None):
 
     files = check_corpus(data_dir)
     pairs = [(s, str(p)) for s, fs in files.items() for p in fs]
-    return datasets.Dataset.from_generator(rows, gen_kwargs={"files": pairs, "top": top},
-                                           cache_dir=str(cache_dir("huggingface")))
+    return datasets.Dataset.from_generator(
+        rows, gen_kwargs={"files": pairs, "top": top}, cache_dir=str(cache_dir("huggingface"))
+    )

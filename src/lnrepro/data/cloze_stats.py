@@ -27,7 +27,9 @@ def _entity_counts(flat: torch.Tensor, off: torch.Tensor, n: int, n_entities: in
     counts = torch.zeros(n, n_entities, dtype=torch.long)
     counts.index_put_((row, ent), torch.ones_like(ent), accumulate=True)
     big = torch.iinfo(torch.long).max
-    first = torch.full((n * n_entities,), big).scatter_reduce(0, row * n_entities + ent, pos, "amin")
+    first = torch.full((n * n_entities,), big).scatter_reduce(
+        0, row * n_entities + ent, pos, "amin"
+    )
     last = torch.full((n * n_entities,), -1).scatter_reduce(0, row * n_entities + ent, pos, "amax")
     return counts, first.view(n, n_entities), last.view(n, n_entities)
 
@@ -60,6 +62,13 @@ def statistics(split: Split) -> dict[str, float]:
     """Questions, mean / median / max document and query length (tokens), mean candidates."""
     s = split.to("cpu")
     d, q, c = s.doc_len.double(), s.query_len.double(), s.candidates.sum(1).double()
-    return {"questions": len(s), "doc_mean": float(d.mean()), "doc_median": float(d.median()),
-            "doc_max": int(d.max()), "query_mean": float(q.mean()), "query_max": int(q.max()),
-            "candidates_mean": float(c.mean()), "candidates_max": int(c.max())}
+    return {
+        "questions": len(s),
+        "doc_mean": float(d.mean()),
+        "doc_median": float(d.median()),
+        "doc_max": int(d.max()),
+        "query_mean": float(q.mean()),
+        "query_max": int(q.max()),
+        "candidates_mean": float(c.mean()),
+        "candidates_max": int(c.max()),
+    }

@@ -39,9 +39,232 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 _OPENERS = {'"', "'", "`", "(", "[", "-", ":", ";"}
 # Not character names although capitalised and rarely lower-case: titles and forms of address,
 # months, days, religious and interjection words, pronoun-like words.
-STOP_NAMES = frozenset(["mr", "mrs", "ms", "miss", "sir", "madam", "madame", "monsieur", "mademoiselle", "mme", "mlle", "lady", "lord", "dr", "doctor", "professor", "prof", "captain", "capt", "colonel", "col", "general", "gen", "major", "lieutenant", "sergeant", "admiral", "prince", "princess", "count", "countess", "duke", "duchess", "king", "queen", "emperor", "empress", "baron", "baroness", "marquis", "tsar", "czar", "uncle", "aunt", "father", "mother", "mamma", "papa", "brother", "sister", "saint", "st", "rev", "reverend", "master", "mistress", "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "christmas", "easter", "god", "lord", "heaven", "christ", "jesus", "providence", "oh", "ah", "ay", "o", "sire", "majesty", "highness", "excellency", "honour"])
+STOP_NAMES = frozenset(
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "sir",
+        "madam",
+        "madame",
+        "monsieur",
+        "mademoiselle",
+        "mme",
+        "mlle",
+        "lady",
+        "lord",
+        "dr",
+        "doctor",
+        "professor",
+        "prof",
+        "captain",
+        "capt",
+        "colonel",
+        "col",
+        "general",
+        "gen",
+        "major",
+        "lieutenant",
+        "sergeant",
+        "admiral",
+        "prince",
+        "princess",
+        "count",
+        "countess",
+        "duke",
+        "duchess",
+        "king",
+        "queen",
+        "emperor",
+        "empress",
+        "baron",
+        "baroness",
+        "marquis",
+        "tsar",
+        "czar",
+        "uncle",
+        "aunt",
+        "father",
+        "mother",
+        "mamma",
+        "papa",
+        "brother",
+        "sister",
+        "saint",
+        "st",
+        "rev",
+        "reverend",
+        "master",
+        "mistress",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "christmas",
+        "easter",
+        "god",
+        "lord",
+        "heaven",
+        "christ",
+        "jesus",
+        "providence",
+        "oh",
+        "ah",
+        "ay",
+        "o",
+        "sire",
+        "majesty",
+        "highness",
+        "excellency",
+        "honour",
+    ]
+)
 # Left out of the word overlap between query and context sentences (function words).
-STOP_WORDS = frozenset(["a", "an", "the", "and", "or", "but", "if", "of", "at", "by", "for", "with", "about", "against", "between", "into", "through", "during", "before", "after", "above", "below", "to", "from", "up", "down", "in", "out", "on", "off", "over", "under", "again", "further", "then", "once", "here", "there", "when", "where", "why", "how", "all", "any", "both", "each", "few", "more", "most", "other", "some", "such", "no", "nor", "not", "only", "own", "same", "so", "than", "too", "very", "s", "t", "can", "will", "just", "don", "should", "now", "i", "me", "my", "myself", "we", "our", "ours", "you", "your", "he", "him", "his", "she", "her", "hers", "it", "its", "they", "them", "their", "what", "which", "who", "whom", "this", "that", "these", "those", "am", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had", "having", "do", "does", "did", "doing", "would", "could", "ought", "as", "until", "while", "said", "says", "say", "upon", "one"])
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "of",
+        "at",
+        "by",
+        "for",
+        "with",
+        "about",
+        "against",
+        "between",
+        "into",
+        "through",
+        "during",
+        "before",
+        "after",
+        "above",
+        "below",
+        "to",
+        "from",
+        "up",
+        "down",
+        "in",
+        "out",
+        "on",
+        "off",
+        "over",
+        "under",
+        "again",
+        "further",
+        "then",
+        "once",
+        "here",
+        "there",
+        "when",
+        "where",
+        "why",
+        "how",
+        "all",
+        "any",
+        "both",
+        "each",
+        "few",
+        "more",
+        "most",
+        "other",
+        "some",
+        "such",
+        "no",
+        "nor",
+        "not",
+        "only",
+        "own",
+        "same",
+        "so",
+        "than",
+        "too",
+        "very",
+        "s",
+        "t",
+        "can",
+        "will",
+        "just",
+        "don",
+        "should",
+        "now",
+        "i",
+        "me",
+        "my",
+        "myself",
+        "we",
+        "our",
+        "ours",
+        "you",
+        "your",
+        "he",
+        "him",
+        "his",
+        "she",
+        "her",
+        "hers",
+        "it",
+        "its",
+        "they",
+        "them",
+        "their",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "this",
+        "that",
+        "these",
+        "those",
+        "am",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "have",
+        "has",
+        "had",
+        "having",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "would",
+        "could",
+        "ought",
+        "as",
+        "until",
+        "while",
+        "said",
+        "says",
+        "say",
+        "upon",
+        "one",
+    ]
+)
 
 
 def tokenize_cased(sentence: str) -> list[str]:
@@ -64,8 +287,9 @@ def strip_drama(text: str) -> str:
         lead = re.compile(r"^\s*((?:[A-Z][A-Za-z]*\.? ){0,2}[A-Z][A-Za-z]*)\.\s")
         tags = Counter(m.group(1) for ln in lines if (m := lead.match(ln)))
         keep = {t for t, n in tags.items() if n >= 3}
-        return "\n".join(lead.sub("", ln) if (m := lead.match(ln)) and m.group(1) in keep
-                         else ln for ln in lines)
+        return "\n".join(
+            lead.sub("", ln) if (m := lead.match(ln)) and m.group(1) in keep else ln for ln in lines
+        )
     alone = re.compile(r"^\s*((?:[A-Z][A-Za-z]* ){0,2}[A-Z][A-Za-z]*) \.\s*$")
     tags = Counter(m.group(1) for ln in lines if (m := alone.match(ln)))
     keep = sorted((t for t, n in tags.items() if n >= 3), key=len, reverse=True)
@@ -103,8 +327,9 @@ def _initial_flags(sentence: list[str]) -> list[bool]:
     return flags
 
 
-def character_names(sentences: list[list[str]], min_count: int = 5,
-                    max_lower_ratio: float = 0.1) -> set[str]:
+def character_names(
+    sentences: list[list[str]], min_count: int = 5, max_lower_ratio: float = 0.1
+) -> set[str]:
     """The book's character names by the heuristic of the module docstring."""
     mid, cap, low = Counter(), Counter(), Counter()
     for s in sentences:
@@ -115,8 +340,13 @@ def character_names(sentences: list[list[str]], min_count: int = 5,
                     mid[tok] += 1
             elif tok.islower():
                 low[tok] += 1
-    return {w for w, n in mid.items() if n >= min_count and w.lower() not in STOP_NAMES
-            and low[w.lower()] < max_lower_ratio * cap[w]}
+    return {
+        w
+        for w, n in mid.items()
+        if n >= min_count
+        and w.lower() not in STOP_NAMES
+        and low[w.lower()] < max_lower_ratio * cap[w]
+    }
 
 
 def mentions(sentence: list[str], names: set[str]) -> list[tuple[int, int, str]]:
@@ -157,22 +387,30 @@ class Sentence:
 
 def content_words(tokens: list[str]) -> set[str]:
     """Lower-cased words (and CNN's @entityN tokens) of a sentence, stop words left out."""
-    return {w for t in tokens if (t[0].isalnum() or t.startswith("@entity"))
-            and (w := t.lower()) not in STOP_WORDS}
+    return {
+        w
+        for t in tokens
+        if (t[0].isalnum() or t.startswith("@entity")) and (w := t.lower()) not in STOP_WORDS
+    }
 
 
 def top_k_context(query: list[str], previous: list[list[str]], k: int) -> list[int]:
     """Indices (into `previous`, in reading order) of the k sentences sharing most content
     words with the query; ties go to the sentence nearer the query."""
     q = content_words(query)
-    scored = sorted(range(len(previous)),
-                    key=lambda i: (-len(q & content_words(previous[i])), -i))
+    scored = sorted(range(len(previous)), key=lambda i: (-len(q & content_words(previous[i])), -i))
     return sorted(scored[:k])
 
 
-def questions(sentences: list[list[str]], names: set[str], window: int = 20, top_k: int = 4,
-              min_context: int = 4, min_candidates: int = 2,
-              max_sentence_tokens: int | None = None) -> list[dict]:
+def questions(
+    sentences: list[list[str]],
+    names: set[str],
+    window: int = 20,
+    top_k: int = 4,
+    min_context: int = 4,
+    min_candidates: int = 2,
+    max_sentence_tokens: int | None = None,
+) -> list[dict]:
     """Raw questions of one book: {"context": [sentence tokens], "query": tokens with
     @placeholder, "answer": entity, "sentence": index of the query sentence}."""
     sents = [Sentence(s, mentions(s, names)) for s in sentences]
@@ -192,8 +430,14 @@ def questions(sentences: list[list[str]], names: set[str], window: int = 20, top
             cands = list(dict.fromkeys(e for j in picked for e in sents[j].entities))
             if answer not in cands or len(cands) < min_candidates:
                 continue
-            out.append({"context": [sents[j] for j in picked], "query_sentence": s,
-                        "answer": answer, "sentence": i})
+            out.append(
+                {
+                    "context": [sents[j] for j in picked],
+                    "query_sentence": s,
+                    "answer": answer,
+                    "sentence": i,
+                }
+            )
     return out
 
 
@@ -220,5 +464,9 @@ def anonymise(q: dict, n_entities: int, rng: np.random.Generator) -> dict | None
 
     doc = [t for s in q["context"] for t in render(s)]
     cands = list(dict.fromkeys(ids[e] for s in q["context"] for e in s.entities))
-    return {"doc": doc, "query": render(q["query_sentence"], q["answer"]),
-            "answer": ids[q["answer"]], "candidates": cands}
+    return {
+        "doc": doc,
+        "query": render(q["query_sentence"], q["answer"]),
+        "answer": ids[q["answer"]],
+        "candidates": cands,
+    }

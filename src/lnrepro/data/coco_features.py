@@ -41,16 +41,18 @@ import numpy as np
 import torch
 
 from lnrepro.checks import positive_int
-from lnrepro.data.text import EOS_ID, PAD_ID, SPECIALS, UNK_ID
 from lnrepro.data.common import check_batch_size, vocab_hash
+from lnrepro.data.text import EOS_ID, PAD_ID, SPECIALS, UNK_ID
 from lnrepro.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 CAPS_PER_IMAGE = 5
 SPLITS = ("train", "val", "test")
-SOURCE = ("Vendrov et al.'s coco.zip (README of github.com/ivendrov/order-embedding: "
-          "www.cs.toronto.edu/~vendrov/order/coco.zip)")
+SOURCE = (
+    "Vendrov et al.'s coco.zip (README of github.com/ivendrov/order-embedding: "
+    "www.cs.toronto.edu/~vendrov/order/coco.zip)"
+)
 
 
 class Pairs(NamedTuple):
@@ -79,7 +81,8 @@ def check_files(data_dir: str | Path, cnn: str = "10crop") -> dict[str, tuple[Pa
             f"Vendrov et al.'s layout: coco/{{train,val,test}}.txt (5 captions per image) and "
             f"coco/images/{cnn}/{{train,val,test}}.npy (one feature row per image). Unzip "
             f"{SOURCE} so that {root}/ holds them, or point LNREPRO_DATA at a folder that has "
-            "coco/")
+            "coco/"
+        )
     return files
 
 
@@ -100,8 +103,9 @@ def _read_features(path: Path) -> torch.Tensor:
     except (OSError, ValueError) as e:
         raise DataError(f"{path} cannot be read as a .npy array ({e}); corrupt file?") from None
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
-        raise DataError(f"{path} must hold a 2-D float array (images x features), got "
-                        f"{arr.dtype} {arr.shape}")
+        raise DataError(
+            f"{path} must hold a 2-D float array (images x features), got {arr.dtype} {arr.shape}"
+        )
     feats = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     if not torch.isfinite(feats).all():
         raise DataError(f"{path} holds non-finite values")
@@ -114,7 +118,8 @@ def encode_captions(caps: list[list[str]], stoi: dict[str, int]) -> torch.Tensor
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     ids = np.full((len(rows), int(lengths.max())), PAD_ID, dtype=np.int32)
     ids[np.arange(ids.shape[1]) < lengths[:, None]] = np.fromiter(
-        chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum()))
+        chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum())
+    )
     return torch.from_numpy(ids)
 
 
@@ -135,20 +140,36 @@ class CocoFeatures:
         seed: base seed of the training order and the caption draws.
     """
 
-    def __init__(self, splits: dict, vocab: list[str], batch_size: int, fold_images: int,
-                 val_folds: int, test_folds: int, seed: int = 0):
+    def __init__(
+        self,
+        splits: dict,
+        vocab: list[str],
+        batch_size: int,
+        fold_images: int,
+        val_folds: int,
+        test_folds: int,
+        seed: int = 0,
+    ):
         self.batch_size = check_batch_size(batch_size)
         self.seed = int(seed)
         self.caps, self.feats = splits["train"]
         self.vocab = vocab
-        self.model_kwargs = {"vocab_size": len(vocab), "vocab_hash": vocab_hash(vocab),
-                             "dim_image": int(self.feats.shape[1])}
+        self.model_kwargs = {
+            "vocab_size": len(vocab),
+            "vocab_hash": vocab_hash(vocab),
+            "dim_image": int(self.feats.shape[1]),
+        }
         if len(self.feats) < self.batch_size:
-            raise ConfigError(f"data.batch_size={self.batch_size} is larger than the "
-                              f"{len(self.feats)} training images")
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is larger than the "
+                f"{len(self.feats)} training images"
+            )
         self.steps_per_epoch = len(self.feats) // self.batch_size
-        self.splits = {name: self._folds(name, *splits[name], fold_images, n)
-                       for name, n in (("val", val_folds), ("test", test_folds)) if n}
+        self.splits = {
+            name: self._folds(name, *splits[name], fold_images, n)
+            for name, n in (("val", val_folds), ("test", test_folds))
+            if n
+        }
         self.device = torch.device("cpu")
 
     @staticmethod
@@ -156,12 +177,16 @@ class CocoFeatures:
         for key, v in (("fold_images", fold_images), (f"{name}_folds", n_folds)):
             positive_int(v, f"data.{key}")
         if n_folds * fold_images > len(feats):
-            raise ConfigError(f"data.{name}_folds={n_folds} folds of data.fold_images="
-                              f"{fold_images} need {n_folds * fold_images} {name} images; the "
-                              f"files have {len(feats)}")
+            raise ConfigError(
+                f"data.{name}_folds={n_folds} folds of data.fold_images="
+                f"{fold_images} need {n_folds * fold_images} {name} images; the "
+                f"files have {len(feats)}"
+            )
         k, m = fold_images, CAPS_PER_IMAGE * fold_images
-        return [Pairs(_trim(caps[i * m:(i + 1) * m]), feats[i * k:(i + 1) * k])
-                for i in range(n_folds)]
+        return [
+            Pairs(_trim(caps[i * m : (i + 1) * m]), feats[i * k : (i + 1) * k])
+            for i in range(n_folds)
+        ]
 
     def to(self, device) -> CocoFeatures:
         self.device = torch.device(device)
@@ -178,7 +203,7 @@ class CocoFeatures:
         pick = torch.randint(CAPS_PER_IMAGE, (len(self.feats),), generator=g)
         bs = self.batch_size
         for i in range(start, self.steps_per_epoch):
-            img = order[i * bs:(i + 1) * bs]
+            img = order[i * bs : (i + 1) * bs]
             yield self._pairs(self.caps[img * CAPS_PER_IMAGE + pick[img]], self.feats[img])
 
     def eval_batches(self, split: str):
@@ -191,14 +216,23 @@ def load_split(files: tuple[Path, Path]) -> tuple[list[list[str]], torch.Tensor]
     caps_path, feats_path = files
     caps, feats = _read_captions(caps_path), _read_features(feats_path)
     if len(caps) != CAPS_PER_IMAGE * len(feats):
-        raise DataError(f"{caps_path} has {len(caps)} captions for the {len(feats)} images of "
-                        f"{feats_path}; the layout needs exactly {CAPS_PER_IMAGE} per image")
+        raise DataError(
+            f"{caps_path} has {len(caps)} captions for the {len(feats)} images of "
+            f"{feats_path}; the layout needs exactly {CAPS_PER_IMAGE} per image"
+        )
     return caps, feats
 
 
-def coco_features(data_dir: str, cnn: str = "10crop", batch_size: int = 128,
-                  fold_images: int = 1000, val_folds: int = 1, test_folds: int = 5,
-                  seed: int = 0, device: str | torch.device = "cpu") -> CocoFeatures:
+def coco_features(
+    data_dir: str,
+    cnn: str = "10crop",
+    batch_size: int = 128,
+    fold_images: int = 1000,
+    val_folds: int = 1,
+    test_folds: int = 5,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> CocoFeatures:
     """The COCO caption-image data of `<data_dir>/coco/` (see the module docstring).
 
     Args:
@@ -214,7 +248,12 @@ def coco_features(data_dir: str, cnn: str = "10crop", batch_size: int = 128,
     vocab = list(SPECIALS) + sorted(counts, key=lambda w: (-counts[w], w))  # every training word
     stoi = {w: i for i, w in enumerate(vocab)}
     splits = {s: (encode_captions(caps, stoi), feats) for s, (caps, feats) in raw.items()}
-    log.info("COCO %s features (%d-d): %s images; %d words", cnn, dims["train"],
-             " / ".join(f"{s} {len(raw[s][1]):,}" for s in SPLITS), len(vocab))
+    log.info(
+        "COCO %s features (%d-d): %s images; %d words",
+        cnn,
+        dims["train"],
+        " / ".join(f"{s} {len(raw[s][1]):,}" for s in SPLITS),
+        len(vocab),
+    )
     data = CocoFeatures(splits, vocab, batch_size, fold_images, val_folds, test_folds, seed)
     return data.to(device)

@@ -62,7 +62,9 @@ def load_mnist_tensors(data_dir: str | Path, download: bool = True, verify: bool
             ) from None
         x, y = ds.data, ds.targets
         if x.dtype != torch.uint8 or x.dim() != 3 or tuple(x.shape[1:]) != (28, 28):
-            raise DataError(f"MNIST images in {raw} have shape {tuple(x.shape)}, expected (N, 28, 28)")
+            raise DataError(
+                f"MNIST images in {raw} have shape {tuple(x.shape)}, expected (N, 28, 28)"
+            )
         if y.dim() != 1 or len(y) != len(x) or (len(y) and (y.min() < 0 or y.max() > 9)):
             raise DataError(f"MNIST labels in {raw} do not match the images (corrupt file?)")
         out.append((x, y.long()))

@@ -142,8 +142,7 @@ def char_symbols(text: str, path: Path) -> list[str]:
     return out
 
 
-def load_ptb_symbols(data_dir: str | Path, level: str, verify: bool = True
-                     ) -> dict[str, list[str]]:
+def load_ptb_symbols(data_dir: str | Path, level: str, verify: bool = True) -> dict[str, list[str]]:
     """Symbols of each split {"train", "val", "test"} at `level` ("word" | "char"), from files
     that match the recorded checksums (`verify=False`: any copy, with a warning)."""
     if level not in LEVELS:
@@ -154,8 +153,14 @@ def load_ptb_symbols(data_dir: str | Path, level: str, verify: bool = True
         word = ptb / f"ptb.{name}.txt"
         found = None
         if level == "char":
-            found = next((p for p in (ptb / f"ptb.char.{name}.txt", ptb / f"ptb.char.{name}.txt.gz")
-                          if p.exists()), None)
+            found = next(
+                (
+                    p
+                    for p in (ptb / f"ptb.char.{name}.txt", ptb / f"ptb.char.{name}.txt.gz")
+                    if p.exists()
+                ),
+                None,
+            )
         if found is None and word.exists():
             found = word
         if found is None:
@@ -178,8 +183,9 @@ def load_ptb_symbols(data_dir: str | Path, level: str, verify: bool = True
     return out
 
 
-def load_hub_symbols(hub_id: str, level: str, hub_config: str | None = None,
-                     hub_column: str = "sentence") -> dict[str, list[str]]:
+def load_hub_symbols(
+    hub_id: str, level: str, hub_config: str | None = None, hub_column: str = "sentence"
+) -> dict[str, list[str]]:
     """Symbols of each split from a Hugging Face Hub copy of PTB (one line per row), by the
     rules of the word files (`word_symbols`, `char_symbols_from_words`)."""
     if level not in LEVELS:
@@ -191,22 +197,27 @@ def load_hub_symbols(hub_id: str, level: str, hub_config: str | None = None,
     except ImportError as e:
         raise DataError(f"data.source=hub needs the `datasets` package ({e})") from None
     try:
-        dd = datasets.load_dataset(hub_id, hub_config,
-                                   cache_dir=str(common.cache_dir("huggingface")))
+        dd = datasets.load_dataset(
+            hub_id, hub_config, cache_dir=str(common.cache_dir("huggingface"))
+        )
     except Exception as e:  # noqa: BLE001  (no network, unknown id, ...)
         why = (str(e).strip().splitlines() or [""])[0][:200]
         raise DataError(
             f"cannot load the Penn Treebank from the Hugging Face Hub id {hub_id!r} "
             f"(data.source=hub; {type(e).__name__}: {why}); without network use "
-            "data.source=local and the files under <data_dir>/ptb/") from None
+            "data.source=local and the files under <data_dir>/ptb/"
+        ) from None
     out = {}
     for split, name in HUB_SPLITS.items():
         if name not in dd:
-            raise DataError(f"the Hub dataset {hub_id!r} has no {name!r} split "
-                            f"(splits: {', '.join(dd)})")
+            raise DataError(
+                f"the Hub dataset {hub_id!r} has no {name!r} split (splits: {', '.join(dd)})"
+            )
         if hub_column not in dd[name].column_names:
-            raise DataError(f"the Hub dataset {hub_id!r} has no column {hub_column!r} "
-                            f"(columns: {', '.join(dd[name].column_names)}); set data.hub_column")
+            raise DataError(
+                f"the Hub dataset {hub_id!r} has no column {hub_column!r} "
+                f"(columns: {', '.join(dd[name].column_names)}); set data.hub_column"
+            )
         text = "".join(f"{line}\n" for line in dd[name][hub_column])
         if not text.strip():
             raise DataError(f"the {name} split of the Hub dataset {hub_id!r} is empty")
@@ -339,8 +350,11 @@ def ptb(
         hub_id, hub_config, hub_column: the Hub dataset, its configuration and the column of
             its lines (source "hub" only; the default id is unverified).
     """
-    for name, value in (("batch_size", batch_size), ("bptt", bptt),
-                        ("eval_batch_size", eval_batch_size)):
+    for name, value in (
+        ("batch_size", batch_size),
+        ("bptt", bptt),
+        ("eval_batch_size", eval_batch_size),
+    ):
         _positive_int(name, value)  # before reading megabytes of text
     if source not in SOURCES:
         raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")

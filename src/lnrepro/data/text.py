@@ -30,10 +30,27 @@ FORMATS = ("auto", "paragraphs", "lines")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 # a sentence ends after . ! ? (and closing quotes / brackets) before whitespace and a capital,
 # a digit or an opening quote / bracket; not after a title (Mr. Holmes) or an initial (J. Smith)
-_NOT_AFTER = "".join(rf"(?<!\b{a})" for a in ("Mr", "Mrs", "Ms", "Dr", "St", "Messrs", "Mme",
-                                               "Prof", "Capt", "Col", "Gen", "Rev", "[A-Z]"))
-_SENT_END = re.compile(_NOT_AFTER
-                       + r"([.!?]+[\"'\u2019\u201d)\]]*)\s+(?=[\"'\u2018\u201c(\[]*[A-Z0-9])")
+_NOT_AFTER = "".join(
+    rf"(?<!\b{a})"
+    for a in (
+        "Mr",
+        "Mrs",
+        "Ms",
+        "Dr",
+        "St",
+        "Messrs",
+        "Mme",
+        "Prof",
+        "Capt",
+        "Col",
+        "Gen",
+        "Rev",
+        "[A-Z]",
+    )
+)
+_SENT_END = re.compile(
+    _NOT_AFTER + r"([.!?]+[\"'\u2019\u201d)\]]*)\s+(?=[\"'\u2018\u201c(\[]*[A-Z0-9])"
+)
 
 
 def tokenize(sentence: str) -> list[str]:

@@ -37,22 +37,25 @@ log = logging.getLogger(__name__)
 ORIGINAL = "the original file"
 # the near-exact reconstruction of MNIST's training images that some copies hold (the original
 # file was not obtainable in full): it verifies, and is named as such in the log
-MNIST_RECONSTRUCTION = ("NOT the original file: the near-exact reconstruction of the training "
-                        "images (0.048 % of pixels, all of original value 1, read as 0)")
+MNIST_RECONSTRUCTION = (
+    "NOT the original file: the near-exact reconstruction of the training "
+    "images (0.048 % of pixels, all of original value 1, read as 0)"
+)
 
 
 def _sha256sums(lines: str, folder: str = "") -> dict[str, dict[str, str]]:
     """`sha256sum` output ("<hex>  <name>" lines) as KNOWN entries of original files."""
-    return {folder + name: {f"sha256:{digest}": ORIGINAL}
-            for digest, name in (line.split() for line in lines.strip().splitlines())}
+    return {
+        folder + name: {f"sha256:{digest}": ORIGINAL}
+        for digest, name in (line.split() for line in lines.strip().splitlines())
+    }
 
 
 KNOWN: dict[str, dict[str, dict[str, str]]] = {
     "MNIST": {
         "train-images-idx3-ubyte": {
             "md5:6bbc9ace898e44ae57da46a324031adb": ORIGINAL,
-            "sha256:b61ffb6f513fd9ff8d89824731f6b4ed7863c759c33056d701efb8412469fb04":
-                MNIST_RECONSTRUCTION,
+            "sha256:b61ffb6f513fd9ff8d89824731f6b4ed7863c759c33056d701efb8412469fb04": MNIST_RECONSTRUCTION,
         },
         "train-labels-idx1-ubyte": {
             "md5:a25bea736e30d166cdddb491f175f624": ORIGINAL,
@@ -99,7 +102,8 @@ d07bdb73963dda1b2012f4d78c24044cd9503b1109218a518a481616973cf960  SICK/SICK_trai
 """),
     # the public-domain stand-in for BookCorpus: <data_dir>/books/
     "the book corpus": {
-        **_sha256sums("""
+        **_sha256sums(
+            """
 d56006eca7bfefc7f8827c0111395fa2bbf8bc2980b72f54d7af74f14e1ab3c2  alice_in_wonderland.txt
 353453d4e0e50ce76e05c25b2723cee91774604e66eaa3550b5646fffffca85d  canterbury_tales.txt
 a00beff3bd3bd02ae668d344db842f75f26541afe4442e34dedcffd89db35260  gullivers_travels.txt
@@ -114,8 +118,11 @@ cade50d3fe7fd52d418eda2a1eaf531f37c560d4ba0f4eb0205415122c4ed57f  tom_sawyer.txt
 c3daf1c099ad93d1592de221f3b8fe6b7d3ddb29896b2730f9281e0639956dda  us_constitution.txt
 9e921ecb0c7919ae52bb04428d4ba100c3317be37fdd4e99116fa2d2c6a225e2  war_and_piece.txt
 408f216fd5ba2a81065667476f2b77b01c311b4ae74763bbdafd2402890119f9  war_of_the_worlds.txt
-""", "gutenberg_pd/"),
-        **_sha256sums("""
+""",
+            "gutenberg_pd/",
+        ),
+        **_sha256sums(
+            """
 76a28c636265905bcf72712d80d1c6e773e55279b919b843825cb2770b99e59e  austen-emma.txt
 8e3cd75843eae6578c0b8f48350615ed653910b3f645e514391e07ba5eb2e40c  austen-persuasion.txt
 22327c09d537811b7f15006aaad69ad25d98b8c5f2a6fb0203ec13e9f3982d84  austen-sense.txt
@@ -133,7 +140,9 @@ bd9bc2cfaadf7acbffa8dd63569041624a659cf753e5d8d31c7300c1c004f297  edgeworth-pare
 6d06298ee6448bd48a2250ee00a4a2d9a9e4487a46c75ee22271ccfc0cf3d6ef  shakespeare-hamlet.txt
 444ea649552ad86fbb74b0926f8a3f888264a04e30308191afa544f51e607976  shakespeare-macbeth.txt
 802545502fcc24ef7ad48ec1e61db70fd7b4002662cf6d0a05a4619052cae83d  whitman-leaves.txt
-""", "nltk_gutenberg_tokenized/"),
+""",
+            "nltk_gutenberg_tokenized/",
+        ),
     },
 }
 
@@ -177,23 +186,30 @@ def file_digests(path: Path) -> dict[str, str]:
                 sha.update(chunk)
                 md5.update(chunk)
     except (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
-        raise DataError(f"{path} does not decompress ({type(e).__name__}: {e}): the file is "
-                        "damaged or truncated; restore it") from None
+        raise DataError(
+            f"{path} does not decompress ({type(e).__name__}: {e}): the file is "
+            "damaged or truncated; restore it"
+        ) from None
     digests = {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
     write_cache(memo, lambda f: f.write(json.dumps({**stamp, "digests": digests}).encode()))
     return digests
 
 
-def verify_files(dataset: str, folder: Path, files: Iterable[Path], verify: bool,
-                 complete: bool = False) -> None:
+def verify_files(
+    dataset: str, folder: Path, files: Iterable[Path], verify: bool, complete: bool = False
+) -> None:
     """Check each of `files` that `KNOWN[dataset]` names (by its path inside `folder`) against
     the recorded digests, before any use. With `complete`, the known files of every subfolder
     that `files` draw from must all be there (a corpus of many files silently shrinks
     otherwise). `verify=False`: one warning, nothing checked."""
     folder = Path(folder)
     if not check_flag(verify):
-        log.warning("data.verify=false: %s in %s is used without checking it against the "
-                    "recorded checksums", dataset, folder)
+        log.warning(
+            "data.verify=false: %s in %s is used without checking it against the "
+            "recorded checksums",
+            dataset,
+            folder,
+        )
         return
     known = KNOWN[dataset]
     names = {}
@@ -206,13 +222,20 @@ def verify_files(dataset: str, folder: Path, files: Iterable[Path], verify: bool
         if name not in known:
             continue
         got = file_digests(path)
-        label = next((known[name][d] for d in (f"sha256:{got['sha256']}", f"md5:{got['md5']}")
-                      if d in known[name]), None)
+        label = next(
+            (
+                known[name][d]
+                for d in (f"sha256:{got['sha256']}", f"md5:{got['md5']}")
+                if d in known[name]
+            ),
+            None,
+        )
         if label is None:
             raise DataError(
                 f"{path} does not match the recorded checksum of {dataset}'s {name} (sha256 "
                 f"{got['sha256'][:16]}...): the file is damaged, truncated or another version. "
-                "Restore it, or pass data.verify=false to use it anyway")
+                "Restore it, or pass data.verify=false to use it anyway"
+            )
         if label != ORIGINAL:
             log.info("%s: %s", path, label)
     if complete:
@@ -222,7 +245,8 @@ def verify_files(dataset: str, folder: Path, files: Iterable[Path], verify: bool
             raise DataError(
                 f"{dataset} in {folder} is incomplete: {len(missing)} known file(s) missing "
                 f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}). Restore them, "
-                "or pass data.verify=false to use what is there")
+                "or pass data.verify=false to use what is there"
+            )
 
 
 def check_count(what: str, found: int, expected: int, verify: bool) -> None:
@@ -230,8 +254,9 @@ def check_count(what: str, found: int, expected: int, verify: bool) -> None:
     `verify=False` a warning."""
     if found == expected:
         return
-    msg = (f"{what}: {found:,} found, the recorded copy has {expected:,} (damaged or "
-           "incomplete copy?)")
+    msg = (
+        f"{what}: {found:,} found, the recorded copy has {expected:,} (damaged or incomplete copy?)"
+    )
     if verify:
         raise DataError(f"{msg}. Restore it, or pass data.verify=false to use it anyway")
     log.warning("%s; used anyway (data.verify=false)", msg)

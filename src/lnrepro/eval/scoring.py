@@ -60,9 +60,15 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # ---- batched logistic regression ----------------------------------------------------------------
-def fit_logreg(x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, cs: torch.Tensor,
-               n_classes: int, max_iter: int = 200, dtype=torch.float32
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_logreg(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    masks: torch.Tensor,
+    cs: torch.Tensor,
+    n_classes: int,
+    max_iter: int = 200,
+    dtype=torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """P independent L2 logistic regressions in one L-BFGS run.
 
     x (N, D) features; y (N,) class ids, or (N, K) target distributions (soft labels);
@@ -80,9 +86,15 @@ def fit_logreg(x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, cs: torch.
     n_p = m.sum(0).clamp_min(1)
     weight = m / n_p  # mean over each problem's examples
     lam = 1.0 / (cs.to(dtype) * n_p)  # ||w||^2 / (2 C n)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=10,
-                            tolerance_grad=1e-6, tolerance_change=1e-10,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1,
+        max_iter=max_iter,
+        history_size=10,
+        tolerance_grad=1e-6,
+        tolerance_change=1e-10,
+        line_search_fn="strong_wolfe",
+    )
     if soft:
         target = y.to(dtype)
     elif k == 1:
@@ -93,12 +105,14 @@ def fit_logreg(x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, cs: torch.
         logits = (x @ w + b).view(-1, p_count, k)
         if k == 1:
             loss_i = F.binary_cross_entropy_with_logits(
-                logits[..., 0], target.expand(-1, p_count), reduction="none")
+                logits[..., 0], target.expand(-1, p_count), reduction="none"
+            )
         elif soft:
             loss_i = -(F.log_softmax(logits, -1) * target[:, None, :]).sum(-1)
         else:
-            loss_i = -F.log_softmax(logits, -1).gather(
-                -1, y[:, None, None].expand(-1, p_count, 1))[..., 0]
+            loss_i = -F.log_softmax(logits, -1).gather(-1, y[:, None, None].expand(-1, p_count, 1))[
+                ..., 0
+            ]
         reg = 0.5 * (lam * w.view(d, p_count, k).pow(2).sum((0, 2))).sum()
         loss = (loss_i * weight).sum() + reg
         loss.backward()
@@ -130,8 +144,16 @@ def _folds(n: int, k: int, seed: int = 0) -> torch.Tensor:
     return fold
 
 
-def choose_c(x: torch.Tensor, y: torch.Tensor, within: torch.Tensor, inner_folds: int,
-             cs, n_classes: int, max_iter: int, seed: int = 1) -> torch.Tensor:
+def choose_c(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    within: torch.Tensor,
+    inner_folds: int,
+    cs,
+    n_classes: int,
+    max_iter: int,
+    seed: int = 1,
+) -> torch.Tensor:
     """For each row of `within` (G, N) bool (a training set), the C of `cs` with the best mean
     accuracy over `inner_folds` folds of that set. Returns (G,) C values."""
     cs = torch.tensor(list(cs), dtype=torch.float64)
@@ -156,8 +178,15 @@ def choose_c(x: torch.Tensor, y: torch.Tensor, within: torch.Tensor, inner_folds
     return cs[acc.argmax(1)]
 
 
-def cv_accuracy(x: torch.Tensor, y: torch.Tensor, folds: int = 10, inner_folds: int = 3,
-                cs=DEFAULT_CS, max_iter: int = 200, seed: int = 0) -> dict:
+def cv_accuracy(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    folds: int = 10,
+    inner_folds: int = 3,
+    cs=DEFAULT_CS,
+    max_iter: int = 200,
+    seed: int = 0,
+) -> dict:
     """Nested CV accuracy (%) of logistic regression on features x (N, D), labels y (N,)."""
     (x,) = _standardise(x)
     n_classes = int(y.max()) + 1

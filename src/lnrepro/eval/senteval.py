@@ -69,8 +69,10 @@ TASKS = ("MR", "CR", "SUBJ", "MPQA", "TREC", "SICK")
 BINARY = {
     "MR": [("rt-polarity.pos", 1), ("rt-polarity.neg", 0)],
     "CR": [("custrev.pos", 1), ("custrev.neg", 0)],
-    "SUBJ": [(("subj.subjective", "quote.tok.gt9.5000"), 1),
-             (("subj.objective", "plot.tok.gt9.5000"), 0)],
+    "SUBJ": [
+        (("subj.subjective", "quote.tok.gt9.5000"), 1),
+        (("subj.objective", "plot.tok.gt9.5000"), 0),
+    ],
     "MPQA": [("mpqa.pos", 1), ("mpqa.neg", 0)],
 }
 TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
@@ -120,8 +122,11 @@ def load_trec(root: Path) -> dict:
 
 def load_sick(root: Path) -> dict:
     out = {}
-    for split, name in (("train", "SICK_train.txt"), ("dev", "SICK_trial.txt"),
-                        ("test", "SICK_test_annotated.txt")):
+    for split, name in (
+        ("train", "SICK_train.txt"),
+        ("dev", "SICK_trial.txt"),
+        ("test", "SICK_test_annotated.txt"),
+    ):
         a, b, y = [], [], []
         rows = _lines(_need(root / "SICK", name))
         for line in rows[1:]:  # header: pair_ID sentence_A sentence_B relatedness_score ...
@@ -148,8 +153,14 @@ def eval_binary(encode: Encoder, root: Path, task: str, opts: dict) -> dict:
         keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:cap]
         sents, y = [sents[i] for i in keep.tolist()], y[keep]
     x = encode(sents)
-    r = cv_accuracy(x, y, opts.get("folds", 10), opts.get("inner_folds", 3),
-                    opts.get("cs", DEFAULT_CS), opts.get("max_iter", 200))
+    r = cv_accuracy(
+        x,
+        y,
+        opts.get("folds", 10),
+        opts.get("inner_folds", 3),
+        opts.get("cs", DEFAULT_CS),
+        opts.get("max_iter", 200),
+    )
     return {"acc": r["acc"], "n": len(y)}
 
 
@@ -158,8 +169,15 @@ def eval_trec(encode: Encoder, root: Path, opts: dict) -> dict:
     (xtr_s, ytr), (xte_s, yte) = d["train"], d["test"]
     xtr, xte = _standardise(encode(xtr_s), encode(xte_s), ref=None)
     all_train = torch.ones(1, len(ytr), dtype=torch.bool)
-    c = choose_c(xtr, ytr, all_train, opts.get("inner_folds", 3), opts.get("cs", DEFAULT_CS),
-                 len(TREC_CLASSES), opts.get("max_iter", 200))
+    c = choose_c(
+        xtr,
+        ytr,
+        all_train,
+        opts.get("inner_folds", 3),
+        opts.get("cs", DEFAULT_CS),
+        len(TREC_CLASSES),
+        opts.get("max_iter", 200),
+    )
     w, b = fit_logreg(xtr, ytr, all_train, c, len(TREC_CLASSES), opts.get("max_iter", 200))
     acc = 100.0 * float((_predict(xte, w, b)[0] == yte).double().mean())
     return {"acc": acc, "n": len(ytr) + len(yte), "C": float(c[0])}
@@ -184,9 +202,14 @@ def eval_sick(encode: Encoder, root: Path, opts: dict) -> dict:
     dev_r = [pearson(scores(dev, p), d["dev"][2]) for p in range(len(cs))]
     best = max(range(len(cs)), key=lambda p: dev_r[p] if math.isfinite(dev_r[p]) else -2)
     pred, gold = scores(te, best), d["test"][2]
-    return {"r": pearson(pred, gold), "rho": spearman(pred, gold),
-            "mse": float(((pred - gold) ** 2).mean()), "dev_r": dev_r[best],
-            "C": float(cs[best]), "n": sum(len(v[2]) for v in d.values())}
+    return {
+        "r": pearson(pred, gold),
+        "rho": spearman(pred, gold),
+        "mse": float(((pred - gold) ** 2).mean()),
+        "dev_r": dev_r[best],
+        "C": float(cs[best]),
+        "n": sum(len(v[2]) for v in d.values()),
+    }
 
 
 def run_senteval(encode: Encoder, data_dir: str | Path, tasks=TASKS, **opts) -> dict:
@@ -218,8 +241,9 @@ def run_senteval(encode: Encoder, data_dir: str | Path, tasks=TASKS, **opts) -> 
     return out
 
 
-HIGHER_IS_BETTER = frozenset({f"{t.lower()}_acc" for t in TASKS if t != "SICK"}
-                             | {"sick_r", "sick_rho"})
+HIGHER_IS_BETTER = frozenset(
+    {f"{t.lower()}_acc" for t in TASKS if t != "SICK"} | {"sick_r", "sick_rho"}
+)
 
 
 def as_metrics(results: dict) -> dict[str, float]:
@@ -242,10 +266,15 @@ def check_files(data_dir: str | Path, tasks, verify: bool = True) -> None:
     root = Path(data_dir).expanduser()
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
-        raise ConfigError(f"task.senteval.tasks: unknown task(s) {unknown}; choose from "
-                          f"{', '.join(TASKS)}")
-    verify_files("SentEval", root, [f for t in tasks if (root / t).is_dir()
-                                    for f in sorted((root / t).iterdir())], verify)
+        raise ConfigError(
+            f"task.senteval.tasks: unknown task(s) {unknown}; choose from {', '.join(TASKS)}"
+        )
+    verify_files(
+        "SentEval",
+        root,
+        [f for t in tasks if (root / t).is_dir() for f in sorted((root / t).iterdir())],
+        verify,
+    )
     for task in tasks:
         try:
             if task in BINARY:
@@ -255,8 +284,10 @@ def check_files(data_dir: str | Path, tasks, verify: bool = True) -> None:
             else:
                 load_sick(root)
         except Skipped as e:
-            raise DataError(f"SentEval task {task} cannot run: {e}. Add its files, or leave it "
-                            "out of task.senteval.tasks") from None
+            raise DataError(
+                f"SentEval task {task} cannot run: {e}. Add its files, or leave it "
+                "out of task.senteval.tasks"
+            ) from None
 
 
 def format_table(results: dict) -> str:
@@ -265,8 +296,10 @@ def format_table(results: dict) -> str:
         if "skipped" in r:
             rows.append(f"| {task} | skipped | {r['skipped']} |")
         elif task == "SICK":
-            rows.append(f"| SICK | r {r['r']:.4f} / rho {r['rho']:.4f} / MSE {r['mse']:.4f} | "
-                        f"trial r {r['dev_r']:.4f}, C {r['C']:g}, {r['time']:.1f} s |")
+            rows.append(
+                f"| SICK | r {r['r']:.4f} / rho {r['rho']:.4f} / MSE {r['mse']:.4f} | "
+                f"trial r {r['dev_r']:.4f}, C {r['C']:g}, {r['time']:.1f} s |"
+            )
         else:
             rows.append(f"| {task} | {r['acc']:.2f} % | n {r['n']}, {r['time']:.1f} s |")
     return "\n".join(rows)

@@ -45,7 +45,9 @@ class ConvNet(nn.Module):
     ):
         super().__init__()
         if image_size % 4:
-            raise ConfigError(f"model.image_size must be divisible by 4 (two 2x2 pools), got {image_size}")
+            raise ConfigError(
+                f"model.image_size must be divisible by 4 (two 2x2 pools), got {image_size}"
+            )
         spec = as_spec(norm)
         self.in_channels, self.image_size = in_channels, image_size
         layers: list[nn.Module] = []
@@ -53,14 +55,18 @@ class ConvNet(nn.Module):
         for c in channels:
             for _ in range(2):
                 conv = nn.Conv2d(prev, c, 3, padding=1, bias=linear_bias(spec))
-                layers += [weight_normed(spec, conv),
-                           make_norm(spec, c), nn.ReLU()]
+                layers += [weight_normed(spec, conv), make_norm(spec, c), nn.ReLU()]
                 prev = c
             layers.append(nn.MaxPool2d(2))
         side = image_size // 4
         fc = nn.Linear(prev * side * side, hidden, bias=linear_bias(spec))
-        layers += [nn.Flatten(), weight_normed(spec, fc),
-                   make_norm(spec, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
+        layers += [
+            nn.Flatten(),
+            weight_normed(spec, fc),
+            make_norm(spec, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        ]
         self.net = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, classes)

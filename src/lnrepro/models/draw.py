@@ -52,8 +52,9 @@ N_ATT = 5  # attention parameters per read/write head (Eq. 21)
 FILTER_EPS = 1e-8  # added to the filterbank normaliser Z (an all-zero row stays zero)
 
 
-def filterbank(g: torch.Tensor, delta: torch.Tensor, var: torch.Tensor, n: int,
-               size: int) -> torch.Tensor:
+def filterbank(
+    g: torch.Tensor, delta: torch.Tensor, var: torch.Tensor, n: int, size: int
+) -> torch.Tensor:
     """Gaussian filterbank of Eq. 19 and 25: centres g, strides delta and variances var of any
     (broadcastable) batch shape S -> F (*S, n, size).
 
@@ -81,8 +82,9 @@ class Attention(nn.Module):
         gamma (B,): Eq. 21-26 (both axes in one filterbank call)."""
         g_, log_var, log_delta, log_gamma = p.split([2, 1, 1, 1], 1)
         g = (self.image_size + 1) / 2 * (g_ + 1)  # (B, 2): g_X, g_Y
-        f = filterbank(g, self.stride_scale * log_delta.exp(), log_var.exp(), self.n,
-                       self.image_size)  # (B, 2, n, A)
+        f = filterbank(
+            g, self.stride_scale * log_delta.exp(), log_var.exp(), self.n, self.image_size
+        )  # (B, 2, n, A)
         return f[:, 0], f[:, 1], log_gamma.exp()[:, 0]
 
     def read(self, x: torch.Tensor, x_err: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -133,9 +135,15 @@ class DRAW(nn.Module):
         init: str = "torch",
     ):
         super().__init__()
-        for name, v in (("image_size", image_size), ("glimpses", glimpses),
-                        ("read_size", read_size), ("write_size", write_size),
-                        ("enc_size", enc_size), ("dec_size", dec_size), ("z_size", z_size)):
+        for name, v in (
+            ("image_size", image_size),
+            ("glimpses", glimpses),
+            ("read_size", read_size),
+            ("write_size", write_size),
+            ("enc_size", enc_size),
+            ("dec_size", dec_size),
+            ("z_size", z_size),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"model.{name} must be a positive integer, got {v!r}")
         if max(read_size, write_size) > image_size:
@@ -150,8 +158,9 @@ class DRAW(nn.Module):
         self.write_att = Attention(image_size, write_size)
         read_dim = 2 * read_size**2
         # Eq. 29-31: the norm on c_t only (per-glimpse statistics for BN: t_max = T)
-        self.enc = LSTMCell(read_dim + dec_size, enc_size, spec, ln_gates=False,
-                            t_max=glimpses, init=init)
+        self.enc = LSTMCell(
+            read_dim + dec_size, enc_size, spec, ln_gates=False, t_max=glimpses, init=init
+        )
         self.dec = LSTMCell(z_size, dec_size, spec, ln_gates=False, t_max=glimpses, init=init)
         self.q = nn.Linear(enc_size, 2 * z_size)  # [mu; log sigma] of Q(Z_t | h^enc_t)
         # h^dec_t -> read params of glimpse t+1 (5), write params (5), write patch (N^2)
@@ -167,8 +176,10 @@ class DRAW(nn.Module):
 
     def set_extra_state(self, state: dict) -> None:
         if state and state.get("image_size") != self.image_size:
-            raise ConfigError(f"checkpoint is for {state.get('image_size')}-pixel images, the "
-                              f"model for {self.image_size}")
+            raise ConfigError(
+                f"checkpoint is for {state.get('image_size')}-pixel images, the "
+                f"model for {self.image_size}"
+            )
 
     def check_input(self, x: torch.Tensor) -> None:
         A = self.image_size
@@ -211,8 +222,9 @@ class DRAW(nn.Module):
         return canvas, torch.stack(mus), torch.stack(log_sigmas)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               steps: bool = False) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, steps: bool = False
+    ) -> torch.Tensor:
         """n images from the generative model: z_t ~ N(0, I), h^dec_t = LSTM_dec(h^dec_{t-1},
         z_t), c_t = c_{t-1} + write(h^dec_t). Returns the Bernoulli means sigmoid(c_T) (n, A, A),
         or sigmoid(c_t) for every glimpse (T, n, A, A) with `steps`."""

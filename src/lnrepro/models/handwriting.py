@@ -64,8 +64,13 @@ def mdn_params(y: torch.Tensor, mixtures: int, min_log_sigma: float = -6.0, bias
     log_pi = F.log_softmax(pi_hat * (1.0 + bias), -1)
     log_sigma = min_log_sigma + F.softplus(s_hat - bias - min_log_sigma)
     shape = mu.shape[:-1] + (M, 2)
-    return (e_logit.squeeze(-1), log_pi, mu.reshape(shape), log_sigma.reshape(shape),
-            RHO_MAX * torch.tanh(r_hat))
+    return (
+        e_logit.squeeze(-1),
+        log_pi,
+        mu.reshape(shape),
+        log_sigma.reshape(shape),
+        RHO_MAX * torch.tanh(r_hat),
+    )
 
 
 def _clamp_grad(t: torch.Tensor, limit: float | None) -> torch.Tensor:
@@ -117,14 +122,20 @@ class HandwritingSynthesis(nn.Module):
         offset_std: list[float] | None = None,
     ):
         super().__init__()
-        for name, v in (("vocab_size", vocab_size), ("hidden_size", hidden_size),
-                        ("num_layers", num_layers), ("window_components", window_components),
-                        ("mixture_components", mixture_components)):
+        for name, v in (
+            ("vocab_size", vocab_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+            ("window_components", window_components),
+            ("mixture_components", mixture_components),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"model.{name} must be a positive integer, got {v!r}")
         if alphabet is not None and len(alphabet) + 1 != vocab_size:
-            raise ConfigError(f"model.vocab_size={vocab_size} but the alphabet has "
-                              f"{len(alphabet)} characters + the non-letter class")
+            raise ConfigError(
+                f"model.vocab_size={vocab_size} but the alphabet has "
+                f"{len(alphabet)} characters + the non-letter class"
+            )
         V, H, K, M = vocab_size, hidden_size, window_components, mixture_components
         self.vocab_size, self.hidden_size, self.num_layers = V, H, num_layers
         self.K, self.M = K, M
@@ -151,8 +162,13 @@ class HandwritingSynthesis(nn.Module):
         c = F.one_hot(chars.clamp(min=0), self.vocab_size).to(torch.float32) * valid
         return F.pad(c, (0, 0, 0, 1))
 
-    def attend(self, h1: torch.Tensor, kappa: torch.Tensor, onehot: torch.Tensor,
-               u: torch.Tensor | None = None):
+    def attend(
+        self,
+        h1: torch.Tensor,
+        kappa: torch.Tensor,
+        onehot: torch.Tensor,
+        u: torch.Tensor | None = None,
+    ):
         """Graves Eq. 46-51: h1 (B, H), kappa_{t-1} (B, K), onehot (B, U + 1, V), u the
         positions 1 .. U + 1 (computed when None) -> kappa_t (B, K), w_t (B, V), phi (B, U + 1)."""
         a_hat, b_hat, k_hat = self.window(h1).chunk(3, -1)
@@ -160,8 +176,9 @@ class HandwritingSynthesis(nn.Module):
         if u is None:
             u = torch.arange(1, onehot.shape[1] + 1, device=h1.device, dtype=h1.dtype)
         # alpha exp(-beta (kappa - u)^2) as one exp: exp(a^ - beta (kappa - u)^2)
-        phi = torch.exp(a_hat.unsqueeze(-1)
-                        - torch.exp(b_hat).unsqueeze(-1) * (kappa.unsqueeze(-1) - u) ** 2).sum(1)
+        phi = torch.exp(
+            a_hat.unsqueeze(-1) - torch.exp(b_hat).unsqueeze(-1) * (kappa.unsqueeze(-1) - u) ** 2
+        ).sum(1)
         w = torch.bmm(phi.unsqueeze(1), onehot).squeeze(1)
         return kappa, w, phi
 
@@ -184,14 +201,14 @@ class HandwritingSynthesis(nn.Module):
 
         def step(pre_t, a_t, st, t):  # layer 1 and the window, one step
             h, c, kappa, w = st
-            h, c = first.step(first.finish_input(torch.addmm(pre_t, w, w_w.t()), t), a_t,
-                              (h, c), t)
+            h, c = first.step(first.finish_input(torch.addmm(pre_t, w, w_w.t()), t), a_t, (h, c), t)
             kappa, w, _ = self.attend(h, kappa, onehot, u)
             windows.append(w)
             return h, c, kappa, w
 
-        h1, (h, c, kappa, w) = scan_steps(step, F.linear(x, w_x), first.weight_hh,
-                                          (h0[0], c0[0], kappa, w), t0)
+        h1, (h, c, kappa, w) = scan_steps(
+            step, F.linear(x, w_x), first.weight_hh, (h0[0], c0[0], kappa, w), t0
+        )
         ws = torch.stack(windows)  # (T, B, V): w_1 .. w_T
         outs, hs, cs = [_clamp_grad(h1, self.lstm_grad_clip)], [h], [c]
         for n, cell in enumerate(self.cells[1:], 1):
@@ -219,8 +236,12 @@ class HandwritingSynthesis(nn.Module):
 
     # ---- what the checkpoint must know of the data --------------------------------------
     def get_extra_state(self) -> dict:
-        return {"vocab_size": self.vocab_size, "alphabet": self.alphabet,
-                "offset_mean": self.offset_mean, "offset_std": self.offset_std}
+        return {
+            "vocab_size": self.vocab_size,
+            "alphabet": self.alphabet,
+            "offset_mean": self.offset_mean,
+            "offset_std": self.offset_std,
+        }
 
     def set_extra_state(self, state: dict) -> None:
         if state.get("vocab_size") != self.vocab_size or (

@@ -14,8 +14,13 @@ from lnrepro.models.handwriting import HandwritingSynthesis
 
 
 @torch.no_grad()
-def sample(model: HandwritingSynthesis, chars: torch.Tensor, max_steps: int = 1000,
-           bias: float = 0.0, generator: torch.Generator | None = None):
+def sample(
+    model: HandwritingSynthesis,
+    chars: torch.Tensor,
+    max_steps: int = 1000,
+    bias: float = 0.0,
+    generator: torch.Generator | None = None,
+):
     """Write the text `chars` (U,) symbol ids: draw x_{t+1} ~ Pr(. | y_t) step by step
     (Graves Sec. 5.3; bias b of Eq. 61-62: larger b, neater and less varied writing).
 
@@ -39,8 +44,9 @@ def sample(model: HandwritingSynthesis, chars: torch.Tensor, max_steps: int = 10
             r = rho[0, j]
             dx = mu[0, j, 0] + s1 * z[0]
             dy = mu[0, j, 1] + s2 * (r * z[0] + torch.sqrt(1 - r * r) * z[1])
-            eos = (torch.rand((), generator=generator, device=device)
-                   < torch.sigmoid(e_logit[0])).float()
+            eos = (
+                torch.rand((), generator=generator, device=device) < torch.sigmoid(e_logit[0])
+            ).float()
             x = torch.stack([dx, dy, eos]).view(1, 3)
             out.append(x[0])
             if bool((phi[0, -1] > phi[0, :-1]).all()):

@@ -46,9 +46,18 @@ class OrderEmbeddings(nn.Module):
         vocab_hash: the training vocabulary's hash, checked when a checkpoint is loaded.
     """
 
-    def __init__(self, vocab_size: int, dim_word: int = 300, dim: int = 1024,
-                 dim_image: int = 4096, norm: NormSpec | str = "ln", use_abs: bool = True,
-                 init: str = "orthogonal", t_max: int = 64, vocab_hash: str | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        dim_word: int = 300,
+        dim: int = 1024,
+        dim_image: int = 4096,
+        norm: NormSpec | str = "ln",
+        use_abs: bool = True,
+        init: str = "orthogonal",
+        t_max: int = 64,
+        vocab_hash: str | None = None,
+    ):
         super().__init__()
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 4:
             raise ConfigError(f"model.vocab_size must be an integer >= 4, got {vocab_size!r}")
@@ -87,6 +96,8 @@ class OrderEmbeddings(nn.Module):
     def set_extra_state(self, state: dict) -> None:
         h = state.get("vocab_hash")
         if h and self.vocab_hash and h != self.vocab_hash:
-            raise ConfigError(f"vocabulary mismatch: the checkpoint was trained on vocabulary "
-                              f"{h}, this run's captions give {self.vocab_hash}; resume with "
-                              "the files the run started with")
+            raise ConfigError(
+                f"vocabulary mismatch: the checkpoint was trained on vocabulary "
+                f"{h}, this run's captions give {self.vocab_hash}; resume with "
+                "the files the run started with"
+            )

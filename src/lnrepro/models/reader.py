@@ -67,14 +67,30 @@ class AttentiveReader(nn.Module):
             shared H -> emb_dim projection) instead of a row of its own.
     """
 
-    def __init__(self, vocab_size: int, n_entities: int, entity_offset: int, emb_dim: int,
-                 hidden_size: int, norm: NormSpec | str = "ln", bilinear: bool = True,
-                 desc_skip: bool = True, dropout: float = 0.0, bn_min_live: int = MIN_LIVE,
-                 t_max: int = DEFAULT_T_MAX, init: str = "orthogonal", tied: bool = False,
-                 vocab_hash: str | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        n_entities: int,
+        entity_offset: int,
+        emb_dim: int,
+        hidden_size: int,
+        norm: NormSpec | str = "ln",
+        bilinear: bool = True,
+        desc_skip: bool = True,
+        dropout: float = 0.0,
+        bn_min_live: int = MIN_LIVE,
+        t_max: int = DEFAULT_T_MAX,
+        init: str = "orthogonal",
+        tied: bool = False,
+        vocab_hash: str | None = None,
+    ):
         super().__init__()
-        for name, v in (("vocab_size", vocab_size), ("n_entities", n_entities),
-                        ("emb_dim", emb_dim), ("hidden_size", hidden_size)):
+        for name, v in (
+            ("vocab_size", vocab_size),
+            ("n_entities", n_entities),
+            ("emb_dim", emb_dim),
+            ("hidden_size", hidden_size),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"model.{name} must be a positive integer, got {v!r}")
         if not 0.0 <= dropout < 1.0:
@@ -87,12 +103,12 @@ class AttentiveReader(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.doc_rnn = Encoder(emb_dim, H, norm, t_max, init, bn_min_live)
         self.query_rnn = Encoder(emb_dim, H, norm, t_max, init, bn_min_live)
-        self.att_doc = nn.Linear(H, H)                 # W_ym (with bias)
-        self.att_query = nn.Linear(H, H, bias=False)   # W_um
+        self.att_doc = nn.Linear(H, H)  # W_ym (with bias)
+        self.att_query = nn.Linear(H, H, bias=False)  # W_um
         self.att_bilinear = nn.Linear(H, H, bias=False) if bilinear else None
-        self.att_score = nn.Linear(H, 1, bias=False)   # w_ms
-        self.out_ctx = nn.Linear(H, H, bias=False)     # W_rg
-        self.out_query = nn.Linear(H, H)               # W_ug
+        self.att_score = nn.Linear(H, 1, bias=False)  # w_ms
+        self.out_ctx = nn.Linear(H, H, bias=False)  # W_rg
+        self.out_query = nn.Linear(H, H)  # W_ug
         self.out_mean = nn.Linear(H, H, bias=False) if desc_skip else None
         self.tied = tied
         if tied:  # entity k's output vector is its input embedding, read through one projection
@@ -125,17 +141,24 @@ class AttentiveReader(nn.Module):
         return restrict(logits, batch.candidates)
 
     def get_extra_state(self) -> dict:
-        return {"vocab_size": self.vocab_size, "vocab_hash": self.vocab_hash,
-                "n_entities": self.n_entities}
+        return {
+            "vocab_size": self.vocab_size,
+            "vocab_hash": self.vocab_hash,
+            "n_entities": self.n_entities,
+        }
 
     def set_extra_state(self, state: dict) -> None:
         mine = self.get_extra_state()
         h = state.get("vocab_hash")
-        if (state.get("vocab_size"), state.get("n_entities")) != (self.vocab_size, self.n_entities) \
-                or (h and self.vocab_hash and h != self.vocab_hash):
-            raise ConfigError(f"vocabulary mismatch on resume: the checkpoint was trained on "
-                              f"{state}, the data now gives {mine}; resume with the data the "
-                              "run started with")
+        if (state.get("vocab_size"), state.get("n_entities")) != (
+            self.vocab_size,
+            self.n_entities,
+        ) or (h and self.vocab_hash and h != self.vocab_hash):
+            raise ConfigError(
+                f"vocabulary mismatch on resume: the checkpoint was trained on "
+                f"{state}, the data now gives {mine}; resume with the data the "
+                "run started with"
+            )
 
 
 def restrict(logits: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:

@@ -56,16 +56,25 @@ class SkipThoughts(nn.Module):
         vocab, vocab_hash: the words (for `encode`) and their hash, checked on resume.
     """
 
-    def __init__(self, vocab_size: int, emb_dim: int = 620, hidden_size: int = 2400,
-                 decoder_size: int | None = None, norm: NormSpec | str = "ln",
-                 init: str = "orthogonal", t_max: int = 32, vocab: list[str] | None = None,
-                 vocab_hash: str | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        emb_dim: int = 620,
+        hidden_size: int = 2400,
+        decoder_size: int | None = None,
+        norm: NormSpec | str = "ln",
+        init: str = "orthogonal",
+        t_max: int = 32,
+        vocab: list[str] | None = None,
+        vocab_hash: str | None = None,
+    ):
         super().__init__()
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 4:
             raise ConfigError(f"model.vocab_size must be an integer >= 4, got {vocab_size!r}")
         if emb_dim < 1 or hidden_size < 1:
-            raise ConfigError(f"model.emb_dim and model.hidden_size must be >= 1, got "
-                              f"{emb_dim}, {hidden_size}")
+            raise ConfigError(
+                f"model.emb_dim and model.hidden_size must be >= 1, got {emb_dim}, {hidden_size}"
+            )
         dec = decoder_size or hidden_size
         self.vocab_size, self.vocab_hash = vocab_size, vocab_hash
         self.vocab = list(vocab) if vocab is not None else None
@@ -116,8 +125,9 @@ class SkipThoughts(nn.Module):
         return [self._stoi.get(w, UNK_ID) for w in toks] + [EOS_ID]
 
     @torch.no_grad()
-    def encode(self, sentences: list[str], batch_size: int = 256, max_len: int | None = None
-               ) -> torch.Tensor:
+    def encode(
+        self, sentences: list[str], batch_size: int = 256, max_len: int | None = None
+    ) -> torch.Tensor:
         """Sentence vectors (N, H) of raw sentences, in their order; batched and sorted by
         length (so little padding is read). Evaluation mode for the call (BN: population
         statistics); the training mode is restored after."""
@@ -149,7 +159,8 @@ class SkipThoughts(nn.Module):
             raise ConfigError(
                 f"vocabulary mismatch: the checkpoint was trained on {size} words (hash {h}), "
                 f"this model has {self.vocab_size} (hash {self.vocab_hash}); resume with the "
-                "corpus and settings the run started with")
+                "corpus and settings the run started with"
+            )
         if state.get("vocab") is not None:
             self.vocab, self._stoi = list(state["vocab"]), None
 
@@ -167,11 +178,13 @@ def load_encoder(ckpt: str | Path | dict, device: str | torch.device = "cpu") ->
     if not str(mcfg.get("_target_", "")).endswith("SkipThoughts"):
         raise ConfigError(f"not a skip-thoughts checkpoint (model {mcfg.get('_target_')!r})")
     extra = ckpt["model"].get("_extra_state") or {}
-    norm = NormSpec.from_cfg(cfg.get("norm") or {"kind": "ln"},
-                             (cfg.get("data") or {}).get("batch_size"))
+    norm = NormSpec.from_cfg(
+        cfg.get("norm") or {"kind": "ln"}, (cfg.get("data") or {}).get("batch_size")
+    )
     kwargs = {k: v for k, v in mcfg.items() if k != "_target_"}
-    kwargs.update(vocab_size=extra["vocab_size"], vocab_hash=extra.get("vocab_hash"),
-                  vocab=extra.get("vocab"))
+    kwargs.update(
+        vocab_size=extra["vocab_size"], vocab_hash=extra.get("vocab_hash"), vocab=extra.get("vocab")
+    )
     model = SkipThoughts(norm=norm, **kwargs)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()

@@ -115,8 +115,9 @@ class NormSpec:
         extra = set(cfg) - known
         if extra:
             raise ConfigError(f"unknown key(s) in norm config: {sorted(extra)}")
-        return cls(kind=kind, unbiased=bool(unbiased), sync=sync,
-                   **{k: float(v) for k, v in cfg.items()})
+        return cls(
+            kind=kind, unbiased=bool(unbiased), sync=sync, **{k: float(v) for k, v in cfg.items()}
+        )
 
     def with_(self, **changes) -> NormSpec:
         return replace(self, **changes)
@@ -262,8 +263,14 @@ class BatchNorm(nn.Module):
             return self._normalise_with(a, *_mean_var(*_synced_stats(a, dims), a.dtype))
         if not self.unbiased:  # fused kernel; updates the running averages itself
             return F.batch_norm(
-                a, self.running_mean, self.running_var, self.weight, self.bias,
-                True, self.momentum, self.eps,
+                a,
+                self.running_mean,
+                self.running_var,
+                self.weight,
+                self.bias,
+                True,
+                self.momentum,
+                self.eps,
             )
         var, mean = torch.var_mean(a, dim=dims, correction=1)
         with torch.no_grad():
@@ -308,8 +315,9 @@ def _synced_stats(x: torch.Tensor, dims: list[int]):
     from lnrepro.distributed import all_reduce_sum
 
     acc = x.double() if x.dtype in (torch.float32, torch.float16, torch.bfloat16) else x
-    n = acc.new_full((1,), float(x.numel() // math.prod(x.shape[d] for d in range(x.dim())
-                                                         if d not in dims)))
+    n = acc.new_full(
+        (1,), float(x.numel() // math.prod(x.shape[d] for d in range(x.dim()) if d not in dims))
+    )
     s, ss = acc.sum(dims), acc.square().sum(dims)
     k = s.numel()
     total = all_reduce_sum(torch.cat([s.reshape(-1), ss.reshape(-1), n]))
@@ -335,8 +343,9 @@ def make_norm(spec: NormSpec | str, num_features: int, **overrides) -> nn.Module
     if spec.kind == "rms":
         return RMSNorm(num_features, spec.eps, spec.gain_init)
     if spec.kind == "bn":
-        return BatchNorm(num_features, spec.eps, spec.momentum, spec.unbiased, spec.gain_init,
-                         spec.sync)
+        return BatchNorm(
+            num_features, spec.eps, spec.momentum, spec.unbiased, spec.gain_init, spec.sync
+        )
     return nn.Identity()
 
 
@@ -394,11 +403,24 @@ class SeqBatchNorm(nn.Module):
 
     @classmethod
     def from_spec(cls, spec: NormSpec, num_features: int, t_max: int, shift: bool):
-        return cls(num_features, t_max, spec.eps, spec.momentum, spec.unbiased,
-                   spec.recurrent_gain_init, shift, spec.sync)
+        return cls(
+            num_features,
+            t_max,
+            spec.eps,
+            spec.momentum,
+            spec.unbiased,
+            spec.recurrent_gain_init,
+            shift,
+            spec.sync,
+        )
 
-    def forward(self, x: torch.Tensor, t0: int = 0, mask: torch.Tensor | None = None,
-                min_live: int = MIN_LIVE) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t0: int = 0,
+        mask: torch.Tensor | None = None,
+        min_live: int = MIN_LIVE,
+    ) -> torch.Tensor:
         if t0 < 0:
             raise ConfigError(f"time-step offset t0 must be >= 0, got {t0}")
         if x.dtype in HALF:  # per-step statistics and running rows in float32, result in x's dtype
@@ -432,8 +454,14 @@ class SeqBatchNorm(nn.Module):
         else:
             mean, var = self._rows(t0, steps)
         y = F.batch_norm(
-            flat, mean, var, self._tile(self.weight, steps), self._tile(self.bias, steps),
-            self.training, self.momentum, self.eps,
+            flat,
+            mean,
+            var,
+            self._tile(self.weight, steps),
+            self._tile(self.bias, steps),
+            self.training,
+            self.momentum,
+            self.eps,
         )
         return y if step else y.view(batch, steps, -1).transpose(0, 1)
 
@@ -446,13 +474,17 @@ class SeqBatchNorm(nn.Module):
         used, so evaluation sees what training did. A single step with every case live takes
         the unmasked path (the same statistics, fused kernel)."""
         if self.sync and _distributed():
-            raise ConfigError("norm.sync=true does not support padded batches (masked "
-                              "recurrent batch norm) yet: use norm.sync=false")
+            raise ConfigError(
+                "norm.sync=true does not support padded batches (masked "
+                "recurrent batch norm) yet: use norm.sync=false"
+            )
         xs, ms = (x.unsqueeze(0), mask.unsqueeze(0)) if x.dim() == 2 else (x, mask)
         counts = ms.sum(1).tolist()
         if t0 == 0 and counts[0] < 2:
-            raise ConfigError("recurrent batch norm needs >= 2 live cases at the first step of "
-                              "a training batch: use norm=ln or a larger data.batch_size")
+            raise ConfigError(
+                "recurrent batch norm needs >= 2 live cases at the first step of "
+                "a training batch: use norm=ln or a larger data.batch_size"
+            )
         need = min(min_live, xs.shape[1])
         ok = [c >= need or (t0 == 0 and k == 0) for k, c in enumerate(counts)]
         if x.dim() == 2 and ok[0]:
@@ -467,8 +499,10 @@ class SeqBatchNorm(nn.Module):
                 src.append(last)
             if src[0] < 0:  # no step of this call had enough: the one held from earlier
                 if getattr(self, "_held", None) is None:
-                    raise ConfigError("masked recurrent batch norm: no earlier step of this "
-                                      "sequence had enough live cases (start it at t0 = 0)")
+                    raise ConfigError(
+                        "masked recurrent batch norm: no earlier step of this "
+                        "sequence had enough live cases (start it at t0 = 0)"
+                    )
                 hx, hm = self._held
                 held = _live_stats(hx.unsqueeze(0), None if hm is None else hm.unsqueeze(0))
                 mean, var, n = (torch.cat([h, v]) for h, v in zip(held, (mean, var, n)))
@@ -546,8 +580,13 @@ class _PerCase:
     """The recurrent call of a per-case norm (LN, RMSNorm): time flattened into the batch (our
     LayerNorm would read 3-d input as (N, C, L)); the statistics never cross cases or steps."""
 
-    def forward(self, u: torch.Tensor, t: int = 0, live: torch.Tensor | None = None,
-                min_live: int = MIN_LIVE) -> torch.Tensor:
+    def forward(
+        self,
+        u: torch.Tensor,
+        t: int = 0,
+        live: torch.Tensor | None = None,
+        min_live: int = MIN_LIVE,
+    ) -> torch.Tensor:
         return super().forward(u.reshape(-1, u.shape[-1])).view(u.shape)
 
 
@@ -568,15 +607,21 @@ class GroupLN(nn.Module):
         self.sizes = sizes
         self.groups = nn.ModuleList(make_norm(spec, n) for n in sizes)
 
-    def forward(self, u: torch.Tensor, t: int = 0, live: torch.Tensor | None = None,
-                min_live: int = MIN_LIVE) -> torch.Tensor:
+    def forward(
+        self,
+        u: torch.Tensor,
+        t: int = 0,
+        live: torch.Tensor | None = None,
+        min_live: int = MIN_LIVE,
+    ) -> torch.Tensor:
         flat = u.reshape(-1, u.shape[-1])
         parts = zip(self.groups, flat.split(self.sizes, -1))
         return torch.cat([norm(part) for norm, part in parts], -1).view(u.shape)
 
 
-def make_time_norm(spec: NormSpec | str, sizes: tuple[int, ...], t_max: int = DEFAULT_T_MAX,
-                   shift: bool = True) -> nn.Module | None:
+def make_time_norm(
+    spec: NormSpec | str, sizes: tuple[int, ...], t_max: int = DEFAULT_T_MAX, shift: bool = True
+) -> nn.Module | None:
     """The norm of one recurrent projection of sum(sizes) units, or None where the kind puts
     nothing there ("none"; "wn", which sits on the weights: `weight_normed`).
 
@@ -596,8 +641,13 @@ def make_time_norm(spec: NormSpec | str, sizes: tuple[int, ...], t_max: int = DE
     return None
 
 
-def apply_time_norm(norm: nn.Module | None, u: torch.Tensor, t: int = 0,
-                    live: torch.Tensor | None = None, min_live: int = MIN_LIVE) -> torch.Tensor:
+def apply_time_norm(
+    norm: nn.Module | None,
+    u: torch.Tensor,
+    t: int = 0,
+    live: torch.Tensor | None = None,
+    min_live: int = MIN_LIVE,
+) -> torch.Tensor:
     """A `make_time_norm` norm applied to (T, B, F) steps t.. or the (B, F) step t (`live`: the
     mask of those steps, for BN statistics over live cases only); None is the identity."""
     return u if norm is None else norm(u, t, live, min_live)

@@ -228,8 +228,14 @@ class LSTMCell(nn.Module):
         state = self.zero_state(x_t) if state is None else state
         return self._step(self.input_term(x_t, t), F.linear(state[0], self.weight_hh), state, t)
 
-    def scan(self, x: torch.Tensor, state=None, t0: int = 0, mask: torch.Tensor | None = None,
-             min_live: int = MIN_LIVE):
+    def scan(
+        self,
+        x: torch.Tensor,
+        state=None,
+        t0: int = 0,
+        mask: torch.Tensor | None = None,
+        min_live: int = MIN_LIVE,
+    ):
         """All steps of x (T, B, I) -> (out (T, B, H), (h_T, c_T)); `mask` (T, B) bool marks
         the live steps of a padded batch (see the module docstring)."""
         state = self.zero_state(x) if state is None else state
@@ -360,7 +366,9 @@ class _Stack(nn.Module):
                 f"copy_from_torch needs a unidirectional, biased, time-first {kind.__name__}"
             )
         if (ref.input_size, ref.hidden_size, ref.num_layers) != (
-            self.input_size, self.hidden_size, self.num_layers
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
         ):
             raise ValueError("copy_from_torch: sizes or number of layers differ")
         if getattr(ref, "proj_size", 0):
@@ -394,8 +402,14 @@ class LSTM(_Stack):
             [LSTMCell(i, hidden_size, norm, True, ln_cell, t_max, init) for i in sizes], dropout
         )
 
-    def forward(self, x: torch.Tensor, state=None, t0: int = 0, mask: torch.Tensor | None = None,
-                min_live: int = MIN_LIVE):
+    def forward(
+        self,
+        x: torch.Tensor,
+        state=None,
+        t0: int = 0,
+        mask: torch.Tensor | None = None,
+        min_live: int = MIN_LIVE,
+    ):
         states = [None] * self.num_layers if state is None else zip(state[0], state[1])
         masking = {} if mask is None else {"mask": mask, "min_live": min_live}
         out, finals = self._run(x, states, t0, **masking)

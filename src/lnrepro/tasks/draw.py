@@ -53,8 +53,11 @@ class VariationalBound(Task):
         (x,) = batch
         recon, kl = self._terms(model, x)
         loss = (recon + kl).mean()
-        return loss, {"bound": loss.detach(), "recon": recon.mean().detach(),
-                      "kl": kl.mean().detach()}
+        return loss, {
+            "bound": loss.detach(),
+            "recon": recon.mean().detach(),
+            "kl": kl.mean().detach(),
+        }
 
     @torch.no_grad()
     def evaluate(self, model, batches) -> dict[str, float]:

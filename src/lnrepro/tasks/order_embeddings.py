@@ -52,7 +52,7 @@ def order_violation(s: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
     (Vendrov et al. Eq. 2), formed in chunks of captions to bound memory."""
     size = CHUNK_ELEMENTS["cpu" if s.device.type == "cpu" else "cuda"]
     rows = max(1, size // max(1, im.shape[0] * im.shape[1]))
-    return torch.cat([_violations(s[a:a + rows], im) for a in range(0, s.shape[0], rows)])
+    return torch.cat([_violations(s[a : a + rows], im) for a in range(0, s.shape[0], rows)])
 
 
 def _violations(s: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
@@ -102,8 +102,10 @@ def recall_metrics(ranks: torch.Tensor, prefix: str) -> dict[str, float]:
 
 def retrieval_metrics(errors: torch.Tensor) -> dict[str, float]:
     """All Table 2 metrics (see the module docstring) of one fold's penalties."""
-    out = {**recall_metrics(caption_ranks(errors), "cap"),
-           **recall_metrics(image_ranks(errors), "img")}
+    out = {
+        **recall_metrics(caption_ranks(errors), "cap"),
+        **recall_metrics(image_ranks(errors), "img"),
+    }
     out["rsum"] = sum(out[f"img_r{k}"] for k in KS)
     return out
 

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 def _nll(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of logits (L, B, V) against target (B, L), <pad> positions ignored."""
-    return F.cross_entropy(logits.flatten(0, 1), target.t().flatten(), ignore_index=PAD_ID,
-                           reduction=reduction)
+    return F.cross_entropy(
+        logits.flatten(0, 1), target.t().flatten(), ignore_index=PAD_ID, reduction=reduction
+    )
 
 
 class SkipThoughtsTask(Task):
@@ -46,8 +47,7 @@ class SkipThoughtsTask(Task):
     def __init__(self, senteval: dict | None = None, verify: bool = True):
         self.senteval = dict(senteval) if senteval else None
         if self.senteval:
-            check_files(self.senteval["data_dir"], list(self.senteval.get("tasks") or []),
-                        verify)
+            check_files(self.senteval["data_dir"], list(self.senteval.get("tasks") or []), verify)
 
     def training_step(self, model, batch):
         lp, ln = model(batch.prev, batch.cur, batch.nxt)

@@ -37,8 +37,11 @@ def cache_key(sources: dict[str, Path], limit_forms: int | None) -> str:
         if src.is_file():
             parts.append(f"{kind}:{file_digests(src)['sha256']}")
         else:
-            parts += [f"{p.relative_to(src)}:{st.st_size}:{st.st_mtime_ns}"
-                      for p in _tree_files(src, PATTERNS[kind]) for st in [p.stat()]]
+            parts += [
+                f"{p.relative_to(src)}:{st.st_size}:{st.st_mtime_ns}"
+                for p in _tree_files(src, PATTERNS[kind])
+                for st in [p.stat()]
+            ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -47,22 +50,36 @@ def save_raw(path: Path, raw: RawLines) -> bool:
     Returns whether it was written (a failure is one warning)."""
     if raw.offsets.size and np.abs(raw.offsets).max() >= 2**15:
         raise DataError(f"IAM-OnDB offsets beyond the int16 range ({np.abs(raw.offsets).max()})")
-    return write_cache(path, lambda f: np.savez(
-        f, offsets=raw.offsets.astype(np.int16), starts=raw.starts,
-        texts=np.asarray(raw.texts, dtype=str), forms=np.asarray(raw.forms, dtype=str),
-        dropped=np.asarray([raw.dropped[r] for r in DROP_REASONS], dtype=np.int64)))
+    return write_cache(
+        path,
+        lambda f: np.savez(
+            f,
+            offsets=raw.offsets.astype(np.int16),
+            starts=raw.starts,
+            texts=np.asarray(raw.texts, dtype=str),
+            forms=np.asarray(raw.forms, dtype=str),
+            dropped=np.asarray([raw.dropped[r] for r in DROP_REASONS], dtype=np.int64),
+        ),
+    )
 
 
 def load_raw(path: Path) -> RawLines:
     with np.load(path, allow_pickle=False) as z:
-        return RawLines(z["offsets"].astype(np.int32), z["starts"], [str(t) for t in z["texts"]],
-                        [str(f) for f in z["forms"]],
-                        dict(zip(DROP_REASONS, z["dropped"].tolist())))
+        return RawLines(
+            z["offsets"].astype(np.int32),
+            z["starts"],
+            [str(t) for t in z["texts"]],
+            [str(f) for f in z["forms"]],
+            dict(zip(DROP_REASONS, z["dropped"].tolist())),
+        )
 
 
-def load_raw_lines(data_dir: str | Path, limit_forms: int | None = None,
-                   cache_dir: str | Path | None = None, verify: bool = True
-                   ) -> tuple[RawLines, bool]:
+def load_raw_lines(
+    data_dir: str | Path,
+    limit_forms: int | None = None,
+    cache_dir: str | Path | None = None,
+    verify: bool = True,
+) -> tuple[RawLines, bool]:
     """The parsed lines of `<data_dir>/iam_ondb`, verified, from the cache when it has them
     (cache_dir None: $LNREPRO_CACHE/iam_ondb). Returns (lines, from_cache)."""
     root = Path(data_dir).expanduser() / FOLDER
@@ -72,8 +89,12 @@ def load_raw_lines(data_dir: str | Path, limit_forms: int | None = None,
     verify_files("IAM-OnDB", root, [s for s in sources.values() if s.is_file()], verify)
     for kind, src in sources.items():
         if verify and src.is_dir():
-            check_count(f"IAM-OnDB {src}", len(_tree_files(src, PATTERNS[kind])),
-                        IAM_ONDB_FILES[kind], verify)
+            check_count(
+                f"IAM-OnDB {src}",
+                len(_tree_files(src, PATTERNS[kind])),
+                IAM_ONDB_FILES[kind],
+                verify,
+            )
     cache = common.cache_dir(FOLDER, cache_dir)
     path = cache / f"lines_{cache_key(sources, limit_forms)}.npz"
     if path.exists():

@@ -24,8 +24,10 @@ from lnrepro.errors import DataError
 log = logging.getLogger(__name__)
 
 FOLDER = "iam_ondb"
-ARCHIVES = {"lineStrokes": ("lineStrokes-all.tar.xz", "lineStrokes-all.tar.gz"),
-            "ascii": ("ascii-all.tar.xz", "ascii-all.tar.gz")}
+ARCHIVES = {
+    "lineStrokes": ("lineStrokes-all.tar.xz", "lineStrokes-all.tar.gz"),
+    "ascii": ("ascii-all.tar.xz", "ascii-all.tar.gz"),
+}
 LINE_FILE = re.compile(r"([a-z0-9]+-[a-z0-9]+)-(\d+)\.xml$")
 FORM_FILE = re.compile(r"([a-z0-9]+-[a-z0-9]+)\.txt$")
 PATTERNS = {"lineStrokes": LINE_FILE, "ascii": FORM_FILE}
@@ -103,8 +105,10 @@ def _files(source: Path, pattern: re.Pattern) -> Iterator[tuple[str, bytes]]:
                     yield name, tar.extractfile(m).read()
             _check_end(tar, source)
     except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as e:
-        raise DataError(f"{source} cannot be read ({type(e).__name__}: {e}): the archive is "
-                        "damaged or truncated; restore it") from None
+        raise DataError(
+            f"{source} cannot be read ({type(e).__name__}: {e}): the archive is "
+            "damaged or truncated; restore it"
+        ) from None
 
 
 def _check_end(tar: tarfile.TarFile, source: Path) -> None:
@@ -113,8 +117,10 @@ def _check_end(tar: tarfile.TarFile, source: Path) -> None:
     must decompress to its end (where its check sums are)."""
     while chunk := tar.fileobj.read(1 << 20):
         if chunk.strip(b"\0"):
-            raise DataError(f"{source} is damaged: the member header after {len(tar.members)} "
-                            "members does not read, and data follows it; restore the archive")
+            raise DataError(
+                f"{source} is damaged: the member header after {len(tar.members)} "
+                "members does not read, and data follows it; restore the archive"
+            )
 
 
 def _missing_message(root: Path, missing: list[str]) -> str:
@@ -163,8 +169,7 @@ def parse_iam_ondb(root: Path, limit_forms: int | None = None, verify: bool = Tr
     if limit_forms is None:
         for kind in ("lineStrokes", "ascii"):
             if sources[kind].is_file():
-                check_count(f"IAM-OnDB {sources[kind]}", counts[kind], IAM_ONDB_FILES[kind],
-                            verify)
+                check_count(f"IAM-OnDB {sources[kind]}", counts[kind], IAM_ONDB_FILES[kind], verify)
     dropped: Counter = Counter()
     chunks, texts, forms = [], [], []
     for form, files in by_form.items():

@@ -38,8 +38,14 @@ def encode_text(text: str, alphabet: str) -> list[int]:
     return [index.get(c, 0) for c in text]
 
 
-def pad_lines(raw: RawLines, idx: list[int], max_len: int | None, alphabet: str, scale: np.ndarray,
-              shift: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_lines(
+    raw: RawLines,
+    idx: list[int],
+    max_len: int | None,
+    alphabet: str,
+    scale: np.ndarray,
+    shift: np.ndarray,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Lines idx -> strokes (N, L, 3) float32 ((dx - shift) / scale, eos), zero padded,
     lengths (N,), chars (N, U) long padded with -1. Lines are cut to their first max_len
     offsets (the text is kept whole)."""
@@ -71,8 +77,12 @@ class StrokeData(TensorData):
         super().__init__(splits, **kwargs)
         self.alphabet, self.mean, self.std = alphabet, list(map(float, mean)), list(map(float, std))
         self.vocab_size = len(alphabet) + 1
-        self.model_kwargs = {"vocab_size": self.vocab_size, "alphabet": alphabet,
-                             "offset_mean": self.mean, "offset_std": self.std}
+        self.model_kwargs = {
+            "vocab_size": self.vocab_size,
+            "alphabet": alphabet,
+            "offset_mean": self.mean,
+            "offset_std": self.std,
+        }
 
 
 def iam_ondb(
@@ -110,8 +120,12 @@ def iam_ondb(
         verify: check the files against the recorded checksums and counts (false: a warning).
     """
     check_batch_size(batch_size)
-    for name, value in (("max_len", max_len), ("limit_forms", limit_forms),
-                        ("train_eval_lines", train_eval_lines), ("val_eval_lines", val_eval_lines)):
+    for name, value in (
+        ("max_len", max_len),
+        ("limit_forms", limit_forms),
+        ("train_eval_lines", train_eval_lines),
+        ("val_eval_lines", val_eval_lines),
+    ):
         int_at_least(value, f"data.{name}", allow_none=True)
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
@@ -121,15 +135,28 @@ def iam_ondb(
     _report_drops(raw, data_dir)
     split_idx = split_forms(raw, val_fraction, split_seed)
     mean, std = offset_stats(raw, split_idx["train"], max_len, subtract_mean)
-    splits = {name: pad_lines(raw, idx, max_len, alphabet, std, mean)
-              for name, idx in split_idx.items()}
-    log.info("IAM-OnDB: %d train / %d val lines, max_len %s, offsets mean %s std %s",
-             len(split_idx["train"]), len(split_idx["val"]), max_len,
-             np.round(mean, 3).tolist(), np.round(std, 3).tolist())
+    splits = {
+        name: pad_lines(raw, idx, max_len, alphabet, std, mean) for name, idx in split_idx.items()
+    }
+    log.info(
+        "IAM-OnDB: %d train / %d val lines, max_len %s, offsets mean %s std %s",
+        len(split_idx["train"]),
+        len(split_idx["val"]),
+        max_len,
+        np.round(mean, 3).tolist(),
+        np.round(std, 3).tolist(),
+    )
     subsets = {"train": train_eval_lines, "val": val_eval_lines}
-    return StrokeData(splits, alphabet, mean, std, batch_size=batch_size,
-                      eval_batch_size=eval_batch_size, seed=seed,
-                      eval_subsets=subsets).to(device)
+    return StrokeData(
+        splits,
+        alphabet,
+        mean,
+        std,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        seed=seed,
+        eval_subsets=subsets,
+    ).to(device)
 
 
 def _report_drops(raw: RawLines, data_dir) -> None:
@@ -150,8 +177,10 @@ def split_forms(raw: RawLines, val_fraction: float, split_seed: int) -> dict[str
     lines in a fixed order drawn from `split_seed`, so the training-NLL subset is a random sample
     of writers. An empty split is a DataError."""
     is_val = [in_validation(f, val_fraction, split_seed) for f in raw.forms]
-    split_idx = {"train": [i for i, v in enumerate(is_val) if not v],
-                 "val": [i for i, v in enumerate(is_val) if v]}
+    split_idx = {
+        "train": [i for i, v in enumerate(is_val) if not v],
+        "val": [i for i, v in enumerate(is_val) if v],
+    }
     for name, idx in split_idx.items():
         if not idx:
             raise DataError(
@@ -164,8 +193,9 @@ def split_forms(raw: RawLines, val_fraction: float, split_seed: int) -> dict[str
     return split_idx
 
 
-def offset_stats(raw: RawLines, train_idx: list[int], max_len: int | None,
-                 subtract_mean: bool) -> tuple[np.ndarray, np.ndarray]:
+def offset_stats(
+    raw: RawLines, train_idx: list[int], max_len: int | None, subtract_mean: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) of the training (dx, dy) offsets as padded (the first max_len of each line);
     mean 0 without `subtract_mean`. Zero variance is a DataError."""
     train_xy = np.concatenate([raw.line(i)[:max_len, :2] for i in train_idx])
