@@ -197,8 +197,48 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         torch.set_num_threads(cfg.threads)
     world = distributed.current()
     device = distributed.device_for(resolve_device(str(cfg.device)), world)
-
     batch_size = cfg.data.get("batch_size")  # the global batch, split over the processes
+    norm = _norm_spec(cfg, batch_size, world)
+    trainer_cfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    ckpt = _checkpoint_to_resume(cfg, ckpt_path, config, world)
+
+    task, data, model = _build_parts(cfg, norm, device, world)
+    optimizer, scheduler, interval = build_optimizer(cfg.optim, model)
+    meta = {
+        "seed": cfg.seed,
+        "git_commit": git_commit(),
+        "experiment": cfg.name,
+        "norm": norm.kind,
+        "batch_size": batch_size,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),  # results are bit-exact per thread count
+        **distributed.bn_meta(norm, batch_size, world),  # world size, BN statistics
+    }
+    logger = _logger(cfg, run_dir, config, meta, ckpt, task, world)
+    make = Trainer if not world.active else partial(distributed.DistributedTrainer, world=world)
+    trainer = make(model, task, data, optimizer, trainer_cfg, logger, run_dir,
+                   checkpoint_extra={"config": config, "meta": meta}, scheduler=scheduler,
+                   scheduler_interval=interval)  # fmt: skip
+    exit_code = 1
+    try:
+        if ckpt:
+            _resume(trainer, ckpt, ckpt_path)
+        log.info(
+            "%s | norm=%s batch=%s seed=%s | %d params | %d steps (%d per epoch) | %s",
+            cfg.name, norm.kind, batch_size, cfg.seed, meta["n_params"], trainer.total_steps,
+            data.steps_per_epoch, run_dir,
+        )  # fmt: skip
+        summary = trainer.fit()
+        logger.write_summary(summary)
+        exit_code = 0
+        return summary
+    finally:
+        logger.close(exit_code)
+
+
+def _norm_spec(cfg: DictConfig, batch_size, world) -> NormSpec:
+    """The run's NormSpec; a BN that cannot compute batch statistics is one ConfigError."""
     norm = NormSpec.from_cfg(cfg.norm, batch_size)
     distributed.rank_batch(batch_size, world, norm)
     if norm.kind == "bn" and batch_size == 1:
@@ -206,10 +246,13 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             "norm=bn cannot train with data.batch_size=1 (the batch variance of one case is 0): "
             "use norm=ln, which the paper proposes for exactly this case, or a larger batch"
         )
-    trainer_cfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    return norm
 
-    ckpt_path = run_dir / "checkpoints" / "last.pt"
-    ckpt = None
+
+def _checkpoint_to_resume(cfg: DictConfig, ckpt_path: Path, config: dict, world) -> dict | None:
+    """The checkpoint to continue (checked against this run's config, threads and world size),
+    or None for a fresh run; a checkpoint without resume=true is one ConfigError."""
+    run_dir = ckpt_path.parent.parent
     if ckpt_path.exists():
         if not cfg.resume:
             raise ConfigError(
@@ -222,17 +265,23 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             ckpt["meta"].get("threads"), torch.get_num_threads(), cfg.resume_allow_different_threads
         )
         distributed.check_resume(ckpt["meta"].get("world_size"), world)
-    elif cfg.resume:  # a warning only when an earlier run left files but no checkpoint (a
+        return ckpt
+    if cfg.resume:  # a warning only when an earlier run left files but no checkpoint (a
         # figure target passes resume=true to every job, and a clean tree has nothing to resume)
         fresh = not (run_dir / "metrics.jsonl").exists()
         (log.info if fresh else log.warning)(
             "resume=true but %s has no checkpoint: starting from step 0", run_dir
         )
+    return None
 
-    # first: a task checks its own files (SentEval) before the data loads
+
+def _build_parts(cfg: DictConfig, norm: NormSpec, device, world):
+    """Task, data module and model (lnrepro.contracts), in the order that fixes the random
+    numbers: the task first (it checks its own files, e.g. SentEval, before the data loads),
+    then the seed, the data, the model."""
     task = distributed.shard_task(build(cfg.task), world)
     torch.manual_seed(cfg.seed)
-    data = build(cfg.data, seed=cfg.seed, device=device)  # a DataModule (lnrepro.contracts)
+    data = build(cfg.data, seed=cfg.seed, device=device)
     data = distributed.shard_data(data, world)
     # shape fields the data decides (vocab_size, image size, ...) fill the model config's `???`
     dims = data.model_kwargs
@@ -242,73 +291,29 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     model = build(cfg.model, norm=norm, **dims).to(device)
     model = distributed.wrap_model(model, world, device)
     distributed.seed_rank(cfg.seed, world)
-    optimizer, scheduler, interval = build_optimizer(cfg.optim, model)
+    return task, data, model
 
-    meta = {
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "experiment": cfg.name,
-        "norm": norm.kind,
-        "batch_size": batch_size,
-        "n_params": sum(p.numel() for p in model.parameters()),
-        "threads": torch.get_num_threads(),  # results are bit-exact per thread count
-        **distributed.bn_meta(norm, batch_size, world),
-    }  # world size, BN statistics
+
+def _logger(cfg: DictConfig, run_dir: Path, config: dict, meta: dict, ckpt, task, world):
+    """metrics.jsonl + W&B on the main process; nothing on the others."""
+    if not world.is_main:
+        return distributed.NullLogger()
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     job_type, overrides = _job_identity()
     logger_cfg["job_type"] = logger_cfg.get("job_type") or job_type
-    logger = (
-        RunLogger(
-            run_dir,
-            config,
-            logger_cfg,
-            {**meta, "overrides": overrides},
-            resume_step=ckpt["step"] if ckpt else None,
-            higher_is_better=task.higher_is_better,
-        )
-        if world.is_main
-        else distributed.NullLogger()
-    )
-    make = Trainer if not world.active else partial(distributed.DistributedTrainer, world=world)
-    trainer = make(
-        model,
-        task,
-        data,
-        optimizer,
-        trainer_cfg,
-        logger,
-        run_dir,
-        checkpoint_extra={"config": config, "meta": meta},
-        scheduler=scheduler,
-        scheduler_interval=interval,
-    )
-    exit_code = 1
+    return RunLogger(run_dir, config, logger_cfg, {**meta, "overrides": overrides},
+                     resume_step=ckpt["step"] if ckpt else None,
+                     higher_is_better=task.higher_is_better)  # fmt: skip
+
+
+def _resume(trainer, ckpt: dict, ckpt_path: Path) -> None:
     try:
-        if ckpt:
-            try:
-                trainer.load_state_dict(ckpt)
-            except (KeyError, RuntimeError, TypeError, ValueError) as e:
-                raise DataError(
-                    f"{ckpt_path} does not fit this run's model or optimizer ({one_line(e)})"
-                ) from None
-            log.info("resumed %s at step %d (epoch %.2f)", run_dir, trainer.step, trainer.epoch)
-        log.info(
-            "%s | norm=%s batch=%s seed=%s | %d params | %d steps (%d per epoch) | %s",
-            cfg.name,
-            norm.kind,
-            batch_size,
-            cfg.seed,
-            meta["n_params"],
-            trainer.total_steps,
-            data.steps_per_epoch,
-            run_dir,
-        )
-        summary = trainer.fit()
-        logger.write_summary(summary)
-        exit_code = 0
-        return summary
-    finally:
-        logger.close(exit_code)
+        trainer.load_state_dict(ckpt)
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise DataError(
+            f"{ckpt_path} does not fit this run's model or optimizer ({one_line(e)})"
+        ) from None
+    log.info("resumed %s at step %d (epoch %.2f)", trainer.run_dir, trainer.step, trainer.epoch)
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")

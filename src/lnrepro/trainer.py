@@ -301,7 +301,7 @@ class Trainer:
         cfg, spe = self.cfg, self.data.steps_per_epoch
         self._t0 = time.perf_counter()
         bar = self._progress()
-        last_line, start_step = 0.0, self.step
+        self._last_line, self._start_step = 0.0, self.step
         self._pace_t0, self._pace_eval0 = self._t0, self.eval_time
         self.model.train()
         if self.step == 0 and cfg.eval_at_start:
@@ -312,52 +312,13 @@ class Trainer:
             while self.step < self.total_steps:
                 epoch, offset = divmod(self.step, spe)
                 for batch in self.data.train_batches(epoch, offset):
-                    with self._autocast():  # forward and loss; backward outside, as torch.amp
-                        loss, metrics = self.task.training_step(self.net, batch)
-                    if not torch.isfinite(loss):
-                        self._diverged(float(loss.detach()))
-                    self.opt.zero_grad(set_to_none=True)
-                    self.scaler.scale(loss).backward()  # scale, unscale_, update: no-ops below 16
-                    if cfg.grad_clip:
-                        self.scaler.unscale_(self.opt)  # clip the true gradients
-                        torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-                    self.scaler.step(self.opt)  # skips the update when a gradient is inf/nan
-                    self.scaler.update()
-                    self.step += 1
-                    if self.scheduler is not None and (
-                        self.scheduler_interval == "step" or self.step % spe == 0
-                    ):
-                        self.scheduler.step()
-                    for k, v in metrics.items():
-                        v = v.float() if v.dtype in _HALF else v  # accumulate in float32
-                        self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
-                    self._acc_n += 1
+                    self._update(batch)
                     done = self.step >= self.total_steps
-                    if self.step % cfg.log_every == 0 or done:
-                        row = self._log_batches()
-                        now = time.perf_counter()
-                        if bar is not None:
-                            bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in row.items()})
-                        elif now - last_line >= cfg.line_seconds or done:
-                            last_line = now
-                            log.info(
-                                "step %d/%d epoch %.2f %s | %s",
-                                self.step,
-                                self.total_steps,
-                                self.epoch,
-                                _fmt(row),
-                                self._pace(start_step),
-                            )
-                    if bar is not None:
-                        bar.update(1)
+                    self._report(bar, done)
                     evaluated = self._eval_due(self.step)
                     if evaluated:
-                        log.info(
-                            "eval step %d epoch %.2f %s",
-                            self.step,
-                            self.epoch,
-                            _fmt(self.evaluate(final=done)),
-                        )
+                        metrics = self.evaluate(final=done)
+                        log.info("eval step %d epoch %.2f %s", self.step, self.epoch, _fmt(metrics))
                     every = cfg.ckpt_every
                     if done or (self.step % every == 0 if every else evaluated):
                         self._checkpoint()
@@ -373,6 +334,46 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self.summary("completed")
+
+    def _update(self, batch) -> None:
+        """One optimizer update on `batch`; its metrics join the running means."""
+        cfg = self.cfg
+        with self._autocast():  # forward and loss; backward outside, as torch.amp
+            loss, metrics = self.task.training_step(self.net, batch)
+        if not torch.isfinite(loss):
+            self._diverged(float(loss.detach()))
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()  # scale, unscale_, update: no-ops below 16
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.opt)  # clip the true gradients
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.scaler.step(self.opt)  # skips the update when a gradient is inf/nan
+        self.scaler.update()
+        self.step += 1
+        per_epoch = self.step % self.data.steps_per_epoch == 0
+        if self.scheduler is not None and (self.scheduler_interval == "step" or per_epoch):
+            self.scheduler.step()
+        for k, v in metrics.items():
+            v = v.float() if v.dtype in _HALF else v  # accumulate in float32
+            self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
+        self._acc_n += 1
+
+    def _report(self, bar, done: bool) -> None:
+        """Every `log_every` updates: the `batch/*` row, and a progress line or the bar."""
+        if self.step % self.cfg.log_every == 0 or done:
+            row = self._log_batches()
+            now = time.perf_counter()
+            if bar is not None:
+                bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in row.items()})
+            elif now - self._last_line >= self.cfg.line_seconds or done:
+                self._last_line = now
+                log.info(
+                    "step %d/%d epoch %.2f %s | %s",
+                    self.step, self.total_steps, self.epoch, _fmt(row),
+                    self._pace(self._start_step),
+                )  # fmt: skip
+        if bar is not None:
+            bar.update(1)
 
     def _stop_requested(self, stop: _StopFlag) -> bool:
         """Whether a signal asks the loop to stop (lnrepro.distributed: on any process)."""
