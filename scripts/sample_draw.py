@@ -56,7 +56,7 @@ def tile(images: torch.Tensor, cols: int, pad: int = 1) -> torch.Tensor:
     return out
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -79,6 +79,33 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.n < 1 or args.steps < 0:
         p.error("--n must be >= 1 and --steps >= 0")
+    return args
+
+
+def draw_panel(axes, j: int, model, norm, step, epoch, args) -> str:
+    """Column j: the final canvases of `args.n` samples, and (with --steps) the canvas after
+    every glimpse of the first `args.steps` samples. Returns the panel's "when" label."""
+    g = torch.Generator().manual_seed(args.seed)
+    canvases = model.sample(max(args.n, args.steps), generator=g, steps=True)  # (T, k, A, A)
+    cols = math.ceil(math.sqrt(args.n))
+    ax = axes[0][j]
+    ax.imshow(tile(canvases[-1, : args.n], cols), cmap="gray_r", vmin=0, vmax=1,
+              interpolation="nearest")  # fmt: skip
+    when = f"{step} updates" + (f", epoch {epoch:.0f}" if epoch is not None else "")
+    ax.set_title(f"{LABELS.get(norm, norm)}\n{when}", fontsize=8)
+    ax.axis("off")
+    if args.steps:
+        seq = canvases[:, : args.steps].transpose(0, 1).flatten(0, 1)  # sample-major
+        ax = axes[1][j]
+        ax.imshow(tile(seq, model.glimpses), cmap="gray_r", vmin=0, vmax=1,
+                  interpolation="nearest")  # fmt: skip
+        ax.set_title(f"canvas after glimpse 1..{model.glimpses}", fontsize=8)
+        ax.axis("off")
+    return when
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     runs = args.runs or checkpointed_run_per_norm(args.spec, args.scale, "figure4")
     out = args.out or ROOT / "results" / (
         "draw_samples.png" if args.runs or args.scale == "cpu" else f"draw_samples_{args.scale}.png"
@@ -96,7 +123,6 @@ def main(argv=None) -> int:
         except LnreproError as e:
             raise SystemExit(f"{run_dir}: {e}") from None
     glimpses = max(m.glimpses for _, m, *_ in models)
-    cols = math.ceil(math.sqrt(args.n))
     ratios = [1.0] + ([max(args.steps / glimpses, 0.15)] if args.steps else [])
     fig, axes = plt.subplots(
         len(ratios),
@@ -106,27 +132,7 @@ def main(argv=None) -> int:
         gridspec_kw={"height_ratios": ratios},
     )
     for j, (run_dir, model, norm, step, epoch) in enumerate(models):
-        g = torch.Generator().manual_seed(args.seed)
-        canvases = model.sample(max(args.n, args.steps), generator=g, steps=True)  # (T, k, A, A)
-        ax = axes[0][j]
-        ax.imshow(
-            tile(canvases[-1, : args.n], cols),
-            cmap="gray_r",
-            vmin=0,
-            vmax=1,
-            interpolation="nearest",
-        )
-        when = f"{step} updates" + (f", epoch {epoch:.0f}" if epoch is not None else "")
-        ax.set_title(f"{LABELS.get(norm, norm)}\n{when}", fontsize=8)
-        ax.axis("off")
-        if args.steps:
-            seq = canvases[:, : args.steps].transpose(0, 1).flatten(0, 1)  # sample-major
-            ax = axes[1][j]
-            ax.imshow(
-                tile(seq, model.glimpses), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest"
-            )
-            ax.set_title(f"canvas after glimpse 1..{model.glimpses}", fontsize=8)
-            ax.axis("off")
+        when = draw_panel(axes, j, model, norm, step, epoch, args)
         print(f"{LABELS.get(norm, norm)}: {run_dir} ({when})")
     fig.suptitle(f"DRAW samples, sigmoid(c_T) (seed {args.seed}, {glimpses} glimpses)", fontsize=9)
     fig.tight_layout()

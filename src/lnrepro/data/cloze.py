@@ -367,28 +367,29 @@ def cloze(
             cannot memorise a question's fixed labels over epochs; evaluation keeps the
             corpus' labels.
     """
+    _check_options(source, top_k, doc_window, repermute, verify)
+    settings = {**(build or {}), "n_entities": n_entities}
+    table = window_docs(load_table(source, data_dir, books, settings, top_k, verify), doc_window)
+    vocab = build_vocab(table, n_entities, vocab_size)
+    splits = encode(table, vocab, n_entities)
+    data = ClozeData(
+        splits, vocab, n_entities, batch_size, eval_batch_size, bucket_batches, seed, repermute
+    )
+    sizes = ", ".join(f"{k} {len(v):,}" for k, v in {"train": data.train, **data.splits}.items())
+    log.info("cloze (%s): %s questions; vocabulary %d", source, sizes, len(vocab))
+    return data.to(device)
+
+
+def _check_options(source, top_k, doc_window, repermute, verify) -> None:
+    """One ConfigError line for a bad option of `cloze`."""
     if source not in SOURCES:
         raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
     if source == "books" and not top_k:
         raise ConfigError("data.top_k must be a positive integer for the books stand-in")
     check_flag(verify)
-    settings = {**(build or {}), "n_entities": n_entities}
     if doc_window is not None and (
         isinstance(doc_window, bool) or not isinstance(doc_window, int) or doc_window < 0
     ):
         raise ConfigError(f"data.doc_window must be null or an integer >= 0, got {doc_window!r}")
-    table = window_docs(load_table(source, data_dir, books, settings, top_k, verify), doc_window)
-    vocab = build_vocab(table, n_entities, vocab_size)
-    splits = encode(table, vocab, n_entities)
     if not isinstance(repermute, bool):
         raise ConfigError(f"data.repermute must be true or false, got {repermute!r}")
-    data = ClozeData(
-        splits, vocab, n_entities, batch_size, eval_batch_size, bucket_batches, seed, repermute
-    )
-    log.info(
-        "cloze (%s): %s questions; vocabulary %d",
-        source,
-        ", ".join(f"{k} {len(v):,}" for k, v in {"train": data.train, **data.splits}.items()),
-        len(vocab),
-    )
-    return data.to(device)

@@ -119,6 +119,29 @@ def iam_ondb(
         seed: base seed of the training order (and of the fixed order of stored lines).
         verify: check the files against the recorded checksums and counts (false: a warning).
     """
+    _check_options(batch_size, max_len, limit_forms, train_eval_lines, val_eval_lines,
+                   val_fraction, alphabet)  # fmt: skip
+    raw, _ = load_raw_lines(data_dir, limit_forms, cache_dir, verify)
+    _report_drops(raw, data_dir)
+    split_idx = split_forms(raw, val_fraction, split_seed)
+    mean, std = offset_stats(raw, split_idx["train"], max_len, subtract_mean)
+    splits = {
+        name: pad_lines(raw, idx, max_len, alphabet, std, mean) for name, idx in split_idx.items()
+    }
+    log.info(
+        "IAM-OnDB: %d train / %d val lines, max_len %s, offsets mean %s std %s",
+        len(split_idx["train"]), len(split_idx["val"]), max_len,
+        np.round(mean, 3).tolist(), np.round(std, 3).tolist(),
+    )  # fmt: skip
+    subsets = {"train": train_eval_lines, "val": val_eval_lines}
+    data = StrokeData(splits, alphabet, mean, std, batch_size=batch_size,
+                      eval_batch_size=eval_batch_size, seed=seed, eval_subsets=subsets)  # fmt: skip
+    return data.to(device)
+
+
+def _check_options(batch_size, max_len, limit_forms, train_eval_lines, val_eval_lines,
+                   val_fraction, alphabet) -> None:  # fmt: skip
+    """One ConfigError line for a bad option of `iam_ondb`."""
     check_batch_size(batch_size)
     for name, value in (
         ("max_len", max_len),
@@ -131,32 +154,6 @@ def iam_ondb(
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
     if not alphabet or len(set(alphabet)) != len(alphabet):
         raise ConfigError(f"data.alphabet must be non-empty without repeats, got {alphabet!r}")
-    raw, _ = load_raw_lines(data_dir, limit_forms, cache_dir, verify)
-    _report_drops(raw, data_dir)
-    split_idx = split_forms(raw, val_fraction, split_seed)
-    mean, std = offset_stats(raw, split_idx["train"], max_len, subtract_mean)
-    splits = {
-        name: pad_lines(raw, idx, max_len, alphabet, std, mean) for name, idx in split_idx.items()
-    }
-    log.info(
-        "IAM-OnDB: %d train / %d val lines, max_len %s, offsets mean %s std %s",
-        len(split_idx["train"]),
-        len(split_idx["val"]),
-        max_len,
-        np.round(mean, 3).tolist(),
-        np.round(std, 3).tolist(),
-    )
-    subsets = {"train": train_eval_lines, "val": val_eval_lines}
-    return StrokeData(
-        splits,
-        alphabet,
-        mean,
-        std,
-        batch_size=batch_size,
-        eval_batch_size=eval_batch_size,
-        seed=seed,
-        eval_subsets=subsets,
-    ).to(device)
 
 
 def _report_drops(raw: RawLines, data_dir) -> None:
