@@ -153,7 +153,21 @@ def _affine_shape(x: torch.Tensor) -> tuple[int, ...]:
     return (-1,) + (1,) * (x.dim() - 2)
 
 
-class LayerNorm(nn.Module):
+class _PerCaseNorm(nn.Module):
+    """What LayerNorm and RMSNorm share: statistics per training case over the whole layer, a
+    gain g (init `gain_init`) and a bias b (init 0) per unit or channel."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, gain_init: float = 1.0):
+        super().__init__()
+        self.num_features, self.eps = num_features, eps
+        self.weight = nn.Parameter(torch.full((num_features,), float(gain_init)))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
+class LayerNorm(_PerCaseNorm):
     """Layer normalization, Eq. 3 (Sec. 3).
 
     Per training case, mu and sigma over all the summed inputs of the layer:
@@ -162,12 +176,6 @@ class LayerNorm(nn.Module):
     For a conv layer's (N, C, H, W) input the statistics are over all C*H*W hidden units of the
     case (Eq. 3 applied to the whole layer) and g, b are per channel. Identical in train and eval.
     """
-
-    def __init__(self, num_features: int, eps: float = 1e-5, gain_init: float = 1.0):
-        super().__init__()
-        self.num_features, self.eps = num_features, eps
-        self.weight = nn.Parameter(torch.full((num_features,), float(gain_init)))
-        self.bias = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if a.dtype in HALF:  # statistics in float32, the result in a's dtype (mixed precision)
@@ -178,11 +186,8 @@ class LayerNorm(nn.Module):
         shape = _affine_shape(a)
         return a_hat * self.weight.view(shape) + self.bias.view(shape)
 
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}"
 
-
-class RMSNorm(nn.Module):
+class RMSNorm(_PerCaseNorm):
     """RMSNorm (Zhang & Sennrich 2019, Eq. 4): LN without re-centering.
 
     Per training case, rms = sqrt(1/H sum_i a_i^2 + eps) over all the summed inputs of the layer,
@@ -190,12 +195,6 @@ class RMSNorm(nn.Module):
     maths of `torch.nn.RMSNorm(H, eps)`. Conv (N, C, H, W): the mean over all C*H*W units of the
     case (as our LayerNorm), g and b per channel. Identical in train and eval.
     """
-
-    def __init__(self, num_features: int, eps: float = 1e-5, gain_init: float = 1.0):
-        super().__init__()
-        self.num_features, self.eps = num_features, eps
-        self.weight = nn.Parameter(torch.full((num_features,), float(gain_init)))
-        self.bias = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if a.dtype in HALF:  # statistics in float32, the result in a's dtype (mixed precision)
@@ -205,9 +204,6 @@ class RMSNorm(nn.Module):
         a_hat = F.rms_norm(a, a.shape[1:], None, self.eps)
         shape = _affine_shape(a)
         return a_hat * self.weight.view(shape) + self.bias.view(shape)
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}"
 
 
 class BatchNorm(nn.Module):
