@@ -33,6 +33,11 @@ from lnrepro.trainer import hms
 XLABELS = {"step": "updates", "time": "wall-clock time (s)", "epoch": "epoch"}
 
 
+def run_order(run, grid_keys: list[str]) -> tuple:
+    """Rows of the CSVs: by norm, then the grid values, then the seed."""
+    return (str(run.get("norm.kind")), *[str(run.get(k)) for k in grid_keys], run.get("seed") or 0)
+
+
 def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
     sc = spec["scales"][scale]
     cmd = [
@@ -252,14 +257,7 @@ def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
     ]
     header += [f"final_{k}" for k in keys] + [f"best_{k}" for k in keys] + ["run_dir"]
     rows = []
-    for r in sorted(
-        runs,
-        key=lambda r: (
-            str(r.get("norm.kind")),
-            *[str(r.get(k)) for k in grid_keys],
-            r.get("seed") or 0,
-        ),
-    ):
+    for r in sorted(runs, key=lambda r: run_order(r, grid_keys)):
         s = r.summary
         last = r.rows[-1] if r.rows else {}
         final = s.get("final") or {}
@@ -293,14 +291,7 @@ def write_curves(spec: dict, runs: list[Run], path: Path) -> None:
     keys = list(dict.fromkeys(keys))
     grid_keys = list(spec.get("grid", {}))
     rows = []
-    for r in sorted(
-        runs,
-        key=lambda r: (
-            str(r.get("norm.kind")),
-            *[str(r.get(k)) for k in grid_keys],
-            r.get("seed") or 0,
-        ),
-    ):
+    for r in sorted(runs, key=lambda r: run_order(r, grid_keys)):
         head = [r.get("norm.kind"), r.get("seed"), *[r.get(k) for k in grid_keys]]
         for row in r.rows:
             for k in keys:
