@@ -13,7 +13,7 @@ SWEEP ?=
 ARGS ?=
 # `make reproduce` runs these (CPU scale unless SCALE=paper), then redraws every figure.
 FIGURE_TARGETS := figure2 figure3 figure4 figure5 figure6 figure-lm figure-lm-word figure-cnn
-# Datasets: $LNREPRO_DATA, else ../shared/data when it exists (this project's offline machines),
+# Datasets: $LNREPRO_DATA, else a data folder beside the checkout when it exists (offline CI),
 # else <repo>/data (torchvision downloads MNIST there).
 LNREPRO_DATA ?= $(wildcard $(abspath ../shared/data))
 ifneq ($(LNREPRO_DATA),)

@@ -57,7 +57,7 @@ def write_ptb(
     root: Path, n_train: int = 120, n_eval: int = 30, char_files: bool = False, seed: int = 0
 ) -> Path:
     """<root>/ptb/ptb.{train,valid,test}.txt; with `char_files` also ptb.char.*, written by
-    the SOURCES.md rule (valid gzipped, as in shared/data)."""
+    the rule of the offline copy (valid gzipped, as there)."""
     d = root / "ptb"
     d.mkdir(parents=True, exist_ok=True)
     for i, (name, n) in enumerate((("train", n_train), ("valid", n_eval), ("test", n_eval))):
