@@ -65,6 +65,7 @@ def equivalence(tmp_path_factory):
     return diffs
 
 
+@pytest.mark.slow  # spawns 2 gloo processes (~15 s)
 @pytest.mark.parametrize("case", ["mlp_ln", "mlp_bn_sync", "lstm_ln", "lstm_bn_sync"])
 def test_two_processes_train_as_one(equivalence, case):
     """First-step gradients and 10 losses of 2 x B/2 equal 1 x B within TOL (float64, SGD)."""
@@ -73,6 +74,7 @@ def test_two_processes_train_as_one(equivalence, case):
     assert d["buffers"] < TOL, d  # synced BN: the same running averages too
 
 
+@pytest.mark.slow  # the same 2 spawned processes
 @pytest.mark.parametrize("case", ["mlp_bn", "lstm_bn"])
 def test_bn_without_sync_normalises_each_process_alone(equivalence, case):
     d = equivalence[case]

@@ -151,6 +151,7 @@ def batch_losses(run_dir) -> list[float]:
     return [r["batch/loss"] for r in rows if "batch/loss" in r]
 
 
+@pytest.mark.slow  # a whole training run (> 1 s)
 def test_bf16_run_tracks_float32(compose, tiny_ptb, tmp_path):
     """50 updates of the LN-LSTM char LM in bf16 (CPU autocast) and in float32: the training
     loss (logged every update) agrees within 0.1 nats per step and 2 % over the last ten, and
@@ -170,6 +171,7 @@ def test_bf16_run_tracks_float32(compose, tiny_ptb, tmp_path):
     assert abs(s16["final"]["val/bpc"] - s32["final"]["val/bpc"]) < 0.05  # bf16 evaluation
 
 
+@pytest.mark.slow  # a whole training run (> 1 s)
 def test_fp16_grad_scaler_resumes_exactly(compose, tiny_ptb, tmp_path):
     """precision 16 (CPU autocast, loss scaling, gradient clipping after unscaling): the scaler's
     state is in the checkpoint, and a run stopped and resumed equals the uninterrupted one, the
@@ -198,6 +200,7 @@ def test_fp16_grad_scaler_resumes_exactly(compose, tiny_ptb, tmp_path):
     assert batch_losses(stopped) == batch_losses(tmp_path / "a")
 
 
+@pytest.mark.slow  # a whole training run (> 1 s)
 def test_checkpoint_from_before_precision_resumes(compose, tiny_ptb, tmp_path):
     """A checkpoint without the scaler state and a config without trainer.precision / compile
     (written before them) resumes at precision 32, exactly as the uninterrupted run."""
@@ -228,6 +231,7 @@ class FakeCompiled(torch.nn.Module):
         return self._orig_mod(*args, **kwargs)
 
 
+@pytest.mark.slow  # a whole training run (> 1 s)
 def test_compiled_run_saves_the_uncompiled_state_dict(compose, tiny_ptb, tmp_path, monkeypatch):
     """trainer.compile=true trains and evaluates through torch.compile's module (here a stand-in:
     `test_compiled_lstm_lm_matches_eager` compiles for real) with trainer.compile_mode; the
