@@ -5,6 +5,7 @@ metric's summary, summary.json mirrored, checkpoints as artifacts."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from helpers import TINY, run_info
@@ -29,7 +30,14 @@ def wandb_run(compose, data_dir, tmp_path, monkeypatch, caplog, *extra):
     assert not failed, failed  # W&B turned itself off: the records below would be missing
     files = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1
-    return run_info(files[0])
+    # W&B's service process writes the file; on a loaded machine its last records can land a
+    # moment after finish() returns (seen once in a parallel test run): wait for the run record
+    for _ in range(60):
+        info = run_info(files[0])
+        if "name" in info:
+            break
+        time.sleep(1)
+    return info
 
 
 def test_run_name_job_type_metrics_summary(compose, tiny_mnist, tmp_path, monkeypatch, caplog):
