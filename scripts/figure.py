@@ -208,6 +208,8 @@ def _draw_panel(ax, spec: dict, groups: dict, pv, x: str, m: dict) -> bool:
         ax.set_yscale("log")
     if m.get("logx"):
         ax.set_xscale("log")
+    if m.get("ylim"):  # [low, high]: where the curves differ, not the untrained model's start
+        ax.set_ylim(*m["ylim"])
     ax.set_xlabel(XLABELS.get(x, x))
     ax.set_ylabel(m["label"])
     if pv is not None:
