@@ -4,8 +4,14 @@ tests/test_golden.py reruns and compares).
 
 Each case runs the real entrypoint (`python -m lnrepro.train`) on the real datasets under
 $LNREPRO_DATA with one thread and W&B off, and stores every `metrics.jsonl` row except the
-wall-clock field `time`, plus the torch version, in `tests/golden/<case>.json`. The file also
-holds the overrides it was recorded with, so a check reruns exactly that.
+wall-clock field `time`, plus the torch version and the CPU, in
+`tests/golden/<cpu>/<case>.json`. The file also holds the overrides it was recorded with, so a
+check reruns exactly that.
+
+One set per CPU model: the same torch build picks other kernels on another CPU (AVX2 against
+AVX-512, oneDNN's choices), and results then differ in the 7th digit from the first evaluation
+on. A check compares against the set recorded on this machine's CPU (`cpu_name()`) and skips,
+saying so, where none was recorded; `make golden` records one.
 
 Golden files change only in a commit that says why the numbers move on purpose (a kernel
 that reorders floating-point sums, a metric renamed or stored in another form), with the
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -149,6 +156,25 @@ CASES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
 }
 
 
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (else the platform's processor string)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_dir(cpu: str | None = None) -> Path:
+    """tests/golden/<slug of the CPU model>/: the golden set of one CPU model."""
+    slug = re.sub(r"[^a-z0-9]+", "-", (cpu or cpu_name()).lower()).strip("-")
+    return GOLDEN_DIR / slug
+
+
 def case_names() -> list[str]:
     return [f"{c}_{n}" for c, (_, _, norms) in CASES.items() for n in norms]
 
@@ -184,8 +210,16 @@ def record(name: str) -> Path:
     overrides = overrides_of(name)
     with tempfile.TemporaryDirectory() as tmp:
         rows = run_case(overrides, Path(tmp))
-    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-    path = GOLDEN_DIR / f"{name}.json"
-    doc = {"case": name, "torch": torch.__version__, "overrides": overrides, "rows": rows}
+    folder = machine_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    doc = {
+        "case": name,
+        "torch": torch.__version__,
+        "cpu": cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "overrides": overrides,
+        "rows": rows,
+    }
     path.write_text(json.dumps(doc, indent=1) + "\n")
     return path
