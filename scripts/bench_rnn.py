@@ -2,17 +2,23 @@
 
 Setup: hidden 512, batch 32, seq 100, input 512, one layer, float32, training mode; loss =
 out.sum(); the time covers forward, backward and nothing else (gradients set to None before).
-All models are timed round-robin in the same run (one repeat of each, then the next round), so
-load from other processes hits them alike; the table gives the median over the rounds and
-the ratio to the torch module of the same family. On CPU with the default thread count; also on
-CUDA (torch = cuDNN) when available.
 
-Two "autograd loop" rows time the LN-LSTM equations written as a straightforward loop (input
-projection batched, h @ W_hh.T per step, autograd for everything), stepping through time with
-xin[t] (what one usually writes) or with xin.unbind(0): they show what the layer's techniques
-(unbind, the deferred W_hh gradient) buy.
+Protocol (single runs on a shared 2-core machine vary from 1.10x to 1.35x for the same code):
+all models are timed round-robin (one pass of each, then the next round), so load from other
+processes hits them alike; a repeat is 2 warm-up rounds and 9 timed ones, and gives each model
+the median of its rounds and its ratio to the torch module of the same family; the benchmark
+runs 3 repeats, records the 1-minute load average after each, and reports the median ratio
+over the repeats (the ms column: the median over the repeats of the medians). On CPU with the
+default thread count; also on CUDA (torch = cuDNN) when available.
 
-    python scripts/bench_rnn.py [--quick] [--out results/bench_rnn.md]
+Rows: "LSTM ln" is the layer as models use it (the fused sequence Function of
+lnrepro.nn.fused_ln_lstm); "LSTM ln, autograd loop (fused off)" the same layer's per-step
+autograd loop (what masked batches and mixed precision run). Two more rows time the LN-LSTM
+equations written as a straightforward loop (input projection batched, h @ W_hh.T per step,
+autograd for everything), stepping through time with xin[t] (what one usually writes) or with
+xin.unbind(0): they show what the layer's techniques buy.
+
+    python scripts/bench_rnn.py [--quick] [--repeats 3] [--out results/bench_rnn.md]
 """
 
 from __future__ import annotations
@@ -55,12 +61,19 @@ class LoopLNLSTM(nn.Module):
         return torch.stack(outs), None
 
 
+def _unfused(m: LSTM) -> LSTM:
+    for layer in m.layers:
+        layer.fused = False
+    return m
+
+
 def models() -> dict[str, tuple[str, nn.Module]]:
     """name -> (family, module); the family's first entry is the ratio's reference."""
     return {
         "torch.nn.LSTM": ("LSTM", nn.LSTM(I, H)),
         "LSTM none": ("LSTM", LSTM(I, H, norm="none")),
         "LSTM ln": ("LSTM", LSTM(I, H, norm="ln")),
+        "LSTM ln, autograd loop (fused off)": ("LSTM", _unfused(LSTM(I, H, norm="ln"))),
         "LSTM bn": ("LSTM", LSTM(I, H, norm="bn")),
         "LSTM ln, autograd loop, xin[t]": ("LSTM", LoopLNLSTM(unbind=False)),
         "LSTM ln, autograd loop, unbind": ("LSTM", LoopLNLSTM(unbind=True)),
@@ -82,6 +95,7 @@ def step_time(model: nn.Module, x: torch.Tensor, sync) -> float:
 
 
 def bench(device: str, warmup: int, rounds: int) -> list[tuple[str, str, float, float]]:
+    """One repeat: (device, model, median ms, ratio to the family's torch module) per model."""
     torch.manual_seed(0)
     x = torch.randn(T, B, I, device=device)
     table = {name: (fam, m.to(device).train()) for name, (fam, m) in models().items()}
@@ -110,36 +124,58 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def repeated(devices, warmup: int, rounds: int, repeats: int):
+    """`repeats` whole benchmarks: rows (device, model, median ms, median ratio) and the
+    1-minute load average after each repeat."""
+    runs, loads = [], []
+    for _ in range(repeats):
+        runs.append([row for d in devices for row in bench(d, warmup, rounds)])
+        loads.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
+    rows = []
+    for k, (device, name, _, _) in enumerate(runs[0]):
+        ms = statistics.median(run[k][2] for run in runs)
+        ratios = [run[k][3] for run in runs]
+        rows.append((device, name, ms, statistics.median(ratios), min(ratios), max(ratios)))
+    return rows, loads
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="1 warm-up round, 3 timed rounds")
+    ap.add_argument("--quick", action="store_true", help="1 repeat of 1 warm-up + 3 timed rounds")
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench_rnn.md")
     args = ap.parse_args()
-    warmup, rounds = (1, 3) if args.quick else (2, 9)
+    warmup, rounds, repeats = (1, 3, 1) if args.quick else (2, 9, args.repeats)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = [row for d in devices for row in bench(d, warmup, rounds)]
-
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    rows, loads = repeated(devices, warmup, rounds, repeats)
     lines = [
         "# RNN layer speed: forward + backward per batch",
         "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"- torch {torch.__version__}, CPU threads {torch.get_num_threads()} ({cpu_name()}, "
-        f"{os.cpu_count()} logical CPUs, 1-min load average at the end {load:.2f})"
+        f"{os.cpu_count()} logical CPUs)"
         + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ""),
-        f"- setup: seq {T}, batch {B}, input {I}, hidden {H}, 1 layer, float32, training mode, "
-        "loss = out.sum(); time of forward + backward; models timed round-robin, "
-        f"median of {rounds} rounds after {warmup} warm-up round(s)"
+        (
+            f"- setup: seq {T}, batch {B}, input {I}, hidden {H}, 1 layer, float32, training mode, "
+            "loss = out.sum(); time of forward + backward"
+        ),
+        f"- protocol: models timed round-robin; a repeat = {warmup} warm-up + {rounds} timed "
+        f"rounds, median per model; {repeats} repeat(s), 1-minute load average after each: "
+        + ", ".join(f"{v:.2f}" for v in loads)
         + (" (--quick)" if args.quick else ""),
         (
-            "- ratio: to torch.nn.LSTM (LSTM rows) / torch.nn.GRU (GRU rows) in the same run; "
-            "torch's CPU LSTM runs oneDNN's fused kernel, on CUDA cuDNN"
+            "- ratio: to torch.nn.LSTM (LSTM rows) / torch.nn.GRU (GRU rows) within each repeat; "
+            "the median over the repeats, and their range; torch's CPU LSTM runs oneDNN's fused "
+            "kernel, on CUDA cuDNN"
         ),
         "",
-        "| device | model | ms / batch | ratio |",
-        "|---|---|---:|---:|",
+        "| device | model | ms / batch | ratio (median) | ratio range over repeats |",
+        "|---|---|---:|---:|---:|",
     ]
-    lines += [f"| {d} | {name} | {ms:.1f} | {ratio:.2f} |" for d, name, ms, ratio in rows]
+    lines += [
+        f"| {d} | {name} | {ms:.1f} | {ratio:.2f} | {lo:.2f}-{hi:.2f} |"
+        for d, name, ms, ratio, lo, hi in rows
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
