@@ -11,12 +11,10 @@ runs 3 repeats, records the 1-minute load average after each, and reports the me
 over the repeats (the ms column: the median over the repeats of the medians). On CPU with the
 default thread count; also on CUDA (torch = cuDNN) when available.
 
-Rows: "LSTM ln" is the layer as models use it (the fused sequence Function of
-lnrepro.nn.fused_ln_lstm); "LSTM ln, autograd loop (fused off)" the same layer's per-step
-autograd loop (what masked batches and mixed precision run). Two more rows time the LN-LSTM
-equations written as a straightforward loop (input projection batched, h @ W_hh.T per step,
-autograd for everything), stepping through time with xin[t] (what one usually writes) or with
-xin.unbind(0): they show what the layer's techniques buy.
+Two "autograd loop" rows time the LN-LSTM equations written as a straightforward loop (input
+projection batched, h @ W_hh.T per step, autograd for everything), stepping through time with
+xin[t] (what one usually writes) or with xin.unbind(0): they show what the layer's techniques
+(unbind, the deferred W_hh gradient) buy.
 
     python scripts/bench_rnn.py [--quick] [--repeats 3] [--out results/bench_rnn.md]
 """
@@ -61,19 +59,12 @@ class LoopLNLSTM(nn.Module):
         return torch.stack(outs), None
 
 
-def _unfused(m: LSTM) -> LSTM:
-    for layer in m.layers:
-        layer.fused = False
-    return m
-
-
 def models() -> dict[str, tuple[str, nn.Module]]:
     """name -> (family, module); the family's first entry is the ratio's reference."""
     return {
         "torch.nn.LSTM": ("LSTM", nn.LSTM(I, H)),
         "LSTM none": ("LSTM", LSTM(I, H, norm="none")),
         "LSTM ln": ("LSTM", LSTM(I, H, norm="ln")),
-        "LSTM ln, autograd loop (fused off)": ("LSTM", _unfused(LSTM(I, H, norm="ln"))),
         "LSTM bn": ("LSTM", LSTM(I, H, norm="bn")),
         "LSTM ln, autograd loop, xin[t]": ("LSTM", LoopLNLSTM(unbind=False)),
         "LSTM ln, autograd loop, unbind": ("LSTM", LoopLNLSTM(unbind=True)),

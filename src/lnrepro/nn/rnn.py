@@ -59,14 +59,12 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.fused_ln_lstm import fusable, ln_lstm_scan
 from lnrepro.nn.norm import (  # noqa: F401  (SeqBatchNorm, GroupLN: re-exported)
     DEFAULT_T_MAX,
     MIN_LIVE,
     GroupLN,
     NormSpec,
     SeqBatchNorm,
-    StepLayerNorm,
     apply_time_norm,
     as_spec,
     linear_bias,
@@ -196,11 +194,6 @@ class LSTMCell(nn.Module):
         weights_spec = spec if ln_gates or ln_cell else cell_spec
         weight_normed(weights_spec, self, "weight_ih")
         weight_normed(weights_spec, self, "weight_hh")
-        # the LN-LSTM's sequence in one autograd Function (lnrepro.nn.fused_ln_lstm) where it
-        # computes the same function; set False to take the autograd loop (tests compare both)
-        self.fused = isinstance(self.norm_hh, StepLayerNorm) and isinstance(
-            self.norm_c, StepLayerNorm
-        )
 
     def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
         """N_x(W_ih x) + b for (T, B, I) steps t0.. (one batched matmul) or one (B, I) step."""
@@ -246,9 +239,6 @@ class LSTMCell(nn.Module):
         """All steps of x (T, B, I) -> (out (T, B, H), (h_T, c_T)); `mask` (T, B) bool marks
         the live steps of a padded batch (see the module docstring)."""
         state = self.zero_state(x) if state is None else state
-        if mask is None and self.fused and fusable(x):
-            xin = self.input_term(x, t0)
-            return ln_lstm_scan(xin, *state, self.weight_hh, self.norm_hh, self.norm_c)
         if mask is None:
             return _scan(self._step, self.input_term(x, t0), self.weight_hh, state, t0)
         xin = apply_time_norm(self.norm_ih, F.linear(x, self.weight_ih), t0, mask, min_live)
