@@ -133,6 +133,7 @@ figures: venv ## redraw every figure from existing runs (no training), then `mak
 	@for f in experiments/*.yaml; do $(FIG) plot $$f --scale $(SCALE) || true; done
 	@$(PY) scripts/table3.py --scale $(SCALE) || true
 	$(PY) scripts/claims.py --readme
+	-$(PY) scripts/figure.py check  # lists the committed figures the code would not draw as they are
 
 claims: venv ## the paper's claims checked from results/ -> results/claims.md, claims.csv, README table
 	$(PY) scripts/claims.py --readme

@@ -10,6 +10,12 @@ writes results/<name>.png (with several seeds: the mean, and a band from the min
 over seeds, as the caption says), results/<name>.csv (every run, one row each) and
 results/<name>_curves.csv (every logged value of the figure's metrics: norm, seed, grid keys,
 step, epoch, metric, value), from which scripts/claims.py recomputes the paper's claims.
+
+The PNG carries a fingerprint (`lnrepro-figure` text field) of what drew it: the plotting code
+of this file, the spec's plotting keys and the two CSVs written beside it. `check` recomputes
+it for every committed figure and lists the stale ones (tests/test_figures_fresh.py runs it):
+
+    python scripts/figure.py check
 """
 
 from __future__ import annotations
@@ -26,11 +32,16 @@ from collections import defaultdict
 from pathlib import Path
 
 from lnrepro import REPO_ROOT as ROOT
-from lnrepro.artifacts import save_figure, write_csv
+from lnrepro.artifacts import png_text, save_figure, write_csv
 from lnrepro.runs import COLORS, Run, fmt_value, load_spec, spec_runs, sweep_dir
 from lnrepro.trainer import hms
 
 XLABELS = {"step": "updates", "time": "wall-clock time (s)", "epoch": "epoch"}
+# what a figure is drawn from (`fingerprint`): these functions, these keys of its spec
+PLOT_CODE = ("run_order", "plot", "_columns", "_layout", "_draw_panel", "_caption", "write_table")
+PLOT_CODE += ("write_curves", "_num")
+PLOT_KEYS = ("name", "title", "dataset", "grid", "norms", "panels", "x", "xs", "norm_columns")
+PLOT_KEYS += ("metrics", "metric_columns", "paper_scale", "table", "labels")
 
 
 def run_order(run, grid_keys: list[str]) -> tuple:
@@ -134,33 +145,40 @@ def plot(spec: dict, scale: str, out_dir: Path) -> int:
     for r in runs:
         groups[(r.get(panel_key) if panel_key else None, r.get("norm.kind"))].append(r)
     banded = False  # some line is a mean over seeds, drawn with a min..max band
-    for j, (pv, x) in enumerate(columns):
+    for j, (pv, x, norms) in enumerate(columns):
         for i, m in enumerate(spec["metrics"]):
-            banded |= _draw_panel(axes[i][j], spec, groups, pv, x, m)
+            banded |= _draw_panel(axes[i][j], spec, groups, pv, x, m, norms)
+            if norms and len(columns) > 1:  # one column per group of norms (Figure 5)
+                axes[i][j].set_title(" vs ".join(spec["labels"].get(n, n) for n in norms))
     fig.suptitle(
         f"{spec['title']}\n" + textwrap.fill(_caption(spec, scale, runs, banded), int(60 * ncols)),
         fontsize=9,
     )
     stem = spec["name"] if scale == "cpu" else f"{spec['name']}_{scale}"
     png = out_dir / f"{stem}.png"
-    save_figure(fig, png)
     write_table(spec, runs, png.with_suffix(".csv"), scale)
     curves = out_dir / f"{stem}_curves.csv"
     write_curves(spec, runs, curves)
+    save_figure(fig, png, metadata={"lnrepro-figure": fingerprint(spec, png)})
     print(f"wrote {png}, {png.with_suffix('.csv')} and {curves} from {len(runs)} runs under {root}")
     return 0
 
 
 def _columns(spec: dict, runs: list[Run]) -> list[tuple]:
-    """(panel value, x axis) per column: one per value of `panels` (e.g. batch size, largest
-    first), or one per x-axis in `xs`."""
+    """(panel value, x axis, norms or None for all) per column: one per value of `panels` (e.g.
+    batch size, largest first), or one per x-axis in `xs`, or one per group of `norm_columns`
+    (e.g. [[ln, none], [bn]]: the paper's two curves, then the extra one)."""
+    if spec.get("norm_columns"):
+        x = (spec.get("xs") or [spec.get("x", "step")])[0]
+        present = {r.get("norm.kind") for r in runs}
+        return [(None, x, g) for g in spec["norm_columns"] if present & set(g)]
     if spec.get("xs"):
-        return [(None, x) for x in spec["xs"]]
+        return [(None, x, None) for x in spec["xs"]]
     values = sorted(
         {r.get(spec.get("panels")) for r in runs},
         key=lambda v: -v if isinstance(v, (int, float)) else 0,
     )
-    return [(v, spec.get("x", "epoch")) for v in values]
+    return [(v, spec.get("x", "epoch"), None) for v in values]
 
 
 def _layout(plt, n_metrics: int, columns: list, metric_columns):
@@ -182,12 +200,16 @@ def _layout(plt, n_metrics: int, columns: list, metric_columns):
     return fig, axes, ncols
 
 
-def _draw_panel(ax, spec: dict, groups: dict, pv, x: str, m: dict) -> bool:
-    """One metric against `x` for every norm of the spec: one line per norm (the mean over
-    seeds with a min..max band when there are several). Returns whether a band was drawn."""
+def _draw_panel(ax, spec: dict, groups: dict, pv, x: str, m: dict, norms=None) -> bool:
+    """One metric against `x` for every norm of the spec (or `norms`): one line per norm (the
+    mean over seeds with a min..max band when there are several), one per entry of
+    `series: [{key, name, ls}]` where a panel shows several metrics (Figure 5: train dashed,
+    validation solid), and the paper's values as dashed lines where the metric gives them
+    (`paper: {norm: value}`). Returns whether a band was drawn."""
     banded = False
-    for norm in spec["norms"]:
-        curves = [r.series(m["key"], x) for r in groups.get((pv, norm), [])]
+    series = m.get("series") or [{"key": m["key"]}]
+    for norm, ser in ((n, s) for n in norms or spec["norms"] for s in series):
+        curves = [r.series(ser["key"], x) for r in groups.get((pv, norm), [])]
         curves = [c for c in curves if c[0]]
         if not curves:
             continue
@@ -195,15 +217,26 @@ def _draw_panel(ax, spec: dict, groups: dict, pv, x: str, m: dict) -> bool:
         xs = [sum(c[0][k] for c in curves) / len(curves) for k in range(n)]
         ys = [[c[1][k] for c in curves] for k in range(n)]
         mean = [sum(v) / len(v) for v in ys]
-        label = f"{spec['labels'].get(norm, norm)} ({len(curves)} seed{'s' * (len(curves) > 1)})"
+        name = spec["labels"].get(norm, norm) + (f", {ser['name']}" if ser.get("name") else "")
+        label = f"{name} ({len(curves)} seed{'s' * (len(curves) > 1)})"
         if len(curves) > 1:
-            label = f"{spec['labels'].get(norm, norm)} (mean of {len(curves)} seeds, band min..max)"
-        ax.plot(xs, mean, color=COLORS.get(norm), label=label)
+            label = f"{name} (mean of {len(curves)} seeds, band min..max)"
+        ax.plot(xs, mean, color=COLORS.get(norm), ls=ser.get("ls", "-"), label=label)
         if len(curves) > 1:
             banded = True
             ax.fill_between(
                 xs, [min(v) for v in ys], [max(v) for v in ys], color=COLORS.get(norm), alpha=0.2
             )
+    for norm, value in (m.get("paper") or {}).items():  # the paper's final values, dashed
+        if norm not in (norms or spec["norms"]):
+            continue
+        ax.axhline(
+            value,
+            color=COLORS.get(norm),
+            ls="--",
+            lw=1,
+            label=f"{spec['labels'].get(norm, norm)}: paper ({spec.get('paper_scale', 'paper scale')})",
+        )
     if m.get("log"):
         ax.set_yscale("log")
     if m.get("logx"):
@@ -288,7 +321,8 @@ def write_curves(spec: dict, runs: list[Run], path: Path) -> None:
     """Every logged value of the figure's metrics (plotted, tabled, or named by a claim), one row
     per run, step and metric, so that claims about speed (faster, lower_at in
     src/lnrepro/claims.py) can be recomputed from results/ alone, without the run folders."""
-    keys = [m["key"] for m in spec["metrics"]] + list(spec.get("table", []))
+    keys = [s["key"] for m in spec["metrics"] for s in m.get("series") or [m]]
+    keys += list(spec.get("table", []))
     keys += [c["metric"] for c in spec.get("claims") or [] if c.get("metric")]
     keys = list(dict.fromkeys(keys))
     grid_keys = list(spec.get("grid", {}))
@@ -303,6 +337,38 @@ def write_curves(spec: dict, runs: list[Run], path: Path) -> None:
     write_csv(path, ["norm", "seed", *grid_keys, "step", "epoch", "metric", "value"], rows)
 
 
+def fingerprint(spec: dict, png: Path) -> str:
+    """What the figure `png` is drawn from: the plotting code (PLOT_CODE), the spec's plotting
+    keys and the CSVs beside the PNG (their bytes), as a short sha256."""
+    import hashlib
+    import inspect
+
+    h = hashlib.sha256()
+    for name in PLOT_CODE:
+        h.update(inspect.getsource(globals()[name]).encode())
+    h.update(json.dumps({k: spec.get(k) for k in PLOT_KEYS}, sort_keys=True, default=str).encode())
+    for f in (png.with_suffix(".csv"), png.with_name(f"{png.stem}_curves.csv")):
+        h.update(f.read_bytes() if f.exists() else b"-")
+    return h.hexdigest()[:16]
+
+
+def stale_figures(results: Path = ROOT / "results") -> dict[str, str]:
+    """Committed figures of experiments/*.yaml (CPU scale) whose fingerprint does not match
+    what the code, spec and CSVs would draw now: name -> why."""
+    stale = {}
+    for path in sorted((ROOT / "experiments").glob("*.yaml")):
+        spec = load_spec(path)
+        png = results / f"{spec['name']}.png"
+        if not png.exists():
+            continue
+        got = png_text(png).get("lnrepro-figure")
+        if got is None:
+            stale[spec["name"]] = "drawn before figures carried a fingerprint"
+        elif got != fingerprint(spec, png):
+            stale[spec["name"]] = "the plotting code, the spec or a CSV changed since it was drawn"
+    return stale
+
+
 def _num(v) -> str:
     return fmt_value(v, digits=6, none="")
 
@@ -311,8 +377,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("action", choices=["run", "plot"])
-    p.add_argument("spec", help="experiments/<figure>.yaml")
+    p.add_argument("action", choices=["run", "plot", "check"])
+    p.add_argument("spec", nargs="?", help="experiments/<figure>.yaml (not for check)")
     p.add_argument("--scale", default="cpu")
     p.add_argument(
         "--launcher",
@@ -322,6 +388,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "results"))
     p.add_argument("--norms", help="comma-separated norms for every scale, e.g. ln,bn,none,wn,rms")
     args, extra = p.parse_known_args(argv)
+    if args.action == "check":
+        stale = stale_figures(Path(args.out))
+        for name, why in stale.items():
+            print(f"stale: results/{name}.png ({why}): rerun or `make figures` to redraw it")
+        return 1 if stale else 0
+    if not args.spec:
+        p.error(f"{args.action} needs the spec: experiments/<figure>.yaml")
     spec = load_spec(args.spec)
     if args.norms:  # replaces the spec's norms (and any scale's own list)
         spec["norms"] = args.norms.split(",")

@@ -6,13 +6,15 @@
 Reads the runs that `python scripts/figure.py run experiments/figure3_skip_thoughts.yaml` made
 (outputs/figures/figure3_skip_thoughts/<scale>/...), takes each run's FINAL evaluation
 (summary.json "final": the last SentEval pass, after the last update), in the paper's units
-(accuracy %, Pearson r, Spearman rho, MSE), and writes a Markdown table in the layout of the paper's Table 3, with the paper's rows
+(accuracy %, Pearson r, Spearman rho, MSE), averages them over seeds (mean ± sample std), and
+writes a Markdown table in the layout of the paper's Table 3, with the paper's rows
 (Ba et al. 2016, Sec. 6.3) first and ours labelled by scale, corpus and number of updates.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -61,6 +63,16 @@ def fmt(v, col: str) -> str:
     return f"{v:.3f}" if col.startswith("SICK") else f"{v:.1f}"
 
 
+def mean_sd(values: list, col: str) -> str:
+    """Mean ± sample std of one column over seeds (the mean alone with one seed)."""
+    vs = [v for v in values if v is not None]
+    if not vs:
+        return "–"
+    if len(vs) == 1:
+        return fmt(vs[0], col)
+    return f"{fmt(statistics.mean(vs), col)} ± {fmt(statistics.stdev(vs), col)}"
+
+
 def corpus_of(run) -> str:
     hf = run.get("data.hf")
     if hf:
@@ -91,23 +103,27 @@ def main(argv=None) -> int:
     for name, vals in PAPER_ROWS:
         lines.append(f"| {name} | " + " | ".join(fmt(v, c) for v, c in zip(vals, COLUMNS)) + " |")
     order = {"none": 0, "ln": 1, "bn": 2}
+    by_norm: dict = {}
     for r in sorted(runs, key=lambda r: (order.get(r.get("norm.kind"), 9), r.get("seed") or 0)):
-        norm = r.get("norm.kind")
-        final = r.summary.get("final") or {}
-        units = r.get("model.hidden_size")
+        by_norm.setdefault(r.get("norm.kind"), []).append(r)
+    for norm, group in by_norm.items():  # one row per norm: mean ± sample std over its seeds
+        r = group[0]
+        seeds = ", ".join(str(g.get("seed")) for g in group)
+        statuses = ", ".join(sorted({g.status for g in group}))
         label = (
-            f"{LABELS.get(norm, norm)} ({args.scale} scale: {units}-d encoder, "
-            f"vocab {r.get('data.vocab_size')}, {corpus_of(r)}, {r.steps} updates, "
-            f"seed {r.get('seed')}, {r.status})"
+            f"{LABELS.get(norm, norm)} ({args.scale} scale: {r.get('model.hidden_size')}-d "
+            f"encoder, vocab {r.get('data.vocab_size')}, {corpus_of(r)}, {r.steps} updates, "
+            f"mean ± sd over seeds {seeds}, {statuses})"
         )
-        lines.append(
-            f"| {label} | " + " | ".join(fmt(v, c) for v, c in zip(row_of(final), COLUMNS)) + " |"
-        )
+        finals = [row_of(g.summary.get("final") or {}) for g in group]
+        cells = [mean_sd([f[k] for f in finals], c) for k, c in enumerate(COLUMNS)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
         (
             "SICK: Pearson r, Spearman ρ, MSE on SICK test; MR/CR/SUBJ/MPQA: 10-fold CV "
-            "accuracy (%); TREC: test accuracy (%). Our numbers are each run's final SentEval "
+            "accuracy (%); TREC: test accuracy (%). Our rows: mean ± sample std over seeds of "
+            "each run's final SentEval "
             "pass (lnrepro.eval.senteval: nested CV with 3 inner folds, C in 2^0,2^2,..,2^8; "
             "Kiros et al.: 10 inner folds, C in 2^0..2^8). The paper trains a 2400-d encoder "
             "on BookCorpus for 1M updates; CPU-scale rows are far smaller and shorter, so only "

@@ -398,3 +398,47 @@ def test_wandb_filters_are_applied_by_the_server(monkeypatch, capsys):
     asked.clear()
     compare.main(["--wandb", "me/lnrepro"])
     assert asked == [("me/lnrepro", {})]  # no filter: the whole project
+
+
+@pytest.mark.slow  # > 1 s: matplotlib figures
+def test_figure_norm_columns_series_paper_lines_and_ylim(tmp_path, monkeypatch):
+    """Figure 5's layout (a column per group of norms, train dashed and validation solid in one
+    panel), Figure 3's dashed paper values and Figure 6's y-range, as the spec asks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
+    out = tmp_path / "outputs"
+    for norm in ("ln", "bn"):
+        write_run(out / "figures" / "fig_test" / "cpu" / f"{norm}_1", norm=norm, seed=1)
+    monkeypatch.setenv("LNREPRO_OUTPUTS", str(out))
+    drawn, panels = [], []
+    real_plot, real_hline = Axes.plot, Axes.axhline
+    monkeypatch.setattr(
+        Axes,
+        "plot",
+        lambda ax, *a, **k: drawn.append((id(ax), k["label"], k["ls"])) or real_plot(ax, *a, **k),
+    )
+    monkeypatch.setattr(
+        Axes,
+        "axhline",
+        lambda ax, y, **k: drawn.append((id(ax), k["label"], "paper")) or real_hline(ax, y, **k),
+    )
+    real_ylim = Axes.set_ylim
+    monkeypatch.setattr(
+        Axes, "set_ylim", lambda ax, *a, **k: panels.append(a) or real_ylim(ax, *a, **k)
+    )
+    series = [{"key": "val/err", "name": "train", "ls": "--"}, {"key": "val/err", "name": "val"}]
+    metric = {"key": "val/err", "label": "err", "series": series, "paper": {"ln": 0.2}}
+    spec = {**SPEC, "panels": None, "xs": ["step"], "norm_columns": [["ln"], ["bn"]]}
+    spec["metrics"] = [{**metric, "ylim": [0.01, 1.0]}]
+    assert figure.plot(spec, "cpu", tmp_path / "results") == 0
+    by_ax: dict = {}
+    for ax, label, ls in drawn:
+        by_ax.setdefault(ax, []).append((label.split(" (")[0], ls))
+    assert sorted(by_ax.values()) == [
+        [("BN, train", "--"), ("BN, val", "-")],
+        [("LN, train", "--"), ("LN, val", "-"), ("LN: paper", "paper")],
+    ]
+    assert panels.count((0.01, 1.0)) == 2  # (matplotlib calls set_ylim itself too)

@@ -71,10 +71,24 @@ def write_csv(path: Path, header: list, rows: Iterable[list]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def save_figure(fig, path: Path, dpi: int = 120) -> None:
-    """A matplotlib figure written atomically, in the format of `path`'s suffix."""
+def save_figure(fig, path: Path, dpi: int = 120, metadata: dict | None = None) -> None:
+    """A matplotlib figure written atomically, in the format of `path`'s suffix (`metadata`:
+    text fields stored in the file, e.g. PNG tEXt chunks)."""
     path = Path(path)
-    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or None))
+    fmt = path.suffix.lstrip(".") or None
+    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=fmt, metadata=metadata))
+
+
+def png_text(path: Path) -> dict[str, str]:
+    """The tEXt fields of a PNG file (what `save_figure(..., metadata=...)` stored)."""
+    data, pos, out = Path(path).read_bytes(), 8, {}
+    while pos + 8 <= len(data):
+        size, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        if kind == b"tEXt":
+            key, _, value = data[pos + 8 : pos + 8 + size].partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        pos += 12 + size
+    return out
 
 
 def read_checkpoint(path: str | Path) -> dict:
