@@ -195,6 +195,11 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     check_logger(config["logger"])
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    # Subnormal floats (below 1.2e-38) run ~20x slower on x86 CPUs: Adam's running averages of
+    # dead ReLU units decay into them (46-84 % of exp_avg in the first two pi-MNIST layers after
+    # a batch-4 run, one Adam step 34 ms instead of 1.6 ms); flushed to zero, they change no
+    # float32 weight (an update of 1e-38 / (sqrt(v) + 1e-8) is far below a weight's ulp).
+    torch.set_flush_denormal(True)
     world = distributed.current()
     device = distributed.device_for(resolve_device(str(cfg.device)), world)
     batch_size = cfg.data.get("batch_size")  # the global batch, split over the processes
