@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lnrepro.golden import cpu_name
 from lnrepro.nn.rnn import GRU, LSTM
 
 T, B, I, H = 100, 32, 512, 512
@@ -103,16 +103,6 @@ def bench(device: str, warmup: int, rounds: int) -> list[tuple[str, str, float, 
         ref.setdefault(fam, ms)
         rows.append((device, name, ms, ms / ref[fam]))
     return rows
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def repeated(devices, warmup: int, rounds: int, repeats: int):
