@@ -82,9 +82,9 @@ eval-skip: venv ## SentEval of a skip-thoughts checkpoint: CKPT=<run>/checkpoint
 	$(PY) scripts/eval_skip.py $(CKPT) $(ARGS)
 
 .PHONY: figure4
-figure4: venv ## Figure 4, DRAW on binarized MNIST: LN vs baseline test bound, + samples (SCALE=cpu|paper)
+figure4: venv ## Figure 4, DRAW on binarized MNIST: LN vs baseline test bound (3 seeds, BN 1), + samples (SCALE=cpu|paper)
 
-figure5: venv ## Figure 5, handwriting synthesis (IAM-OnDB): LN-LSTM vs LSTM (and BN), NLL vs updates (SCALE=cpu|paper)
+figure5: venv ## Figure 5, handwriting synthesis (IAM-OnDB): LN-LSTM vs LSTM (3 seeds; BN 1), NLL vs updates (SCALE=cpu|paper)
 
 samples: venv ## handwriting from the figure5 runs -> results/handwriting_samples.png (TEXT="...", BIAS=1.0)
 	$(PY) scripts/sample_handwriting.py --scale $(SCALE) --bias $(or $(BIAS),1.0) $(if $(TEXT),--text "$(TEXT)",)
@@ -103,11 +103,14 @@ fig.spec.figure6 := figure6_pi_mnist
 fig.spec.figure-lm := lm_ptb_char
 fig.spec.figure-lm-word := lm_ptb_word
 fig.spec.figure-cnn := cnn_mnist
-# the reader and skip-thoughts grids: 2 runs in parallel unless LAUNCHER=...
+# the reader, skip-thoughts, DRAW and handwriting grids: 2 runs in parallel unless LAUNCHER=...
+# (one thread a run: their small per-step ops gain little from a second thread)
 PARALLEL_LAUNCH = --launcher $(or $(LAUNCHER),parallel)
 fig.launch.figure2 = $(PARALLEL_LAUNCH)
 fig.launch.figure2-gain = $(PARALLEL_LAUNCH)
 fig.launch.figure3 = $(PARALLEL_LAUNCH)
+fig.launch.figure4 = $(PARALLEL_LAUNCH)
+fig.launch.figure5 = $(PARALLEL_LAUNCH)
 fig.scale.figure2-gain := cpu
 fig.before.figure2 = $(if $(filter cpu,$(SCALE)),$(PY) scripts/reader_data.py --full,)
 fig.after.figure3 = $(PY) scripts/table3.py --scale $(SCALE)

@@ -49,45 +49,61 @@ def run_order(run, grid_keys: list[str]) -> tuple:
     return (str(run.get("norm.kind")), *[str(run.get(k)) for k in grid_keys], run.get("seed") or 0)
 
 
+def multiruns(spec: dict, scale: str) -> list[tuple[list[str], list]]:
+    """(norms, seeds) per multirun: the scale's `seeds` for every norm, except the norms that
+    `seeds_by_norm` gives fewer or other seeds (e.g. Figure 5's BN, an extra curve with no claim:
+    `seeds_by_norm: {bn: [1]}`); norms sharing a seed list run as one multirun."""
+    sc = spec["scales"][scale]
+    by_norm = sc.get("seeds_by_norm") or {}
+    groups: dict[tuple, list[str]] = {}
+    for norm in sc.get("norms", spec["norms"]):  # a scale may run fewer
+        groups.setdefault(tuple(by_norm.get(norm, sc["seeds"])), []).append(norm)
+    return [(norms, list(seeds)) for seeds, norms in groups.items()]
+
+
 def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
     sc = spec["scales"][scale]
-    cmd = [
-        sys.executable,
-        "-m",
-        "lnrepro.train",
-        "-m",
-        f"experiment={sc['experiment']}",
-        "norm=" + ",".join(sc.get("norms", spec["norms"])),  # a scale may run fewer
-        "seed=" + ",".join(str(s) for s in sc["seeds"]),
-    ]
-    cmd += [f"{k}=" + ",".join(str(v) for v in vals) for k, vals in spec.get("grid", {}).items()]
-    cmd += list(sc.get("overrides", []))
-    # one directory per grid point, named by its overrides only (no job number), so adding a
-    # seed or a norm to the grid later resumes the finished runs instead of renumbering them
-    cmd += [
-        f"hydra.sweep.dir={sweep_dir(spec, scale)}",
-        "hydra.sweep.subdir=${hydra.job.override_dirname}",
-        "resume=true",
-    ]
-    if launcher:
-        cmd += [f"hydra/launcher={launcher}"]
-    cmd += extra
-    print("+", " ".join(cmd), flush=True)
-    n_jobs = (
-        len(sc.get("norms", spec["norms"]))
-        * len(sc["seeds"])
-        * math.prod(len(v) for v in spec.get("grid", {}).values())
+    grid_size = math.prod(len(v) for v in spec.get("grid", {}).values())
+    groups = multiruns(spec, scale)
+    watch = GridProgress(
+        sweep_dir(spec, scale), sum(len(n) * len(s) for n, s in groups) * grid_size
     )
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    watch = GridProgress(sweep_dir(spec, scale), n_jobs)
-    while proc.poll() is None:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+    for norms, seeds in groups:
+        cmd = [
+            sys.executable,
+            "-m",
+            "lnrepro.train",
+            "-m",
+            f"experiment={sc['experiment']}",
+            "norm=" + ",".join(norms),
+            "seed=" + ",".join(str(s) for s in seeds),
+        ]
+        cmd += [
+            f"{k}=" + ",".join(str(v) for v in vals) for k, vals in spec.get("grid", {}).items()
+        ]
+        cmd += list(sc.get("overrides", []))
+        # one directory per grid point, named by its overrides only (no job number), so adding a
+        # seed or a norm to the grid later resumes the finished runs instead of renumbering them
+        cmd += [
+            f"hydra.sweep.dir={sweep_dir(spec, scale)}",
+            "hydra.sweep.subdir=${hydra.job.override_dirname}",
+            "resume=true",
+        ]
+        if launcher:
+            cmd += [f"hydra/launcher={launcher}"]
+        cmd += extra
+        print("+", " ".join(cmd), flush=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT)
+        while proc.poll() is None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            watch.report()
         watch.report()
-    watch.report()
-    return proc.returncode
+        if proc.returncode:
+            return proc.returncode
+    return 0
 
 
 class GridProgress:
@@ -256,11 +272,19 @@ def _caption(spec: dict, scale: str, runs: list[Run], banded: bool) -> str:
     """The caption from what the runs actually were, not from what the spec hopes."""
     ref = runs[0]
     epochs = sorted({round(r.summary.get("epoch", float("nan")), 2) for r in runs if r.summary})
-    seeds = sorted({r.get("seed") for r in runs})
+    by_norm: dict[str, set] = defaultdict(set)
+    for r in runs:
+        by_norm[r.get("norm.kind")].add(r.get("seed"))
+    if len({frozenset(v) for v in by_norm.values()}) > 1:  # e.g. Figure 5's BN: fewer seeds
+        seeds = "seeds " + ", ".join(
+            f"{spec['labels'].get(n, n)} {sorted(v)}" for n, v in sorted(by_norm.items())
+        )
+    else:
+        seeds = f"seeds {sorted({r.get('seed') for r in runs})}"
     statuses = sorted({r.status for r in runs})
     sub = (
         f"{scale} scale ({ref.get('name')}), {spec.get('dataset', '')}; epochs trained: "
-        f"{', '.join(map(str, epochs))}; seeds {seeds}; {len(runs)} runs ({', '.join(statuses)})"
+        f"{', '.join(map(str, epochs))}; {seeds}; {len(runs)} runs ({', '.join(statuses)})"
     )
     if banded:
         sub += "; lines: mean over seeds, shaded bands: min..max over seeds"
