@@ -272,19 +272,11 @@ def _caption(spec: dict, scale: str, runs: list[Run], banded: bool) -> str:
     """The caption from what the runs actually were, not from what the spec hopes."""
     ref = runs[0]
     epochs = sorted({round(r.summary.get("epoch", float("nan")), 2) for r in runs if r.summary})
-    by_norm: dict[str, set] = defaultdict(set)
-    for r in runs:
-        by_norm[r.get("norm.kind")].add(r.get("seed"))
-    if len({frozenset(v) for v in by_norm.values()}) > 1:  # e.g. Figure 5's BN: fewer seeds
-        seeds = "seeds " + ", ".join(
-            f"{spec['labels'].get(n, n)} {sorted(v)}" for n, v in sorted(by_norm.items())
-        )
-    else:
-        seeds = f"seeds {sorted({r.get('seed') for r in runs})}"
+    seeds = sorted({r.get("seed") for r in runs})
     statuses = sorted({r.status for r in runs})
     sub = (
         f"{scale} scale ({ref.get('name')}), {spec.get('dataset', '')}; epochs trained: "
-        f"{', '.join(map(str, epochs))}; {seeds}; {len(runs)} runs ({', '.join(statuses)})"
+        f"{', '.join(map(str, epochs))}; seeds {seeds}; {len(runs)} runs ({', '.join(statuses)})"
     )
     if banded:
         sub += "; lines: mean over seeds, shaded bands: min..max over seeds"
