@@ -16,7 +16,6 @@ KNOWN_STALE = {
     "figure3_skip_thoughts",
     "figure4_draw",
     "figure5_handwriting",
-    "lm_ptb_char",
     "lm_ptb_word",
 }
 
