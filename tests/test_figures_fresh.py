@@ -14,7 +14,6 @@ KNOWN_STALE = {
     "figure2_reader",
     "figure2_reader_gain",
     "figure3_skip_thoughts",
-    "figure4_draw",
     "figure5_handwriting",
     "lm_ptb_word",
 }
