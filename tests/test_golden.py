@@ -1,6 +1,7 @@
 """Golden runs: every CPU-scale experiment and norm reruns bit for bit (`make golden` records).
 
-Against the set recorded on this machine's CPU model (tests/golden/<cpu>/, lnrepro.golden):
+Against the set recorded on this machine's CPU model and capability (tests/golden/<cpu>-<capability>/,
+lnrepro.golden):
 other kernels on another CPU move results in the 7th digit, so a machine with no set of its own
 skips these checks, saying which CPU it is, until `make golden` records one.
 
@@ -22,7 +23,10 @@ from lnrepro import golden
 ROOT = Path(__file__).resolve().parents[1]
 MACHINE = golden.machine_dir()
 GOLDEN = sorted(MACHINE.glob("*.json"))
-NO_SET = f"no golden runs recorded on this CPU ({golden.cpu_name()}): `make golden` records them"
+NO_SET = (
+    f"no golden runs recorded on this CPU ({golden.cpu_name()}, {golden.cpu_capability()}): "
+    "`make golden` records them"
+)
 
 # Deliberate changes since the golden files were recorded, while they are pending: new field ->
 # (old field, the old code's expression of it from the new value), applied to the rerun's rows
@@ -54,7 +58,7 @@ def test_golden_sets_are_named_by_their_cpu_and_hold_known_cases():
     for d in sets:
         docs = [json.loads(p.read_text()) for p in d.glob("*.json")]
         assert {doc["case"] for doc in docs} <= set(golden.case_names()), d
-        assert all(golden.machine_dir(doc["cpu"]) == d for doc in docs), d
+        assert all(golden.machine_dir(doc["cpu"], doc["cpu_capability"]) == d for doc in docs), d
 
 
 def test_every_case_has_a_golden_file():

@@ -5,13 +5,16 @@ tests/test_golden.py reruns and compares).
 Each case runs the real entrypoint (`python -m lnrepro.train`) on the real datasets under
 $LNREPRO_DATA with one thread and W&B off, and stores every `metrics.jsonl` row except the
 wall-clock field `time`, plus the torch version and the CPU, in
-`tests/golden/<cpu>/<case>.json`. The file also holds the overrides it was recorded with, so a
+`tests/golden/<cpu>-<capability>/<case>.json`. The file also holds the overrides it was recorded with, so a
 check reruns exactly that.
 
-One set per CPU model: the same torch build picks other kernels on another CPU (AVX2 against
-AVX-512, oneDNN's choices), and results then differ in the 7th digit from the first evaluation
-on. A check compares against the set recorded on this machine's CPU (`cpu_name()`) and skips,
-saying so, where none was recorded; `make golden` records one.
+One set per CPU model and torch CPU capability: the same torch build picks other kernels on
+another CPU (AVX2 against AVX-512, oneDNN's choices), and results then differ in the 7th digit
+from the first evaluation on. The model name alone is not enough: virtual machines report
+generations of a family under one name ("AMD EPYC"), and the set recorded on one of them failed
+24 of 29 cases on another that reports AVX-512. A check compares against the set of this
+machine (`machine_dir()`: the CPU name and `torch.backends.cpu.get_cpu_capability()`) and
+skips, saying so, where none was recorded; `make golden` records one.
 
 Golden files change only in a commit that says why the numbers move on purpose (a kernel
 that reorders floating-point sums, a metric renamed or stored in another form), with the
@@ -169,10 +172,17 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def machine_dir(cpu: str | None = None) -> Path:
-    """tests/golden/<slug of the CPU model>/: the golden set of one CPU model."""
-    slug = re.sub(r"[^a-z0-9]+", "-", (cpu or cpu_name()).lower()).strip("-")
-    return GOLDEN_DIR / slug
+def cpu_capability() -> str:
+    """The vector instruction set torch's CPU kernels dispatch to here (e.g. AVX512, AVX2)."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def machine_dir(cpu: str | None = None, capability: str | None = None) -> Path:
+    """tests/golden/<slug of the CPU model and capability>/: the golden set of one kind of CPU."""
+    name = f"{cpu or cpu_name()} {capability or cpu_capability()}"
+    return GOLDEN_DIR / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def case_names() -> list[str]:
@@ -217,7 +227,7 @@ def record(name: str) -> Path:
         "case": name,
         "torch": torch.__version__,
         "cpu": cpu_name(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_capability": cpu_capability(),
         "overrides": overrides,
         "rows": rows,
     }
