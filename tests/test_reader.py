@@ -216,6 +216,27 @@ def test_cnn_corpus_through_the_loader(tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "huggingface").is_dir()  # Arrow cache in the cache root
 
 
+def test_entities_named_by_the_query_can_be_left_out_of_the_candidates(tmp_path, monkeypatch):
+    monkeypatch.setenv("LNREPRO_CACHE", str(tmp_path / "cache"))
+    root = write_cnn(tmp_path / "data")
+    kw = {
+        "source": "cnn",
+        "top_k": 4,
+        "n_entities": 10,
+        "vocab_size": 40,
+        "batch_size": 2,
+        "eval_batch_size": 2,
+    }
+    entity3 = cloze.ENTITY0 + 3  # the query "@placeholder bought a car from @entity3"
+    for exclude, want in ((False, [0, 1, 2, 3]), (True, [0, 1, 2])):
+        data = cloze.cloze(str(root), **kw, exclude_query_entities=exclude)
+        split = data.splits["val"]
+        assert (split.query == entity3).any()
+        for row in split.candidates:
+            assert row.nonzero().flatten().tolist() == want
+        assert split.candidates[torch.arange(len(split)), split.answer].all()
+
+
 def test_missing_cnn_corpus_is_one_clear_line(tmp_path):
     with pytest.raises(DataError) as e:
         cloze.cloze(str(tmp_path), source="cnn")

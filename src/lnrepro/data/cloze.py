@@ -213,8 +213,11 @@ def window_docs(table, width: int | None):
     return table
 
 
-def encode(table, vocab: list[str], n_entities: int) -> dict[str, Split]:
-    """Arrow rows -> one Split per split name present."""
+def encode(
+    table, vocab: list[str], n_entities: int, exclude_query_entities: bool = False
+) -> dict[str, Split]:
+    """Arrow rows -> one Split per split name present; with `exclude_query_entities`, an entity
+    that the query names is no candidate (the answer always stays one)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -237,6 +240,14 @@ def encode(table, vocab: list[str], n_entities: int) -> dict[str, Split]:
         cands[rows, ck] = True
         if not bool(cands[torch.arange(t.num_rows), answer].all()):
             raise DataError(f"the {name} split has questions whose answer is not a candidate")
+        if exclude_query_entities:
+            qrow = torch.repeat_interleave(torch.arange(t.num_rows), query_off.diff())
+            ent = query - ENTITY0
+            hit = (ent >= 0) & (ent < n_entities)
+            named = torch.zeros_like(cands)
+            named[qrow[hit], ent[hit]] = True
+            named[torch.arange(t.num_rows), answer] = False
+            cands &= ~named
         out[name] = Split(doc, doc_off, query, query_off, answer, cands)
     return out
 
@@ -344,6 +355,7 @@ def cloze(
     seed: int = 0,
     device: str | torch.device = "cpu",
     verify: bool = True,
+    exclude_query_entities: bool = False,
 ) -> ClozeData:
     """The reader's data (see the module docstring).
 
@@ -366,12 +378,15 @@ def cloze(
             each time it is drawn (seeded by the run's seed, epoch and batch), so that a reader
             cannot memorise a question's fixed labels over epochs; evaluation keeps the
             corpus' labels.
+        exclude_query_entities: an entity the query names is no candidate. In the stand-in
+            the answer never occurs in its query (every mention is replaced), so this removes
+            only wrong candidates, and the floors are computed over the same candidates.
     """
     _check_options(source, top_k, doc_window, repermute, verify)
     settings = {**(build or {}), "n_entities": n_entities}
     table = window_docs(load_table(source, data_dir, books, settings, top_k, verify), doc_window)
     vocab = build_vocab(table, n_entities, vocab_size)
-    splits = encode(table, vocab, n_entities)
+    splits = encode(table, vocab, n_entities, bool(exclude_query_entities))
     data = ClozeData(
         splits, vocab, n_entities, batch_size, eval_batch_size, bucket_batches, seed, repermute
     )
