@@ -26,6 +26,24 @@ def test_every_norm_in_a_claim_runs_three_seeds_at_cpu_scale(path):
             assert len(seeds.get(norm, [])) >= 3, (claim["id"], norm, seeds)
 
 
+def _fake_popen(monkeypatch, tmp_path, returncode: int) -> list[list[str]]:
+    """subprocess.Popen replaced by a process that has ended with `returncode`; returns the list
+    that collects the commands launched."""
+    launched: list[list[str]] = []
+
+    class Ended:
+        def __init__(self, cmd, cwd):
+            launched.append(cmd)
+            self.returncode = returncode
+
+        def poll(self):
+            return self.returncode
+
+    monkeypatch.setattr(figure.subprocess, "Popen", Ended)
+    monkeypatch.setenv("LNREPRO_OUTPUTS", str(tmp_path))
+    return launched
+
+
 def test_seeds_by_norm_launches_one_multirun_per_seed_list(monkeypatch, tmp_path):
     spec = {
         "name": "fig_seeds",
@@ -36,19 +54,7 @@ def test_seeds_by_norm_launches_one_multirun_per_seed_list(monkeypatch, tmp_path
         },
     }
     assert figure.multiruns(spec, "cpu") == [(["ln", "none"], [1, 2, 3]), (["bn"], [1])]
-    launched = []
-
-    class Done:
-        returncode = 0
-
-        def __init__(self, cmd, cwd):
-            launched.append(cmd)
-
-        def poll(self):
-            return 0
-
-    monkeypatch.setattr(figure.subprocess, "Popen", Done)
-    monkeypatch.setenv("LNREPRO_OUTPUTS", str(tmp_path))
+    launched = _fake_popen(monkeypatch, tmp_path, 0)
     assert figure.run(spec, "cpu", "parallel", ["trainer.max_steps=5"]) == 0
     assert len(launched) == 2
     first, second = launched
@@ -68,18 +74,6 @@ def test_a_failed_multirun_stops_the_grid(monkeypatch, tmp_path):
             "cpu": {"experiment": "pi_mnist_cpu", "seeds": [1, 2], "seeds_by_norm": {"bn": [1]}}
         },
     }
-    launched = []
-
-    class Fail:
-        returncode = 3
-
-        def __init__(self, cmd, cwd):
-            launched.append(cmd)
-
-        def poll(self):
-            return 3
-
-    monkeypatch.setattr(figure.subprocess, "Popen", Fail)
-    monkeypatch.setenv("LNREPRO_OUTPUTS", str(tmp_path))
+    launched = _fake_popen(monkeypatch, tmp_path, 3)
     assert figure.run(spec, "cpu", None, []) == 3
     assert len(launched) == 1

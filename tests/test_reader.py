@@ -17,7 +17,7 @@ from helpers import metrics_rows, run_cli
 
 from lnrepro.data import cloze, cloze_cnn
 from lnrepro.data import cloze_text as ct
-from lnrepro.errors import DataError
+from lnrepro.errors import ConfigError, DataError
 from lnrepro.models.reader import AttentiveReader, restrict
 from lnrepro.nn.rnn import LSTM, SeqBatchNorm
 
@@ -235,6 +235,8 @@ def test_entities_named_by_the_query_can_be_left_out_of_the_candidates(tmp_path,
         for row in split.candidates:
             assert row.nonzero().flatten().tolist() == want
         assert split.candidates[torch.arange(len(split)), split.answer].all()
+    with pytest.raises(ConfigError, match="^data.exclude_query_entities must be true or false"):
+        cloze.cloze(str(root), **kw, exclude_query_entities="yes")
 
 
 def test_missing_cnn_corpus_is_one_clear_line(tmp_path):

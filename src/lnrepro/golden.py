@@ -5,14 +5,14 @@ tests/test_golden.py reruns and compares).
 Each case runs the real entrypoint (`python -m lnrepro.train`) on the real datasets under
 $LNREPRO_DATA with one thread and W&B off, and stores every `metrics.jsonl` row except the
 wall-clock field `time`, plus the torch version and the CPU, in
-`tests/golden/<cpu>-<capability>/<case>.json`. The file also holds the overrides it was recorded with, so a
-check reruns exactly that.
+`tests/golden/<cpu>-<capability>/<case>.json`. The file also holds the overrides it was
+recorded with, so a check reruns exactly that.
 
 One set per CPU model and torch CPU capability: the same torch build picks other kernels on
 another CPU (AVX2 against AVX-512, oneDNN's choices), and results then differ in the 7th digit
 from the first evaluation on. The model name alone is not enough: virtual machines report
 generations of a family under one name ("AMD EPYC"), and the set recorded on one of them failed
-24 of 29 cases on another that reports AVX-512. A check compares against the set of this
+24 of 27 cases on another that reports AVX-512. A check compares against the set of this
 machine (`machine_dir()`: the CPU name and `torch.backends.cpu.get_cpu_capability()`) and
 skips, saying so, where none was recorded; `make golden` records one.
 

@@ -382,11 +382,11 @@ def cloze(
             the answer never occurs in its query (every mention is replaced), so this removes
             only wrong candidates, and the floors are computed over the same candidates.
     """
-    _check_options(source, top_k, doc_window, repermute, verify)
+    _check_options(source, top_k, doc_window, repermute, verify, exclude_query_entities)
     settings = {**(build or {}), "n_entities": n_entities}
     table = window_docs(load_table(source, data_dir, books, settings, top_k, verify), doc_window)
     vocab = build_vocab(table, n_entities, vocab_size)
-    splits = encode(table, vocab, n_entities, bool(exclude_query_entities))
+    splits = encode(table, vocab, n_entities, exclude_query_entities)
     data = ClozeData(
         splits, vocab, n_entities, batch_size, eval_batch_size, bucket_batches, seed, repermute
     )
@@ -395,7 +395,7 @@ def cloze(
     return data.to(device)
 
 
-def _check_options(source, top_k, doc_window, repermute, verify) -> None:
+def _check_options(source, top_k, doc_window, repermute, verify, exclude_query_entities) -> None:
     """One ConfigError line for a bad option of `cloze`."""
     if source not in SOURCES:
         raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -408,3 +408,7 @@ def _check_options(source, top_k, doc_window, repermute, verify) -> None:
         raise ConfigError(f"data.doc_window must be null or an integer >= 0, got {doc_window!r}")
     if not isinstance(repermute, bool):
         raise ConfigError(f"data.repermute must be true or false, got {repermute!r}")
+    if not isinstance(exclude_query_entities, bool):
+        raise ConfigError(
+            f"data.exclude_query_entities must be true or false, got {exclude_query_entities!r}"
+        )
