@@ -557,3 +557,32 @@ def test_end_to_end_through_the_entrypoint(tmp_path, norm):
     assert summary["status"] == "completed" and summary["step"] == 6
     rows = metrics_rows(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows if "val/err" in r] == [0, 3, 6]
+
+
+def test_floors_count_only_the_candidates():
+    """Three hand-made questions whose floors are known: the most frequent and the most recent
+    floors pick among the candidates (an entity the query names may be left out of them)."""
+    from lnrepro.data.cloze_stats import floors
+
+    e = [cloze.ENTITY0 + k for k in range(4)]
+    w = cloze.ENTITY0 + 4  # a word, not an entity (n_entities=4)
+    docs = [
+        [e[0], w, e[0], e[1], w],  # e0 twice, e1 last
+        [e[2], e[1], w, e[3]],  # e3 last, but the query names it and it is no candidate
+        [e[1], e[1], e[2]],  # e1 twice, e2 last
+    ]
+    queries = [[w, e[2]], [w, e[3]], [w]]
+    cands = torch.tensor(
+        [[1, 1, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0]], dtype=torch.bool
+    )  # row 2: e3 (named by its query) left out
+    answer = torch.tensor([0, 1, 2])
+
+    def flat(rows):
+        off = torch.tensor([0] + [len(r) for r in rows]).cumsum(0)
+        return torch.tensor([t for r in rows for t in r]), off
+
+    split = cloze.Split(*flat(docs), *flat(queries), answer, cands)
+    f = floors(split, n_entities=4)
+    assert f["random"] == pytest.approx(0.5)
+    assert f["frequent"] == pytest.approx(1 / 3)  # row 0 only (row 1: tie -> e2, first seen)
+    assert f["recent"] == pytest.approx(2 / 3)  # row 1: e1 (not e3, no candidate); row 2: e2

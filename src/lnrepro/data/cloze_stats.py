@@ -5,7 +5,7 @@ learned to read):
   * random: a uniformly random candidate (expected accuracy: the mean of 1 / #candidates);
   * frequent: the candidate mentioned most often in the document (ties: the one mentioned
     first);
-  * recent: the entity mentioned last in the document.
+  * recent: the candidate mentioned last in the document.
 And one reference heuristic that is not a floor: frequent_not_in_query, the most frequent
 candidate that the query does not name (when the query names them all: the most frequent).
 """
@@ -53,7 +53,7 @@ def floors(split: Split, n_entities: int) -> dict[str, float]:
     return {
         "random": float((1.0 / cands.sum(1).double()).mean()),
         "frequent": float((most_frequent(cands) == ans).double().mean()),
-        "recent": float((last.argmax(1) == ans).double().mean()),
+        "recent": float((last.masked_fill(~cands, -1).argmax(1) == ans).double().mean()),
         "frequent_not_in_query": float((most_frequent(not_q) == ans).double().mean()),
     }
 
