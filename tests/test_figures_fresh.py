@@ -11,8 +11,6 @@ figure = load_script("figure")
 # redone. The test fails when one of them is fresh again, so the list cannot go stale itself.
 KNOWN_STALE = {
     "cnn_mnist",
-    "figure2_reader",
-    "figure2_reader_gain",
     "figure3_skip_thoughts",
     "figure5_handwriting",
     "lm_ptb_word",
