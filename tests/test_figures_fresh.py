@@ -12,7 +12,6 @@ figure = load_script("figure")
 KNOWN_STALE = {
     "cnn_mnist",
     "figure3_skip_thoughts",
-    "figure5_handwriting",
     "lm_ptb_word",
 }
 
