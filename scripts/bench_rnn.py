@@ -11,7 +11,9 @@ runs 3 repeats, records the 1-minute load average after each, and reports the me
 over the repeats (the ms column: the median over the repeats of the medians). On CPU with the
 default thread count; also on CUDA (torch = cuDNN) when available.
 
-Two "autograd loop" rows time the LN-LSTM equations written as a straightforward loop (input
+"LSTM ln" is the fused path where it applies (lnrepro.nn.fused_lstm: the sequence as one
+autograd Function, C++ time loops, oneDNN GEMMs); "LSTM ln, step loop" is the same layer with
+`fused=False`, the autograd loop every other norm takes. Two "autograd loop" rows time the LN-LSTM equations written as a straightforward loop (input
 projection batched, h @ W_hh.T per step, autograd for everything), stepping through time with
 xin[t] (what one usually writes) or with xin.unbind(0): they show what the layer's techniques
 (unbind, the deferred W_hh gradient) buy.
@@ -32,6 +34,7 @@ import torch
 from torch import nn
 
 from lnrepro.golden import cpu_name
+from lnrepro.nn import fused_lstm
 from lnrepro.nn.rnn import GRU, LSTM
 
 T, B, I, H = 100, 32, 512, 512
@@ -59,6 +62,12 @@ class LoopLNLSTM(nn.Module):
         return torch.stack(outs), None
 
 
+def step_loop(model: LSTM) -> LSTM:
+    for cell in model.layers:
+        cell.fused = False
+    return model
+
+
 def models() -> dict[str, tuple[str, nn.Module]]:
     """name -> (family, module); the family's first entry is the ratio's reference."""
     return {
@@ -66,6 +75,7 @@ def models() -> dict[str, tuple[str, nn.Module]]:
         "LSTM none": ("LSTM", LSTM(I, H, norm="none")),
         "LSTM ln": ("LSTM", LSTM(I, H, norm="ln")),
         "LSTM bn": ("LSTM", LSTM(I, H, norm="bn")),
+        "LSTM ln, step loop": ("LSTM", step_loop(LSTM(I, H, norm="ln"))),
         "LSTM ln, autograd loop, xin[t]": ("LSTM", LoopLNLSTM(unbind=False)),
         "LSTM ln, autograd loop, unbind": ("LSTM", LoopLNLSTM(unbind=True)),
         "torch.nn.GRU": ("GRU", nn.GRU(I, H)),
@@ -148,6 +158,10 @@ def main():
             "- ratio: to torch.nn.LSTM (LSTM rows) / torch.nn.GRU (GRU rows) within each repeat; "
             "the median over the repeats, and their range; torch's CPU LSTM runs oneDNN's fused "
             "kernel, on CUDA cuDNN"
+        ),
+        (
+            f"- fused LN-LSTM (lnrepro.nn.fused_lstm) built: {fused_lstm.available()}; its "
+            f"GEMMs in oneDNN: {fused_lstm.onednn()}"
         ),
         "",
         "| device | model | ms / batch | ratio (median) | ratio range over repeats |",

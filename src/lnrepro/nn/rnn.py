@@ -46,7 +46,11 @@ normalised, zeros next to a norm (the paper's b = 0, no forget-gate +1). LN gain
 Speed: the input projection (and its norm) is computed for all T steps in one batched matmul;
 Python loops only over the recurrence. Autograd would form the gradient of the recurrent weight
 as T skinny (4H x B)(B x H) products added one by one; `_DeferredWeightGrad` instead forms it as
-one (4H x TB)(TB x H) GEMM in the backward pass.
+one (4H x TB)(TB x H) GEMM in the backward pass. The LN-LSTM (norm "ln" at the gates and on
+c_t, no mask, float32/64 on the CPU, no autocast) goes further: `LSTMCell.scan` runs the whole
+sequence as one autograd Function whose time loops are C++ (`lnrepro.nn.fused_lstm`, the same
+Eq. 20-22, a hand-written backward; `fused=False` or LNREPRO_FUSED=0 keeps the step loop).
+Speeds: results/bench_rnn.md (scripts/bench_rnn.py).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lnrepro.errors import ConfigError
+from lnrepro.nn import fused_lstm
 from lnrepro.nn.norm import (  # noqa: F401  (SeqBatchNorm, GroupLN: re-exported)
     DEFAULT_T_MAX,
     MIN_LIVE,
@@ -174,11 +179,15 @@ class LSTMCell(nn.Module):
         ln_cell: bool = True,
         t_max: int = DEFAULT_T_MAX,
         init: str = "torch",
+        fused: bool = True,
     ):
         super().__init__()
         _check_sizes(input_size, hidden_size, init)
         spec = as_spec(norm)
         self.input_size, self.hidden_size, self.kind = input_size, hidden_size, spec.kind
+        # the whole LN-LSTM sequence in one Function with C++ time loops (lnrepro.nn.fused_lstm):
+        # the same Eq. 20-22; `scan` takes it where it applies
+        self.fused = fused and spec.kind == "ln" and ln_gates and ln_cell
         gates_spec = spec if ln_gates else spec.with_(kind="none")
         cell_spec = spec if ln_cell else spec.with_(kind="none")
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
@@ -239,6 +248,13 @@ class LSTMCell(nn.Module):
         """All steps of x (T, B, I) -> (out (T, B, H), (h_T, c_T)); `mask` (T, B) bool marks
         the live steps of a padded batch (see the module docstring)."""
         state = self.zero_state(x) if state is None else state
+        if mask is None and self.fused:
+            n_h, n_c = self.norm_hh, self.norm_c
+            params = (self.weight_hh, n_h.weight, n_c.weight, n_c.bias, *state)
+            if fused_lstm.applies(x, self.weight_ih, *params):
+                u = fused_lstm.Linear.apply(x, self.weight_ih)  # W_ih x_t, all steps (oneDNN)
+                xin = self.finish_input(u, t0) + n_h.bias  # LN_hh's bias is constant over time
+                return fused_lstm.ln_lstm_scan(xin, *params, n_c.eps)
         if mask is None:
             return _scan(self._step, self.input_term(x, t0), self.weight_hh, state, t0)
         xin = apply_time_norm(self.norm_ih, F.linear(x, self.weight_ih), t0, mask, min_live)

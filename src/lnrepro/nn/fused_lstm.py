@@ -1,0 +1,202 @@
+"""The LN-LSTM over a whole sequence as one autograd Function, its time loops in C++.
+
+Supplementary Eq. 20-22 of Ba, Kiros & Hinton 2016, in torch's gate order [i; f; g; o]:
+
+    gates_t = xin_t + LN_hh(h_{t-1} W_hh^T)          xin_t = LN_ih(W_ih x_t) + b (the caller's)
+    c_t     = sig(f_t) * c_{t-1} + sig(i_t) * tanh(g_t)
+    h_t     = sig(o_t) * tanh(LN_c(c_t))
+
+LN_hh: one LN over the 4H gate units of the recurrent product, gain `gain_hh` (its bias is
+constant over time: the caller adds it to xin); LN_c over the H cell units, gain `gain_c`, bias
+`bias_c`; both as `lnrepro.nn.norm.LayerNorm` (Eq. 3-5: per case, biased variance, eps inside
+the square root). The carried c_t is the raw one. `LSTMCell(norm="ln").scan`'s autograd loop
+computes the same numbers up to float rounding (tests/test_fused_lstm.py); this is its fast
+path on the CPU.
+
+Why C++ (csrc/ln_lstm.cpp): per step, the recurrent product is one GEMM and the rest of the
+step (two LNs, four nonlinearities, the cell update; in the backward the same by hand) is one
+pass over each case's row, instead of ~15 tensor ops through the dispatcher and autograd (a
+Python autograd Function with the same hand-written backward ran no faster than the autograd
+loop). After the loops, in single batched calls: dW_hh = sum_t dA_t^T h_{t-1} as one GEMM, the
+LN gains' gradients as sums over (T, B).
+
+Why oneDNN: every GEMM of the path (the input projection `Linear`, the per-step products with a
+weight packed once per call, dW) goes through oneDNN's linear, the library behind
+torch.nn.LSTM's CPU kernel; on the AMD EPYC of this project torch.mm's BLAS ran these float32
+shapes 2.3x slower (100 products (32 x 512)(512 x 2048): 86 ms vs 36 ms at 1 thread). Where
+oneDNN is absent (or for float64) the loops use torch.mm.
+
+The extension is compiled on first use with torch.utils.cpp_extension (a C++ compiler and ninja,
+about 30 s, cached under $TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions, keyed by this CPU's
+flags since it is built with -march=native). Where it cannot be built, or LNREPRO_FUSED=0, or
+the inputs are not float32/float64 CPU tensors, `available()` is False and the cell keeps the
+autograd loop: the same equations, the same results up to rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+from pathlib import Path
+
+import torch
+from torch.autograd.function import once_differentiable
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "ln_lstm.cpp"
+_state: dict = {}
+
+
+def _cpu_key() -> str:
+    """A short hash of what -march=native depends on: the machine and the CPU's flags."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return hashlib.sha1(f"{platform.machine()} {flags}".encode()).hexdigest()[:10]
+
+
+def available() -> bool:
+    """Whether the C++ LN-LSTM is built and loaded (builds it on the first call)."""
+    if "ok" not in _state:
+        _state["ok"] = False
+        if os.environ.get("LNREPRO_FUSED", "1") == "0":
+            return False
+        # its import warns that no CUDA runtime is found, which does not concern a CPU build
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        try:
+            from torch.utils import cpp_extension
+
+            cpp_extension.load(
+                name=f"lnrepro_ln_lstm_{_cpu_key()}",
+                sources=[str(SOURCE)],
+                extra_cflags=["-O3", "-march=native", "-fno-trapping-math", "-fopenmp-simd"],
+                is_python_module=False,
+                verbose=False,
+            )
+            _state["ok"] = True
+        except Exception as err:  # noqa: BLE001  (no compiler, no ninja, a build error: any)
+            log.warning(
+                "LN-LSTM: the C++ fast path did not build (%s); using the step loop",
+                str(err).strip().splitlines()[-1] if str(err).strip() else type(err),
+            )
+    return _state["ok"]
+
+
+def onednn() -> bool:
+    """oneDNN's linear is there (x86 and aarch64 builds of torch): torch.nn.LSTM's CPU kernel
+    runs on it, and on AMD CPUs its fp32 GEMMs measured 2.3x faster than the BLAS behind
+    torch.mm (results/bench_rnn.md)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x W^T (x 2-d): oneDNN where it is there, else torch.mm."""
+    if onednn() and x.dtype == torch.float32:
+        return torch.ops.mkldnn._linear_pointwise(
+            x.contiguous(), w.contiguous(), None, "none", [], ""
+        )
+    return x.mm(w.t())
+
+
+def _pack(w: torch.Tensor, batch: int):
+    """oneDNN's blocked copy of a weight W for repeated products x W^T, or None."""
+    if onednn() and w.dtype == torch.float32:
+        return torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), batch)
+    return None
+
+
+class Linear(torch.autograd.Function):
+    """x (.., I) W^T with its GEMMs (forward, dL/dx, dL/dW) in oneDNN where it is there: the
+    input projection of the fused LN-LSTM. First-order only."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return _linear(x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[0])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
+        dx = _linear(g2, w.t()).view(x.shape) if ctx.needs_input_grad[0] else None
+        dw = _linear(g2.t(), x2.t()) if ctx.needs_input_grad[1] else None
+        return dx, dw
+
+
+class _LNLSTMScan(torch.autograd.Function):
+    """(xin (T, B, 4H), W_hh (4H, H), g_hh (4H,), g_c (H,), b_c (H,), h0, c0 (B, H), eps) ->
+    (hs (T, B, H), c_T (B, H)); see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps):
+        B = xin.shape[1]
+        hs, NH, S, C, NC, TC, RH, RC = torch.ops.lnrepro.ln_lstm_forward(
+            xin, weight_hh, _pack(weight_hh, B), gain_hh, gain_c, bias_c, h0, c0, eps
+        )
+        # intermediates too (allowed for first-order Functions): freed after the backward
+        ctx.save_for_backward(weight_hh, gain_hh, gain_c, h0, hs, NH, S, C, NC, TC, RH, RC)
+        return hs, C[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_hs, g_cT):
+        weight_hh, gain_hh, gain_c, h0, hs, NH, S, C, NC, TC, RH, RC = ctx.saved_tensors
+        B = S.shape[1]
+        dX, dA, dYc, dc = torch.ops.lnrepro.ln_lstm_backward(
+            g_hs.contiguous(), g_cT.contiguous(), weight_hh, _pack(weight_hh.t(), B),
+            gain_hh, gain_c, NH, S, C, NC, TC, RH, RC,
+        )  # fmt: skip
+        need = ctx.needs_input_grad
+        d_w = d_gh = d_gc = d_bc = d_h0 = d_c0 = None
+        if need[1]:  # sum_t dA_t^T h_{t-1}: one GEMM over all steps
+            h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]]).flatten(0, 1)
+            d_w = _linear(dA.flatten(0, 1).t(), h_prev.t())
+        if need[2]:  # (not einsum: it measured 20x slower for this contraction)
+            d_gh = (dX * NH).sum((0, 1))
+        if need[3]:
+            d_gc = (dYc * NC).sum((0, 1))
+        if need[4]:
+            d_bc = dYc.sum((0, 1))
+        if need[5]:
+            d_h0 = dA[0].mm(weight_hh)
+        if need[6]:
+            H = TC.shape[-1]
+            d_c0 = dc * S[0, :, H : 2 * H]
+        return dX, d_w, d_gh, d_gc, d_bc, d_h0, d_c0, None
+
+
+def applies(x: torch.Tensor, *params: torch.Tensor) -> bool:
+    """The fused path can take x and the cell's parameters: CPU, float32/64, one dtype, no
+    autocast, not under torch.compile (which traces the step loop), and the extension built."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and all(p.dtype == x.dtype and p.device.type == "cpu" for p in params)
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and available()
+    )
+
+
+def ln_lstm_scan(xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps: float = 1e-5):
+    """The LN-LSTM (supplementary Eq. 20-22) over a whole sequence in one autograd Function.
+
+    xin (T, B, 4H): the input terms LN_ih(W_ih x_t) + b of all steps plus LN_hh's bias;
+    weight_hh (4H, H); gain_hh (4H,): LN_hh's gain; gain_c, bias_c (H,): LN_c's; h0, c0 (B, H);
+    eps: both norms' eps. Returns (hs (T, B, H), (h_T, c_T)) as `LSTMCell.scan`. Gradients flow
+    to every tensor argument; first-order only. Call only where `applies(...)`.
+    """
+    if xin.dim() != 3 or xin.shape[0] < 1 or xin.shape[-1] % 4:
+        raise ValueError(f"xin must be (T >= 1, B, 4H), got {tuple(xin.shape)}")
+    args = (xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0)
+    hs, c_T = _LNLSTMScan.apply(*(a.contiguous() for a in args), float(eps))
+    return hs, (hs[-1], c_T)

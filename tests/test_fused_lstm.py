@@ -1,0 +1,119 @@
+"""The C++ LN-LSTM (lnrepro.nn.fused_lstm) against the autograd step loop it replaces.
+
+Both compute supplementary Eq. 20-22; the loop is checked against the equations in
+test_rnn.py, so equality here carries those checks over to the fused path. Skipped where the
+extension cannot be built (no C++ compiler): the cells then use the loop.
+"""
+
+import pytest
+import torch
+
+from lnrepro.nn import fused_lstm
+from lnrepro.nn.rnn import LSTM, LSTMCell
+
+pytestmark = pytest.mark.skipif(not fused_lstm.available(), reason="C++ LN-LSTM not built")
+
+
+def _pair(dtype, layers=2, I=7, H=6, seed=0):
+    """Two equal LN-LSTMs, fused and step loop, with non-trivial LN gains and biases."""
+    torch.manual_seed(seed)
+    fused = LSTM(I, H, layers, norm="ln").to(dtype)
+    with torch.no_grad():
+        for p in fused.parameters():
+            if p.dim() == 1:
+                p.add_(0.3 * torch.randn_like(p))
+    loop = LSTM(I, H, layers, norm="ln").to(dtype)
+    loop.load_state_dict(fused.state_dict())
+    for cell in loop.layers:
+        cell.fused = False
+    return fused, loop
+
+
+def _run(model, x, h0, c0, weights):
+    x, h0, c0 = (v.clone().requires_grad_() for v in (x, h0, c0))
+    out, (h, c) = model(x, (h0, c0))
+    loss = (out * weights).sum() + (h**2).sum() + (c * 0.7).sum()
+    grads = torch.autograd.grad(loss, [x, h0, c0, *model.parameters()])
+    return [out, h, c, *grads]
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-11), (torch.float32, 2e-5)])
+def test_fused_equals_step_loop(dtype, tol):
+    fused, loop = _pair(dtype)
+    T, B, I, H = 9, 5, 7, 6
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(T, B, I, generator=g, dtype=dtype)
+    h0, c0 = (torch.randn(2, B, H, generator=g, dtype=dtype) for _ in range(2))
+    w = torch.randn(T, B, H, generator=g, dtype=dtype)
+    names = ["out", "h", "c", "x", "h0", "c0"] + [n for n, _ in fused.named_parameters()]
+    for name, a, b in zip(names, _run(fused, x, h0, c0, w), _run(loop, x, h0, c0, w)):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol, msg=name)
+
+
+def test_the_fused_path_is_taken_and_only_where_it_applies(monkeypatch):
+    calls = []
+    real = fused_lstm.ln_lstm_scan
+    monkeypatch.setattr(fused_lstm, "ln_lstm_scan", lambda *a: calls.append(1) or real(*a))
+    x = torch.randn(4, 3, 5)
+    LSTMCell(5, 4, norm="ln").scan(x)
+    assert len(calls) == 1
+    LSTMCell(5, 4, norm="ln", ln_cell=False).scan(x)  # no LN on c_t: the loop
+    LSTMCell(5, 4, norm="bn").scan(x)
+    LSTMCell(5, 4, norm="ln").scan(x, mask=torch.ones(4, 3, dtype=torch.bool))  # padded: loop
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        LSTMCell(5, 4, norm="ln").scan(x)
+    assert len(calls) == 1
+
+
+def test_gradcheck():
+    torch.manual_seed(0)
+    T, B, H = 3, 2, 3
+    xin = torch.randn(T, B, 4 * H, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4 * H, H, dtype=torch.float64, requires_grad=True)
+    g_hh, g_c, b_c = (
+        torch.randn(n, dtype=torch.float64, requires_grad=True) for n in (4 * H, H, H)
+    )
+    h0, c0 = (torch.randn(B, H, dtype=torch.float64, requires_grad=True) for _ in range(2))
+
+    def f(*args):
+        hs, (_, c) = fused_lstm.ln_lstm_scan(*args, 1e-5)
+        return hs, c
+
+    assert torch.autograd.gradcheck(f, (xin, w, g_hh, g_c, b_c, h0, c0))
+
+
+def test_float_nonlinearities_against_torch():
+    """The C++ float exp / tanh polynomials (Cephes), through the forward of one step with
+    h0 = 0 and unit gains: h = sig(o) tanh(LN(sig(i) tanh(g))) over a wide range of gates."""
+    H = 4096
+    g = torch.linspace(-100, 100, 4 * H).reshape(4, H)
+    g[:, :8] = torch.tensor([0.0, 1e-6, -1e-6, 0.3, -0.6249, 0.6251, 9.0, -88.0])
+    xin = g.reshape(1, 1, 4 * H).contiguous()
+    z = torch.zeros(1, H)
+    ones, zeros = torch.ones(4 * H), torch.zeros(H)
+    hs, (_, c) = fused_lstm.ln_lstm_scan(xin, torch.zeros(4 * H, H), ones, ones[:H], zeros, z, z)
+    i, _f, gg, o = xin.reshape(4, H)  # c0 = 0: f does not enter
+    c_ref = torch.sigmoid(i) * torch.tanh(gg)
+    h_ref = torch.sigmoid(o) * torch.tanh(torch.nn.functional.layer_norm(c_ref, (H,)))
+    torch.testing.assert_close(c[0], c_ref, rtol=2e-6, atol=1e-7)
+    torch.testing.assert_close(hs[0, 0], h_ref, rtol=2e-6, atol=1e-6)
+
+
+def test_nan_propagates():
+    xin = torch.zeros(2, 1, 8)
+    xin[0, 0, 5] = float("nan")
+    hs, _ = fused_lstm.ln_lstm_scan(
+        xin, torch.zeros(8, 2), torch.ones(8), torch.ones(2), torch.zeros(2),
+        torch.zeros(1, 2), torch.zeros(1, 2),
+    )  # fmt: skip
+    assert torch.isnan(hs).all()
+
+
+def test_lnrepro_fused_0_keeps_the_step_loop(monkeypatch):
+    monkeypatch.setenv("LNREPRO_FUSED", "0")
+    monkeypatch.setattr(fused_lstm, "_state", {})
+    assert not fused_lstm.available()
+    assert not fused_lstm.applies(torch.randn(2, 3, 4))
+    monkeypatch.setattr(fused_lstm, "ln_lstm_scan", lambda *a: pytest.fail("fused path taken"))
+    out, _ = LSTMCell(4, 3, norm="ln").scan(torch.randn(2, 3, 4))
+    assert out.shape == (2, 3, 3)
