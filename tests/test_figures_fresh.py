@@ -10,7 +10,6 @@ figure = load_script("figure")
 # be redrawn without rerunning them: each leaves this list when its seeded runs of issue 18 are
 # redone. The test fails when one of them is fresh again, so the list cannot go stale itself.
 KNOWN_STALE = {
-    "figure3_skip_thoughts",
     "lm_ptb_word",
 }
 
