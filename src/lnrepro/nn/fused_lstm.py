@@ -27,9 +27,9 @@ shapes 2.3x slower (100 products (32 x 512)(512 x 2048): 86 ms vs 36 ms at 1 thr
 oneDNN is absent (or for float64) the loops use torch.mm.
 
 The extension is compiled on first use with torch.utils.cpp_extension (a C++ compiler and ninja,
-about 30 s, cached under $TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions, keyed by this CPU's
-flags since it is built with -march=native). Where it cannot be built, or LNREPRO_FUSED=0, or
-the inputs are not float32/float64 CPU tensors, `available()` is False and the cell keeps the
+about 20 s, cached under $TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions, keyed by the
+CPU's flags (it is built with -march=native) and the torch version). Where it cannot be built,
+or LNREPRO_FUSED=0, or the inputs are not float32/float64 CPU tensors, `available()` is False and the cell keeps the
 autograd loop: the same equations, the same results up to rounding.
 """
 
@@ -51,7 +51,8 @@ _state: dict = {}
 
 
 def _cpu_key() -> str:
-    """A short hash of what -march=native depends on: the machine and the CPU's flags."""
+    """A short hash of what the built library depends on beyond its source and flags: the
+    machine and the CPU's flags (-march=native) and the torch build (its C++ ABI)."""
     flags = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -60,7 +61,8 @@ def _cpu_key() -> str:
                 break
     except OSError:
         pass
-    return hashlib.sha1(f"{platform.machine()} {flags}".encode()).hexdigest()[:10]
+    key = f"{platform.machine()} {flags} {torch.__version__}"
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
 def available() -> bool:
