@@ -262,14 +262,24 @@ def test_concurrent_runs_into_one_directory(tmp_path, tiny_mnist):
 def test_resume_after_kill_9_takes_over_the_stale_lock(tmp_path, tiny_mnist):
     run_dir = tmp_path / "run"
     env = cli_env(tmp_path, tiny_mnist)
-    args = [*TINY, "trainer.epochs=3", "trainer.ckpt_every=5", f"hydra.run.dir={run_dir}"]
+    # a run that cannot end on its own before the kill (with a short one, a fast machine
+    # finished it, and removed its lock, between the first checkpoint and the kill)
+    args = [*TINY, "trainer.epochs=1000", "trainer.ckpt_every=5", f"hydra.run.dir={run_dir}"]
     proc = start_cli(args, env)
     wait_for(lambda: (run_dir / "checkpoints" / "last.pt").exists(), proc)
     proc.kill()
     proc.communicate()
     assert json.loads((run_dir / LOCK_FILE).read_text())["pid"] == proc.pid
+    step = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["step"]
     p = subprocess.run(
-        [sys.executable, "-m", "lnrepro.train", *args, "resume=true"],
+        [
+            sys.executable,
+            "-m",
+            "lnrepro.train",
+            *args,
+            "resume=true",
+            f"trainer.max_steps={step + 3}",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
