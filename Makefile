@@ -157,7 +157,7 @@ reproduce: venv ## run every figure in FIGURE_TARGETS (one after another), then 
 
 bench: venv ## speed benchmarks -> results/bench.md (MLP) and results/bench_rnn.md (LSTM/GRU)
 	$(PY) scripts/bench.py
-	$(PY) scripts/bench_rnn.py
+	$(PY) scripts/bench_rnn.py --compiled
 
 .PHONY: gpu-check
 # The venv's python when there is one, else python3: a bare GPU machine (torch + numpy only) needs no venv.

@@ -18,7 +18,13 @@ projection batched, h @ W_hh.T per step, autograd for everything), stepping thro
 xin[t] (what one usually writes) or with xin.unbind(0): they show what the layer's techniques
 (unbind, the deferred W_hh gradient) buy.
 
-    python scripts/bench_rnn.py [--quick] [--repeats 3] [--out results/bench_rnn.md]
+`--compiled` adds the layers through `torch.compile` (inductor, default mode: what
+`trainer.compile=true` does): "LSTM ln, compiled" is the step loop compiled (the fused Function
+steps aside under the compiler). Each compiled module is built once and compiled by its first
+call, timed apart and reported as "first call" (tracing the 100-step loop forward and backward);
+the rounds time the compiled code only.
+
+    python scripts/bench_rnn.py [--quick] [--compiled] [--repeats 3] [--out results/bench_rnn.md]
 """
 
 from __future__ import annotations
@@ -68,9 +74,9 @@ def step_loop(model: LSTM) -> LSTM:
     return model
 
 
-def models() -> dict[str, tuple[str, nn.Module]]:
+def models(compiled: bool = False) -> dict[str, tuple[str, nn.Module]]:
     """name -> (family, module); the family's first entry is the ratio's reference."""
-    return {
+    table = {
         "torch.nn.LSTM": ("LSTM", nn.LSTM(I, H)),
         "LSTM none": ("LSTM", LSTM(I, H, norm="none")),
         "LSTM ln": ("LSTM", LSTM(I, H, norm="ln")),
@@ -83,6 +89,12 @@ def models() -> dict[str, tuple[str, nn.Module]]:
         "GRU ln": ("GRU", GRU(I, H, norm="ln")),
         "GRU bn": ("GRU", GRU(I, H, norm="bn")),
     }
+    if compiled:
+        for fam in ("LSTM", "GRU"):
+            for norm in ("none", "ln", "bn"):
+                layer = (LSTM if fam == "LSTM" else GRU)(I, H, norm=norm)
+                table[f"{fam} {norm}, compiled"] = (fam, torch.compile(layer))
+    return dict(sorted(table.items(), key=lambda kv: kv[1][0] != "LSTM"))  # LSTM rows first
 
 
 def step_time(model: nn.Module, x: torch.Tensor, sync) -> float:
@@ -95,11 +107,27 @@ def step_time(model: nn.Module, x: torch.Tensor, sync) -> float:
     return time.perf_counter() - start
 
 
-def bench(device: str, warmup: int, rounds: int) -> list[tuple[str, str, float, float]]:
+def build(device: str, compiled: bool) -> tuple[dict, dict[str, float]]:
+    """The models on `device`, and for each compiled one the seconds of its first call (the
+    compilation)."""
+    torch.manual_seed(0)
+    table = {name: (fam, m.to(device).train()) for name, (fam, m) in models(compiled).items()}
+    x = torch.randn(T, B, I, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    first = {}
+    for name, (_, model) in table.items():
+        if name.endswith("compiled"):
+            first[name] = step_time(model, x, sync)
+            print(f"{device} {name}: first call {first[name]:.0f} s", flush=True)
+    return table, first
+
+
+def bench(
+    device: str, table: dict, warmup: int, rounds: int
+) -> list[tuple[str, str, float, float]]:
     """One repeat: (device, model, median ms, ratio to the family's torch module) per model."""
     torch.manual_seed(0)
     x = torch.randn(T, B, I, device=device)
-    table = {name: (fam, m.to(device).train()) for name, (fam, m) in models().items()}
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {name: [] for name in table}
     for r in range(warmup + rounds):
@@ -115,30 +143,33 @@ def bench(device: str, warmup: int, rounds: int) -> list[tuple[str, str, float, 
     return rows
 
 
-def repeated(devices, warmup: int, rounds: int, repeats: int):
-    """`repeats` whole benchmarks: rows (device, model, median ms, median ratio) and the
-    1-minute load average after each repeat."""
+def repeated(devices, warmup: int, rounds: int, repeats: int, compiled: bool = False):
+    """`repeats` whole benchmarks: rows (device, model, median ms, median ratio), the
+    1-minute load average after each repeat, and the compiled models' first-call seconds."""
+    built = {d: build(d, compiled) for d in devices}
     runs, loads = [], []
     for _ in range(repeats):
-        runs.append([row for d in devices for row in bench(d, warmup, rounds)])
+        runs.append([row for d in devices for row in bench(d, built[d][0], warmup, rounds)])
         loads.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
     rows = []
     for k, (device, name, _, _) in enumerate(runs[0]):
         ms = statistics.median(run[k][2] for run in runs)
         ratios = [run[k][3] for run in runs]
         rows.append((device, name, ms, statistics.median(ratios), min(ratios), max(ratios)))
-    return rows, loads
+    first = {(d, n): sec for d in devices for n, sec in built[d][1].items()}
+    return rows, loads, first
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 repeat of 1 warm-up + 3 timed rounds")
+    ap.add_argument("--compiled", action="store_true", help="add torch.compile'd layers")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench_rnn.md")
     args = ap.parse_args()
     warmup, rounds, repeats = (1, 3, 1) if args.quick else (2, 9, args.repeats)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows, loads = repeated(devices, warmup, rounds, repeats)
+    rows, loads, first = repeated(devices, warmup, rounds, repeats, args.compiled)
     lines = [
         "# RNN layer speed: forward + backward per batch",
         "",
@@ -163,6 +194,14 @@ def main():
             f"- fused LN-LSTM (lnrepro.nn.fused_lstm) built: {fused_lstm.available()}; its "
             f"GEMMs in oneDNN: {fused_lstm.onednn()}"
         ),
+    ]
+    if first:
+        lines.append(
+            "- compiled (torch.compile, inductor, default mode): first call (compilation + one "
+            "forward + backward), s: "
+            + ", ".join(f"{n} {sec:.0f}" for (_, n), sec in first.items())
+        )
+    lines += [
         "",
         "| device | model | ms / batch | ratio (median) | ratio range over repeats |",
         "|---|---|---:|---:|---:|",
