@@ -6,18 +6,23 @@ mean ± sample std over runs that differ only in the seed, and an optional overl
     python scripts/compare_runs.py --experiment pi_mnist_cpu --norm ln,bn --where data.batch_size=4
     python scripts/compare_runs.py --group pi_mnist_lr --metrics val/err,test/err --csv runs.csv
     python scripts/compare_runs.py --plot val/err --x epoch --logy --out val_err.png
+    python scripts/compare_runs.py --plot val/err     # -> outputs/compare/val_err_<time>.png
     python scripts/compare_runs.py --wandb my-entity/lnrepro        # from the W&B API (online)
     make compare ARGS="--experiment pi_mnist_cpu --plot test/err --out cmp.png"
 
 Runs are read from their directories (metrics.jsonl, summary.json, .hydra/config.yaml). A run
 without summary.json (crashed, killed or still running) is shown as "incomplete" with what its
-metrics.jsonl holds, never averaged with others and never dropped. Exit 1 when no run matches.
+metrics.jsonl holds, never averaged with others and never dropped. A NaN metric (a diverged
+run) shows as nan, and a mean over it is nan. A metrics.jsonl line that is not a row is skipped
+with a warning naming the file and the line (so is an empty file). Exit 1 when no run matches.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import time
 from pathlib import Path
 
 from lnrepro import artifacts
@@ -76,7 +81,7 @@ def fmt_stat(values: list) -> str:
     if len(vals) == 1:
         return fmt(float(vals[0]))
     m, s = mean_std([float(v) for v in vals])
-    return f"{fmt(m)} ± {s:.2g}"
+    return f"{fmt(m)} ± {s:.2g}" if math.isfinite(s) else fmt(m)  # a NaN among them: nan
 
 
 def fmt_range(values: list) -> str:
@@ -233,7 +238,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="METRIC", help="overlay METRIC of every selected run")
     p.add_argument("--x", default="step", choices=["step", "epoch", "time"])
     p.add_argument("--logy", action="store_true", help="the plot's y axis in log scale")
-    p.add_argument("--out", type=Path, help="the plot's file (default: compare_<metric>.png)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="the plot's file (default: <outputs>/compare/<metric>_<date>_<time>.png)",
+    )
     p.add_argument(
         "--wandb",
         metavar="ENTITY/PROJECT",
@@ -335,18 +344,23 @@ def main(argv=None) -> int:
         return 1
     metrics = args.metrics.split(",") if args.metrics else default_metrics(selected)
     report(selected, metrics, source)
-    if args.csv:
-        write_csv(selected, metrics, args.csv)
-        print(f"wrote {args.csv}")
-    if args.plot:
-        plot(
-            selected,
-            args.plot,
-            args.x,
-            args.out or Path(f"compare_{args.plot.replace('/', '_')}.png"),
-            args.logy,
-        )
+    try:
+        if args.csv:
+            write_csv(selected, metrics, args.csv)
+            print(f"wrote {args.csv}")
+        if args.plot:
+            plot(selected, args.plot, args.x, args.out or default_plot_path(args.plot), args.logy)
+    except LnreproError as e:  # an unwritable file: one line
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
     return 0
+
+
+def default_plot_path(metric: str) -> Path:
+    """Where `--plot` without `--out` writes: the outputs folder (runs.outputs_root(), as the
+    runs), never the current folder, one file per call: <outputs>/compare/<metric>_<time>.png."""
+    name = "".join(c if c.isalnum() or c in "-." else "_" for c in metric)
+    return outputs_root() / "compare" / f"{name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}.png"
 
 
 if __name__ == "__main__":

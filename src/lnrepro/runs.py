@@ -13,13 +13,15 @@ import json
 import math
 import os
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from lnrepro import REPO_ROOT  # importing lnrepro registers ${lnrepro_root:}, used in saved configs
 from lnrepro.errors import ConfigError, DataError
+from lnrepro.runlog import run_tags
 
 # Config keys that say where or how a run ran, not what it computed: two runs that differ only
 # in these (and the seed) are repetitions of one configuration.
@@ -69,7 +71,7 @@ class Run:
         return node
 
     def series(self, key: str, x: str = "epoch") -> tuple[list[float], list[float]]:
-        pts = [(r[x], r[key]) for r in self.rows if key in r and isinstance(r[key], (int, float))]
+        pts = [(r[x], r[key]) for r in self.rows if x in r and isinstance(r.get(key), (int, float))]
         return [p[0] for p in pts], [p[1] for p in pts]
 
     # ---- what comparisons select and show --------------------------------------------------
@@ -88,7 +90,8 @@ class Run:
 
     @property
     def tags(self) -> list[str]:
-        return [str(t) for t in self.get("logger.tags") or []]
+        """The run's W&B tags: the automatic ones, then the user's (lnrepro.runlog.run_tags)."""
+        return run_tags(self.get("logger") or {})
 
     @property
     def steps(self):
@@ -150,31 +153,75 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _load_config(cfg_file: Path) -> dict:
-    cfg = OmegaConf.load(cfg_file)
+    try:
+        cfg = OmegaConf.load(cfg_file)
+    except Exception as e:  # noqa: BLE001  (cut or hand-edited YAML: the run still shows)
+        warn(f"{cfg_file}: not readable ({type(e).__name__}): the run's config is unknown")
+        return {}
+    if not isinstance(cfg, DictConfig):
+        warn(f"{cfg_file}: not a mapping: the run's config is unknown")
+        return {}
     try:  # interpolations such as logger.group: ${name}
         return OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # noqa: BLE001  (a resolver this process lacks: keep the raw values)
         return OmegaConf.to_container(cfg, resolve=False)
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr (a run file that is read only in part)."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _read_summary(path: Path) -> dict:
+    """summary.json as a dict; an unreadable one is a warning and {} (the run then counts as
+    incomplete, its values come from metrics.jsonl)."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        warn(f"{path}: not readable ({type(e).__name__}): the run is shown as incomplete")
+        return {}
+    if not isinstance(summary, dict):
+        warn(f"{path}: not a JSON object: the run is shown as incomplete")
+        return {}
+    return summary
+
+
+def _read_rows(path: Path, complete: bool) -> list[dict]:
+    """The rows of metrics.jsonl. A line that is not a JSON object with a `step` is skipped
+    with a warning naming the file and the line, and the lines after it still load; an empty
+    file is a warning too. Only the last line of a run without summary.json, cut by a kill
+    (no newline at its end), is dropped silently: that run is shown as incomplete anyway."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        warn(f"{path}: not readable ({type(e).__name__}): no rows")
+        return []
+    if not text.strip():
+        warn(f"{path}: empty: no rows")
+        return []
+    lines = text.splitlines()
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+        elif not (i == len(lines) and not complete and not text.endswith("\n")):
+            warn(f"{path}:{i}: not a metrics row, skipped: {line[:60]!r}")
+    return rows
+
+
 def load_run(path: str | Path) -> Run:
     path = Path(path)
     cfg_file = path / ".hydra" / "config.yaml"
     config = _load_config(cfg_file) if cfg_file.exists() else {}
-    summary = {}
-    if (path / "summary.json").exists():
-        try:
-            summary = json.loads((path / "summary.json").read_text())
-        except ValueError:
-            summary = {}
-    rows = []
+    summary = _read_summary(path / "summary.json") if (path / "summary.json").exists() else {}
     metrics = path / "metrics.jsonl"
-    if metrics.exists():
-        for line in metrics.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                break  # a line cut by a kill: keep what came before
+    rows = _read_rows(metrics, complete=bool(summary)) if metrics.exists() else []
     if not config and summary.get("config"):
         config = summary["config"]
     return Run(path, config, summary, rows)
@@ -234,8 +281,13 @@ def seed_groups(runs: list[Run]) -> list[list[Run]]:
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (n - 1 in the denominator; None for one value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+    """Mean and sample standard deviation (n - 1 in the denominator; None for one value).
+    A NaN or infinite value (a diverged run, a hand-edited summary) makes both non-finite: the
+    mean nan or inf, the std nan (statistics.stdev itself fails on them)."""
+    spread = None
+    if len(values) > 1:
+        spread = statistics.stdev(values) if all(map(math.isfinite, values)) else math.nan
+    return statistics.fmean(values), spread
 
 
 def wandb_filters(
