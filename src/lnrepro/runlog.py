@@ -3,6 +3,10 @@
 The local files are the source of truth (figures and comparisons read them); W&B gets the same
 keys (`split/name`, e.g. `val/err`, `train/nll`, `batch/loss`). Without an API key W&B runs
 offline into `<run_dir>/wandb/` (upload later with `wandb sync <run_dir>/wandb/offline-run-*`).
+W&B's summaries do not select on the test set: a test metric (and any metric of a split evaluated
+only at the end) keeps its last value, a validation or train-eval metric its best and its last
+(`summary_ops`). W&B itself prints nothing (its banner and footer are some 30 lines per run);
+two log lines say where the run is and, at the end, how to upload it.
 W&B never stops a run: when the service cannot be reached within `logger.init_timeout` seconds
 the run logs offline (one warning), and a later failure turns the mirror off (one warning).
 A failed write of a run file (disk full, permissions, quota) is one OutputError line.
@@ -104,6 +108,13 @@ def wandb_mode(requested: str) -> str:
     return mode
 
 
+def run_tags(cfg: dict) -> list[str]:
+    """The W&B tags of a run: the automatic ones (`logger.auto_tags`: experiment, norm, batch
+    size, seed) and then the user's own (`logger.tags=[mine]` adds, it does not replace)."""
+    tags = [str(t) for key in ("auto_tags", "tags") for t in cfg.get(key) or []]
+    return list(dict.fromkeys(tags))
+
+
 def check_logger(cfg: dict | None) -> None:
     """What RunLogger will need of `cfg.logger`, checked before any data is loaded."""
     if not cfg or not cfg.get("enabled", True):
@@ -195,16 +206,16 @@ class RunLogger:
                     )
                     mode, fell_back = "offline", True
                     wandb.teardown()  # the failed attempt still holds the run id
-            if self.wandb is None:  # the warning said how to sync
-                self.wandb = self._wandb_start(wandb, cfg, run_id, mode, silent=fell_back)
+            if self.wandb is None:
+                self.wandb = self._wandb_start(wandb, cfg, run_id, mode)
         except Exception as e:  # noqa: BLE001
             log.warning("W&B is off for this run (%s); metrics.jsonl has every number", one_line(e))
             return
-        log.info("W&B %s run %s in %s", mode, run_id, folder)
+        self.wandb_where = self._wandb_location(mode)
+        if not fell_back:  # (the fall-back warning said where)
+            log.info("W&B %s run %s: %s", mode, run_id, self.wandb_where)
         self.log_checkpoints = bool(cfg.get("log_checkpoints", False))
-        # every curve against the update count; the summary of an evaluation metric keeps its
-        # best value (the highest for the task's higher_is_better metrics, else the lowest), a
-        # training batch mean its last (_define)
+        # every curve against the update count, each metric's summary as `summary_ops` says
         self._defined: set[str] = set()
         try:
             self.wandb.define_metric("update")
@@ -222,13 +233,22 @@ class RunLogger:
         atomic_write_text(id_file, run_id)
         return run_id
 
+    def _wandb_location(self, mode: str) -> str:
+        """The offline run's folder (what `wandb sync` takes), or the online run's page."""
+        with contextlib.suppress(Exception):
+            if mode == "offline":
+                return str(self.wandb.settings.sync_dir)
+            return str(self.wandb.url or self.wandb.settings.sync_dir)
+        return str(self.run_dir / "wandb")
+
     def _wandb_start(self, wandb, cfg: dict, run_id: str, mode: str, **settings):
-        """`wandb.init` of this run in `mode`, with `settings` added to its wandb.Settings."""
+        """`wandb.init` of this run in `mode`, with `settings` added to its wandb.Settings.
+        silent: W&B prints nothing (its own lines: the log lines of _init_wandb and close)."""
         return wandb.init(
             project=cfg.get("project"),
             entity=cfg.get("entity"),
             group=cfg.get("group"),
-            tags=[str(t) for t in cfg.get("tags") or []],
+            tags=run_tags(cfg),
             name=cfg.get("name") or self.default_name(),
             job_type=cfg.get("job_type") or "train",
             config={**self.config, "_meta": self.meta},
@@ -239,7 +259,7 @@ class RunLogger:
             # Hydra's basic launcher runs every job of a multirun in this process: each job
             # must get (and finish) its own run instead of W&B's default "return_previous".
             reinit="finish_previous",
-            settings=wandb.Settings(console="off", x_disable_stats=True, **settings),
+            settings=wandb.Settings(console="off", x_disable_stats=True, silent=True, **settings),
         )
 
     def default_name(self) -> str:
@@ -248,14 +268,24 @@ class RunLogger:
         name = f"{self.config.get('name')}/{m.get('norm')}_bs{m.get('batch_size')}_s{m.get('seed')}"
         return name + (f"_{m['overrides']}" if m.get("overrides") else "")
 
+    def summary_ops(self, key: str) -> str:
+        """W&B summary of metric `key` ("split/name"): "last" for a training batch mean, a test
+        metric and a metric of a split evaluated only at the end (`trainer.final_eval_splits`),
+        so that the runs table never shows the best test value seen (selection on the test
+        set); else (validation, train evaluation, SentEval) its best, "min" or "max" in the
+        task's direction (lnrepro.contracts.is_higher_better), and its last: W&B's summary
+        keys `val/err.min` and `val/err.last`."""
+        split, _, name = key.rpartition("/")
+        final_only = (self.config.get("trainer") or {}).get("final_eval_splits") or ()
+        if split in ("batch", "test") or split in final_only:
+            return "last"
+        return ("max" if name in self.higher_is_better else "min") + ",last"
+
     def _define(self, metrics: dict) -> None:
         for k in metrics:
             if k not in self._defined:
                 self._defined.add(k)
-                best = "max" if k.rsplit("/", 1)[-1] in self.higher_is_better else "min"
-                self.wandb.define_metric(
-                    k, step_metric="update", summary="last" if k.startswith("batch/") else best
-                )
+                self.wandb.define_metric(k, step_metric="update", summary=self.summary_ops(k))
 
     def log_checkpoint(self, path: Path, step: int) -> None:
         """With `logger.log_checkpoints=true`, the checkpoint as a W&B model artifact (aliases
@@ -317,7 +347,14 @@ class RunLogger:
             self._file.close()
         if self.wandb is not None:
             try:
+                offline = self.wandb.settings.mode == "offline"
                 self.wandb.finish(exit_code=exit_code)
+                if offline:
+                    log.info(
+                        "W&B offline run saved: upload it with `wandb sync %s`", self.wandb_where
+                    )
+                else:
+                    log.info("W&B run synced: %s", self.wandb_where)
             except Exception as e:  # noqa: BLE001
                 self._wandb_failed(e)
             self.wandb = None

@@ -321,7 +321,12 @@ def _resume(trainer, ckpt: dict, ckpt_path: Path) -> None:
     log.info("resumed %s at step %d (epoch %.2f)", trainer.run_dir, trainer.step, trainer.epoch)
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
+# absolute, so that the `lnrepro-train` console script finds it too (Hydra resolves a relative
+# path against the module, pkg://configs, when the app is not run as __main__)
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig):
     hc = HydraConfig.get()
     try:
