@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY, run_cli, run_info
+from helpers import ROOT, TINY, run_cli, run_info
 
 from lnrepro.runlog import RunLogger
 from lnrepro.runs import load_run
@@ -175,3 +175,27 @@ def test_console_script_runs_and_completes():
     choices = q.stdout.split()
     assert "experiment=pi_mnist_cpu" in choices and "experiment=pi_mnist" in choices, choices
     assert not any("wandb_sweep" in c for c in choices)
+
+
+@pytest.mark.realdata("MNIST/raw")
+def test_the_documented_run_name_is_the_real_one(real_data, tmp_path, monkeypatch):
+    """README.md and docs/usage.md show one command and the W&B run name it gets: a run of that
+    command (offline) has that name, overrides included."""
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    example = re.compile(r"`python -m lnrepro\.train\s([^`]+)` is the W&B run\s+`([^`]+)`")
+    found = set()
+    for doc in ("README.md", "docs/usage.md"):
+        m = example.search((ROOT / doc).read_text())
+        assert m, f"{doc}: no example of a W&B run name"
+        found.add((" ".join(m.group(1).split()), m.group(2)))
+    assert len(found) == 1, found  # the same example in both
+    ((args, name),) = found
+    run_dir = tmp_path / "run"
+    p = run_cli(
+        [*args.split(), f"hydra.run.dir={run_dir}"],
+        tmp_path,
+        real_data,
+        env={"WANDB_MODE": "offline"},
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert wandb_inspect(run_dir)["name"] == name
