@@ -46,6 +46,11 @@ def one_line(e: BaseException) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     msg = (lines[0] if lines else type(e).__name__).rstrip(".")
     if "is not in struct" in f"{e} {e.__cause__}":
-        msg += ": no such key in the config (+key=value adds one)"
+        key = str(getattr(e.__cause__, "full_key", None) or getattr(e, "full_key", None) or "")
+        if key.split(".")[0] == "norm":  # an option another norm has: adding it would be
+            # silently ignored by this one, so no "+key=value" hint here
+            msg += ": the chosen norm has no such option (configs/norm/<kind>.yaml lists them)"
+        else:
+            msg += ": no such key in the config (+key=value adds one)"
     options = getattr(e, "options", None)  # MissingConfigException: the group's choices
     return msg + (f" (available: {', '.join(options)})" if options else "")

@@ -3,20 +3,25 @@ config, then run the one training loop.
 
     python -m lnrepro.train experiment=pi_mnist_cpu norm=ln|bn|none [key=value ...]
     python -m lnrepro.train -m experiment=pi_mnist_cpu norm=ln,bn,none data.batch_size=128,4
-    python -m lnrepro.train experiment=pi_mnist_cpu resume=true hydra.run.dir=<run dir>
+    python -m lnrepro.train resume=true hydra.run.dir=<run dir>   # its own overrides + these
     torchrun --nproc_per_node=2 -m lnrepro.train experiment=pi_mnist_cpu   # DDP: distributed.py
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
+import re
+import shlex
 import sys
 from functools import partial
 from pathlib import Path
 
 import hydra
 import torch
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
@@ -24,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from lnrepro import distributed
-from lnrepro.artifacts import read_checkpoint
+from lnrepro.artifacts import atomic_write, read_checkpoint
 from lnrepro.callbacks import check_run_keys, check_writable, lock_run_dir, unlock_run_dir
 from lnrepro.data.common import cache_root
 from lnrepro.errors import ConfigError, DataError, Interrupted, LnreproError, one_line
@@ -37,7 +42,7 @@ log = logging.getLogger("lnrepro")
 # Keys that may differ between a checkpoint's config and the resuming run's config.
 # (The data may move: models check what must match, e.g. the LM's vocabulary hash.)
 # `threads` may change as a key (null and 4 can mean the same); the thread COUNT is checked
-# apart (_check_threads): results are bit-exact only per thread count.
+# apart (_thread_change): results are bit-exact only per thread count.
 RESUME_MAY_CHANGE = (
     "resume",
     "resume_allow_different_threads",
@@ -88,6 +93,44 @@ def _job_identity() -> tuple[str, str]:
     return ("sweep" if hc.mode == RunMode.MULTIRUN else "train"), ",".join(parts)
 
 
+def check_config_numbers(cfg: DictConfig) -> None:
+    """A string where a number is wanted (optim.lr=abc, optim.scheduler.step_size=abc,
+    data.val_size=abc, model.hidden=abc, norm.eps=abc, trainer.line_seconds=abc, ...) as one
+    ConfigError line naming the key, before anything is built or trained: each node is checked
+    against the signature of what it builds (lnrepro.checks.check_numbers); without this, such
+    a value fails as a TypeError deep inside torch or the loop, or only when it is first used."""
+    from lnrepro.checks import check_numbers
+
+    def values(node) -> dict:
+        out = {}
+        for k in node:
+            if OmegaConf.is_missing(node, k):
+                continue  # ??? (filled from the data)
+            try:
+                v = node[k]
+            except OmegaConfBaseException:
+                continue  # an interpolation that does not resolve: reported where it is used
+            out[k] = OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        return out
+
+    def target(node):
+        try:
+            return hydra.utils.get_object(str(node._target_))
+        except Exception:  # noqa: BLE001  (an unknown _target_: `build` says so in one line)
+            return None
+
+    built = [(key, cfg.get(key)) for key in ("data", "model", "task", "optim")]
+    optim = cfg.get("optim")
+    if isinstance(optim, DictConfig) and isinstance(optim.get("scheduler"), DictConfig):
+        built.append(("optim.scheduler", optim.scheduler))
+    for key, node in built:
+        if isinstance(node, DictConfig) and "_target_" in node and (t := target(node)):
+            check_numbers(values(node), t, key, skip=("scheduler", "interval"))
+    check_numbers(values(cfg.trainer), TrainerConfig, "trainer")
+    if isinstance(cfg.get("norm"), DictConfig):
+        check_numbers(values(cfg.norm), NormSpec, "norm")
+
+
 def build_optimizer(node, model):
     """The optimizer (a partial: `Adam(params, **cfg.optim)`) and its optional learning-rate
     schedule `optim.scheduler` (a partial over torch.optim.lr_scheduler, plus `interval`:
@@ -131,7 +174,18 @@ def _flat(d: dict, prefix: str = "") -> dict:
 ADDED_KEYS = {"norm.sync": False, "trainer.precision": 32}
 
 
-def _check_resumable(saved: dict, now: dict) -> None:
+def _check_resumable(
+    saved: dict,
+    now: dict,
+    threads: tuple[int, int] | None = None,
+    choices: tuple[dict, dict] | None = None,
+) -> None:
+    """A checkpoint's config (`saved`) against this run's (`now`): every key that may not
+    change on resume (RESUME_MAY_CHANGE) and differs, and `threads` ((checkpoint's, this run's)
+    thread counts, when they differ and that is not allowed), in one ConfigError line: each key
+    with its old -> new value, then the overrides that make this run match the checkpoint.
+    `choices` (the run's config-group choices when it started, and this run's): a switched
+    group (norm=bn for an LN run) is matched by switching it back, not key by key."""
     a, b = _flat(saved), _flat(now)
     a.update({k: v for k, v in ADDED_KEYS.items() if k in b and k not in a})
     differ = sorted(
@@ -140,24 +194,133 @@ def _check_resumable(saved: dict, now: dict) -> None:
         if a.get(k) != b.get(k)
         and not any(k == p or k.startswith(p + ".") for p in RESUME_MAY_CHANGE)
     )
-    if differ:
-        shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in differ[:5])
-        raise ConfigError(f"cannot resume: the config differs from the checkpoint's ({shown})")
-
-
-def _check_threads(saved: int | None, now: int, allow: bool) -> None:
-    if saved is None or saved == now:
+    if not differ and threads is None:
         return
-    msg = (
-        f"the checkpoint was trained with {saved} thread{'s' * (saved != 1)} and this run "
-        f"{now}; results are bit-exact only per thread count"
-    )
-    if not allow:
-        raise ConfigError(
-            f"cannot resume: {msg}. Pass threads={saved}, or "
-            "resume_allow_different_threads=true to continue anyway"
+    parts, fixes = [], []
+    if differ:
+        shown = ", ".join(f"{k}: {_shown(a, k)} -> {_shown(b, k)}" for k in differ)
+        n = len(differ)
+        parts.append(
+            f"the config differs from the checkpoint's in {n} key{'s' * (n > 1)} ({shown})"
         )
-    log.warning("resuming although %s (resume_allow_different_threads=true)", msg)
+        groups = _switched_groups(*choices) if choices else {}
+        fixes += [hydra_override(g, c) for g, c in groups.items()]
+        if not set(groups) & {"experiment", "debug", "sweep"}:  # (these set keys anywhere)
+            fixes += dict.fromkeys(
+                _override_to_match(k, saved, a, b) for k in differ if k.split(".")[0] not in groups
+            )
+    way = ""
+    if threads is not None:
+        old, new = threads
+        parts.append(
+            f"the checkpoint was trained with {old} thread{'s' * (old != 1)} and this run "
+            f"{new}; results are bit-exact only per thread count"
+        )
+        fixes.append(f"threads={old}")
+        way = f" (or resume_allow_different_threads=true instead of threads={old})"
+    raise ConfigError(
+        f"cannot resume: {' and '.join(parts)}. To continue the checkpoint add "
+        f"{' '.join(shlex.quote(f) for f in fixes)}{way}, or start a new run in another "
+        "hydra.run.dir"
+    )
+
+
+_ABSENT = "(absent)"
+
+
+def _switched_groups(saved: dict, now: dict) -> dict:
+    """{group: the run's choice} for the config groups (norm, optim, data, experiment, ...)
+    whose choice differs, except Hydra's own and those that may change on resume."""
+    return {
+        g: c
+        for g, c in saved.items()
+        if g in now
+        and now[g] != c
+        and not g.startswith("hydra/")
+        and g.split("/")[0] not in RESUME_MAY_CHANGE
+    }
+
+
+def _hydra_choices(run_dir: Path) -> tuple[dict, dict] | None:
+    """The config-group choices the run started with (its .hydra/hydra.yaml as it was before
+    this process, with_saved_overrides) and this run's; None outside the entrypoint."""
+    before = next(
+        (data for path, data in _kept_hydra_files(run_dir) if path.name == "hydra.yaml"), None
+    )
+    if before is None or not HydraConfig.initialized():
+        return None
+    try:
+        saved = yaml.safe_load(before)["hydra"]["runtime"]["choices"]
+        now = OmegaConf.to_container(HydraConfig.get().runtime.choices)
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    return (saved, now) if isinstance(saved, dict) and isinstance(now, dict) else None
+
+
+def _shown(flat: dict, key: str) -> str:
+    return repr(flat[key]) if key in flat else _ABSENT
+
+
+def _override_to_match(key: str, saved: dict, a: dict, b: dict) -> str:
+    """The override that gives `key` the checkpoint's value: key=value; a key this config
+    lacks: +key=value; a key the checkpoint lacks (the code gained it since): key=null, which
+    compares equal (`resume` reads a missing key as null). Where one side holds a value in place
+    of a whole node (optim.scheduler: null against a scheduler), the node is set as a whole."""
+    parts = key.split(".")
+    for i in range(1, len(parts)):
+        prefix = ".".join(parts[:i])
+        if prefix in b or prefix in a:  # a leaf on one side, a node on the other
+            node = saved
+            for p in parts[:i]:
+                node = node.get(p) if isinstance(node, dict) else None
+            return hydra_override(prefix, node)
+    if key not in a:
+        return hydra_override(key, None)
+    return hydra_override(key, a[key], add=key not in b)
+
+
+_BARE = re.compile(r"[A-Za-z_/][\w./-]*")
+
+
+def hydra_override(key: str, value, add: bool = False) -> str:
+    """`key=value` in Hydra's override syntax (`+key=value` with `add`), for a value as a
+    config holds it: null, true, 0.001, adam, 'a b', '1.5' (a string that reads as a number),
+    [0.9,0.999], {a:1}. Hydra parses it back to `value`."""
+    return f"{'+' if add else ''}{key}={_hydra_value(value)}"
+
+
+def _hydra_value(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and not math.isfinite(v):
+            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(map(_hydra_value, v)) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}:{_hydra_value(x)}" for k, x in v.items()) + "}"
+    s = str(v)
+    if _BARE.fullmatch(s) and s.lower() not in ("true", "false", "null", "nan", "inf"):
+        return s
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _thread_change(saved: int | None, now: int, allow: bool) -> tuple[int, int] | None:
+    """(checkpoint's, this run's) thread count when they differ and that is not allowed; with
+    resume_allow_different_threads=true a warning and None."""
+    if saved is None or saved == now:
+        return None
+    if not allow:
+        return saved, now
+    log.warning(
+        "resuming although the checkpoint was trained with %d thread%s and this run %d; results "
+        "are bit-exact only per thread count (resume_allow_different_threads=true)",
+        saved, "s" * (saved != 1), now,
+    )  # fmt: skip
+    return None
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -193,6 +356,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     check_writable(cache_root(), "caches", "set LNREPRO_CACHE to a writable folder")
     config = OmegaConf.to_container(cfg, resolve=True)
     check_logger(config["logger"])
+    check_config_numbers(cfg)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     # Subnormal floats (below 1.2e-38) run ~20x slower on x86 CPUs: Adam's running averages of
@@ -260,16 +424,25 @@ def _checkpoint_to_resume(cfg: DictConfig, ckpt_path: Path, config: dict, world)
     run_dir = ckpt_path.parent.parent
     if ckpt_path.exists():
         if not cfg.resume:
+            if world.is_main:
+                _restore_hydra_files(run_dir)
             raise ConfigError(
                 f"{run_dir} already holds a checkpoint: pass resume=true to continue it, or "
                 "choose another hydra.run.dir"
             )
-        ckpt = _load_checkpoint(ckpt_path)
-        _check_resumable(ckpt["config"], config)
-        _check_threads(
-            ckpt["meta"].get("threads"), torch.get_num_threads(), cfg.resume_allow_different_threads
-        )
-        distributed.check_resume(ckpt["meta"].get("world_size"), world)
+        try:
+            ckpt = _load_checkpoint(ckpt_path)
+            threads = _thread_change(
+                ckpt["meta"].get("threads"),
+                torch.get_num_threads(),
+                cfg.resume_allow_different_threads,
+            )
+            _check_resumable(ckpt["config"], config, threads, _hydra_choices(run_dir))
+            distributed.check_resume(ckpt["meta"].get("world_size"), world)
+        except LnreproError:
+            if world.is_main:
+                _restore_hydra_files(run_dir)
+            raise
         return ckpt
     if cfg.resume:  # a warning only when an earlier run left files but no checkpoint (a
         # figure target passes resume=true to every job, and a clean tree has nothing to resume)
@@ -421,11 +594,92 @@ def _one_line(run_and_report):
     return report
 
 
+# The run directory's .hydra/ files as they were before this process (with_saved_overrides):
+# Hydra rewrites them before the job starts, so a refused resume would leave the refused
+# config there as the run's record; _checkpoint_to_resume puts them back when it refuses.
+_HYDRA_FILES: dict[Path, bytes] = {}
+
+
+def with_saved_overrides(argv: list[str]) -> list[str]:
+    """`resume=true hydra.run.dir=<dir>` alone resumes a run: the overrides it was started with
+    (<dir>/.hydra/overrides.yaml, which Hydra saves for every run) go first, then those given
+    here, which replace a saved one of the same key (e.g. a new trainer.max_steps) or add to
+    them. Done on the command line, before Hydra composes: Hydra builds the config once, from
+    the overrides it is given, and then records them (.hydra/, the job's name in a sweep);
+    composing a second time inside the job would leave that record on the partial command
+    line. It stays one run (hydra.mode=RUN), also for the folder of a sweep's job. A multirun
+    (its jobs have their own folders), a run dir that is not plain text, or no saved file
+    leaves argv as it is. Also keeps the .hydra/ files of a run dir that holds a
+    checkpoint (_HYDRA_FILES), for a refused resume to restore."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if "-m" in argv or "--multirun" in argv:
+        return argv
+    parser = OverridesParser.create()
+    given = {}
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg and not arg.startswith("~"):
+            continue
+        try:
+            (o,) = parser.parse_overrides([arg])
+        except HydraException:
+            return argv  # Hydra reports it
+        given[(o.key_or_group, o.package)] = o
+    run_dir = given.get(("hydra.run.dir", None))
+    run_dir = run_dir.value() if run_dir is not None and not run_dir.is_delete() else None
+    if not isinstance(run_dir, str) or "${" in run_dir:
+        return argv
+    hydra_dir = Path(run_dir).resolve() / ".hydra"
+    if (hydra_dir.parent / "checkpoints" / "last.pt").exists() and hydra_dir.is_dir():
+        _HYDRA_FILES.update({f: f.read_bytes() for f in hydra_dir.iterdir() if f.is_file()})
+    resume = given.get(("resume", None))
+    if resume is None or str(resume.value()).lower() != "true":
+        return argv
+    try:
+        saved = yaml.safe_load((hydra_dir / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return argv
+    if not isinstance(saved, list):
+        return argv
+    added = []
+    for text in map(str, saved):
+        try:
+            (o,) = parser.parse_overrides([text])
+        except HydraException:
+            return argv  # a hand-edited file: resume as given
+        if (o.key_or_group, o.package) not in given:
+            added.append(text)
+    if not added:
+        return argv
+    print(
+        f"resuming {run_dir} with its overrides from {hydra_dir / 'overrides.yaml'} (those "
+        f"given here win): {' '.join(shlex.quote(a) for a in added)}"
+    )
+    # one run, also for a job of a sweep (its overrides hold sweep=<name>, which sets
+    # hydra.mode: MULTIRUN and would start the whole sweep again)
+    mode = [] if ("hydra.mode", None) in given else ["hydra.mode=RUN"]
+    return added + mode + argv
+
+
+def _kept_hydra_files(run_dir: Path) -> list[tuple[Path, bytes]]:
+    """The .hydra/ files of `run_dir` that with_saved_overrides kept, with their contents."""
+    return [(p, d) for p, d in _HYDRA_FILES.items() if p.parent.parent == run_dir.resolve()]
+
+
+def _restore_hydra_files(run_dir: Path) -> None:
+    """Put back the run dir's .hydra/ files as they were before this refused attempt."""
+    for path, data in _kept_hydra_files(run_dir):
+        with contextlib.suppress(OSError):
+            atomic_write(path, lambda f, data=data: f.write(data))
+
+
 def cli() -> None:
     """`python -m lnrepro.train`: Hydra's entrypoint with one-line errors."""
     import hydra._internal.utils as hydra_utils  # the function Hydra's main calls by name
 
     hydra_utils.run_and_report = _one_line(hydra_utils.run_and_report)
+    sys.argv[1:] = with_saved_overrides(sys.argv[1:])  # resume=true hydra.run.dir=<dir>
     try:  # ranks > 0 of a torchrun: Hydra writes nothing into the run dir
         sys.argv[1:] = distributed.hydra_args(sys.argv[1:])
     except LnreproError as e:
