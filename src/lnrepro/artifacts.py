@@ -12,6 +12,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -55,6 +56,48 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         if error is None:
             raise
         raise error from None
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$")  # atomic_write's `.<name>.<pid>.tmp`
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a zombie, dead but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (not Linux), or it just ended
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def remove_stale_temps(folder: Path) -> list[tuple[Path, int]]:
+    """Remove the temporary files that `atomic_write` left in `folder` when its writer was
+    killed during a write (kill -9 while a checkpoint was written): those whose writer process
+    (the pid in the name) is no longer running. Returns (path, size) of each file removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or int(match["pid"]) == os.getpid() or process_alive(int(match["pid"])):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            size = entry.stat(follow_symlinks=False).st_size
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append((Path(entry.path), size))
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -5,19 +5,25 @@ of a sweep would not compose (an unknown key, an unknown option)."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import itertools
 import json
 import logging
 import math
 import os
+import shlex
+import signal
 import socket
 import sys
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from lnrepro.artifacts import remove_stale_temps
 from lnrepro.checks import is_int
 from lnrepro.errors import ConfigError, one_line
 
@@ -107,7 +113,23 @@ def lock_run_dir(run_dir: str | Path) -> bool:
     if not _held:
         atexit.register(_unlock_all)
     _held[path] = fd
+    _remove_stale_temps(path.parent)
     return True
+
+
+def _remove_stale_temps(run_dir: Path) -> None:
+    """The temporary files of writers killed during a write (a checkpoint's
+    `checkpoints/.last.pt.<pid>.tmp` after a kill -9): removed, with one line, once the run
+    directory is this process's."""
+    removed = [f for d in (run_dir, run_dir / "checkpoints") for f in remove_stale_temps(d)]
+    if removed:
+        log.info(
+            "%s: removed %d temporary file(s) of killed writers (%.1f MB): %s",
+            run_dir,
+            len(removed),
+            sum(size for _, size in removed) / 1e6,
+            ", ".join(str(p.relative_to(run_dir)) for p, _ in removed),
+        )
 
 
 def unlock_run_dir(run_dir: str | Path) -> None:
@@ -124,6 +146,175 @@ def unlock_run_dir(run_dir: str | Path) -> None:
 def _unlock_all() -> None:
     for path in list(_held):
         unlock_run_dir(path.parent)
+
+
+# ---- stopping a parallel sweep --------------------------------------------------------------
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _children(pid: int) -> list[int]:
+    """The live (not zombie) child processes of `pid`, from /proc."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            out.append(int(name))
+    return out
+
+
+def _loky_workers(pid: int) -> list[int]:
+    """The joblib (loky) worker processes of `pid` (not its resource trackers)."""
+    workers = []
+    for child in _children(pid):
+        try:
+            if b"popen_loky" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(child)
+        except OSError:
+            continue
+    return workers
+
+
+def _in_a_run(pid: int) -> bool:
+    """Whether process `pid` holds a run directory: a job between `lock_run_dir` and
+    `unlock_run_dir` (an open `run.lock`), i.e. one that can save a checkpoint."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").endswith(f"/{LOCK_FILE}"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def resume_command(config) -> str:
+    """The command that continues the multirun `config` describes, in the same folders:
+    its overrides, resume=true and its hydra.sweep.dir."""
+    drop = ("resume", "hydra.sweep.dir", "hydra.mode")
+    overrides = [
+        o
+        for o in [*config.hydra.overrides.task, *config.hydra.overrides.hydra]
+        if o.lstrip("+~").split("=")[0] not in drop
+    ]
+    return shlex.join(
+        ["python", "-m", "lnrepro.train", "-m", *overrides, "resume=true"]
+        + [f"hydra.sweep.dir={config.hydra.sweep.dir}"]
+    )
+
+
+def _say(line: str, fd: int = 2) -> None:
+    """One line on stderr (`fd` 2) or stdout from a signal handler, unbuffered: the interrupted
+    code may have been writing to sys.stderr or sys.stdout."""
+    with contextlib.suppress(OSError):
+        os.write(fd, f"{line}\n".encode())
+
+
+def _watch_sweep(parent: int) -> None:
+    """A sweep worker's thread: when the sweep's process is gone (kill -9), stop this worker's
+    job as its SIGTERM would (a checkpoint at the next step boundary), then end the worker."""
+    from lnrepro.trainer import stop_pending
+
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    if stop_pending() is None:  # (a second signal would mean "stop now")
+        os.kill(os.getpid(), signal.SIGTERM)
+    idle = 0
+    while idle < 3:  # no run directory held for a second: the job has ended, or never began
+        time.sleep(0.5)
+        idle = 0 if _held else idle + 1
+    os._exit(128 + signal.SIGTERM)
+
+
+class SweepSignals(Callback):
+    """Stopping a sweep whose jobs run in joblib's worker processes (hydra/launcher=parallel):
+    SIGTERM or SIGINT (Ctrl-C) to the sweep's process is forwarded to its workers as SIGTERM;
+    each running job saves a checkpoint at its next step boundary and says how to resume it (the
+    trainer's stop flag), and a job not yet started does not start. Once every running job has
+    stopped, the sweep's process exits 128 + the signal (143, 130) with one line giving the
+    command that continues the sweep, and its workers end with it. A second signal stops at once
+    (each job keeps its last checkpoint). A worker whose sweep process dies (kill -9) stops its
+    job the same way, then exits.
+
+    The sweep's process blocks both signals in its main thread (a helper thread receives them),
+    so that its workers start with them blocked and lose none before they take them over at
+    their first job's start (`lnrepro.trainer.sweep_worker_signals`). Linux only (/proc);
+    elsewhere, and with n_jobs=1 (the jobs run in the sweep's process), nothing changes."""
+
+    _pid: int | None = None  # the sweep's process; what the workers get of this object
+
+    def __getstate__(self) -> dict:
+        return {"_pid": self._pid}
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        launcher = config.hydra.launcher
+        if (
+            "joblib" not in str(launcher.get("_target_"))
+            or launcher.get("n_jobs") == 1
+            or not Path("/proc/self/fd").is_dir()
+        ):
+            return
+        self._pid, self._stopping = os.getpid(), None
+        self._resume = resume_command(config)
+        self._old = {sig: signal.signal(sig, self._stop) for sig in STOP_SIGNALS}
+        helper = threading.Thread(target=threading.Event().wait, name="sweep-signals", daemon=True)
+        helper.start()  # started before the block: the thread that receives the signals
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        if self._pid is None or self._pid != os.getpid():
+            return
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _stop(self, signum, frame) -> None:
+        name, code = signal.Signals(signum).name, 128 + signum
+        if self._stopping is not None:
+            _say(
+                f"error: {name} again: the sweep stops now, its jobs keep their last "
+                f"checkpoints; continue it with: {self._resume}"
+            )
+            raise SystemExit(code)
+        self._stopping = signum
+        workers = _loky_workers(self._pid)
+        running = [pid for pid in workers if _in_a_run(pid)]
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        _say(f"{name}: {len(running)} running job(s) save a checkpoint and stop", fd=1)
+        while any(_in_a_run(pid) for pid in workers):
+            time.sleep(0.1)
+        _say(
+            f"error: the sweep was stopped by {name}; its {len(running)} running job(s) saved a "
+            f"checkpoint. Continue it with: {self._resume}"
+        )
+        raise SystemExit(code)
+
+    def on_job_start(self, config, **kwargs) -> None:
+        if self._pid is None or os.getpid() == self._pid:
+            return
+        from lnrepro.trainer import stop_pending, sweep_worker_signals
+
+        global _worker_of
+        if _worker_of != self._pid:  # this worker's first job
+            _worker_of = self._pid
+            sweep_worker_signals()
+            threading.Thread(target=_watch_sweep, args=(self._pid,), daemon=True).start()
+        signum = stop_pending() or (signal.SIGTERM if os.getppid() != self._pid else None)
+        if signum is not None:  # the sweep is stopping, or its process is gone
+            log.info("not started: the sweep is stopping (%s)", signal.Signals(signum).name)
+            raise SystemExit(128 + signum)
+
+
+_worker_of: int | None = None  # in a sweep worker: the sweep's process, once set up
 
 
 def check_run_keys(cfg) -> None:

@@ -32,6 +32,7 @@ from lnrepro import distributed
 from lnrepro.artifacts import atomic_write, read_checkpoint
 from lnrepro.callbacks import check_run_keys, check_writable, lock_run_dir, unlock_run_dir
 from lnrepro.data.common import cache_root
+from lnrepro.data.verify import pop_notes
 from lnrepro.errors import ConfigError, DataError, Interrupted, LnreproError, one_line
 from lnrepro.nn.norm import NormSpec
 from lnrepro.runlog import RunLogger, check_logger, git_commit
@@ -372,6 +373,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     ckpt = _checkpoint_to_resume(cfg, ckpt_path, config, world)
 
+    pop_notes()  # (what an earlier run in this process read is not this run's)
     task, data, model = _build_parts(cfg, norm, device, world)
     optimizer, scheduler, interval = build_optimizer(cfg.optim, model)
     meta = {
@@ -383,6 +385,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         "n_params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),  # results are bit-exact per thread count
         **distributed.bn_meta(norm, batch_size, world),  # world size, BN statistics
+        "data_notes": pop_notes(),  # files read that are not the originals (data.verify)
     }
     logger = _logger(cfg, run_dir, config, meta, ckpt, task, world)
     make = Trainer if not world.active else partial(distributed.DistributedTrainer, world=world)

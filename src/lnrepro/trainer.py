@@ -102,16 +102,24 @@ class TrainerConfig:
 
 
 class _StopFlag:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints between steps and exits cleanly."""
+    """SIGINT/SIGTERM set a flag; the loop checkpoints between steps and exits cleanly.
+
+    In a worker process of a parallel sweep (`sweep_worker_signals`) SIGTERM alone stops the
+    loop, and a SIGTERM that arrived before the loop started (`pending`) stops it at its first
+    step boundary: the sweep's process forwards its own stop signal to its workers."""
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    pending: int | None = None  # a sweep worker's stop signal, kept for every later loop
+    keep_pending = False  # whether a signal to the loop also sets `pending` (sweep workers)
 
     def __init__(self):
-        self.signum, self._old = None, {}
+        self.signum, self._old = _StopFlag.pending, {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.signals:
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. a joblib worker): keep defaults
+            except ValueError:  # not the main thread: keep defaults
                 pass
         return self
 
@@ -119,10 +127,35 @@ class _StopFlag:
         if self.signum is not None:  # second signal: stop now
             raise KeyboardInterrupt
         self.signum = signum
+        if _StopFlag.keep_pending:
+            _StopFlag.pending = signum
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+def sweep_worker_signals() -> None:
+    """Signal handling of a worker process of a parallel sweep (lnrepro.callbacks.SweepSignals),
+    whose stop signal comes from the sweep's process: SIGTERM, whenever it arrives, stops the
+    current or the next training loop at a step boundary, after a checkpoint; SIGINT is ignored
+    (a terminal's Ctrl-C reaches every process of the group, and the sweep's process forwards it
+    as SIGTERM: two signals would mean "stop now"). The sweep's process starts its workers with
+    both signals blocked, so that none is lost before this runs; they are unblocked here."""
+
+    def remember(signum, frame):
+        if _StopFlag.pending is None:
+            _StopFlag.pending = signum
+
+    signal.signal(signal.SIGTERM, remember)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _StopFlag.signals, _StopFlag.keep_pending = (signal.SIGTERM,), True
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def stop_pending() -> int | None:
+    """The stop signal a sweep worker received (sweep_worker_signals), else None."""
+    return _StopFlag.pending
 
 
 # what `Trainer.state_dict` writes (train.py adds "config" and "meta"): a checkpoint that lacks

@@ -1,7 +1,8 @@
 """CIFAR-10 through torchvision's loader, held in memory as (N, 3, 32, 32) tensors (Sec. 6.7).
 
-Looks for `<data_dir>/cifar-10-batches-py/` (torchvision's layout); downloads it when missing
-and the network allows; otherwise stops with one message. torchvision checks every batch file
+Looks for `<data_dir>/cifar-10-batches-py/` (torchvision's layout) and only reads it; when it
+is missing, torchvision downloads it into the default data folder (LNREPRO_DATA unset) when the
+network allows; otherwise, and in a data folder the user names, the run stops with one message. torchvision checks every batch file
 against its recorded md5 (a damaged or foreign file is refused), and the loaded splits are
 checked here to hold exactly 50,000 and 10,000 images. Split: the first 45,000 training
 images train, the last 5,000 validate, the 10,000 test images test. Pixels are scaled to [0, 1]
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from lnrepro.data.common import TensorData
+from lnrepro.data.common import TensorData, default_data_dir, download_into, downloads_allowed
 from lnrepro.data.verify import check_count, check_flag
 from lnrepro.errors import ConfigError, DataError
 
@@ -22,30 +23,49 @@ FOLDER = "cifar-10-batches-py"
 SIZES = {True: 50000, False: 10000}  # train, test
 
 
+def _missing(folder: Path, reason: str) -> DataError:
+    where = folder if folder.parent.is_dir() else f"{folder} (the folder does not exist)"
+    return DataError(
+        f"CIFAR-10 not found in {where}; {reason}: put torchvision's {FOLDER}/ (data_batch_1..5, "
+        "test_batch, batches.meta) there, or point LNREPRO_DATA at a folder that has it"
+    )
+
+
 def load_cifar10_tensors(data_dir: str | Path, download: bool = True, verify: bool = True):
-    """Returns ((train_x, train_y), (test_x, test_y)): uint8 (N, 3, 32, 32), int64 labels."""
+    """Returns ((train_x, train_y), (test_x, test_y)): uint8 (N, 3, 32, 32), int64 labels.
+
+    The data folder is only read; a missing folder is downloaded (`download`) only into the
+    default data folder (LNREPRO_DATA unset), as MNIST (lnrepro.data.mnist)."""
     from torchvision.datasets import CIFAR10
 
     root = Path(data_dir).expanduser()
+    folder = root / FOLDER
+    if not folder.is_dir():
+        if not download:
+            raise _missing(folder, "data.download=false")
+        if not downloads_allowed(root):
+            raise _missing(
+                folder,
+                "the data folder is only read, never downloaded into (unset LNREPRO_DATA to "
+                f"download into {default_data_dir()})",
+            )
+        try:
+            download_into(root, [FOLDER], lambda tmp: CIFAR10(tmp, train=True, download=True))
+        except Exception as e:  # noqa: BLE001  (no network, a failed mirror)
+            why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            raise _missing(folder, f"the download failed: {why}") from None
     out = []
     for train in (True, False):
         try:
-            ds = CIFAR10(str(root), train=train, download=download)
-        except (RuntimeError, OSError) as e:
-            problem = (
-                f"in {root / FOLDER} does not match torchvision's recorded md5 "
-                "checksums (damaged or incomplete?)"
-                if (root / FOLDER).is_dir()
-                else f"not found in {root / FOLDER}"
-            )
+            ds = CIFAR10(str(root), train=train, download=False)
+        except (RuntimeError, OSError):
             raise DataError(
-                f"CIFAR-10 {problem} and could not be downloaded "
-                f"({str(e).splitlines()[0][:120]}): put torchvision's {FOLDER}/ (data_batch_1..5, "
-                "test_batch, batches.meta) there, or point LNREPRO_DATA at a folder that has it"
+                f"CIFAR-10 in {folder} does not match torchvision's recorded md5 checksums "
+                "(damaged or incomplete?): replace it"
             ) from None
         except Exception as e:  # noqa: BLE001  (unpickling errors of truncated or foreign files)
             raise DataError(
-                f"CIFAR-10 files in {root / FOLDER} are corrupt ({type(e).__name__}: {e})"
+                f"CIFAR-10 files in {folder} are corrupt ({type(e).__name__}: {e})"
             ) from None
         x = torch.as_tensor(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> NCHW
         y = torch.as_tensor(ds.targets, dtype=torch.long)

@@ -25,6 +25,41 @@ def cache_root() -> Path:
     return Path(os.environ.get("LNREPRO_CACHE") or "~/.cache/lnrepro").expanduser()
 
 
+def default_data_dir() -> Path:
+    """The data folder when LNREPRO_DATA is unset (configs/paths/default.yaml): `<repo>/data`."""
+    from lnrepro import REPO_ROOT
+
+    return REPO_ROOT / "data"
+
+
+def downloads_allowed(data_dir: str | Path) -> bool:
+    """Whether a missing dataset may be downloaded into `data_dir`: only into the default data
+    folder. A folder the user names (LNREPRO_DATA, paths.data_dir) is only ever read, never
+    created or written: users share dataset folders, often read-only by convention."""
+    return Path(data_dir).expanduser().resolve() == default_data_dir().resolve()
+
+
+def download_into(data_dir: str | Path, names: list[str], fetch: Callable[[Path], None]) -> None:
+    """Download into the default data folder `data_dir` without leaving anything behind when the
+    download fails: `fetch(tmp)` downloads into an empty temporary folder under the cache root,
+    and on success each of `names` (paths relative to that folder) is moved into `data_dir`."""
+    import shutil
+    import tempfile
+
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix="download-") as tmp:
+        fetch(Path(tmp))
+        for name in names:  # moved under a temporary name, then renamed: never half a file
+            target = Path(data_dir).expanduser() / name
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            shutil.move(str(Path(tmp) / name), str(part))
+            os.replace(part, target)
+
+
 def cache_dir(name: str, override: str | Path | None = None) -> Path:
     """The cache folder of one kind of cache: `override` (a config's `cache_dir`) when given,
     else cache_root() / name."""

@@ -1,21 +1,25 @@
-"""MNIST through torchvision's loader, held in memory as flat float tensors (Sec. 6.6).
+"""MNIST from its IDX files, held in memory as flat float tensors (Sec. 6.6).
 
 Looks for `<data_dir>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte` (torchvision's
-layout); downloads them when missing and the network allows; otherwise stops with one message.
-torchvision checks only that the raw files exist (and the md5 of the .gz it downloads), so the
-four files are checked here against recorded checksums (lnrepro.data.verify) before any use.
+layout; each may be gzipped) and only reads it. When files are missing, torchvision downloads
+them into the default data folder (LNREPRO_DATA unset) when the network allows; otherwise, and
+in a data folder the user names, the run stops with one message and nothing is written. The
+four files are checked against recorded checksums (lnrepro.data.verify) before any use.
 The paper's split: the first 55,000 training images train, the last 5,000 validate, and the
 10,000 test images test.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
+import math
+import struct
 from pathlib import Path
 
 import torch
 
-from lnrepro.data.common import TensorData
+from lnrepro.data.common import TensorData, default_data_dir, download_into, downloads_allowed
 from lnrepro.data.verify import verify_files
 from lnrepro.errors import ConfigError, DataError
 
@@ -29,46 +33,89 @@ FILES = (
 )
 
 
-def _missing_message(raw: Path, reason: str) -> str:
+def _missing_message(raw: Path, missing: list[str], reason: str) -> str:
+    where = f"{raw}/" if raw.parent.parent.is_dir() else f"{raw}/ (the folder does not exist)"
     return (
-        f"MNIST not found and could not be downloaded ({reason}). Put the four files "
-        f"{', '.join(FILES)} (or their .gz) in {raw}/, or point LNREPRO_DATA at a folder "
-        "that has MNIST/raw/"
+        f"MNIST not found: {', '.join(missing)} (or .gz) missing in {where}; {reason}. Put the "
+        f"four files {', '.join(FILES)} there, or point LNREPRO_DATA at a folder that has MNIST/raw/"
     )
+
+
+def _file(raw: Path, name: str) -> Path | None:
+    """`raw/name`, else `raw/name.gz`, else None."""
+    return next((p for p in (raw / name, raw / f"{name}.gz") if p.is_file()), None)
+
+
+def read_idx(path: Path, dims: int) -> torch.Tensor:
+    """An IDX file of unsigned bytes (MNIST's format: big-endian magic 0x0800 + `dims`, the
+    `dims` sizes, the bytes), a .gz decompressed in memory: the file is only read."""
+    data = Path(path).read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    (magic,) = struct.unpack(">I", data[:4])
+    if magic != 0x800 + dims:
+        raise ValueError(f"{path.name} is not an IDX file of {dims}-d bytes (magic {magic:#x})")
+    head = 4 + 4 * dims
+    shape = struct.unpack(f">{dims}I", data[4:head])
+    if len(data) - head != math.prod(shape):
+        raise ValueError(f"{path.name} has {len(data) - head} bytes of data for shape {shape}")
+    return torch.frombuffer(bytearray(data[head:]), dtype=torch.uint8).view(*shape)
+
+
+def _download(root: Path, raw: Path, missing: list[str]) -> None:
+    """torchvision's download of the four files into the default data folder `root`."""
+    from torchvision.datasets import MNIST
+
+    log.info("downloading MNIST into %s/", raw)
+    try:
+        download_into(
+            root, [f"MNIST/raw/{f}" for f in FILES], lambda tmp: MNIST(tmp, download=True)
+        )
+    except Exception as e:  # noqa: BLE001  (torchvision wraps every mirror's failure)
+        reason = f"the download failed: {(str(e).splitlines() or [type(e).__name__])[0][:120]}"
+        raise DataError(_missing_message(raw, missing, reason)) from None
 
 
 def load_mnist_tensors(data_dir: str | Path, download: bool = True, verify: bool = True):
     """Returns ((train_x, train_y), (test_x, test_y)): uint8 (N, 28, 28) images, int64 labels,
-    from files that match the recorded checksums (`verify=False`: any copy, with a warning)."""
-    from torchvision.datasets import MNIST
+    from files that match the recorded checksums (`verify=False`: any copy, with a warning).
 
+    The data folder is only read. Missing files are downloaded (`download`) only into the
+    default data folder (LNREPRO_DATA unset: lnrepro.data.common.downloads_allowed); in a folder
+    the user names they are one DataError line, and nothing is created there."""
     root = Path(data_dir).expanduser()
     raw = root / "MNIST" / "raw"
-    have_all = all((raw / f).exists() or (raw / f"{f}.gz").exists() for f in FILES)
-    if not have_all and not download:
-        raise DataError(_missing_message(raw, "data.download=false"))
-    out = []
-    for train in (True, False):
-        try:
-            ds = MNIST(str(root), train=train, download=download)
-        except (RuntimeError, OSError) as e:  # torchvision wraps every mirror's failure
-            if "corrupt" in str(e).lower() or have_all:
-                raise DataError(f"MNIST files in {raw} could not be read: {e}") from None
-            raise DataError(_missing_message(raw, str(e).splitlines()[0][:120])) from None
-        except Exception as e:  # noqa: BLE001  (IDX parser errors: truncated or foreign files)
+    missing = [f for f in FILES if _file(raw, f) is None]
+    if missing:
+        if not download:
+            raise DataError(_missing_message(raw, missing, "data.download=false"))
+        if not downloads_allowed(root):
             raise DataError(
-                f"MNIST files in {raw} are corrupt ({type(e).__name__}: {e}); delete them to "
-                "download again"
+                _missing_message(
+                    raw,
+                    missing,
+                    "the data folder is only read, never downloaded into (unset LNREPRO_DATA "
+                    f"to download into {default_data_dir()})",
+                )
+            )
+        _download(root, raw, missing)
+    files = [_file(raw, f) for f in FILES]
+    out = []
+    for images, labels in (files[:2], files[2:]):
+        try:
+            x, y = read_idx(images, 3), read_idx(labels, 1)
+        except Exception as e:  # noqa: BLE001  (truncated, foreign or undecompressable files)
+            raise DataError(
+                f"MNIST files in {raw} are corrupt ({type(e).__name__}: {e}); replace them"
             ) from None
-        x, y = ds.data, ds.targets
-        if x.dtype != torch.uint8 or x.dim() != 3 or tuple(x.shape[1:]) != (28, 28):
+        if tuple(x.shape[1:]) != (28, 28):
             raise DataError(
                 f"MNIST images in {raw} have shape {tuple(x.shape)}, expected (N, 28, 28)"
             )
-        if y.dim() != 1 or len(y) != len(x) or (len(y) and (y.min() < 0 or y.max() > 9)):
+        if len(y) != len(x) or (len(y) and y.max() > 9):
             raise DataError(f"MNIST labels in {raw} do not match the images (corrupt file?)")
         out.append((x, y.long()))
-    verify_files("MNIST", raw, [raw / f for f in FILES], verify)
+    verify_files("MNIST", raw, files, verify)
     return tuple(out)
 
 

@@ -237,7 +237,7 @@ def verify_files(
                 "Restore it, or pass data.verify=false to use it anyway"
             )
         if label != ORIGINAL:
-            log.info("%s: %s", path, label)
+            _note(dataset, name, path, label, got["sha256"])
     if complete:
         folders = {str(Path(n).parent) for n in names}
         missing = sorted(n for n in known if str(Path(n).parent) in folders and n not in names)
@@ -247,6 +247,31 @@ def verify_files(
                 f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}). Restore them, "
                 "or pass data.verify=false to use what is there"
             )
+
+
+# What the files a run read are, when not the original files (MNIST_RECONSTRUCTION), since the
+# last `pop_notes`: train.py records them in the run's summary.json as `data_notes`.
+_notes: dict[str, str] = {}
+
+
+def _note(dataset: str, name: str, path: Path, label: str, sha256: str) -> None:
+    """Record that `path` (`dataset`'s `name`) is not the original file; say it in the log once
+    per cache (a marker under the cache root, never in the data folder), not in every run."""
+    _notes[f"{dataset} {name}"] = label
+    key = hashlib.sha256(f"{Path(path).resolve()}|{sha256}|{label}".encode()).hexdigest()[:32]
+    marker = cache_dir("notices") / key
+    if marker.exists():
+        log.debug("%s: %s", path, label)
+        return
+    log.info("%s: %s (said once; every run's summary.json records it as data_notes)", path, label)
+    write_cache(marker, lambda f: f.write(f"{path}: {label}\n".encode()))
+
+
+def pop_notes() -> list[str]:
+    """The data notes recorded since the last call ("<dataset> <file>: <what it is>"), cleared."""
+    notes = [f"{k}: {v}" for k, v in sorted(_notes.items())]
+    _notes.clear()
+    return notes
 
 
 def check_count(what: str, found: int, expected: int, verify: bool) -> None:
