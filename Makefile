@@ -74,10 +74,14 @@ figure2: venv ## Figure 2, attentive reader on cloze QA: LSTM / BN-LSTM / LN-LST
 
 figure2-gain: venv ## Sec. 6.2 ablation: LN-LSTM reader with LN gains initialised to 1.0 vs 0.1, 3 seeds (CPU scale)
 
-.PHONY: figure3 eval-skip
+.PHONY: figure3 eval eval-skip
 figure3: venv ## Figure 3 + Table 3, skip-thoughts: LN-GRU vs GRU, SentEval vs updates; both runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)
 
-eval-skip: venv ## SentEval of a skip-thoughts checkpoint: CKPT=<run>/checkpoints/last.pt [ARGS="--tasks MR SICK"]
+eval: venv ## evaluate a checkpoint of any experiment: CKPT=<run>/checkpoints/last.pt|best.pt [SPLIT=val,test] [ARGS="--json F key=value"]
+	@test -n "$(CKPT)" || { echo "error: give CKPT=<run dir>/checkpoints/last.pt (or best.pt)" >&2; exit 2; }
+	$(PY) scripts/eval.py $(CKPT) $(if $(SPLIT),--split $(SPLIT),) $(ARGS)
+
+eval-skip: venv ## SentEval alone of a skip-thoughts checkpoint (make eval SPLIT=none): CKPT=... [ARGS="--tasks MR SICK"]
 	@test -n "$(CKPT)" || { echo "error: give CKPT=<run dir>/checkpoints/last.pt" >&2; exit 2; }
 	$(PY) scripts/eval_skip.py $(CKPT) $(ARGS)
 

@@ -2,8 +2,9 @@
 
 Every result file (results/*.csv, *.md, *.png, run files, caches, checkpoints) is written
 through `atomic_write`: into a temporary file next to it, then renamed over it, so a kill never
-leaves half a file and a failed write is one OutputError line. `read_checkpoint` and
-`model_from_checkpoint` are the one way back from `<run>/checkpoints/last.pt` to a model.
+leaves half a file and a failed write is one OutputError line. `read_checkpoint`,
+`read_run_checkpoint` and `model_from_checkpoint` are the one way back from
+`<run>/checkpoints/last.pt` (or best.pt) to a model.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from lnrepro.errors import DataError, OutputError
+from lnrepro.errors import DataError, OutputError, one_line
 
 
 def output_error(path: Path, error: BaseException) -> OutputError | None:
@@ -142,7 +143,9 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  (truncated or foreign file)
-        raise DataError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+        why = one_line(e)
+        why = why if len(why) <= 120 else why[:117] + "..."
+        raise DataError(f"checkpoint {path} cannot be read ({type(e).__name__}: {why})") from None
 
 
 def model_from_checkpoint(ckpt: dict, **kwargs):
@@ -166,17 +169,37 @@ def model_from_checkpoint(ckpt: dict, **kwargs):
     return model.eval(), norm
 
 
+def checkpoint_file(where: str | Path) -> Path:
+    """A checkpoint named directly (`<run>/checkpoints/best.pt`), or a run directory's
+    `checkpoints/last.pt`."""
+    where = Path(where)
+    return where / "checkpoints" / "last.pt" if where.is_dir() else where
+
+
+def read_run_checkpoint(where: str | Path) -> tuple[Path, dict]:
+    """(path, checkpoint) of a training checkpoint: `where` is the file (last.pt, best.pt) or its
+    run directory. Absent, unreadable, or no training checkpoint of this project (a saved config
+    and model): one DataError line."""
+    path = checkpoint_file(where)
+    if not path.is_file():
+        raise DataError(f"no checkpoint at {path} (give <run dir>/checkpoints/last.pt or best.pt)")
+    ckpt = read_checkpoint(path)
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) and "model" in ckpt):
+        raise DataError(f"{path} is not a training checkpoint of this project (no config or model)")
+    return path, ckpt
+
+
 def load_run_model(
     run_dir: str | Path, target: str, what: str, kwargs: Callable[[dict], dict]
 ) -> tuple:
-    """(model, NormSpec, checkpoint) of a run directory's checkpoints/last.pt, whose model's
-    `_target_` must contain `target` (else DataError "not a <what> run"); `kwargs(extra)` maps
-    the model's saved extra state to the arguments the data gave it (model_from_checkpoint)."""
-    path = Path(run_dir) / "checkpoints" / "last.pt"
-    if not path.exists():
+    """(model, NormSpec, checkpoint) of a run directory's checkpoints/last.pt (or of a checkpoint
+    file named directly, e.g. best.pt), whose model's `_target_` must contain `target` (else
+    DataError "not a <what> run"); `kwargs(extra)` maps the model's saved extra state to the
+    arguments the data gave it (model_from_checkpoint)."""
+    if Path(run_dir).is_dir() and not checkpoint_file(run_dir).exists():
         raise DataError("no checkpoints/last.pt (not a finished or checkpointed run)")
-    ckpt = read_checkpoint(path)
-    model_cfg = (ckpt.get("config") or {}).get("model") or {}
+    _, ckpt = read_run_checkpoint(run_dir)
+    model_cfg = ckpt["config"].get("model") or {}
     if target not in str(model_cfg.get("_target_")):
         raise DataError(f"not a {what} run ({model_cfg.get('_target_')})")
     model, norm = model_from_checkpoint(ckpt, **kwargs(ckpt["model"].get("_extra_state") or {}))

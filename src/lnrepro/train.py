@@ -172,7 +172,14 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 # keys added to the configs after checkpoints were written, with the value that means what those
 # checkpoints did (a checkpoint without the key resumes when the run has that value)
-ADDED_KEYS = {"norm.sync": False, "trainer.precision": 32}
+ADDED_KEYS = {
+    "norm.sync": False,
+    "trainer.precision": 32,
+    "trainer.eval_steps": [],
+    "trainer.eval_at_fractions": [],
+    "trainer.eval_log_spaced": False,
+    "trainer.save_best": False,
+}
 
 
 def _check_resumable(

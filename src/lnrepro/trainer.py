@@ -34,6 +34,7 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lnrepro.artifacts import atomic_write
+from lnrepro.checks import is_int, positive_int
 from lnrepro.contracts import is_higher_better
 from lnrepro.errors import ConfigError, DivergenceError, Interrupted, OutputError
 from lnrepro.runlog import RunLogger
@@ -54,6 +55,10 @@ class TrainerConfig:
     max_steps: int | None = None
     evals_per_epoch: int = 1  # evaluation passes per epoch (and one at the end)
     eval_every: int | None = None  # steps between evaluations; overrides evals_per_epoch when set
+    evals: int | None = None  # that many evaluations spread evenly over the step budget
+    eval_steps: list = field(default_factory=list)  # extra evaluations after these updates
+    eval_at_fractions: list = field(default_factory=list)  # ... at these fractions of the budget
+    eval_log_spaced: bool = False  # ... at 1, 2, 4, ..., 64 % of the budget
     eval_at_start: bool = True  # evaluate the initial model (step 0) too
     eval_splits: list = field(default_factory=lambda: ["train", "val", "test"])
     final_eval_splits: list = field(default_factory=list)  # evaluated once, after the last step
@@ -67,6 +72,8 @@ class TrainerConfig:
     precision: str | int = 32  # 32 | bf16 | 16: float32, or mixed precision (autocast)
     compile: bool = False  # torch.compile the model
     compile_mode: str | None = None  # torch.compile's mode, e.g. reduce-overhead on CUDA
+    save_best: bool = False  # also keep checkpoints/best.pt: the model of the best best_metric
+    best_metric: str | None = None  # "split/name"; None: the validation split's main metric
 
     def __post_init__(self):
         def positive(name, allow_none=False, allow_zero=False):
@@ -83,6 +90,7 @@ class TrainerConfig:
             raise ConfigError("set trainer.epochs or trainer.max_steps")
         positive("evals_per_epoch")
         positive("eval_every", allow_none=True)
+        self._check_schedule()
         positive("limit_eval_batches", allow_none=True)
         positive("log_every")
         positive("ckpt_every", allow_none=True)
@@ -99,6 +107,68 @@ class TrainerConfig:
                 f"trainer.compile_mode must be null or one of "
                 f"{'|'.join(COMPILE_MODES[1:])}, got {self.compile_mode!r}"
             )
+        if not isinstance(self.save_best, bool):
+            raise ConfigError(f"trainer.save_best must be true or false, got {self.save_best!r}")
+        metric = self.best_metric
+        if metric is not None and (not isinstance(metric, str) or "/" not in metric):
+            raise ConfigError(
+                f"trainer.best_metric must be null or a logged metric such as val/err, got "
+                f"{metric!r}"
+            )
+
+    def _check_schedule(self) -> None:
+        """The evaluation schedule's own keys (see `eval_steps`), one ConfigError line each."""
+        if self.evals is not None:
+            positive_int(self.evals, "trainer.evals")
+            if self.eval_every is not None:
+                raise ConfigError("set trainer.eval_every or trainer.evals, not both")
+        steps, fractions = self.eval_steps, self.eval_at_fractions
+        if not isinstance(steps, (list, tuple)) or not all(is_int(s) and s > 0 for s in steps):
+            raise ConfigError(
+                f"trainer.eval_steps must be a list of positive integers (updates), got {steps!r}"
+            )
+        if not isinstance(fractions, (list, tuple)) or not all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1
+            for f in fractions
+        ):
+            raise ConfigError(
+                "trainer.eval_at_fractions must be a list of numbers in (0, 1] (fractions of "
+                f"the step budget), got {fractions!r}"
+            )
+        if not isinstance(self.eval_log_spaced, bool):
+            raise ConfigError(
+                f"trainer.eval_log_spaced must be true or false, got {self.eval_log_spaced!r}"
+            )
+
+
+# trainer.eval_log_spaced: evaluations at 1, 2, 4, ..., 64 % of the step budget (a convergence-
+# speed curve needs its early points; the regular schedule adds the rest)
+LOG_SPACED_FRACTIONS = tuple(2**k / 100 for k in range(7))
+
+
+def eval_steps(cfg: TrainerConfig, total_steps: int, steps_per_epoch: int) -> set[int]:
+    """The updates after which the loop evaluates (0: the initial model), from the config and
+    the step budget `total_steps`:
+      - the last update, always; the initial model with `eval_at_start`;
+      - `evals` evaluations spread evenly over the budget (the last at its end), or else every
+        `eval_every` updates, or else `evals_per_epoch` an epoch; of these regular ones, one less
+        than half an interval before the end is left out (a near-duplicate point at the end of
+        every curve);
+      - and, on top of those, the updates listed in `eval_steps` (those beyond the budget are
+        ignored), the nearest updates to `eval_at_fractions` of the budget, and with
+        `eval_log_spaced` to 1, 2, 4, ..., 64 % of it.
+    Budget-relative steps (`evals`, fractions) move when a resumed run changes its budget."""
+    total = total_steps
+    steps = {total} | ({0} if cfg.eval_at_start else set())
+    if cfg.evals:
+        steps |= {max(1, k * total // cfg.evals) for k in range(1, cfg.evals + 1)}
+    else:
+        interval = cfg.eval_every or max(1, steps_per_epoch // cfg.evals_per_epoch)
+        steps |= {s for s in range(interval, total, interval) if 2 * (total - s) >= interval}
+    fractions = [*cfg.eval_at_fractions, *(LOG_SPACED_FRACTIONS if cfg.eval_log_spaced else ())]
+    steps |= {max(1, round(f * total)) for f in fractions}
+    steps |= {s for s in cfg.eval_steps if s <= total}
+    return steps
 
 
 class _StopFlag:
@@ -177,6 +247,10 @@ STATE_KEYS = (
     "rng_cuda",
 )
 SCHEDULER_INTERVALS = ("step", "epoch")
+# trainer.save_best without trainer.best_metric: the first of these the validation split reports
+# (errors, bits per character, perplexity, DRAW's bound, handwriting's NLL per line, order
+# embeddings' recall sum, the skip-thoughts loss), else its first metric
+MAIN_METRICS = ("err", "bpc", "ppl", "bound", "nll_seq", "rsum", "loss", "nll")
 
 
 class Trainer:
@@ -205,7 +279,9 @@ class Trainer:
         self.extra = checkpoint_extra or {}  # config etc., written into every checkpoint
         spe = data.steps_per_epoch
         self.total_steps = int(cfg.max_steps or math.ceil(cfg.epochs * spe))
-        self.eval_interval = cfg.eval_every or max(1, spe // cfg.evals_per_epoch)
+        self.eval_steps = eval_steps(cfg, self.total_steps, spe)
+        self.best_path = self.run_dir / "checkpoints" / "best.pt"
+        self.best_metric = self._best_metric(data) if cfg.save_best else None
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.device_type = self.params[0].device.type
         # precision 16: loss scaling; otherwise a disabled scaler, whose calls are no-ops
@@ -267,40 +343,90 @@ class Trainer:
 
     # ---- evaluation -------------------------------------------------------------------
     def evaluate(self, final: bool = False) -> dict[str, float]:
+        """One evaluation pass (`evaluate_model`), logged; it leaves the training's random
+        streams as they were, so that adding evaluations changes no training step."""
         t0 = time.perf_counter()
         self.model.eval()
-        metrics = {}
         splits = list(self.cfg.eval_splits) + (list(self.cfg.final_eval_splits) if final else [])
-        for split in splits:
-            if split not in self.data.splits:
-                continue
-            batches = self.data.eval_batches(split)
-            if self.cfg.limit_eval_batches:
-                batches = itertools.islice(batches, self.cfg.limit_eval_batches)
-            with self._autocast():
-                split_metrics = self.task.evaluate(self.net, batches)
-            for k, v in split_metrics.items():
-                metrics[f"{split}/{k}"] = v
-        # hooks (SentEval: encoder + classifier fits) run on the uncompiled model, in float32
-        for prefix, values in self.task.evaluation_hooks(self.model).items():
-            metrics.update({f"{prefix}/{k}": v for k, v in values.items()})
+        with self._own_rng():
+            metrics = evaluate_model(
+                self.task, self.data, self.net, splits, self.cfg.limit_eval_batches,
+                amp=self._autocast, hooks_model=self.model,
+            )  # fmt: skip
         self.model.train()
+        improved = set()
         for k, v in metrics.items():  # the best of each metric, in the direction the task says
             sign = -1.0 if is_higher_better(self.task, k) else 1.0
             if math.isfinite(v) and sign * v < sign * self.best.get(k, sign * math.inf):
                 self.best[k] = v
+                improved.add(k)
         self.last_eval = metrics
+        if self.cfg.save_best and self._best_key(metrics, final) in improved:
+            self._save_best()
         self.eval_time += time.perf_counter() - t0
         self.logger.log(self.step, self.epoch, self._time(), metrics)
         return metrics
 
+    def _own_rng(self):
+        """Evaluation on its own copy of the random streams (CPU, and the model's GPU): dropout
+        masks, DRAW's posterior samples and anything else random in the next updates are those
+        of a run without this evaluation."""
+        device = self.params[0].device
+        cuda = [device] if device.type == "cuda" else []
+        return torch.random.fork_rng(devices=cuda)
+
+    # ---- best.pt -----------------------------------------------------------------------
+    def _best_metric(self, data) -> str | None:
+        """trainer.best_metric, checked against the evaluated splits before any update (None:
+        the validation split's main metric, named at the first evaluation: `_best_key`)."""
+        evaluated = [*self.cfg.eval_splits, *self.cfg.final_eval_splits]
+        key = self.cfg.best_metric
+        split = key.split("/", 1)[0] if key else "val"
+        # (a hook's prefix, such as senteval/, is no data split: checked at the first evaluation)
+        if split not in evaluated and (key is None or split in data.splits):
+            raise ConfigError(
+                f"trainer.save_best ranks checkpoints by {key or 'a validation metric'}, but "
+                f"the run does not evaluate the {split} split (trainer.eval_splits="
+                f"{list(self.cfg.eval_splits)}): add it, or set trainer.best_metric"
+            )
+        return key
+
+    def _best_key(self, metrics: dict[str, float], final: bool) -> str | None:
+        """The metric best.pt follows, named at the first evaluation when not configured: the
+        first of MAIN_METRICS the validation split reports (else its first metric). None at an
+        evaluation without it (a split evaluated only at the end)."""
+        key = self.best_metric
+        if key is None:
+            names = [k.split("/", 1)[1] for k in metrics if k.startswith("val/")]
+            main = [m for m in MAIN_METRICS if m in names] or names
+            if not main:
+                raise ConfigError(
+                    "trainer.save_best: the evaluation has no val/ metric to rank checkpoints "
+                    f"by ({', '.join(metrics)}): set trainer.best_metric"
+                )
+            key = self.best_metric = f"val/{main[0]}"
+        if key not in metrics:
+            if not final and key.split("/", 1)[0] in self.cfg.final_eval_splits:
+                return None
+            raise ConfigError(
+                f"trainer.best_metric={key} is not among the evaluated metrics "
+                f"({', '.join(metrics)})"
+            )
+        return key
+
+    def _save_best(self) -> None:
+        """checkpoints/best.pt (atomic): the state at this evaluation, whose best_metric beats
+        every earlier one. Every checkpoint holds that best value so far (`best`), so a resumed
+        run replaces best.pt only when it does better. It is this process's state (under
+        torchrun rank 0 evaluates alone: no other rank's RNG): a model to evaluate
+        (scripts/eval.py), not a point to resume from."""
+        state = Trainer.state_dict(self)
+        atomic_write(self.best_path, lambda f: torch.save(state, f))
+
     # ---- the loop ---------------------------------------------------------------------
     def _autocast(self):
         """torch.autocast to the precision's dtype; nothing at all at precision 32."""
-        dtype = PRECISIONS[self.cfg.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=dtype)
+        return autocast(self.cfg.precision, self.device_type)
 
     @property
     def epoch(self) -> float:
@@ -337,7 +463,7 @@ class Trainer:
         self._last_line, self._start_step = 0.0, self.step
         self._pace_t0, self._pace_eval0 = self._t0, self.eval_time
         self.model.train()
-        if self.step == 0 and cfg.eval_at_start:
+        if self.step == 0 and 0 in self.eval_steps:
             self.evaluate()
         # with a bar, log lines (evaluations, warnings) are printed above it instead of through it
         quiet_bar = logging_redirect_tqdm() if bar is not None else contextlib.nullcontext()
@@ -348,7 +474,7 @@ class Trainer:
                     self._update(batch)
                     done = self.step >= self.total_steps
                     self._report(bar, done)
-                    evaluated = self._eval_due(self.step)
+                    evaluated = self.step in self.eval_steps
                     if evaluated:
                         metrics = self.evaluate(final=done)
                         log.info("eval step %d epoch %.2f %s", self.step, self.epoch, _fmt(metrics))
@@ -420,16 +546,6 @@ class Trainer:
         left = (self.total_steps - self.step) / rate if rate > 0 else math.inf
         return f"{rate:.3g} updates/s, ETA {hms(left)}"
 
-    def _eval_due(self, step: int) -> bool:
-        """Evaluate every `eval_interval` updates and after the last one; a regular evaluation
-        less than half an interval before the final one is left out (it would be a near-duplicate
-        point at the end of every curve)."""
-        if step >= self.total_steps:
-            return True
-        return (
-            step % self.eval_interval == 0 and 2 * (self.total_steps - step) >= self.eval_interval
-        )
-
     def _checkpoint(self) -> None:
         self.elapsed = self._time()
         self._t0 = time.perf_counter()
@@ -470,6 +586,46 @@ class Trainer:
         from tqdm import tqdm
 
         return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
+
+
+def autocast(precision: str, device_type: str):
+    """torch.autocast to trainer.precision's dtype on `device_type`; nothing at precision 32."""
+    dtype = PRECISIONS[str(precision)]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=dtype)
+
+
+def evaluate_model(
+    task,
+    data,
+    net,
+    splits,
+    limit_batches=None,
+    amp=contextlib.nullcontext,
+    hooks_model=None,
+    hooks: bool = True,
+) -> dict[str, float]:
+    """One evaluation pass of a model in eval mode: `task.evaluate` on each of `splits` that the
+    data has (at most `limit_batches` batches each), under `amp()` (`autocast`), logged as
+    "<split>/<name>"; then the task's evaluation hooks (SentEval: encoder + classifier fits) on
+    `hooks_model` (the uncompiled model; default `net`; none without `hooks`), in float32, as
+    "<prefix>/<name>". What the loop logs at every evaluation and scripts/eval.py prints for a
+    checkpoint."""
+    metrics = {}
+    for split in splits:
+        if split not in data.splits:
+            continue
+        batches = data.eval_batches(split)
+        if limit_batches:
+            batches = itertools.islice(batches, limit_batches)
+        with amp():
+            split_metrics = task.evaluate(net, batches)
+        metrics.update({f"{split}/{k}": v for k, v in split_metrics.items()})
+    hooks_model = net if hooks_model is None else hooks_model
+    for prefix, values in (task.evaluation_hooks(hooks_model) if hooks else {}).items():
+        metrics.update({f"{prefix}/{k}": v for k, v in values.items()})
+    return metrics
 
 
 def hms(seconds: float) -> str:
