@@ -51,7 +51,7 @@ test-fast: venv ## the tests not marked slow: no end-to-end runs, no real data (
 	$(PY) -m pytest -q -m "not slow"
 
 .PHONY: smoke
-smoke: venv ## every CPU-scale experiment for 5 updates (debug=smoke); absent datasets are reported as skipped
+smoke: venv ## every CPU-scale experiment (*_cpu*) for 5 updates (debug=smoke), 2 at a time: a line each + totals; absent data: skipped
 	$(PY) scripts/smoke.py $(ARGS)
 
 .PHONY: golden mutation
