@@ -462,3 +462,172 @@ class CheckSweep(Callback):
             check_sweep(config)
         except ConfigError as e:
             _fail(e)
+
+
+# ---- the table at the end of a multirun -------------------------------------------------------
+SUMMARY_FILE = "summary.md"
+
+
+def _job_overrides(job_dir: Path) -> dict[str, str]:
+    """A job's command-line overrides (Hydra's .hydra/overrides.yaml) as key -> value text."""
+    import yaml
+
+    try:
+        lines = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return {}
+    out = {}
+    for line in lines:
+        key, _, value = str(line).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def _job_num(job_dir: Path) -> tuple[int, str]:
+    """Sort key: the job number the default subdir (`<num>_<overrides>`) starts with."""
+    head = job_dir.name.split("_", 1)[0]
+    return (int(head) if head.isdigit() else 1 << 30, job_dir.name)
+
+
+def _job_error(job_dir: Path) -> str | None:
+    """The last error line a job logged (Hydra's <job dir>/<job name>.log), without its prefix."""
+    for log_file in sorted(job_dir.glob("*.log")):
+        try:
+            lines = log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        errors = [ln.split(" - ", 1)[-1] for ln in lines if "][ERROR]" in ln]
+        if errors:
+            return errors[-1]
+    return None
+
+
+def sweep_jobs_dirs(sweep_dir: str | Path, since: float | None = None) -> list[Path]:
+    """The job folders of a sweep folder (each holds .hydra/overrides.yaml), in job order;
+    with `since` (a time.time()), only those whose overrides were written from then on: the
+    jobs of this multirun, not those an earlier one left in a reused folder."""
+    root = Path(sweep_dir)
+    dirs = [
+        p.parent.parent for p in root.glob("**/.hydra/overrides.yaml") if p.parent.parent != root
+    ]
+    if since is not None:
+        dirs = [d for d in dirs if (d / ".hydra" / "overrides.yaml").stat().st_mtime >= since - 1]
+    return sorted(dirs, key=_job_num)
+
+
+def sweep_summary(
+    sweep_dir: str | Path,
+    since: float | None = None,
+    metrics: list[str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> str:
+    """A markdown summary of a sweep folder's jobs: one row per job with the overrides that
+    differ between the jobs (their config keys when the overrides do not: lnrepro.runs.
+    differing_keys), its status, updates, wall time and each metric's final and best value
+    (summary.json, or metrics.jsonl for a run that wrote none: lnrepro.runs.load_run); then the
+    jobs that did not complete, each with its status and why (summary.json's reason, else
+    `errors`: resolved job folder -> the exception of a crashed job, else the last error line
+    of its log). `metrics`: the keys to show; by default every metric the jobs evaluated except
+    the training split's (train/*, batch/*)."""
+    from lnrepro.runs import differing_keys, fmt_value, load_run
+
+    root = Path(sweep_dir)
+    dirs = sweep_jobs_dirs(root, since)
+    if not dirs:
+        return f"# Sweep {root}\n\nNo job folders found.\n"
+    runs = [load_run(d) for d in dirs]
+    overrides = [_job_overrides(d) for d in dirs]
+    keys = list(dict.fromkeys(k for o in overrides for k in o))
+    varies = {k: [o.get(k, "-") for o in overrides] for k in keys}
+    varies = {k: v for k, v in varies.items() if len(set(v)) > 1}
+    if not varies:
+        varies = {k: [r.get(k, "-") for r in runs] for k in differing_keys(runs)}
+    if metrics is None:
+        logged = dict.fromkeys(
+            k for r in runs for k in (*(r.summary.get("final") or {}), *r.metrics())
+        )
+        evaluated = [k for k in logged if "/" in k and not k.startswith(("batch/", "train/"))]
+        metrics = evaluated or [k for k in logged if not k.startswith("batch/")]
+    header = ["job", *varies, "status", "step", "time (s)", *(f"{m} final (best)" for m in metrics)]
+    rows = []
+    for i, (d, r) in enumerate(zip(dirs, runs, strict=True)):
+        num = _job_num(d)[0]
+        cells = [num if num < 1 << 30 else d.name, *(v[i] for v in varies.values())]
+        status = r.status if (d / "summary.json").exists() else "failed (no summary.json)"
+        cells += [status, r.steps, fmt_value(r.wall_time, 3)]
+        for m in metrics:
+            final, best = r.metric(m, "final"), r.metric(m, "best")
+            cells.append("-" if final is None else f"{fmt_value(final)} ({fmt_value(best)})")
+        rows.append([fmt_value(c).replace("|", "\\|") for c in cells])
+    widths = [max(len(row[j]) for row in [header, *rows]) for j in range(len(header))]
+    table = [header, ["-" * w for w in widths], *rows]
+    done = sum(r.status == "completed" for r in runs)
+    lines = [
+        f"# Sweep {root}",
+        "",
+        (
+            f"{len(dirs)} jobs, {done} completed. Columns: the overrides that differ between "
+            "the jobs, then each metric's final value and (in brackets) its best."
+        ),
+        "",
+        *("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in table),
+        "",
+    ]
+    failed = [i for i, r in enumerate(runs) if r.status != "completed"]
+    if failed:
+        lines.append(f"Not completed: {len(failed)} of {len(dirs)} jobs")
+        for i in failed:
+            d, r = dirs[i], runs[i]
+            status = r.status if (d / "summary.json").exists() else "no summary.json"
+            why = (
+                r.summary.get("reason")
+                or (errors or {}).get(str(d.resolve()))
+                or _job_error(d)
+                or "no error line in its log"
+            )
+            which = " ".join(f"{k}={fmt_value(v[i])}" for k, v in varies.items())
+            lines.append(f"- job {rows[i][0]}{f' ({which})' if which else ''}: {status}: {why}")
+    return "\n".join(lines) + "\n"
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun: print a table of its jobs (sweep_summary) and write it to
+    <sweep dir>/summary.md. Also at exit when a job's crash stops the sweep before its end.
+    `metrics`: the metric keys to show (null: every evaluated one but train/*)."""
+
+    def __init__(self, metrics: list[str] | None = None):
+        self.metrics = list(metrics) if metrics else None
+        self._pending: tuple | None = None
+        self._errors: dict[str, str] = {}
+
+    def __getstate__(self) -> dict:  # what a launcher's worker gets: nothing to write there
+        return {"metrics": self.metrics, "_pending": None, "_errors": {}}
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._pending = (str(config.hydra.sweep.dir), time.time())
+        atexit.register(self._write)
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        """A job that crashed (an exception other than lnrepro's one-line errors) logged
+        nothing: keep its exception for the table (jobs run in this process only)."""
+        from hydra.core.utils import JobStatus
+
+        if job_return.status == JobStatus.FAILED:
+            e = job_return._return_value
+            where = str(Path(config.hydra.runtime.output_dir).resolve())
+            self._errors[where] = f"{type(e).__name__}: {one_line(e)}"
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        self._write()
+
+    def _write(self) -> None:
+        if self._pending is None:
+            return
+        sweep_dir, since = self._pending
+        self._pending = None
+        try:
+            text = sweep_summary(sweep_dir, since, self.metrics, self._errors)
+            print(f"\n{text}", end="", flush=True)
+            (Path(sweep_dir) / SUMMARY_FILE).write_text(text)
+        except Exception as e:  # noqa: BLE001  (a summary never changes how the sweep ends)
+            log.warning("no sweep summary: %s", one_line(e))
