@@ -18,6 +18,7 @@ import argparse
 import atexit
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -54,12 +55,15 @@ def experiments(root: Path = ROOT) -> list[str]:
 class Result(NamedTuple):
     name: str
     status: str  # ok | skipped | FAILED
-    seconds: float
+    seconds: float  # wall time
     detail: str = ""  # ok: the key metric; skipped: the loader's line; FAILED: the error line
     tail: str = ""  # FAILED: the end of its stderr
+    cpu: float | None = None  # CPU seconds of the run's process (user + system)
 
     def line(self) -> str:
-        return f"{self.name:24s} {self.status:7s} {self.seconds:5.1f} s  {self.detail}".rstrip()
+        cpu = f" (cpu {self.cpu:5.1f} s)" if self.cpu is not None else ""
+        head = f"{self.name:24s} {self.status:7s} {self.seconds:5.1f} s{cpu}"
+        return f"{head}  {self.detail}".rstrip()
 
 
 # The validation metric a smoke line shows, the first of these that the run logged (else its
@@ -91,17 +95,24 @@ def error_line(stderr: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _subprocess(argv: list[str], env: dict, logs: Path) -> tuple[int, str]:
-    """`python -m lnrepro.train <argv>` in a fresh interpreter: (exit code, stderr)."""
-    p = subprocess.run(
-        [sys.executable, "-m", "lnrepro.train", *argv],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return p.returncode, p.stderr
+def _cpu(usage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def _subprocess(argv: list[str], env: dict, logs: Path) -> tuple[int, str, float]:
+    """`python -m lnrepro.train <argv>` in a fresh interpreter, its stdout and stderr into
+    `logs`.stdout / .stderr: (exit code, stderr, CPU seconds)."""
+    with open(f"{logs}.stdout", "wb") as out, open(f"{logs}.stderr", "wb") as err:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "lnrepro.train", *argv],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, Path(f"{logs}.stderr").read_text(errors="replace"), _cpu(usage)
 
 
 def _entrypoint(argv: list[str], env: dict, logs: Path) -> None:
@@ -129,17 +140,25 @@ def _entrypoint(argv: list[str], env: dict, logs: Path) -> None:
     atexit._run_exitfuncs()  # a forked child ends with os._exit: run what exit would
     sys.stdout.flush()
     sys.stderr.flush()
+    cpu = _cpu(resource.getrusage(resource.RUSAGE_SELF))
+    cpu += _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))  # e.g. a C++ extension's build
+    Path(f"{logs}.cpu").write_text(f"{cpu}\n")
     sys.exit(code)
 
 
-def _forked(argv: list[str], env: dict, logs: Path) -> tuple[int, str]:
+def _forked(argv: list[str], env: dict, logs: Path) -> tuple[int, str, float | None]:
     """The entrypoint in a child of a fork server that has imported torch and lnrepro.train
-    once (PRELOAD): each run saves the ~5 s of CPU those imports take. (exit code, stderr)"""
+    once (PRELOAD): each run saves the ~5 s of CPU those imports take.
+    (exit code, stderr, CPU seconds of the child)"""
     p = _server().Process(target=_entrypoint, args=(argv, env, logs))
     p.start()
     p.join()
-    err = Path(f"{logs}.stderr")
-    return p.exitcode, err.read_text(errors="replace") if err.exists() else ""
+    err, cpu = Path(f"{logs}.stderr"), Path(f"{logs}.cpu")
+    return (
+        p.exitcode,
+        err.read_text(errors="replace") if err.exists() else "",
+        float(cpu.read_text()) if cpu.exists() else None,
+    )
 
 
 # What the fork server imports before it forks a run: the entrypoint and what building a model
@@ -171,16 +190,17 @@ def smoke(name: str, norm: str, out: Path, extra: tuple[str, ...] = (), fork: bo
         *extra,
     ]
     env = {"LNREPRO_OUTPUTS": str(out), "WANDB_MODE": "disabled"}
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    code, stderr = (_forked if fork else _subprocess)(argv, env, out / name)
+    code, stderr, cpu = (_forked if fork else _subprocess)(argv, env, out / name)
     took = time.perf_counter() - t0
     if code == 0:
-        return Result(name, "ok", took, key_metric(out / name))
+        return Result(name, "ok", took, key_metric(out / name), cpu=cpu)
     line = error_line(stderr)
     if code == 2 and "not found" in line:
-        return Result(name, "skipped", took, line)
+        return Result(name, "skipped", took, line, cpu=cpu)
     tail = "\n".join("    " + ln for ln in stderr.strip().splitlines()[-15:])
-    return Result(name, "FAILED", took, f"exit {code}: {line}", tail)
+    return Result(name, "FAILED", took, f"exit {code}: {line}", tail, cpu)
 
 
 def run_all(
@@ -201,10 +221,11 @@ def run_all(
 
 def totals(results: list[Result], wall: float, jobs: int) -> str:
     count = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "FAILED")}
+    cpu = [r.cpu for r in results if r.cpu is not None]
     return (
-        f"{len(results)} experiments: {count['ok']} ok, {count['skipped']} skipped, "
+        f"{len(results)} experiment{'s' * (len(results) != 1)}: {count['ok']} ok, {count['skipped']} skipped, "
         f"{count['FAILED']} FAILED in {wall:.1f} s ({jobs} at a time; the runs sum to "
-        f"{sum(r.seconds for r in results):.1f} s)"
+        f"{sum(r.seconds for r in results):.1f} s" + (f", {sum(cpu):.1f} s of CPU)" if cpu else ")")
     )
 
 

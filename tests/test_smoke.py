@@ -123,8 +123,9 @@ def test_make_smoke_prints_a_line_per_experiment_and_totals(tiny_mnist, tmp_path
     assert len(lines) == 3, lines
     for name in ("pi_mnist_cpu", "cnn_mnist_cpu"):
         (line,) = [ln for ln in lines if ln.startswith(name)]
-        assert line.split()[1] == "ok" and " s  val/err=" in line, line
+        assert line.split()[1] == "ok" and " s)  val/err=" in line, line
     assert lines[-1].startswith("2 experiments: 2 ok, 0 skipped, 0 FAILED in "), lines[-1]
+    assert "s of CPU)" in lines[-1], lines[-1]
 
 
 @pytest.mark.realdata  # each experiment's own files: smoke.smoke says which are absent
