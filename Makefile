@@ -164,7 +164,8 @@ bench: venv ## speed benchmarks -> results/bench.md (MLP) and results/bench_rnn.
 	$(PY) scripts/bench_rnn.py --compiled
 
 .PHONY: gpu-check
-# The venv's python when there is one, else python3: a bare GPU machine (torch + numpy only) needs no venv.
+# The venv's python when there is one, else python3: a bare GPU machine needs no venv, only torch,
+# numpy, hydra-core and tqdm (the configs are composed by Hydra and built by lnrepro.train).
 GPU_CHECK_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 gpu-check: ## GPU acceptance check of every paper-scale experiment -> results/gpu_check.md (~7 min on one GPU; CPU half only without one)
 	$(GPU_CHECK_PY) scripts/gpu_check.py $(ARGS)

@@ -7,12 +7,17 @@ outputs, the task turns them into a loss and metrics, the data module yields bat
 - A model factory (`configs/model/*.yaml`) is called with its config, `norm=` (a NormSpec) and
   the data module's `model_kwargs` (shape fields the data decides: vocabulary size, image size).
 - A task (`configs/task/*.yaml`) subclasses `Task`: the defaults below are what most tasks need.
+- The module that defines a data factory also offers `synthetic_batch(cfg, batch_size,
+  generator, length=None) -> SyntheticBatch`: one training batch of random values with the
+  types, shapes and dtypes its `train_batches` yields, from the data config alone (no file is
+  read, nothing is downloaded). scripts/gpu_check.py runs every paper-scale model and task on
+  it; tests/test_gpu_check.py checks that every configs/data/*.yaml module has one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 
@@ -73,3 +78,20 @@ class Task:
 def is_higher_better(task: Task, metric: str) -> bool:
     """Whether `metric` ("split/name" or "name") is maximised, as the task declares."""
     return metric.rsplit("/", 1)[-1] in getattr(task, "higher_is_better", frozenset())
+
+
+class SyntheticBatch(NamedTuple):
+    """What a data module's `synthetic_batch(cfg, batch_size, generator, length=None)` returns.
+
+    Its arguments: `cfg` the data config node as a dict (the factory's keyword arguments),
+    `batch_size` the cases (or streams) of the batch, `generator` the torch.Generator of every
+    random value, `length` the time steps of a sequence batch (None: the config's length, or a
+    typical one of the real data, documented where it is chosen); data without time steps
+    ignores it.
+    """
+
+    batch: Any  # as train_batches yields it (same types, dtypes and layout), on the CPU
+    model_kwargs: dict[str, Any]  # the sizes DataModule.model_kwargs would hold (no vocabulary
+    # or hashes): from the config, or the real data's sizes where the module knows them
+    steps_per_epoch: int | None  # the real training set's batches per epoch at batch_size
+    # (recorded sizes), None where only reading the data would tell

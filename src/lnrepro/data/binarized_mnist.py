@@ -241,3 +241,15 @@ def _check_splits(splits: dict[str, torch.Tensor], eval_sizes: dict | None) -> d
     if unknown:
         raise ConfigError(f"data.eval_sizes names unknown split(s) {sorted(unknown)}")
     return eval_sizes
+
+
+def synthetic_batch(cfg: dict, batch_size: int, generator: torch.Generator, length=None):
+    """A training batch of random binary images (13 % ink, as MNIST's) as `binarized_mnist`
+    yields it, without the files (lnrepro.contracts.SyntheticBatch). Training images: 50,000
+    fixed ones, or MNIST's 60,000 less `val_size` (stochastic; `auto` counted as stochastic)."""
+    from lnrepro.contracts import SyntheticBatch
+
+    x = (torch.rand(batch_size, SIDE, SIDE, generator=generator) < 0.13).to(torch.uint8)
+    fixed = cfg.get("source", "auto") == "fixed"
+    n = AMAT_SIZES["train"] if fixed else 60_000 - cfg.get("val_size", 10000)
+    return SyntheticBatch((x,), {"image_size": SIDE}, n // batch_size)

@@ -153,3 +153,22 @@ def books(
     check_flag(verify)
     corpus = load_corpus(data_dir, paths, hf, format, vocab_size, max_len, cache, verify, num_proc)
     return BooksData(corpus, batch_size, val_triples, eval_batch_size, seed).to(device)
+
+
+def synthetic_batch(cfg: dict, batch_size: int, generator: torch.Generator, length=None):
+    """A batch of random triples as `books` yields it, without the corpus
+    (lnrepro.contracts.SyntheticBatch): sentences of random words ending with <eos>, padded
+    with <pad>, the first of each row `length` (default `max_len` + 1) tokens long."""
+    from lnrepro.contracts import SyntheticBatch
+    from lnrepro.data.text import EOS_ID, PAD_ID
+
+    B, L, V = batch_size, length or cfg.get("max_len", 30) + 1, cfg.get("vocab_size", 20000)
+
+    def sentences() -> torch.Tensor:
+        ids = torch.randint(len(SPECIALS), V, (B, L), generator=generator)
+        n = torch.randint(max(1, L // 3), L + 1, (B,), generator=generator)
+        n[0] = L
+        ids[torch.arange(B), n - 1] = EOS_ID
+        return ids.masked_fill(torch.arange(L) >= n[:, None], PAD_ID)
+
+    return SyntheticBatch(Triples(sentences(), sentences(), sentences()), {"vocab_size": V}, None)

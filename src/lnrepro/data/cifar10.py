@@ -109,3 +109,14 @@ def cifar10(
     ).to(device)
     data.model_kwargs = {"in_channels": 3, "image_size": 32}
     return data
+
+
+def synthetic_batch(cfg: dict, batch_size: int, generator: torch.Generator, length=None):
+    """A training batch of random (mean-subtracted) images and labels as `cifar10` yields it,
+    without the files (lnrepro.contracts.SyntheticBatch)."""
+    from lnrepro.contracts import SyntheticBatch
+
+    x = torch.rand(batch_size, 3, 32, 32, generator=generator) - 0.5
+    y = torch.randint(0, 10, (batch_size,), generator=generator)
+    spe = (SIZES[True] - cfg.get("val_size", 5000)) // batch_size
+    return SyntheticBatch((x, y), {"in_channels": 3, "image_size": 32}, spe)

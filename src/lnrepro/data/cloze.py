@@ -412,3 +412,33 @@ def _check_options(source, top_k, doc_window, repermute, verify, exclude_query_e
         raise ConfigError(
             f"data.exclude_query_entities must be true or false, got {exclude_query_entities!r}"
         )
+
+
+def synthetic_batch(cfg: dict, batch_size: int, generator: torch.Generator, length=None):
+    """A batch of random questions as `cloze` yields it, without the corpus
+    (lnrepro.contracts.SyntheticBatch). ASSUMPTIONS, from the CNN corpus (Hermann et al. 2015,
+    Table 1: 762 document tokens, 12.5 query tokens, 26.4 entities on average): documents of
+    `length` tokens (default: 762, or `top_k` x 30 for the top-k sentences; a length-sorted
+    batch, so 90-100 % of that), 13-token queries, 26 candidates each mentioned in the doc."""
+    from lnrepro.contracts import SyntheticBatch
+
+    g, B, E = generator, batch_size, cfg.get("n_entities", 50)
+    T = length or (cfg["top_k"] * 30 if cfg.get("top_k") else 762)
+    Tq, V, K = min(13, T), cfg.get("vocab_size", 10000), min(26, E)
+    words = ENTITY0 + E
+    doc = torch.randint(words, V, (T, B), generator=g)
+    n = torch.randint(max(1, T * 9 // 10), T + 1, (B,), generator=g)
+    n[0] = T
+    doc_mask = torch.arange(T).unsqueeze(1) < n
+    cands = torch.rand(B, E, generator=g).argsort(1)[:, :K]  # each row's entities
+    for b in range(B):  # every candidate mentioned at a live step
+        doc[torch.randint(0, int(n[b]), (K,), generator=g), b] = ENTITY0 + cands[b]
+    query = torch.randint(words, V, (Tq, B), generator=g)
+    query[torch.randint(0, Tq, (B,), generator=g), torch.arange(B)] = 2  # @placeholder
+    candidates = torch.zeros(B, E, dtype=torch.bool).scatter_(1, cands, True)
+    answer = cands[torch.arange(B), torch.randint(0, K, (B,), generator=g)]
+    doc = doc.masked_fill(~doc_mask, PAD_ID)
+    batch = ReaderBatch(doc, doc_mask, query, torch.ones_like(query, dtype=torch.bool),
+                        candidates, answer)  # fmt: skip
+    kwargs = {"vocab_size": V, "n_entities": E, "entity_offset": ENTITY0}
+    return SyntheticBatch(batch, kwargs, None)

@@ -257,3 +257,23 @@ def coco_features(
     )
     data = CocoFeatures(splits, vocab, batch_size, fold_images, val_folds, test_folds, seed)
     return data.to(device)
+
+
+def synthetic_batch(cfg: dict, batch_size: int, generator: torch.Generator, length=None):
+    """A training batch of random captions and unit-norm image features as `coco_features`
+    yields it, without the files (lnrepro.contracts.SyntheticBatch). ASSUMPTIONS (no file is
+    read): captions of `length` (default 24: about the longest of 128 COCO captions) tokens
+    or fewer, <eos> last; 4096-d features (VGG19 fc7); a 10,000-word vocabulary; Karpathy's
+    113,287 training images."""
+    from lnrepro.contracts import SyntheticBatch
+
+    B, L, V = batch_size, length or 24, 10_000
+    ids = torch.randint(len(SPECIALS), V, (B, L), generator=generator)
+    n = torch.randint(min(L, 8), L + 1, (B,), generator=generator)
+    n[0] = L
+    ids[torch.arange(B), n - 1] = EOS_ID
+    ids = ids.masked_fill(torch.arange(L) >= n[:, None], PAD_ID)
+    images = torch.rand(B, 4096, generator=generator)
+    images = images / images.norm(dim=1, keepdim=True)
+    kwargs = {"vocab_size": V, "dim_image": 4096}
+    return SyntheticBatch(Pairs(ids, images), kwargs, 113_287 // batch_size)

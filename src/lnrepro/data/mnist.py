@@ -172,3 +172,15 @@ def mnist(
     # what the model must agree with (train.py fills or checks these model config keys)
     data.model_kwargs = {"in_dim": 784} if flatten else {"in_channels": 1, "image_size": 28}
     return data
+
+
+def synthetic_batch(cfg: dict, batch_size: int, generator: torch.Generator, length=None):
+    """A training batch of random pixels and labels as `mnist` yields it, without the files
+    (lnrepro.contracts.SyntheticBatch): MNIST's 60,000 training images less `val_size` train."""
+    from lnrepro.contracts import SyntheticBatch
+
+    flatten = cfg.get("flatten", True)
+    x = torch.rand(batch_size, *((784,) if flatten else (1, 28, 28)), generator=generator)
+    y = torch.randint(0, 10, (batch_size,), generator=generator)
+    kwargs = {"in_dim": 784} if flatten else {"in_channels": 1, "image_size": 28}
+    return SyntheticBatch((x, y), kwargs, (60_000 - cfg.get("val_size", 5000)) // batch_size)

@@ -369,3 +369,28 @@ def ptb(
         for split, syms in symbols.items()
     }
     return TokenStreams(tokens, vocab, batch_size, bptt, eval_batch_size, eval_tokens).to(device)
+
+
+# Penn Treebank's training text as `ptb` reads it (<eos> included), and its vocabulary, counted
+# with this module on Mikolov's files; only `synthetic_batch` uses them (no file read).
+TRAIN_TOKENS = {"char": 5_017_482, "word": 929_589}
+VOCAB_SIZE = {"char": 50, "word": 10_000}
+
+
+def synthetic_batch(cfg: dict, batch_size: int, generator: torch.Generator, length=None):
+    """A training segment of random token ids as `ptb` yields it (time-first, not the first
+    segment of its pass: the task carries the state), without the files
+    (lnrepro.contracts.SyntheticBatch); `length` replaces `bptt`."""
+    from lnrepro.contracts import SyntheticBatch
+
+    level = cfg.get("level", "char")
+    if level not in LEVELS:
+        raise ConfigError(f"data.level must be one of {', '.join(LEVELS)}, got {level!r}")
+    bptt = cfg.get("bptt", 100)
+    tokens = torch.randint(
+        0, VOCAB_SIZE[level], ((length or bptt) + 1, batch_size), generator=generator
+    )
+    spe = (TRAIN_TOKENS[level] // batch_size - 1) // bptt
+    return SyntheticBatch(
+        Segment(tokens[:-1], tokens[1:], False), {"vocab_size": VOCAB_SIZE[level]}, spe
+    )

@@ -202,3 +202,24 @@ def offset_stats(
     if not (std > 0).all():
         raise DataError(f"IAM-OnDB training offsets have zero variance (std {std.tolist()})")
     return mean, std
+
+
+def synthetic_batch(cfg: dict, batch_size: int, generator: torch.Generator, length=None):
+    """A training batch of random pen offsets and texts as `iam_ondb` yields it, without the
+    files (lnrepro.contracts.SyntheticBatch): `length` (default `max_len`, 500 for whole lines)
+    points with an end of stroke about every 20, texts of length * 64 // 500 symbols (ASSUMPTION:
+    the longest text of a batch of 8 lines cut at 500 points), the last line half as long in
+    both, padded as the real batches. Offsets are normalised (mean 0, std 1)."""
+    from lnrepro.contracts import SyntheticBatch
+
+    B, L = batch_size, length or cfg.get("max_len") or 500
+    U, V = max(2, L * 64 // 500), len(cfg.get("alphabet", DEFAULT_ALPHABET)) + 1
+    strokes = torch.randn(B, L, 3, generator=generator)
+    strokes[..., 2] = (torch.rand(B, L, generator=generator) < 0.05).float()
+    lengths = torch.full((B,), L)
+    lengths[-1] = max(1, L // 2)
+    strokes[-1, lengths[-1] :] = 0
+    chars = torch.randint(0, V, (B, U), generator=generator)
+    chars[-1, max(1, U // 2) :] = -1
+    kwargs = {"vocab_size": V, "offset_mean": [0.0, 0.0], "offset_std": [1.0, 1.0]}
+    return SyntheticBatch((strokes, lengths, chars), kwargs, None)
