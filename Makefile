@@ -29,7 +29,7 @@ LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
-	@echo "  variables: SCALE=cpu|paper  LAUNCHER=parallel|local_submitit|slurm  SWEEP=<configs/sweep name>"
+	@echo "  variables: SCALE=cpu|paper  LAUNCHER=parallel|basic|local_submitit|slurm  SWEEP=<configs/sweep name>"
 	@echo "             ARGS=\"<extra overrides (sweep) or options (compare)>\"  LNREPRO_DATA=<datasets>"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -55,19 +55,19 @@ smoke: venv ## every CPU-scale experiment (*_cpu*) for 5 updates (debug=smoke), 
 	$(PY) scripts/smoke.py $(ARGS)
 
 .PHONY: golden mutation
-golden: venv ## re-record tests/golden/ (only in a commit that says which issue moves the numbers and why)
-	$(PY) scripts/golden.py record
+golden: venv ## record this CPU's golden runs (ONLY="case ..." for some); re-record only in a commit that says why numbers move
+	$(PY) scripts/golden.py record $(if $(ONLY),--only $(ONLY),)
 
 mutation: venv ## mutation testing of the norms, the recurrent core and the losses -> results/mutation.md (not in CI)
 	$(PY) scripts/mutation.py
 
-figure6: venv ## Figure 6, permutation-invariant MNIST: ln/bn/none x batch 128/4 (SCALE=cpu|paper)
+figure6: venv ## Figure 6, permutation-invariant MNIST: ln/bn/none x batch 128/4; 2 runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)
 
-figure-lm: venv ## char-level PTB: LSTM vs LN-LSTM vs BN-LSTM, bpc vs updates and time (SCALE=cpu|paper)
+figure-lm: venv ## char-level PTB: LSTM vs LN-LSTM vs BN-LSTM, bpc vs updates and time; 2 runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)
 
 figure-lm-word: venv ## word-level PTB (Zaremba's small/medium LSTM): ln/bn/none, perplexity; 2 runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)
 
-figure-cnn: venv ## Sec. 6.7 convnet on MNIST: ln/bn/none x batch 128/4 (SCALE=cpu|paper)
+figure-cnn: venv ## Sec. 6.7 convnet on MNIST: ln/bn/none x batch 128/4; 2 runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)
 
 .PHONY: figure2 figure2-gain
 figure2: venv ## Figure 2, attentive reader on cloze QA: LSTM / BN-LSTM / LN-LSTM x 3 seeds, val error vs updates; 2 runs in parallel unless LAUNCHER=... (SCALE=cpu|paper)
@@ -107,10 +107,15 @@ fig.spec.figure6 := figure6_pi_mnist
 fig.spec.figure-lm := lm_ptb_char
 fig.spec.figure-lm-word := lm_ptb_word
 fig.spec.figure-cnn := cnn_mnist
-# the reader, skip-thoughts, DRAW, handwriting and word-PTB grids: 2 runs in parallel unless
-# LAUNCHER=... (one thread a run: their small per-step ops gain little from a second thread;
-# word PTB small, AMD EPYC: 8.7 updates/s at 1 thread, 14.3 at 2, so 2 lanes do 17.4 a second)
+# Every figure grid runs 2 jobs in parallel (one thread each: configs/hydra/launcher/parallel.yaml)
+# unless LAUNCHER=... names another launcher: small per-step ops gain little from a second thread
+# (word PTB small, AMD EPYC: 8.7 updates/s at 1 thread, 14.3 at 2, so 2 lanes do 17.4 a second;
+# pi-MNIST: results/bench.md, "Figure 6 runs"). LAUNCHER=basic runs one job after another in
+# one process, with every core.
 PARALLEL_LAUNCH = --launcher $(or $(LAUNCHER),parallel)
+fig.launch.figure6 = $(PARALLEL_LAUNCH)
+fig.launch.figure-lm = $(PARALLEL_LAUNCH)
+fig.launch.figure-cnn = $(PARALLEL_LAUNCH)
 fig.launch.figure2 = $(PARALLEL_LAUNCH)
 fig.launch.figure2-gain = $(PARALLEL_LAUNCH)
 fig.launch.figure3 = $(PARALLEL_LAUNCH)

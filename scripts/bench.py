@@ -12,6 +12,12 @@ Convnet of Sec. 6.7 (lnrepro.models.cnn.ConvNet, paper-scale widths), batch 128:
     against no norm, all measured in the same run.
 
     python scripts/bench.py --parts cnn        only the convnet section (the others are kept)
+
+Figure 6 runs (`--parts figure`): the real entrypoint's run (`lnrepro.train.run`, pi_mnist_cpu
+on the real MNIST, one thread as in a figure lane) against the bare forward+backward+Adam step
+of the same model, batch and optimizer on batches already in memory, both timed in this
+process (target: at most 1.25x). The run is shortened; its s/update is extrapolated to the
+figure's budget from its own training time per update and time per evaluation pass.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from lnrepro import REPO_ROOT as ROOT
 from lnrepro.data.common import TensorData
@@ -83,7 +90,10 @@ def make_data(batch: int, n: int) -> TensorData:
 
 
 def bench_mlp(norm: str, batch: int, steps: int, repeats: int) -> dict:
-    spec = NormSpec.from_cfg({"kind": norm, "unbiased": "auto"}, batch)
+    # the norm as `norm=<norm>` configures it (BN's unbiased: auto resolved at this batch size)
+    spec = NormSpec.from_cfg(
+        yaml.safe_load((ROOT / "configs" / "norm" / f"{norm}.yaml").read_text()), batch
+    )
     data = make_data(batch, max(batch * steps, batch * 2))
 
     def fresh():
@@ -254,13 +264,112 @@ def cnn_section(args, repeats: int) -> list[str]:
     ]
 
 
-SECTIONS = {"mlp": ("MLP of Sec. 6.6", mlp_section), "cnn": ("Convnet of Sec. 6.7", cnn_section)}
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def bench_figure_run(norm: str, batch: int, steps: int, repeats: int) -> dict:
+    """One shortened Figure 6 run of `norm` at `batch` and the bare step of its model."""
+    from omegaconf import OmegaConf
+
+    from lnrepro.train import build, build_optimizer, run
+
+    overrides = [
+        "experiment=pi_mnist_cpu",
+        f"norm={norm}",
+        f"data.batch_size={batch}",
+        "logger=none",
+        "threads=1",
+        "trainer.progress=lines",
+    ]
+    full = _compose(overrides)
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # as every run does (lnrepro.train)
+    # the bare step: the run's own model, optimizer and first `steps` batches, in memory
+    spec = NormSpec.from_cfg(full.norm, batch)
+    torch.manual_seed(1)
+    data = build(full.data, seed=1, device=torch.device("cpu"))
+    model = build(full.model, norm=spec, **data.model_kwargs)
+    opt = build_optimizer(full.optim, model)[0]
+    batches = list(itertools.islice(data.train_batches(0), steps))
+    bare_steps(model, opt, batches[:20])  # warm-up
+    t_bare = median_time(lambda: bare_steps(model, opt, batches), repeats) / len(batches)
+    # the real run, shortened to `steps` updates (its first evaluation included)
+    cfg = _compose([*overrides, "trainer.epochs=null", f"trainer.max_steps={steps}"])
+    with tempfile.TemporaryDirectory() as d:
+        summary = run(cfg, Path(d) / "run")
+    evals = 2  # the first evaluation and the last
+    t_eval = summary["eval_time"] / evals
+    spe = data.steps_per_epoch
+    epochs = OmegaConf.to_container(full.trainer, resolve=True)["epochs"]
+    n_updates = round(epochs * spe)
+    n_evals = 1 + round(epochs * full.trainer.evals_per_epoch)
+    figure_s = summary["s_per_step"] + n_evals * t_eval / n_updates
+    return {
+        "norm": norm,
+        "batch": batch,
+        "bare_ms": 1e3 * t_bare,
+        "train_ms": 1e3 * summary["s_per_step"],
+        "eval_s": t_eval,
+        "updates": n_updates,
+        "evals": n_evals,
+        "figure_ms": 1e3 * figure_s,
+        "ratio": figure_s / t_bare,
+    }
+
+
+def figure_section(args, repeats: int) -> list[str]:
+    rows = []
+    for batch, steps in ((128, 100 if args.quick else 430), (4, 500 if args.quick else 3000)):
+        for norm in ("ln", "bn", "none"):
+            rows.append(bench_figure_run(norm, batch, steps, repeats))
+            print(rows[-1], flush=True)
+    lines = [
+        "## Figure 6 runs against their bare step (pi_mnist_cpu, real MNIST, 1 thread)",
+        "",
+        measured_line(args, repeats),
+        "",
+        (
+            "| norm | batch | bare step (ms) | run: training (ms/update) | run: one evaluation (s) "
+            "| figure run: updates, evaluations | figure run (ms/update) | figure run / bare step |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['norm']} | {r['batch']} | {r['bare_ms']:.2f} | {r['train_ms']:.2f} | "
+            f"{r['eval_s']:.2f} | {r['updates']:,}, {r['evals']} | {r['figure_ms']:.2f} | "
+            f"{r['ratio']:.2f}x |"
+        )
+    return lines + [
+        "",
+        (
+            "The run is `lnrepro.train.run` of pi_mnist_cpu shortened to 430 updates (batch 128) "
+            "or 3,000 (batch 4) with its first and last evaluation; 'figure run' adds the "
+            "figure's evaluation passes (2 an epoch and one at the start) to its training time "
+            "per update, over the figure's budget (20 epochs at batch 128, 5 at batch 4). The "
+            "bare step is forward, cross-entropy, backward and Adam on the run's first batches "
+            "held in memory. Target: figure run / bare step <= 1.25x."
+        ),
+    ]
+
+
+SECTIONS = {
+    "mlp": ("MLP of Sec. 6.6", mlp_section),
+    "cnn": ("Convnet of Sec. 6.7", cnn_section),
+    "figure": ("Figure 6 runs", figure_section),
+}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats")
-    p.add_argument("--parts", default="mlp,cnn", help="comma-separated: mlp, cnn")
+    p.add_argument("--parts", default="mlp,cnn,figure", help="comma-separated: mlp, cnn, figure")
     p.add_argument("--out", default=str(ROOT / "results" / "bench.md"))
     args = p.parse_args(argv)
     repeats = 3 if args.quick else 5
