@@ -188,7 +188,7 @@ def test_unknown_key_in_a_sweep_file_is_reported_the_same_way(cli, tmp_path):
 def test_wandb_sweep_file_drives_the_entrypoint_with_valid_keys(compose):
     """Its command is the Hydra entrypoint with ${args_no_hyphens}; the command's fixed overrides
     plus every parameter at its first value compose (an unknown key would raise here)."""
-    spec = yaml.safe_load((ROOT / "wandb_sweeps" / "pi_mnist.yaml").read_text())
+    spec = yaml.safe_load((ROOT / "experiments" / "wandb" / "pi_mnist.yaml").read_text())
     cmd = spec["command"]
     assert cmd[cmd.index("-m") + 1] == "lnrepro.train" and cmd[-1] == "${args_no_hyphens}"
     fixed = [c for c in cmd if "=" in c and not c.startswith("${")]
