@@ -56,13 +56,12 @@ FILES = {
     "toy_ext/model.py": """\
         from torch import nn
 
-        from lnrepro.nn.norm import make_norm
-
 
         class TwoLayer(nn.Module):
-            def __init__(self, in_dim, hidden, norm):
+            def __init__(self, in_dim, hidden, norm):  # norm: a lnrepro.nn.norm.Norm
                 super().__init__()
-                self.fc, self.norm, self.out = nn.Linear(in_dim, hidden), make_norm(norm, hidden), nn.Linear(hidden, 2)
+                self.fc = norm.wrap_weight(nn.Linear(in_dim, hidden, bias=norm.keeps_bias))
+                self.norm, self.out = norm.layer(hidden), nn.Linear(hidden, 2)
 
             def forward(self, x):
                 return self.out(self.norm(self.fc(x)).relu())

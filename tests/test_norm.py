@@ -1,5 +1,6 @@
 """The norm switch: each fast path against its equation, and Table 1 of the paper."""
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,19 @@ from lnrepro.errors import ConfigError
 from lnrepro.models.cnn import ConvNet
 from lnrepro.models.mlp import MLP
 from lnrepro.nn.norm import (
+    BN,
+    BUILTINS,
+    LN,
     NORM_KINDS,
+    RMS,
+    WN,
     BatchNorm,
     LayerNorm,
+    NoNorm,
+    Norm,
     NormSpec,
     RMSNorm,
+    build_norm,
     linear_bias,
     make_norm,
     weight_normed,
@@ -133,7 +142,7 @@ def test_spec_from_config_resolves_unbiased_auto():
     cfg = {"kind": "bn", "eps": 1e-5, "momentum": 0.1, "unbiased": "auto", "gain_init": 1.0}
     assert NormSpec.from_cfg(cfg, batch_size=4).unbiased
     assert not NormSpec.from_cfg(cfg, batch_size=128).unbiased
-    with pytest.raises(ConfigError, match="unknown key"):
+    with pytest.raises(ConfigError, match="norm ln does not take epsilon"):
         NormSpec.from_cfg({"kind": "ln", "epsilon": 1e-5})
     with pytest.raises(ConfigError, match="momentum"):
         NormSpec(kind="bn", momentum=2.0)
@@ -277,10 +286,21 @@ def test_ln_gradient_scales_inversely_with_weight_norm():
 
 def test_spec_defaults_are_the_papers():
     """The defaults configs/norm/*.yaml rely on: eps 1e-5 inside the sqrt, BN momentum 0.1,
-    the usual biased batch variance unless asked (Sec. 6.6), gains 1 (Sec. 6), LN by default."""
+    the usual biased batch variance unless asked (Sec. 6.6), gains 1 (Sec. 6), recurrent BN
+    gains 0.1 (Cooijmans et al.), LN by default."""
     s = NormSpec()
-    assert (s.kind, s.eps, s.momentum, s.unbiased, s.gain_init) == ("ln", 1e-5, 0.1, False, 1.0)
-    assert NormSpec.from_cfg({}) == s
+    assert (type(s), s.kind, s.eps, s.gain_init) == (LN, "ln", 1e-5, 1.0)
+    assert NormSpec.from_cfg({}) == s == LN()
+    b = BN()
+    assert (b.eps, b.momentum, b.unbiased, b.gain_init, b.recurrent_gain_init, b.sync) == (
+        1e-5,
+        0.1,
+        False,
+        1.0,
+        0.1,
+        False,
+    )
+    assert (RMS().eps, RMS().gain_init) == (1e-5, 1.0)
 
 
 def test_spec_from_config_keeps_every_field():
@@ -356,16 +376,21 @@ def test_spec_from_config_keeps_every_field_including_recurrent_gain():
         "recurrent_gain_init": 0.2,
     }
     assert NormSpec.from_cfg(cfg) == NormSpec("bn", 1e-3, 0.3, True, 0.5, 0.2)
-    assert NormSpec().recurrent_gain_init == 0.1  # Cooijmans et al.'s gamma 0.1
+    assert BN().recurrent_gain_init == 0.1  # Cooijmans et al.'s gamma 0.1
 
 
-@pytest.mark.parametrize("path", sorted((CONFIGS / "norm").glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_norm_config_builds_its_spec(path):
-    """configs/norm/<kind>.yaml selects <kind> with the paper's defaults (a yaml whose constant
-    differs from the code's default would silently change runs)."""
-    spec = NormSpec.from_cfg(OmegaConf.to_container(OmegaConf.load(path)), batch_size=128)
-    assert spec == NormSpec(path.stem)
-    assert {p.stem for p in (CONFIGS / "norm").glob("*.yaml")} == set(NORM_KINDS)
+@pytest.mark.parametrize("kind", NORM_KINDS)
+def test_every_norm_config_builds_its_spec(kind):
+    """configs/norm/<kind>.yaml names its class with `_target_` and selects <kind> with the
+    paper's defaults (a yaml whose constant differs from the code's default would silently
+    change runs); the same config without `_target_` (a run saved before it) builds the same."""
+    node = OmegaConf.to_container(OmegaConf.load(CONFIGS / "norm" / f"{kind}.yaml"))
+    norm = NormSpec.from_cfg(node, batch_size=128)
+    assert norm == NormSpec(kind) == BUILTINS[kind]() and norm.kind == kind
+    assert node["_target_"] == f"lnrepro.nn.norm.{BUILTINS[kind].__name__}"
+    assert NormSpec.from_cfg({k: v for k, v in node.items() if k != "_target_"}, 128) == norm
+    stems = {p.stem for p in (CONFIGS / "norm").glob("*.yaml")}
+    assert stems == set(NORM_KINDS) | {"own"}
 
 
 # ---------------------------------------------------------------- RMSNorm and weight norm
@@ -500,3 +525,174 @@ def test_every_norm_trains_in_the_feedforward_models(kind, model):
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().max() > 0, name
+
+
+# ---------------------------------------------------------------- the norm object (Norm)
+
+
+@pytest.mark.parametrize(
+    "node,message",
+    [
+        ({"kind": "wn", "momentum": 0.5}, r"norm wn does not take momentum \(taken by bn\); its"),
+        ({"kind": "ln", "unbiased": True}, r"unbiased \(taken by bn\); its options: eps, gain_i"),
+        ({"kind": "none", "eps": 1e-5}, r"norm none does not take eps \(taken by ln, bn, rms\)"),
+        ({"kind": "rms", "sync": True, "eps": 1e-5}, r"take sync \(taken by bn\)"),
+        ({"kind": "bn", "alpha": 1.0}, r"norm bn does not take alpha \(no norm takes it\)"),
+    ],
+)
+def test_options_a_norm_does_not_take_are_refused(node, message):
+    """An option of another norm used to be accepted and ignored (norm=wn +norm.momentum=0.5
+    trained plain WN): now one line names it and the norms that take it."""
+    with pytest.raises(ConfigError, match=message):
+        build_norm(node)
+
+
+def test_options_are_refused_through_the_entrypoints_config(compose):
+    from lnrepro import distributed
+    from lnrepro.train import _norm_spec
+
+    one = distributed.World(0, 1)
+    cfg = compose(["experiment=pi_mnist_cpu", "norm=wn", "+norm.momentum=0.5"])
+    with pytest.raises(ConfigError, match=r"norm wn does not take momentum \(taken by bn\)"):
+        _norm_spec(cfg, 128, one)
+    cfg = compose(["experiment=pi_mnist_cpu", "norm=ln", "+norm.unbiased=true"])
+    with pytest.raises(ConfigError, match=r"norm ln does not take unbiased \(taken by bn\)"):
+        _norm_spec(cfg, 128, one)
+    cfg = compose(["experiment=pi_mnist_cpu", "norm=bn"])
+    assert _norm_spec(cfg, 4, one) == BN(unbiased=True)  # unbiased: auto at batch 4
+    with pytest.raises(ConfigError, match="norm=bn cannot train with data.batch_size=1"):
+        _norm_spec(cfg, 1, one)
+
+
+def test_a_norm_is_chosen_by_its_class_never_by_its_name():
+    """norm.kind only names a norm: it cannot turn LN into BN (that used to switch the norm),
+    nor name a class as another built-in; an unknown class is one line."""
+    with pytest.raises(ConfigError, match="norm.kind=bn does not name lnrepro.nn.norm.LN"):
+        build_norm({"_target_": "lnrepro.nn.norm.LN", "kind": "bn"})
+    with pytest.raises(ConfigError, match="norm.kind=pkg.Class does not name"):
+        build_norm({"_target_": "lnrepro.nn.norm.LN", "kind": "pkg.Class"})
+    with pytest.raises(ConfigError, match="norm._target_=no_such_pkg.Norm: cannot import it"):
+        build_norm({"_target_": "no_such_pkg.Norm"})
+    with pytest.raises(ConfigError, match="norm._target_=torch.nn.LayerNorm is not a norm"):
+        build_norm({"_target_": "torch.nn.LayerNorm"})
+    with pytest.raises(ConfigError, match="norm=own needs your norm class"):
+        build_norm({"kind": "own"})
+    assert type(build_norm({"_target_": "lnrepro.nn.norm.RMS"})) is RMS  # kind from the class
+
+
+def test_what_each_builtin_declares():
+    """The decisions that models, cells and the run used to make by name."""
+    declared = {
+        k: (c.keeps_bias, c.wraps_weights, c.places_layers, c.fused_lstm, c.batch_statistics)
+        for k, c in BUILTINS.items()
+    }
+    assert declared == {
+        "ln": (False, False, True, True, False),
+        "bn": (False, False, True, False, True),
+        "none": (True, False, False, False, False),
+        "wn": (True, True, False, False, False),
+        "rms": (False, False, True, False, False),
+    }
+    assert [BUILTINS[k]().layer(3).__class__.__name__ for k in NORM_KINDS] == [
+        "LayerNorm",
+        "BatchNorm",
+        "Identity",
+        "Identity",
+        "RMSNorm",
+    ]
+
+
+class _Plain(torch.nn.Module):
+    """A model that asks its norm for a layer but never wraps a weight (the toy model of
+    tests/test_new_experiment.py before): under norm=wn it trained as norm=none."""
+
+    def __init__(self, norm, ask=True):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 4)
+        self.norm = norm.layer(4) if ask else torch.nn.Identity()
+
+
+def test_a_model_that_ignores_part_of_its_norm_stops_at_build():
+    with pytest.raises(ConfigError, match="never passes a layer to norm.wrap_weight: it would"):
+        wn = WN()
+        wn.check_model(_Plain(wn))
+    with pytest.raises(ConfigError, match="norm ln normalises summed inputs, but the model "):
+        ln = LN()
+        ln.check_model(_Plain(ln, ask=False))
+    none = NoNorm()
+    none.check_model(_Plain(none, ask=False))
+    for kind in NORM_KINDS:  # the models of the repository ask for every part
+        for build in (lambda n: MLP(784, (8,), norm=n), lambda n: ConvNet(1, 8, (2, 2), 4, norm=n)):
+            norm = NormSpec(kind)
+            norm.check_model(build(norm))
+            with pytest.raises(ConfigError) if kind != "none" else contextlib.nullcontext():
+                norm.check_model(_Plain(norm, ask=False))  # counted anew for each model
+
+
+def test_batch_guards_are_the_norms():
+    with pytest.raises(ConfigError, match="norm=bn cannot train with data.batch_size=1"):
+        BN().check_batch(1)
+    with pytest.raises(ConfigError, match=r"norm=bn with 1 case per process .*norm.sync=true"):
+        BN().check_batch(4, processes=4)
+    BN(sync=True).check_batch(4, processes=4)
+    BN().check_batch(2)
+    for kind in ("ln", "none", "wn", "rms"):
+        NormSpec(kind).check_batch(1, processes=1)
+
+
+class _Gain(Norm):
+    """A norm of one's own: y = g x, g per feature (3 lines; conv and steps derived)."""
+
+    def layer(self, num_features):
+        return _GainLayer(num_features)
+
+
+class _GainLayer(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.linspace(0.5, 2.0, n))
+
+    def forward(self, x):
+        assert x.dim() == 2  # (N, F): the derived layers hand it rows
+        return x * self.weight
+
+
+def test_the_base_class_derives_conv_and_step_layers_from_the_feature_layer():
+    norm = _Gain()
+    assert norm.kind == "_gain" and norm.keeps_bias and norm.takes() == ()
+    a = torch.randn(2, 3, 4, 5)
+    conv = norm.conv_layer(3)
+    torch.testing.assert_close(conv(a), a * conv.layer.weight.view(1, 3, 1, 1))
+    step = norm.step_layer((2, 3), t_max=7, shift=False)  # two groups, each its own layer
+    u = torch.randn(4, 2, 5)
+    g = torch.cat([step.groups[0].weight, step.groups[1].weight])
+    torch.testing.assert_close(step(u, 0), u * g)
+    torch.testing.assert_close(step(u[1], 1), u[1] * g)
+    one = norm.step_layer((5,))
+    torch.testing.assert_close(one(u), u * one.groups[0].weight)
+
+
+def test_figures_and_claims_show_the_norms_as_before():
+    from lnrepro import claims, runs
+
+    assert [claims.label(k) for k in ("ln", "bn", "none", "wn", "dyt")] == [
+        "LN",
+        "BN",
+        "baseline",
+        "wn",
+        "dyt",
+    ]
+    assert [runs.COLORS.get(k) for k in (*NORM_KINDS, "dyt")] == [
+        "tab:red",
+        "tab:blue",
+        "tab:gray",
+        "tab:green",
+        "tab:orange",
+        None,
+    ]
+    assert sorted(["bn", "dyt", "none", "ln"], key=lambda k: runs.NORM_ORDER.get(k, 9)) == [
+        "ln",
+        "none",
+        "bn",
+        "dyt",
+    ]

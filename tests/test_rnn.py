@@ -746,3 +746,102 @@ def test_every_norm_trains_in_a_recurrent_model(kind):
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().max() > 0, name
+
+
+# ---------------------------------------------------------------- masked and synced per-step BN
+# (the paths of the attentive reader's padded batches and of norm.sync=true under DDP: checked
+# against the equations with a non-zero shift and with the running statistics, across t_max)
+
+
+def _live_reference(bn, x, mask, t0):
+    """Per-step BN over the live cases of each step (Cooijmans et al.; their Attentive_reader
+    code), written out: the output of the live cases, and the running rows expected after one
+    training call from the initial zeros / ones (the unbiased variance, rows below t_max)."""
+    mean0, var0 = bn.running_mean.clone(), bn.running_var.clone()
+    out = torch.zeros_like(x)
+    for k in range(x.shape[0]):
+        live = x[k][mask[k]]
+        n = live.shape[0]
+        mu = live.sum(0) / n
+        var = ((live - mu) ** 2).sum(0) / n
+        use = var * n / (n - 1) if bn.unbiased else var
+        y = (x[k] - mu) / torch.sqrt(use + bn.eps) * bn.weight + bn.bias
+        out[k] = torch.where(mask[k][:, None], y, out[k])
+        if t0 + k < bn.t_max:
+            m = bn.momentum
+            mean0[t0 + k] = (1 - m) * mean0[t0 + k] + m * mu
+            var0[t0 + k] = (1 - m) * var0[t0 + k] + m * var * n / (n - 1)
+    return out, mean0, var0
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+@pytest.mark.parametrize("t0", [0, 2])
+def test_masked_seq_bn_matches_its_equation_with_shift_and_running_rows(unbiased, t0):
+    """A padded training batch (the reader's documents): each step over its live cases only,
+    gain and non-zero shift applied, rows t0.. of the running averages moved by momentum
+    towards the step's mean and unbiased variance up to t_max (t0 = 2: the segment crosses it),
+    the rows before t0 untouched."""
+    steps, batch, feats = 7, 6, 3
+    bn = randomize(SeqBatchNorm(feats, t_max=5, momentum=0.3, unbiased=unbiased)).double()
+    lengths = torch.tensor([7, 7, 6, 5, 4, 3])
+    mask = torch.arange(steps)[:, None] < lengths[None]
+    x = torch.randn(steps, batch, feats).double() * 2 + torch.arange(steps).double()[:, None, None]
+    x = torch.where(mask[..., None], x, torch.full((), 1e3).double())  # padding: garbage
+    out, mean, var = _live_reference(bn, x, mask, t0)
+    y = bn(x, t0, mask, 2)
+    torch.testing.assert_close(y[mask], out[mask])
+    torch.testing.assert_close(bn.running_mean, mean)
+    torch.testing.assert_close(bn.running_var, var)
+    assert bn.running_mean[4].abs().sum() > 0  # the last row, t_max - 1, moved too
+    if t0:
+        assert bn.running_mean[:t0].eq(0).all() and bn.running_var[:t0].eq(1).all()
+
+
+@pytest.fixture
+def one_process_sync(monkeypatch):
+    """norm.sync's code path in one process: the all-reduce of the statistics is the identity,
+    so synced BN must equal plain BN exactly as one process of a DDP run equals the global
+    batch (tests/test_ddp.py checks the real thing with two processes)."""
+    import lnrepro.distributed
+    from lnrepro.nn import norm as norm_module
+
+    monkeypatch.setattr(norm_module, "_distributed", lambda: True)
+    monkeypatch.setattr(lnrepro.distributed, "all_reduce_sum", lambda t: t)
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_synced_seq_bn_equals_plain_with_shift_and_running_rows(one_process_sync, unbiased):
+    """norm.sync=true's per-step path (sums of x and x^2 over the processes, then `_normalise`):
+    the output, gain and shift, and the running rows across t_max equal those of the unsynced
+    per-step BN and its equation, for a segment and for single steps."""
+    steps, batch, feats = 6, 5, 3
+    synced = randomize(SeqBatchNorm(feats, t_max=4, momentum=0.3, unbiased=unbiased, sync=True))
+    synced.double()
+    plain = SeqBatchNorm(feats, t_max=4, momentum=0.3, unbiased=unbiased).double()
+    plain.load_state_dict(synced.state_dict())
+    x = torch.randn(steps, batch, feats).double() * 3 + torch.arange(steps).double()[:, None, None]
+    live = torch.ones(steps, batch, dtype=torch.bool)
+    out, mean, var = _live_reference(synced, x, live, 1)
+    y = synced(x, 1)
+    torch.testing.assert_close(y, plain(x, 1))
+    torch.testing.assert_close(y, out)
+    torch.testing.assert_close(synced.running_mean, mean)
+    torch.testing.assert_close(synced.running_var, var)
+    for name in ("running_mean", "running_var"):
+        torch.testing.assert_close(getattr(synced, name), getattr(plain, name))
+    for t in range(steps):  # single steps, as a recurrence calls it
+        torch.testing.assert_close(synced(x[t], t), plain(x[t], t))
+    torch.testing.assert_close(synced.running_var, plain.running_var)
+
+
+def test_synced_feedforward_bn_equals_plain_with_shift_and_running_averages(one_process_sync):
+    from lnrepro.nn.norm import BatchNorm
+
+    for unbiased in (False, True):
+        synced = randomize(BatchNorm(4, momentum=0.3, unbiased=unbiased, sync=True)).double()
+        plain = BatchNorm(4, momentum=0.3, unbiased=unbiased).double()
+        plain.load_state_dict(synced.state_dict())
+        a = torch.randn(6, 4, 3, 2).double() * 2 + 1
+        torch.testing.assert_close(synced(a), plain(a))
+        torch.testing.assert_close(synced.running_var, plain.running_var)
+        torch.testing.assert_close(synced.running_mean, plain.running_mean)

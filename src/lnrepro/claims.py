@@ -69,7 +69,6 @@ ONE_NORM = ("final_below", "setting_lower")  # checks of "lower is better"
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_TESTABLE = "not testable at this scale"
 LEVEL = 0.95
-NORM_NAMES = {"ln": "LN", "bn": "BN", "none": "baseline"}
 BEGIN, END = "<!-- claims:begin", "<!-- claims:end -->"
 PAPER = (
     'Sections, figures and tables are those of Ba, Kiros, Hinton 2016 ("Layer '
@@ -239,7 +238,11 @@ class Result:
 
 
 def label(norm: str) -> str:
-    return NORM_NAMES.get(norm, norm)
+    """A norm's name in the claims tables, as its class declares it (LN, BN, baseline; others
+    their short name)."""
+    from lnrepro.nn.norm import display  # (torch: only when a table is written)
+
+    return display(norm)[0]
 
 
 def setting(where: dict) -> str:

@@ -4,8 +4,9 @@ outputs, the task turns them into a loss and metrics, the data module yields bat
 
 - A data factory (`configs/data/*.yaml` `_target_`) is called as `factory(**cfg, seed=,
   device=)` and returns a `DataModule`.
-- A model factory (`configs/model/*.yaml`) is called with its config, `norm=` (a NormSpec) and
-  the data module's `model_kwargs` (shape fields the data decides: vocabulary size, image size).
+- A model factory (`configs/model/*.yaml`) is called with its config, `norm=` (a
+  `lnrepro.nn.norm.Norm`, which it asks for every normalization) and the data module's
+  `model_kwargs` (shape fields the data decides: vocabulary size, image size).
 - A task (`configs/task/*.yaml`) subclasses `Task`: the defaults below are what most tasks need.
 - The module that defines a data factory also offers `synthetic_batch(cfg, batch_size,
   generator, length=None) -> SyntheticBatch`: one training batch of random values with the

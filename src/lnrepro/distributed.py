@@ -230,7 +230,8 @@ def device_for(device: torch.device, world: World) -> torch.device:
 
 def rank_batch(batch_size, world: World, norm) -> int | None:
     """The cases each process gets of the global `data.batch_size`; one ConfigError line when
-    they do not split evenly, or when per-process BN would see one case."""
+    they do not split evenly, or when the norm cannot train on that share (per-process BN on one
+    case: `norm.check_batch`)."""
     if not world.active or batch_size is None:
         return batch_size
     if batch_size % world.size:
@@ -238,23 +239,18 @@ def rank_batch(batch_size, world: World, norm) -> int | None:
             f"data.batch_size={batch_size} does not split evenly over {world.size} "
             f"processes: the global batch must be a multiple of the world size"
         )
-    per = batch_size // world.size
-    if norm.kind == "bn" and not norm.sync and per < 2:
-        raise ConfigError(
-            f"norm=bn with {per} case per process (data.batch_size={batch_size} "
-            f"over {world.size}): set norm.sync=true or a larger batch"
-        )
-    return per
+    norm.check_batch(batch_size, world.size)
+    return batch_size // world.size
 
 
 def bn_meta(norm, batch_size, world: World) -> dict:
     """What summary.json says about the BN statistics: over the whole batch (one process),
     each process's own share (DDP's default), or synced over the processes."""
-    if norm.kind != "bn":
+    if not norm.batch_statistics:
         return {"world_size": world.size}
     if not world.active:
         stats, batch = "batch", batch_size
-    elif norm.sync:
+    elif getattr(norm, "sync", False):
         stats, batch = "synced", batch_size
     else:
         stats, batch = "per_process", batch_size // world.size if batch_size else None

@@ -37,17 +37,31 @@ NOT_SETUP = (
     "trainer.line_seconds",
     "data.data_dir",
 )
+# Keys that name what another key names: the norm's class (`norm._target_`) is named by its
+# short name `norm.kind`, which the runs saved before `_target_` have alone; so they group with
+# the runs of the same norm since.
+NAMED_ELSEWHERE = ("norm._target_",)
 ROW_KEYS = ("step", "epoch", "time")
-# How figures, tables and samplers draw and order the norms (other norms: matplotlib's default
-# colour, after these).
-COLORS = {
-    "ln": "tab:red",
-    "bn": "tab:blue",
-    "none": "tab:gray",
-    "wn": "tab:green",
-    "rms": "tab:orange",
-}
-NORM_ORDER = {"ln": 0, "none": 1, "bn": 2}
+
+
+class _NormDisplay:
+    """How figures, tables and samplers draw and order the runs of a norm, by its short name:
+    what its class declares (`lnrepro.nn.norm.display`: LN red, BN blue, baseline gray, WN
+    green, RMSNorm orange, first LN, then none, then BN); other norms get matplotlib's default
+    colour and come after these. Read when first asked (the norms import torch)."""
+
+    def __init__(self, field: int):
+        self.field = field
+
+    def get(self, kind, default=None):
+        from lnrepro.nn.norm import display
+
+        value = display(kind)[self.field]
+        return default if value is None else value
+
+
+COLORS = _NormDisplay(1)  # COLORS.get(kind): a matplotlib colour or None
+NORM_ORDER = _NormDisplay(2)  # NORM_ORDER.get(kind): lower first
 
 
 @dataclass
@@ -117,11 +131,12 @@ class Run:
         return _number(value)
 
     def setup(self) -> dict:
-        """The flattened config without seed and NOT_SETUP keys: equal for repetitions."""
+        """The flattened config without seed, NOT_SETUP and NAMED_ELSEWHERE keys: equal for
+        repetitions."""
         return {
             k: v
             for k, v in flatten(self.config).items()
-            if not any(k == p or k.startswith(p + ".") for p in NOT_SETUP)
+            if not any(k == p or k.startswith(p + ".") for p in NOT_SETUP + NAMED_ELSEWHERE)
         }
 
 

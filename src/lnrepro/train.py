@@ -34,7 +34,7 @@ from lnrepro.callbacks import check_run_keys, check_writable, lock_run_dir, unlo
 from lnrepro.data.common import cache_root
 from lnrepro.data.verify import pop_notes
 from lnrepro.errors import ConfigError, DataError, Interrupted, LnreproError, one_line
-from lnrepro.nn.norm import NormSpec
+from lnrepro.nn.norm import Norm, NormSpec
 from lnrepro.runlog import RunLogger, check_logger, git_commit
 from lnrepro.trainer import STATE_KEYS, Trainer, TrainerConfig
 
@@ -416,15 +416,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         logger.close(exit_code)
 
 
-def _norm_spec(cfg: DictConfig, batch_size, world) -> NormSpec:
-    """The run's NormSpec; a BN that cannot compute batch statistics is one ConfigError."""
+def _norm_spec(cfg: DictConfig, batch_size, world) -> Norm:
+    """The run's norm (lnrepro.nn.norm.Norm, the class of `norm._target_`); a norm that cannot
+    train with this batch size (BN at batch size 1) is one ConfigError."""
     norm = NormSpec.from_cfg(cfg.norm, batch_size)
     distributed.rank_batch(batch_size, world, norm)
-    if norm.kind == "bn" and batch_size == 1:
-        raise ConfigError(
-            "norm=bn cannot train with data.batch_size=1 (the batch variance of one case is 0): "
-            "use norm=ln, which the paper proposes for exactly this case, or a larger batch"
-        )
+    norm.check_batch(batch_size)
     return norm
 
 
@@ -477,6 +474,7 @@ def _build_parts(cfg: DictConfig, norm: NormSpec, device, world):
         if k in cfg.model and not OmegaConf.is_missing(cfg.model, k) and cfg.model[k] != v:
             raise ConfigError(f"model.{k}={cfg.model[k]} does not match the data ({k}={v})")
     model = build(cfg.model, norm=norm, **dims).to(device)
+    norm.check_model(model)  # a model that ignored a part of its norm: one line, not a silent run
     model = distributed.wrap_model(model, world, device)
     distributed.seed_rank(cfg.seed, world)
     return task, data, model

@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec, as_spec, linear_bias, make_norm, weight_normed
+from lnrepro.nn.norm import Norm, as_norm
 
 
 class ConvNet(nn.Module):
     """Two blocks of [conv3x3 -> norm -> ReLU] x 2 -> max-pool 2, then fc -> norm -> ReLU ->
-    linear logits. Every conv and the hidden fc layer take `norm=ln|bn|none`; the logits take
-    none (as the MLP's LN, Sec. 6.6).
+    linear logits. Every conv and the hidden fc layer take the norm (`norm.conv_layer`,
+    `norm.layer`); the logits take none (as the MLP's LN, Sec. 6.6).
 
     Conv LN: Eq. 3 applied to the whole conv layer: per case, mean and std over all C*H*W hidden
     units of the layer, per-channel gain and bias (`lnrepro.nn.norm.LayerNorm` on (N, C, H, W)).
@@ -41,29 +41,29 @@ class ConvNet(nn.Module):
         channels: tuple[int, int] = (32, 64),
         hidden: int = 256,
         num_classes: int = 10,
-        norm: NormSpec | str = "ln",
+        norm: Norm | str = "ln",
     ):
         super().__init__()
         if image_size % 4:
             raise ConfigError(
                 f"model.image_size must be divisible by 4 (two 2x2 pools), got {image_size}"
             )
-        spec = as_spec(norm)
+        norm = as_norm(norm)
         self.in_channels, self.image_size = in_channels, image_size
         layers: list[nn.Module] = []
         prev = in_channels
         for c in channels:
             for _ in range(2):
-                conv = nn.Conv2d(prev, c, 3, padding=1, bias=linear_bias(spec))
-                layers += [weight_normed(spec, conv), make_norm(spec, c), nn.ReLU()]
+                conv = nn.Conv2d(prev, c, 3, padding=1, bias=norm.keeps_bias)
+                layers += [norm.wrap_weight(conv), norm.conv_layer(c), nn.ReLU()]
                 prev = c
             layers.append(nn.MaxPool2d(2))
         side = image_size // 4
-        fc = nn.Linear(prev * side * side, hidden, bias=linear_bias(spec))
+        fc = nn.Linear(prev * side * side, hidden, bias=norm.keeps_bias)
         layers += [
             nn.Flatten(),
-            weight_normed(spec, fc),
-            make_norm(spec, hidden),
+            norm.wrap_weight(fc),
+            norm.layer(hidden),
             nn.ReLU(),
             nn.Linear(hidden, num_classes),
         ]

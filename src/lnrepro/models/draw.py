@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec, as_spec
+from lnrepro.nn.norm import Norm, as_norm
 from lnrepro.nn.rnn import LSTMCell
 
 N_ATT = 5  # attention parameters per read/write head (Eq. 21)
@@ -114,7 +114,7 @@ class DRAW(nn.Module):
 
     Args:
         image_size: A, for A x A images (28 for MNIST; from the data).
-        norm: the NormSpec / kind selected by `norm=ln|bn|none`.
+        norm: the norm object (`lnrepro.nn.norm.Norm`) or a built-in's short name.
         glimpses: T (Sec. 6.4: 64).
         read_size, write_size: N of the read and write windows (Gregor et al.'s MNIST: 2 and 5).
         enc_size, dec_size: LSTM units of the encoder and decoder (Sec. 6.4: 256).
@@ -125,7 +125,7 @@ class DRAW(nn.Module):
     def __init__(
         self,
         image_size: int,
-        norm: NormSpec | str = "none",
+        norm: Norm | str = "none",
         glimpses: int = 64,
         read_size: int = 2,
         write_size: int = 5,
@@ -151,7 +151,7 @@ class DRAW(nn.Module):
                 f"attention windows (read {read_size}, write {write_size}) larger than the "
                 f"{image_size}x{image_size} image"
             )
-        spec = as_spec(norm)
+        spec = as_norm(norm)
         self.image_size, self.glimpses, self.z_size = image_size, glimpses, z_size
         self.kind = spec.kind
         self.read_att = Attention(image_size, read_size)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec
+from lnrepro.nn.norm import Norm
 from lnrepro.nn.rnn import DEFAULT_T_MAX, LSTMCell, scan_steps
 
 RHO_MAX = 1.0 - 1e-5  # |rho| cap: keeps 1 - rho^2 >= 2e-5 in float32 (tanh rounds to 1 at ~9)
@@ -110,7 +110,7 @@ class HandwritingSynthesis(nn.Module):
         num_layers: int = 3,
         window_components: int = 10,
         mixture_components: int = 20,
-        norm: NormSpec | str = "ln",
+        norm: Norm | str = "ln",
         t_max: int | None = None,
         init: str = "orthogonal",
         kappa_bias_init: float = -3.0,

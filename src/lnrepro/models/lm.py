@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec
+from lnrepro.nn.norm import Norm
 from lnrepro.nn.rnn import DEFAULT_T_MAX, LSTM
 
 EMB_INIT = 0.1  # embedding ~ U(-0.1, 0.1) (Zaremba et al. use 0.05-0.1); torch's N(0, 1) is large
@@ -40,7 +40,7 @@ class LSTMLM(nn.Module):
         emb_dim: int,
         hidden_size: int,
         num_layers: int = 1,
-        norm: NormSpec | str = "ln",
+        norm: Norm | str = "ln",
         dropout: float = 0.0,
         ln_cell: bool = True,
         tie_weights: bool = False,

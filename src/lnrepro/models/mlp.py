@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec, as_spec, linear_bias, make_norm, weight_normed
+from lnrepro.nn.norm import Norm, as_norm
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -16,10 +16,11 @@ class MLP(nn.Module):
 
     Sec. 6.6: LN normalizes the hidden layers only, never the logits ("prediction confidence
     is determined by the scale of the logits"); BN is "applied to all layers", so with
-    `norm=bn` the logits are batch-normalized too (`norm_logits` lists the kinds that do).
-    The linear layer drops its own bias wherever a norm's bias replaces it. `norm=wn` (weight
-    norm) reparametrizes the weights of the layers BN normalises: every layer, the logits too
-    (as it is in `norm_logits`); `norm=rms` goes where LN goes.
+    `norm=bn` the logits are batch-normalized too (`norm_logits` lists the norms, by short
+    name, that do). The linear layer drops its own bias wherever the norm's shift replaces it
+    (`norm.keeps_bias`). `norm=wn` (weight norm) reparametrizes the weights of the layers BN
+    normalises: every layer, the logits too (as it is in `norm_logits`); `norm=rms` and a norm
+    of your own go where LN goes, unless `norm_logits` names them.
     """
 
     def __init__(
@@ -27,28 +28,28 @@ class MLP(nn.Module):
         in_dim: int = 784,
         hidden: tuple[int, ...] = (1000, 1000),
         out_dim: int = 10,
-        norm: NormSpec | str = "ln",
+        norm: Norm | str = "ln",
         activation: str = "relu",
         norm_logits: tuple[str, ...] = ("bn", "wn"),
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ConfigError(f"model.activation must be one of {sorted(ACTIVATIONS)}")
-        spec = as_spec(norm)
+        norm = as_norm(norm)
         layers: list[nn.Module] = []
         prev = in_dim
         for width in hidden:
             layers += [
-                weight_normed(spec, nn.Linear(prev, width, bias=linear_bias(spec))),
-                make_norm(spec, width),
+                norm.wrap_weight(nn.Linear(prev, width, bias=norm.keeps_bias)),
+                norm.layer(width),
                 ACTIVATIONS[activation](),
             ]
             prev = width
-        with_norm = spec.kind in tuple(norm_logits)
-        logits = nn.Linear(prev, out_dim, bias=not with_norm or linear_bias(spec))
-        layers += [weight_normed(spec, logits) if with_norm else logits]
+        with_norm = norm.is_one_of(norm_logits)
+        logits = nn.Linear(prev, out_dim, bias=not with_norm or norm.keeps_bias)
+        layers += [norm.wrap_weight(logits) if with_norm else logits]
         if with_norm:
-            layers.append(make_norm(spec, out_dim))
+            layers.append(norm.layer(out_dim))
         self.net = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))
 
     def forward(self, x):  # (B, in_dim) -> (B, out_dim) logits

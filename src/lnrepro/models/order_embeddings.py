@@ -25,7 +25,7 @@ from torch import nn
 
 from lnrepro.data.text import PAD_ID
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec
+from lnrepro.nn.norm import Norm
 from lnrepro.nn.rnn import GRU
 
 EMB_INIT = 0.1  # Vendrov et al.'s norm_weight: U(-0.1, 0.1)
@@ -52,7 +52,7 @@ class OrderEmbeddings(nn.Module):
         dim_word: int = 300,
         dim: int = 1024,
         dim_image: int = 4096,
-        norm: NormSpec | str = "ln",
+        norm: Norm | str = "ln",
         use_abs: bool = True,
         init: str = "orthogonal",
         t_max: int = 64,

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lnrepro.errors import ConfigError
-from lnrepro.nn.norm import NormSpec
+from lnrepro.nn.norm import Norm
 from lnrepro.nn.rnn import DEFAULT_T_MAX, LSTM, MIN_LIVE
 
 EMB_INIT = 0.1  # embeddings ~ U(-0.1, 0.1), as the language models of this project
@@ -74,7 +74,7 @@ class AttentiveReader(nn.Module):
         entity_offset: int,
         emb_dim: int,
         hidden_size: int,
-        norm: NormSpec | str = "ln",
+        norm: Norm | str = "ln",
         bilinear: bool = True,
         desc_skip: bool = True,
         dropout: float = 0.0,

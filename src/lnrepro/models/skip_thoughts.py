@@ -35,7 +35,7 @@ from torch import nn
 
 from lnrepro.data.text import EOS_ID, PAD_ID, UNK_ID, tokenize
 from lnrepro.errors import ConfigError, DataError
-from lnrepro.nn.norm import NormSpec
+from lnrepro.nn.norm import Norm, NormSpec
 from lnrepro.nn.rnn import GRU
 
 EMB_INIT = 0.1  # U(-0.1, 0.1), Kiros et al.'s norm_weight scale
@@ -62,7 +62,7 @@ class SkipThoughts(nn.Module):
         emb_dim: int = 620,
         hidden_size: int = 2400,
         decoder_size: int | None = None,
-        norm: NormSpec | str = "ln",
+        norm: Norm | str = "ln",
         init: str = "orthogonal",
         t_max: int = 32,
         vocab: list[str] | None = None,

@@ -4,10 +4,11 @@ Shapes are TIME-FIRST everywhere: inputs x are (T, B, I), outputs (T, B, H), sta
 (num_layers, B, H) as in torch.nn.LSTM / torch.nn.GRU; single steps (the cells) take (B, I) and
 (B, H).
 
-Every norm comes from `lnrepro.nn.norm` (the one normalization module): a cell asks
-`make_time_norm(spec, sizes, t_max, shift)` for the norm of each projection and applies it with
-`apply_time_norm(norm, u, t, live, min_live)`, and lets `weight_normed(spec, cell, name)`
-reparametrize its weights; it never looks at the kind.
+Every norm comes from `lnrepro.nn.norm` (the one normalization module): a cell asks the norm
+object (`lnrepro.nn.norm.Norm`) for the layer of each projection, `norm.step_layer(sizes, t_max,
+shift)`, applies it with `apply_time_norm(layer, u, t, live, min_live)`, keeps its own biases
+where `norm.keeps_bias`, and lets `norm.wrap_weight(cell, name)` reparametrize its weights; it
+never looks at the norm's name. Any norm works here, a norm of your own too (docs/norms.md).
 
 * norm "none": the plain recurrences, numerically equal to torch.nn.LSTM / torch.nn.GRU once
   their weights are copied in (`copy_from_torch`).
@@ -61,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
+from torch.nn.utils import parametrize
 
 from lnrepro.errors import ConfigError
 from lnrepro.nn import fused_lstm
@@ -68,18 +70,16 @@ from lnrepro.nn.norm import (  # noqa: F401  (SeqBatchNorm, GroupLN: re-exported
     DEFAULT_T_MAX,
     MIN_LIVE,
     GroupLN,
-    NormSpec,
+    NoNorm,
+    Norm,
     SeqBatchNorm,
+    StepLayerNorm,
     apply_time_norm,
-    as_spec,
-    linear_bias,
-    make_time_norm,
-    weight_normed,
+    as_norm,
 )
 
 INITS = ("torch", "orthogonal")
-
-Norm = NormSpec | str
+_NORMS = ("norm_ih", "norm_hh", "norm_c")  # where a cell keeps its norm layers
 
 
 class _DeferredWeightGrad(torch.autograd.Function):
@@ -174,7 +174,7 @@ class LSTMCell(nn.Module):
         self,
         input_size: int,
         hidden_size: int,
-        norm: Norm = "none",
+        norm: Norm | str = "none",
         ln_gates: bool = True,
         ln_cell: bool = True,
         t_max: int = DEFAULT_T_MAX,
@@ -183,26 +183,31 @@ class LSTMCell(nn.Module):
     ):
         super().__init__()
         _check_sizes(input_size, hidden_size, init)
-        spec = as_spec(norm)
-        self.input_size, self.hidden_size, self.kind = input_size, hidden_size, spec.kind
-        # the whole LN-LSTM sequence in one Function with C++ time loops (lnrepro.nn.fused_lstm):
-        # the same Eq. 20-22; `scan` takes it where it applies
-        self.fused = fused and spec.kind == "ln" and ln_gates and ln_cell
-        gates_spec = spec if ln_gates else spec.with_(kind="none")
-        cell_spec = spec if ln_cell else spec.with_(kind="none")
+        norm = as_norm(norm)
+        self.input_size, self.hidden_size, self.kind = input_size, hidden_size, norm.kind
+        gates = norm if ln_gates else NoNorm()
+        cell = norm if ln_cell else NoNorm()
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         self.bias = nn.Parameter(torch.empty(4 * hidden_size))
-        self.norm_ih = make_time_norm(gates_spec, (4 * hidden_size,), t_max, shift=False)
-        self.norm_hh = make_time_norm(gates_spec, (4 * hidden_size,), t_max, shift=False)
-        self.norm_c = make_time_norm(cell_spec, (hidden_size,), t_max, shift=True)
-        _init_weights(self, hidden_size, init, gate_bias_zero=not linear_bias(gates_spec))
+        self.norm_ih = gates.step_layer((4 * hidden_size,), t_max, shift=False)
+        self.norm_hh = gates.step_layer((4 * hidden_size,), t_max, shift=False)
+        self.norm_c = cell.step_layer((hidden_size,), t_max, shift=True)
+        _init_weights(self, hidden_size, init, gate_bias_zero=not gates.keeps_bias)
         # weight norm on W_ih and W_hh (after the init: data-free, g = ||v||) wherever the
         # cell is normalised at all: it has no place on c_t, so DRAW's cells (ln_gates=False)
         # get it on their weights too
-        weights_spec = spec if ln_gates or ln_cell else cell_spec
-        weight_normed(weights_spec, self, "weight_ih")
-        weight_normed(weights_spec, self, "weight_hh")
+        weights = norm if ln_gates or ln_cell else cell
+        weights.wrap_weight(self, "weight_ih")
+        weights.wrap_weight(self, "weight_hh")
+        # the whole LN-LSTM sequence in one Function with C++ time loops (lnrepro.nn.fused_lstm):
+        # the same Eq. 20-22, for a norm that allows it and whose three layers are LN's own
+        # (`scan` takes it where it applies)
+        self.fused = (
+            fused
+            and norm.fused_lstm
+            and all(type(m) is StepLayerNorm for m in (self.norm_ih, self.norm_hh, self.norm_c))
+        )
 
     def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
         """N_x(W_ih x) + b for (T, B, I) steps t0.. (one batched matmul) or one (B, I) step."""
@@ -297,27 +302,27 @@ class GRUCell(nn.Module):
         self,
         input_size: int,
         hidden_size: int,
-        norm: Norm = "none",
+        norm: Norm | str = "none",
         t_max: int = DEFAULT_T_MAX,
         init: str = "torch",
     ):
         super().__init__()
         _check_sizes(input_size, hidden_size, init)
-        spec = as_spec(norm)
-        self.input_size, self.hidden_size, self.kind = input_size, hidden_size, spec.kind
+        norm = as_norm(norm)
+        self.input_size, self.hidden_size, self.kind = input_size, hidden_size, norm.kind
         H = hidden_size
         self.weight_ih = nn.Parameter(torch.empty(3 * H, input_size))
         self.weight_hh = nn.Parameter(torch.empty(3 * H, H))
-        if linear_bias(spec):  # no norm's bias replaces them
+        if norm.keeps_bias:  # no norm's shift replaces them
             self.bias = nn.Parameter(torch.empty(3 * H))
             self.bias_hn = nn.Parameter(torch.empty(H))
         else:
             self.bias = self.bias_hn = None
-        self.norm_ih = make_time_norm(spec, (2 * H, H), t_max, shift=True)
-        self.norm_hh = make_time_norm(spec, (2 * H, H), t_max, shift=False)
+        self.norm_ih = norm.step_layer((2 * H, H), t_max, shift=True)
+        self.norm_hh = norm.step_layer((2 * H, H), t_max, shift=False)
         _init_weights(self, H, init, gate_bias_zero=False)
-        weight_normed(spec, self, "weight_ih")  # after the init: data-free, g = ||v||
-        weight_normed(spec, self, "weight_hh")
+        norm.wrap_weight(self, "weight_ih")  # after the init: data-free, g = ||v||
+        norm.wrap_weight(self, "weight_hh")
 
     def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
         """N_x(W_ih x) [+ b] for (T, B, I) steps t0.. (one batched matmul) or one (B, I) step."""
@@ -375,7 +380,10 @@ class _Stack(nn.Module):
         return x, finals
 
     def _check_torch(self, ref: nn.Module, kind: type):
-        if self.kind != "none":
+        plain = all(
+            getattr(layer, name, None) is None for layer in self.layers for name in _NORMS
+        ) and not any(parametrize.is_parametrized(layer) for layer in self.layers)
+        if not plain or any(layer.bias is None for layer in self.layers):
             raise ValueError("copy_from_torch: only norm 'none' has torch's parameters")
         if not isinstance(ref, kind) or ref.bidirectional or not ref.bias or ref.batch_first:
             raise ValueError(
@@ -405,7 +413,7 @@ class LSTM(_Stack):
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
-        norm: Norm = "none",
+        norm: Norm | str = "none",
         ln_cell: bool = True,
         dropout: float = 0.0,
         t_max: int = DEFAULT_T_MAX,
@@ -454,7 +462,7 @@ class GRU(_Stack):
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
-        norm: Norm = "none",
+        norm: Norm | str = "none",
         dropout: float = 0.0,
         t_max: int = DEFAULT_T_MAX,
         init: str = "torch",
