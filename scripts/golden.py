@@ -83,7 +83,10 @@ def _copy_with_patch(patch: Path, work: Path) -> bool:
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(work)], input=tar, check=True)
     p = subprocess.run(
-        ["patch", "-p1", "-s", "-i", str(patch.resolve())], cwd=work, capture_output=True, check=False
+        ["patch", "-p1", "-s", "-i", str(patch.resolve())],
+        cwd=work,
+        capture_output=True,
+        check=False,
     )
     return p.returncode == 0
 
