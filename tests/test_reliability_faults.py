@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, TINY, tiny_cfg, write_idx_mnist
+from helpers import ROOT, TINY, run_cli, tiny_cfg, write_idx_mnist
 
 from lnrepro.callbacks import lock_run_dir, unlock_run_dir
 from lnrepro.data import common
@@ -228,20 +228,12 @@ def test_missing_mnist_is_one_line_and_the_data_folder_is_untouched(tmp_path, fo
     if folder == "empty":
         data.mkdir()
     before = tree(data)
-    env = {
-        **os.environ,
-        "LNREPRO_DATA": str(data),
-        "LNREPRO_OUTPUTS": str(tmp_path / "outputs"),
-        "LNREPRO_CACHE": str(tmp_path / "cache"),
-    }
-    p = subprocess.run(
-        [sys.executable, "-m", "lnrepro.train", *TINY, f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    p = run_cli(
+        [*TINY, f"hydra.run.dir={tmp_path / 'run'}"],
+        tmp_path,
+        data,
         timeout=300,
-        check=False,
+        env={"LNREPRO_CACHE": str(tmp_path / "cache")},
     )
     assert p.returncode == 2, p.stderr[-3000:]
     assert tree(data) == before  # nothing created there; an absent folder stays absent
