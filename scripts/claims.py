@@ -1,4 +1,4 @@
-"""The paper's claims checked against the committed results (the logic: src/lnrepro/claims.py).
+"""The paper's claims checked against the committed results (the logic: src/lnrepro/claims/).
 
     python scripts/claims.py            writes results/claims.md and results/claims.csv
     python scripts/claims.py --readme   also regenerates README.md's experiments table (make claims)

@@ -1,4 +1,4 @@
-"""The claims machinery (src/lnrepro/claims.py, scripts/claims.py, the curves CSV of
+"""The claims machinery (src/lnrepro/claims/, scripts/claims.py, the curves CSV of
 scripts/figure.py): the Welch interval against hand computations and tabulated t quantiles,
 every check kind on synthetic results, and the committed results/claims.md, results/claims.csv
 and README table recomputed from results/ (any difference fails)."""

@@ -1,0 +1,250 @@
+"""The claims tables: results/claims.md, results/claims.csv and README.md's experiments block."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lnrepro.claims.results import FigureData, _float, load_figure
+from lnrepro.claims.specs import load_specs, make_targets
+from lnrepro.claims.stats import LEVEL, NOT_TESTABLE
+from lnrepro.claims.text import _cell, label
+from lnrepro.claims.verdicts import Result, evaluate
+
+BEGIN, END = "<!-- claims:begin", "<!-- claims:end -->"
+PAPER = (
+    'Sections, figures and tables are those of Ba, Kiros, Hinton 2016 ("Layer '
+    'Normalization") unless another paper is named.'
+)
+
+
+@dataclass
+class Report:
+    specs: list[dict]
+    data: dict[str, FigureData]
+    results: list[Result]
+    targets: dict[str, str]
+    notes: set[str] = field(default_factory=set)  # stems with a results/<stem>.md discussion
+
+
+def build(root: Path) -> Report:
+    """Every claim of experiments/*.yaml checked against results/ (CPU scale)."""
+    targets, order = make_targets(root / "Makefile")
+    specs = load_specs(root / "experiments", order)
+    data = {s["name"]: load_figure(root / "results", s) for s in specs}
+    results = [r for s in specs for r in evaluate(s, data[s["name"]])]
+    notes = {d.stem for d in data.values() if (root / "results" / f"{d.stem}.md").exists()}
+    return Report(specs, data, results, targets, notes)
+
+
+def runs_table(rep: Report, prefix: str) -> list[str]:
+    """One row per figure: its make target, result files, runs and seeds, summed run time."""
+    lines = [
+        (
+            "| figure | make target | results | runs | seeds per norm (fewest over the grid) "
+            "| summed run time |"
+        ),
+        "|---|---|---|---|---|---|",
+    ]
+    for s in rep.specs:
+        d = rep.data[s["name"]]
+        target = f"`make {rep.targets[s['name']]}`" if s["name"] in rep.targets else "–"
+        if d.missing:
+            notes = f"[notes]({prefix}{d.stem}.md)" if d.stem in rep.notes else "–"
+            lines.append(f"| {s['title']} | {target} | {notes} | 0 | – | – |")
+            continue
+        links = [f"[png]({prefix}{d.stem}.png)", f"[csv]({prefix}{d.stem}.csv)"]
+        if d.curves is not None:
+            links.append(f"[curves]({prefix}{d.stem}_curves.csv)")
+        if d.stem in rep.notes:
+            links.append(f"[notes]({prefix}{d.stem}.md)")
+        seeds = []
+        for n in s["norms"]:
+            grid = Counter(tuple(r.get(k) for k in d.grid_keys) for r in d.runs if r["norm"] == n)
+            seeds.append(f"{label(n)} {min(grid.values()) if grid else 0}")
+        minutes = sum(_float(r.get("wall_time_s", "")) for r in d.runs) / 60
+        lines.append(
+            f"| {s['title']} | {target} | {', '.join(links)} | {len(d.runs)} completed "
+            f"| {', '.join(seeds)} | {minutes:.1f} min |"
+        )
+    return lines
+
+
+def claims_table(rep: Report) -> list[str]:
+    lines = [
+        (
+            "| figure | paper | the paper says | claim tested (threshold fixed in advance) "
+            "| we get: mean ± sd (n seeds) | effect [95 % interval] | verdict |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    previous = None
+    for r in rep.results:
+        fig = r.figure if r.figure != previous else ""
+        previous = r.figure
+        cells = [
+            fig,
+            r.claim["section"],
+            _cell(r.claim["quote"]),
+            _cell(r.tested),
+            _cell(r.measured),
+            _cell(r.effect_text()),
+            f"**{r.verdict_text()}**",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def note(rep: Report) -> list[str]:
+    """How verdicts are decided, and how many false ones to expect."""
+    tested = sum(r.verdict != NOT_TESTABLE for r in rep.results)
+    rules = (
+        "Verdicts are computed by `src/lnrepro/claims.py`: **supported** when the 95 % "
+        "interval of the effect lies on the claim's side of its threshold, **contradicted** "
+        "when it lies on the other side, **inconclusive** when it straddles the threshold, "
+        "when a side has fewer than 2 seeds (n=1: no interval), or when a seed never reaches "
+        "a `faster` level; **not testable at this scale** for claims about converged values "
+        "that the CPU budget cannot reach. Intervals: Welch t for differences of seed means "
+        "(Welch-Satterthwaite degrees of freedom), on logarithms for ratios and for "
+        "updates-to-level; no bootstrap."
+    )
+    chance = (
+        f"With n = 3 seeds per norm an interval is wide, so **inconclusive** is a likely "
+        f"outcome. With {tested} claims checked at 95 %, about "
+        f"{tested * (1 - LEVEL):.1f} false verdict(s) are expected by chance alone (about "
+        f"one in 20 claims)."
+    )
+    return [rules, "", chance]
+
+
+def claims_md(rep: Report) -> str:
+    intro = (
+        "Generated by `make claims` (`python scripts/claims.py`) from the committed "
+        "`results/<figure>.csv` and `results/<figure>_curves.csv` and the `claims:` lists "
+        "of `experiments/*.yaml`; do not edit by hand. Metrics are lower-is-better "
+        "unless the claim says final_higher or reaches a level with >=."
+    )
+    lines = [
+        "# The paper's claims, checked against our runs (CPU scale)",
+        "",
+        intro,
+        "",
+        "## Runs",
+        "",
+        *runs_table(rep, ""),
+        "",
+        "## Claims",
+        "",
+        PAPER,
+        "",
+        *claims_table(rep),
+        "",
+        *note(rep),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def claims_csv(rep: Report) -> str:
+    """One row per claim; effect and interval as numbers (ratios already exponentiated)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(
+        [
+            "figure",
+            "id",
+            "section",
+            "quote",
+            "check",
+            "metric",
+            "norms",
+            "claim_tested",
+            "measured",
+            "effect",
+            "effect_kind",
+            "ci_low",
+            "ci_high",
+            "df",
+            "verdict",
+            "reason",
+        ]
+    )
+    for r in rep.results:
+        c, iv = r.claim, r.interval
+        numbers = [""] * 5
+        if iv:
+            f = math.exp if r.ratio else float
+            numbers = [
+                f"{f(iv.effect):.6g}",
+                "ratio" if r.ratio else "difference",
+                f"{f(iv.low):.6g}",
+                f"{f(iv.high):.6g}",
+                f"{iv.df:.4g}",
+            ]
+        w.writerow(
+            [
+                r.figure,
+                c["id"],
+                c["section"],
+                _cell(c["quote"]),
+                c["check"],
+                c.get("metric", ""),
+                "/".join(c.get("norms", [])),
+                _cell(r.tested),
+                r.measured,
+                *numbers,
+                r.verdict,
+                "; ".join(r.reasons),
+            ]
+        )
+    return out.getvalue()
+
+
+def readme_block(rep: Report) -> str:
+    head = (
+        f"{BEGIN}: generated by `make claims` from results/ (scripts/claims.py --readme); "
+        "do not edit by hand -->"
+    )
+    links = (
+        "The paper's claims, each checked by code against our seeds "
+        "([results/claims.md](results/claims.md), [csv](results/claims.csv)). " + PAPER
+    )
+    lines = [
+        head,
+        "",
+        *runs_table(rep, "results/"),
+        "",
+        links,
+        "",
+        *claims_table(rep),
+        "",
+        *note(rep),
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def replace_block(readme: str, block: str) -> str:
+    """README text with the part between the claims markers replaced by `block`."""
+    start, end = readme.find(BEGIN), readme.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"README.md has no '{BEGIN} ... -->' / '{END}' markers")
+    return readme[:start] + block + readme[end + len(END) :]
+
+
+def outputs(root: Path, readme: bool = False) -> dict[Path, str]:
+    """{file: its generated text}: results/claims.md, results/claims.csv and, with readme,
+    README.md with its experiments table regenerated."""
+    rep = build(root)
+    files = {
+        root / "results" / "claims.md": claims_md(rep),
+        root / "results" / "claims.csv": claims_csv(rep),
+    }
+    if readme:
+        path = root / "README.md"
+        files[path] = replace_block(path.read_text(), readme_block(rep))
+    return files

@@ -1,0 +1,220 @@
+"""One check per claim: the groups of seeds it compares, the interval and the verdict."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from lnrepro.claims.results import FigureData, final_values, seed_curves
+from lnrepro.claims.specs import describe, higher_is_better
+from lnrepro.claims.stats import (
+    INCONCLUSIVE,
+    NOT_TESTABLE,
+    Interval,
+    decide_higher,
+    decide_lower,
+    decide_within,
+    linear_interval,
+)
+from lnrepro.claims.text import label, num, summary
+
+
+@dataclass
+class Result:
+    figure: str
+    claim: dict
+    tested: str
+    measured: str = "–"
+    effect_name: str = ""
+    interval: Interval | None = None
+    ratio: bool = False  # the interval is on a log scale: show exp(.)
+    verdict: str = INCONCLUSIVE
+    reasons: list[str] = field(default_factory=list)
+
+    def effect_text(self) -> str:
+        if self.interval is None:
+            return "–"
+        f = math.exp if self.ratio else (lambda v: v)
+        iv = self.interval
+        low, high = num(f(iv.low), 3), num(f(iv.high), 3)
+        return f"{self.effect_name} = {num(f(iv.effect), 3)} [{low}, {high}]"
+
+    def verdict_text(self) -> str:
+        return f"{self.verdict} ({'; '.join(self.reasons)})" if self.reasons else self.verdict
+
+
+def too_few(groups: dict[str, list]) -> list[str]:
+    """`n=1` (or n=0) when a group has fewer than 2 seeds: no interval can be computed."""
+    n = min(len(v) for v in groups.values())
+    return [f"n={n}"] if n < 2 else []
+
+
+def _transform(values: list[float], log: bool) -> list[float]:
+    return [math.log(v) for v in values] if log else values
+
+
+def compare_groups(
+    res: Result, groups: dict[str, list[float]], coefs: list[float], log: bool, decide
+) -> Result:
+    """Effect sum_i c_i mean_i (on logs with `log`), its interval and verdict (if n >= 2)."""
+    res.reasons += too_few(groups)
+    res.ratio = log
+    if not res.reasons:
+        if log and any(v <= 0 for vals in groups.values() for v in vals):
+            res.reasons.append("log of a value <= 0")
+            return res
+        res.interval = linear_interval([_transform(v, log) for v in groups.values()], coefs)
+        res.verdict = decide(res.interval)
+    return res
+
+
+def compare_pair(c: dict, res: Result, groups: dict[str, list[float]], decide) -> Result:
+    """Norm A against norm B: mean(A) - mean(B), or with `log: true` the ratio of geometric
+    means."""
+    a, b = c["norms"]
+    res.measured = "; ".join(summary(label(n), v) for n, v in groups.items())
+    res.effect_name = f"{label(a)} / {label(b)}" if c.get("log") else f"{label(a)} - {label(b)}"
+    return compare_groups(res, groups, [1.0, -1.0], c.get("log", False), decide)
+
+
+def pair_finals(c: dict, data: FigureData) -> dict[str, list[float]]:
+    return {n: final_values(data, n, c.get("where", {}), c["metric"]) for n in c["norms"]}
+
+
+def check_final_lower(c: dict, data: FigureData, res: Result) -> Result:
+    return compare_pair(c, res, pair_finals(c, data), decide_lower)
+
+
+def check_final_higher(c: dict, data: FigureData, res: Result) -> Result:
+    return compare_pair(c, res, pair_finals(c, data), decide_higher)
+
+
+def check_final_below(c: dict, data: FigureData, res: Result) -> Result:
+    """One norm's final metric against a fixed bar (a sanity floor set before the runs): the
+    one-sample t interval of mean - bar (n - 1 degrees of freedom) must lie below 0."""
+    (a,) = c["norms"]
+    values = final_values(data, a, c.get("where", {}), c["metric"])
+    res.measured = summary(label(a), values)
+    res.effect_name = f"{label(a)} - {c['value']}"
+    return compare_groups(res, {a: [v - c["value"] for v in values]}, [1.0], False, decide_lower)
+
+
+def check_setting_lower(c: dict, data: FigureData, res: Result) -> Result:
+    """One norm at two grid settings: mean(x) - mean(y) < 0."""
+    (a,) = c["norms"]
+    ((key, (x, y)),) = c["settings"].items()
+    short = key.split(".")[-1]
+    groups = {
+        f"{short} {v}": final_values(data, a, {**c.get("where", {}), key: v}, c["metric"])
+        for v in (x, y)
+    }
+    res.measured = "; ".join(summary(f"{label(a)} {n}", v) for n, v in groups.items())
+    res.effect_name = f"{short} {x} - {short} {y}"
+    return compare_groups(res, groups, [1.0, -1.0], c.get("log", False), decide_lower)
+
+
+def check_comparable(c: dict, data: FigureData, res: Result) -> Result:
+    margin = math.log(c["margin"]) if c.get("log") else c["margin"]
+    return compare_pair(c, res, pair_finals(c, data), lambda iv: decide_within(iv, margin))
+
+
+def check_robust(c: dict, data: FigureData, res: Result) -> Result:
+    a, b = c["norms"]
+    ((key, (frm, to)),) = c["between"].items()
+    where = c.get("where", {})
+    groups, parts = {}, []
+    for n in (a, b):
+        for v in (to, frm):
+            groups[f"{n} {v}"] = final_values(data, n, {**where, key: v}, c["metric"])
+        parts.append(
+            f"{label(n)}: " + ", ".join(summary(f"{v}:", groups[f"{n} {v}"]) for v in (frm, to))
+        )
+    res.measured = "; ".join(parts)
+    short = key.split(".")[-1]
+    res.effect_name = f"rise {short} {frm} -> {to}, {label(a)} - {label(b)}"
+    if c.get("log"):
+        res.effect_name = f"rise {short} {frm} -> {to} (ratio), {label(a)} / {label(b)}"
+    return compare_groups(res, groups, [1.0, -1.0, -1.0, 1.0], c.get("log", False), decide_lower)
+
+
+def check_lower_at(c: dict, data: FigureData, res: Result) -> Result:
+    if data.curves is None:
+        return _no_curves(res, data)
+    x, at = c.get("x", "epoch"), c["at"]
+    col = 0 if x == "step" else 1
+    groups = {}
+    for n in c["norms"]:
+        groups[n] = []
+        for seed, points in seed_curves(
+            data, n, c.get("where", {}), c["metric"], res.reasons
+        ).items():
+            later = [p for p in points if p[col] >= at - 1e-9]
+            if later:
+                groups[n].append(later[0][2])
+            else:
+                res.reasons.append(f"{label(n)} seed {seed} has no evaluation at {x} >= {at}")
+    return compare_pair(c, res, groups, decide_lower)
+
+
+def updates_to(points: list, level: float, higher: bool = False) -> int | None:
+    """The step of the first evaluation at or below `level` (at or above it with `higher`;
+    None: never)."""
+    sign = -1.0 if higher else 1.0
+    return next((step for step, _, value in points if sign * value <= sign * level), None)
+
+
+def check_faster(c: dict, data: FigureData, res: Result) -> Result:
+    a, b = c["norms"]
+    if data.curves is None:
+        return _no_curves(res, data)
+    curves = {n: seed_curves(data, n, c.get("where", {}), c["metric"], res.reasons) for n in (a, b)}
+    if not curves[b]:
+        res.reasons.append(f"no {label(b)} curve of {c['metric']}")
+        return res
+    higher = higher_is_better(data.spec, c["metric"])
+    level = (min if higher else max)(pts[-1][2] for pts in curves[b].values())
+    res.tested += f" (level: {num(level)})"
+    groups = {}
+    for n in (a, b):
+        steps = {seed: updates_to(pts, level, higher) for seed, pts in curves[n].items()}
+        res.reasons += [
+            f"{label(n)} seed {s} never reaches it" for s, t in steps.items() if t is None
+        ]
+        groups[n] = [t for t in steps.values() if t is not None]
+    res.measured = "updates: " + "; ".join(summary(label(n), v) for n, v in groups.items())
+    res.effect_name = f"{label(a)} / {label(b)} updates"
+    return compare_groups(
+        res, groups, [1.0, -1.0], True, lambda iv: decide_lower(iv, math.log(c["max_ratio"]))
+    )
+
+
+def _no_curves(res: Result, data: FigureData) -> Result:
+    res.reasons.append(f"no results/{data.stem}_curves.csv")
+    return res
+
+
+CHECK_FUNCTIONS = {
+    "final_lower": check_final_lower,
+    "final_higher": check_final_higher,
+    "final_below": check_final_below,
+    "setting_lower": check_setting_lower,
+    "faster": check_faster,
+    "lower_at": check_lower_at,
+    "robust": check_robust,
+    "comparable": check_comparable,
+}
+
+
+def evaluate(spec: dict, data: FigureData) -> list[Result]:
+    """One Result per claim of the figure, in the yaml's order."""
+    out = []
+    for c in spec.get("claims") or []:
+        res = Result(spec["name"], c, describe(c, spec))
+        if c["check"] == "not_testable":
+            res.verdict, res.reasons = NOT_TESTABLE, []
+        elif data.missing:
+            res.reasons.append(data.missing)
+        else:
+            CHECK_FUNCTIONS[c["check"]](c, data, res)
+        out.append(res)
+    return out
