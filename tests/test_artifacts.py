@@ -1,6 +1,6 @@
-"""The shared homes of issue 13 item 4: lnrepro.checks, lnrepro.artifacts (atomic CSV and text
-files, checkpoint reading) and the figure helpers of lnrepro.runs, and the Makefile's figure
-table as lnrepro.claims reads it."""
+"""The modules that the package and the scripts share, so that each fact is written once:
+lnrepro.checks, lnrepro.artifacts (atomic CSV and text files, checkpoint reading) and the figure
+helpers of lnrepro.runs, and the Makefile's figure table as lnrepro.claims reads it."""
 
 from __future__ import annotations
 

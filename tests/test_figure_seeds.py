@@ -1,6 +1,8 @@
-"""Seeds of the figure grids (issue 18): every norm that enters a claim of the paper runs at least
-3 seeds at the CPU scale, and `seeds_by_norm` (fewer seeds for an extra curve with no claim, e.g.
-Figure 5's BN) launches one multirun per seed list."""
+"""Seeds of the figure grids: every norm that enters a claim of the paper runs at least 3 seeds at
+the CPU scale (the paper's curves are one run each; a claim here is a mean over seeds with its
+interval, and one seed of a shortened run cannot tell a gap from noise), and `seeds_by_norm`
+(fewer seeds for an extra curve with no claim, e.g. Figure 5's BN) launches one multirun per seed
+list."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ from helpers import load_script
 figure = load_script("figure")
 
 # Figures drawn before the fingerprint existed, whose run folders are gone, so that they cannot
-# be redrawn without rerunning them: each leaves this list when its seeded runs of issue 18 are
-# redone. The test fails when one of them is fresh again, so the list cannot go stale itself.
+# be redrawn without rerunning them: each leaves this list when its seeded runs (3 or more seeds a
+# norm, tests/test_figure_seeds.py) are redone. The test fails when one of them is fresh again, so the list cannot go stale itself.
 KNOWN_STALE: set[str] = set()
 
 

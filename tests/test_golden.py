@@ -27,7 +27,7 @@ CASES = golden.case_names()
 # Deliberate changes since the golden files were recorded, while they are pending: new field ->
 # (old field, the old code's expression of it from the new value), applied to the rerun's rows
 # so the check stays bit for bit; and renamed config keys of the recorded overrides. Emptied when
-# `make golden` re-records (the last use: issue 13, SentEval's errors -> accuracies, e.g.
+# `make golden` re-records (the last use: SentEval's errors -> accuracies in commit 4144b1b, e.g.
 # "senteval/mr_acc": ("senteval/mr_err", lambda v: 100.0 - v), "data.senteval." ->
 # "task.senteval."; see that commit).
 FIELD_MAP: dict = {}

@@ -1,4 +1,4 @@
-"""Hardening (issue 14): damaged and truncated data, concurrent runs, failing writes, W&B without
+"""Hardening: damaged and truncated data, concurrent runs, failing writes, W&B without
 network, and one clear line for every bad input. Every test makes its fault on small files it
 writes (or on a socket on 127.0.0.1 that never answers), bounded in time."""
 

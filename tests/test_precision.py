@@ -1,4 +1,6 @@
-"""Mixed precision (trainer.precision=32|bf16|16) and torch.compile (trainer.compile) (issue 16).
+"""Mixed precision (trainer.precision=32|bf16|16) and torch.compile (trainer.compile):
+the paper trains in float32, so a lower precision must not change what a norm computes beyond
+the rounding of its dtype.
 
 Tolerances:
 - every norm of a bfloat16 / float16 input (under CPU autocast) returns exactly the float32
