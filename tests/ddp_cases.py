@@ -1,9 +1,10 @@
 """The DDP equivalence cases of tests/test_ddp.py, importable by the spawned processes.
 
 Each case trains a small float64 model (no dropout, plain SGD) for STEPS updates on random
-global batches of B cases, through the project's own DDP pieces (lnrepro.distributed: the
-shard of each global batch, DistributedDataParallel, the per-rank loss mean, BN sync). One
-process at batch B is the reference; N processes at B/N must reproduce it.
+global batches of B cases, through the project's own DDP pieces (lnrepro.distributed.wrap of
+the built task, data and model: the data module's share of each global batch,
+DistributedDataParallel, the task's loss reduction, BN sync). One process at batch B is the
+reference; N processes at B/N must reproduce it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from lnrepro import distributed
 from lnrepro.data.common import TensorData
@@ -26,6 +28,7 @@ B, STEPS = 16, 10
 # name -> (model, norm kind, norm.sync)
 CASES = {
     "mlp_ln": ("mlp", "ln", False),
+    "mlp_ln_sum": ("mlp_sum", "ln", False),  # a loss summed over the cases (handwriting's)
     "mlp_bn_sync": ("mlp", "bn", True),
     "mlp_bn": ("mlp", "bn", False),
     "lstm_ln": ("lstm", "ln", False),
@@ -34,9 +37,22 @@ CASES = {
 }
 
 
+class SummedClassification(Classification):
+    """Cross-entropy summed over the cases, as HandwritingTask sums its NLL: the processes'
+    gradients must be summed, not averaged. Its `loss` metric is per case (the mean over the
+    processes of each one's mean is the global batch's)."""
+
+    loss_reduction = "sum"
+
+    def training_step(self, model, batch):
+        x, y = batch
+        loss = F.cross_entropy(model(x), y, reduction="sum")
+        return loss, {"loss": loss.detach() / len(y)}
+
+
 def _data(kind: str):
     g = torch.Generator().manual_seed(123)
-    if kind == "mlp":  # pi-MNIST style: (B, 12) vectors, 5 classes
+    if kind.startswith("mlp"):  # pi-MNIST style: (B, 12) vectors, 5 classes
         n = B * STEPS
         x = torch.randn(n, 12, generator=g, dtype=torch.float64) * 2 + 0.5
         y = torch.randint(0, 5, (n,), generator=g)
@@ -51,8 +67,9 @@ def _data(kind: str):
 
 def _model(kind: str, spec: NormSpec):
     torch.manual_seed(0)
-    if kind == "mlp":  # BN on the logits too (Sec. 6.6)
-        return MLP(in_dim=12, hidden=(16, 16), out_dim=5, norm=spec), Classification()
+    if kind.startswith("mlp"):  # BN on the logits too (Sec. 6.6)
+        task = SummedClassification() if kind == "mlp_sum" else Classification()
+        return MLP(in_dim=12, hidden=(16, 16), out_dim=5, norm=spec), task
     return LSTMLM(vocab_size=30, emb_dim=8, hidden_size=12, norm=spec, t_max=6), LanguageModel()
 
 
@@ -64,9 +81,9 @@ def train(case: str) -> dict:
     torch.set_default_dtype(torch.float64)
     try:
         model, task = _model(kind, NormSpec(kind=norm, sync=sync))
-        data = distributed.shard_data(_data(kind), world)
-        model = distributed.wrap_model(model, world, torch.device("cpu"))
-        task = distributed.shard_task(task, world)
+        task, data, model = distributed.wrap(
+            task, _data(kind), model, world, torch.device("cpu"), seed=0
+        )
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         model.train()
         losses, grads = [], None

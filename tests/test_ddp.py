@@ -1,21 +1,26 @@
 """Several processes (torchrun, DDP) on the CPU with gloo: 2 processes at B/2 train as one
-process at B (LN; BN with norm.sync=true), BN without sync does not; rank 0 alone writes the
-run folder; resume under DDP, and a resume with another world size refused in one line."""
+process at B (LN; BN with norm.sync=true; a loss summed over the cases), BN without sync does
+not; every experiment's task declares how its loss reduces, and the declaration holds on a
+synthetic batch split over 2 processes; rank 0 alone writes the run folder; resume under DDP,
+and a resume with another world size refused in one line."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import ddp_cases
+import hydra
 import pytest
 import torch
 import torch.multiprocessing as mp
-from helpers import ROOT, TINY
+from helpers import ROOT, TINY, load_script
 
 from lnrepro import distributed
 from lnrepro.data.common import TensorData
@@ -66,7 +71,7 @@ def equivalence(tmp_path_factory):
 
 
 @pytest.mark.slow  # spawns 2 gloo processes (~15 s)
-@pytest.mark.parametrize("case", ["mlp_ln", "mlp_bn_sync", "lstm_ln", "lstm_bn_sync"])
+@pytest.mark.parametrize("case", ["mlp_ln", "mlp_ln_sum", "mlp_bn_sync", "lstm_ln", "lstm_bn_sync"])
 def test_two_processes_train_as_one(equivalence, case):
     """First-step gradients and 10 losses of 2 x B/2 equal 1 x B within TOL (float64, SGD)."""
     d = equivalence[case]
@@ -151,10 +156,50 @@ def test_unsupported_tasks_are_refused():
     class Ranking:
         pass
 
-    with pytest.raises(ConfigError, match="torchrun: the training loss of Ranking"):
+    with pytest.raises(ConfigError, match="torchrun: the training loss of Ranking is neither"):
         distributed.shard_task(Ranking(), World(0, 2))
-    with pytest.raises(ConfigError, match="torchrun: object batches have no shard rule"):
+    with pytest.raises(ConfigError, match="torchrun: object does not shard its batches"):
         distributed.shard_data(object(), World(0, 2))
+
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    return load_script("gpu_check")
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_task_declares_how_its_loss_reduces(gpu_check, experiment, monkeypatch):
+    """Each experiment's task, as Hydra composes it (reduced widths, a synthetic batch of 4
+    cases: gpu_check's `compose` and `build`), on a world of 2: a task whose loss is a mean
+    ("mean") or a sum ("sum") over the cases is accepted, and the mean (sum) of its losses on
+    the two shares, as the data module cuts them, is its loss on the whole batch; any other
+    task is refused in one line. The declaration is on the class, so a renamed class keeps it."""
+    torch.set_num_threads(1)
+    cfg = gpu_check.compose(experiment, "ln")[1]
+    model, task, _, batch, _ = gpu_check.build(cfg, "cpu")
+    world = World(0, 2)
+    if task.loss_reduction not in distributed.REDUCTIONS:
+        with pytest.raises(ConfigError, match=f"loss of {type(task).__name__} is neither"):
+            distributed.shard_task(task, world)
+        return
+    assert isinstance(distributed.shard_task(task, world), distributed.ShardedTask)
+    data_module = typing.get_type_hints(hydra.utils.get_object(cfg.data._target_))["return"]
+    shard = data_module.shard  # the data module's own cut, called on its class
+    # per-case losses: no dropout, LN, and DRAW's posterior noise at zero (z = mu), since a
+    # batch draws its noise as a whole
+    model.eval()
+    monkeypatch.setattr(torch, "randn", lambda *a, generator=None, **k: torch.zeros(*a, **k))
+
+    def loss(b) -> float:
+        with torch.no_grad():  # a fresh task: no state carried from the last batch
+            return float(copy.deepcopy(task).training_step(model, b)[0])
+
+    whole, shares = loss(batch), [loss(shard(batch, r, 2)) for r in range(2)]
+    combined = sum(shares) / 2 if task.loss_reduction == "mean" else sum(shares)
+    assert combined == pytest.approx(whole, rel=1e-5, abs=1e-6), (task.loss_reduction, shares)
 
 
 def test_resume_checks_the_world_size():

@@ -42,6 +42,14 @@ class DataModule(Protocol):
 
     def to(self, device: torch.device | str) -> DataModule: ...
 
+    @staticmethod
+    def shard(batch: Any, rank: int, size: int) -> Any:
+        """Process `rank`'s share of a training batch split over `size` processes (torchrun):
+        the same type, its cases [rank B/size, (rank+1) B/size). Optional: a data module
+        without it trains in one process only. lnrepro.data.common.shard_cases is the default
+        for tensors that hold the cases along their first dimension."""
+        ...
+
 
 class Task:
     """Loss and metrics of one experiment.
@@ -55,9 +63,21 @@ class Task:
     maximum (accuracies, correlations); every other metric is lower-is-better.
     `state_dict` / `load_state_dict`: state carried between batches (a language model's hidden
     state across segments), saved in the checkpoint; none by default.
+    `loss_reduction`: how the training loss combines its cases, which decides whether and how
+    the task trains on several processes (lnrepro.distributed.shard_task), each process on an
+    equal share of the global batch:
+      "mean": a mean over the cases, each of the same weight (a case may be a stream of T
+        tokens): the mean of the shares' losses is the batch's loss, so DDP's average of the
+        processes' gradients is the one-process gradient;
+      "sum": a sum over the cases: the sum of the shares' losses is the batch's loss, so the
+        processes' gradients are summed;
+      None: neither (a loss that compares the cases of a batch with each other, or a mean over
+        a count that differs between shares): one process only.
+    tests/test_ddp.py checks the declaration of every experiment's task on a synthetic batch.
     """
 
     higher_is_better: frozenset[str] = frozenset()
+    loss_reduction: str | None = None
 
     def training_step(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError

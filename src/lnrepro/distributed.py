@@ -5,16 +5,21 @@ DistributedDataParallel, keeping the meaning of one-process runs.
 
 What holds (tests/test_ddp.py checks it on CPU, gloo backend, 2 processes):
 
+The run is built once, as in one process (lnrepro.train); `wrap` then puts the built task,
+data module and model on the processes:
+
 * `data.batch_size` is the GLOBAL batch: every process builds the one-process run's batches in
-  the one-process order and keeps its own slice of each (`ShardedData`): rank r of N takes
-  cases [r B/N, (r+1) B/N) (TensorData), or those streams of the B truncated-BPTT streams
-  (TokenStreams). B must split evenly (one ConfigError line otherwise).
-* Losses: every supported task's training loss is a mean over its cases (tokens of a segment),
-  so with equal shards DDP's gradient average, (1/N) sum_r grad mean_r, is the gradient of the
-  mean over the global batch (the global count), as in one process. Tasks whose loss is not
-  such a mean (a sum, a count of live tokens, a ranking within the batch) are refused
-  (`TASK_LOSSES`). The `batch/*` rows are the mean over processes of each process's values
-  (`ShardedTask`): the global batch's values for per-case means.
+  the one-process order and keeps its own share of each, as the data module cuts it
+  (`DataModule.shard`, `ShardedData`): rank r of N takes cases [r B/N, (r+1) B/N) (TensorData),
+  or those streams of the B truncated-BPTT streams (TokenStreams). B must split evenly (one
+  ConfigError line otherwise).
+* Losses: the task declares how its loss combines its cases (`Task.loss_reduction`). A mean
+  ("mean"): with equal shares DDP's gradient average, (1/N) sum_r grad mean_r, is the gradient
+  of the mean over the global batch, as in one process. A sum ("sum"): the processes'
+  gradients are summed instead (`_sum_gradients`). Any other loss (a ranking within the
+  batch, a mean over a count that differs between shares) is refused in one line. The
+  `batch/*` rows are the mean over processes of each process's values (`ShardedTask`): the
+  global batch's values for per-case means.
 * Batch norm: by default each process normalises over its own B/N cases (that is the BN batch
   size of the run; summary.json says `bn_stats: per_process` and `bn_batch`). With
   `norm.sync=true` the statistics are summed over the processes (lnrepro.nn.norm), so the run
@@ -22,8 +27,8 @@ What holds (tests/test_ddp.py checks it on CPU, gloo backend, 2 processes):
 * Only rank 0 writes the run folder (metrics, summary, checkpoints, W&B; `NullLogger` on the
   other ranks) and evaluates (the other ranks wait at their next collective); the other ranks
   tell Hydra to write nothing (`hydra_args`) and are given rank 0's run folder.
-* Checkpoints carry every rank's RNG state and task state (`DistributedTrainer`) and the world
-  size, which a resume checks (`check_resume`).
+* Checkpoints carry every rank's RNG state and task state (lnrepro.trainer.DistributedTrainer)
+  and the world size, which a resume checks (`check_resume`).
 * The default one-process path does not touch any of this (`World.size == 1`: identity).
 """
 
@@ -34,7 +39,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,21 +48,13 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from lnrepro.errors import ConfigError
-from lnrepro.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 # Collectives wait this long: rank 0 evaluates alone while the others wait at their next step.
 TIMEOUT = timedelta(minutes=int(os.environ.get("LNREPRO_DDP_TIMEOUT_MIN", "120")))
-
-# Task class -> how its training loss is normalised; "mean": a mean over the batch's cases (or
-# the tokens of equal-length segments), which DDP's gradient average turns into the global mean
-# when the shards are equal. Other tasks are refused under DDP (`shard_task`).
-TASK_LOSSES = {
-    "lnrepro.tasks.classification.Classification": "mean",
-    "lnrepro.tasks.draw.Draw": "mean",
-    "lnrepro.tasks.lm.LanguageModel": "mean",
-}
+# the task loss reductions that train on several processes (lnrepro.contracts.Task)
+REDUCTIONS = ("mean", "sum")
 
 
 @dataclass(frozen=True)
@@ -269,37 +265,28 @@ def check_resume(saved: int | None, world: World) -> None:
 
 
 # ---------------------------------------------------------------- data, task, model
-def _shard_slice(n: int, world: World) -> slice:
-    per = n // world.size
-    return slice(world.rank * per, (world.rank + 1) * per)
-
-
-def _shard_rule(data):
-    """How a batch of `data` is cut into the rank's share, or None when no rule is known."""
-    from lnrepro.data.common import TensorData
-    from lnrepro.data.ptb import Segment, TokenStreams
-
-    if isinstance(data, TensorData):  # tuples of (B, ...) tensors
-        return lambda batch, w: tuple(t[_shard_slice(len(t), w)] for t in batch)
-    if isinstance(data, TokenStreams):  # (T, B) segments: the rank's streams
-        return lambda seg, w: Segment(
-            seg.x[:, _shard_slice(seg.x.shape[1], w)],
-            seg.y[:, _shard_slice(seg.y.shape[1], w)],
-            seg.first,
-        )
-    return None
+def wrap(task, data, model, world: World, device: torch.device, seed: int):
+    """The built task, data module and model on this process (unchanged for one process):
+    the task refused unless its loss reduction is known, the data module's share of each
+    batch, the model under DDP; then this rank's own random stream (`seed_rank`)."""
+    if not world.active:
+        return task, data, model
+    task, data = shard_task(task, world), shard_data(data, world)
+    model = wrap_model(model, world, device, task.loss_reduction)
+    seed_rank(seed, world)
+    return task, data, model
 
 
 class ShardedData:
-    """The data module with `train_batches` yielding this rank's slice of each global batch
+    """The data module with `train_batches` yielding this rank's share of each global batch
     (the one-process order); everything else (evaluation, sizes) as the data module's."""
 
-    def __init__(self, data, world: World, rule):
-        self._data, self._world, self._rule = data, world, rule
+    def __init__(self, data, world: World):
+        self._data, self._world = data, world
 
     def train_batches(self, epoch: int, start: int = 0):
         for batch in self._data.train_batches(epoch, start):
-            yield self._rule(batch, self._world)
+            yield self._data.shard(batch, self._world.rank, self._world.size)
 
     def __getattr__(self, name):
         return getattr(self._data, name)
@@ -308,13 +295,12 @@ class ShardedData:
 def shard_data(data, world: World):
     if not world.active:
         return data
-    rule = _shard_rule(data)
-    if rule is None:
+    if not callable(getattr(data, "shard", None)):
         raise ConfigError(
-            f"torchrun: {type(data).__name__} batches have no shard rule yet "
-            "(lnrepro.distributed._shard_rule): train this experiment in one process"
+            f"torchrun: {type(data).__name__} does not shard its batches (it has no `shard`, "
+            "lnrepro.contracts.DataModule): train this experiment in one process"
         )
-    return ShardedData(data, world, rule)
+    return ShardedData(data, world)
 
 
 class ShardedTask:
@@ -340,13 +326,12 @@ class ShardedTask:
 def shard_task(task, world: World):
     if not world.active:
         return task
-    name = f"{type(task).__module__}.{type(task).__qualname__}"
-    if name not in TASK_LOSSES:
+    reduction = getattr(task, "loss_reduction", None)
+    if reduction not in REDUCTIONS:
         raise ConfigError(
-            f"torchrun: the training loss of {type(task).__name__} is not a mean "
-            "over the batch's cases, so equal shards would not give the global "
-            "batch's gradient (lnrepro.distributed.TASK_LOSSES): train this "
-            "experiment in one process"
+            f"torchrun: the training loss of {type(task).__name__} is neither a mean nor a sum "
+            f"over the batch's cases (loss_reduction={reduction!r}), so equal shares would not "
+            "give the global batch's gradient: train this experiment in one process"
         )
     return ShardedTask(task)
 
@@ -377,13 +362,24 @@ class DDPModel(DistributedDataParallel):
             return getattr(self.module, name)
 
 
-def wrap_model(model, world: World, device: torch.device):
+def _sum_gradients(_state, bucket):
+    """A DDP communication hook: the sum of the processes' gradients (DDP's own averages
+    them), for a loss that is a sum over the cases."""
+    work = dist.all_reduce(bucket.buffer(), async_op=True)
+    return work.get_future().then(lambda fut: fut.value()[0])
+
+
+def wrap_model(model, world: World, device: torch.device, reduction: str = "mean"):
     """DDP over the processes (rank 0's parameters and buffers are broadcast at the start, and
-    its buffers before every training forward, so BN's running averages are rank 0's)."""
+    its buffers before every training forward, so BN's running averages are rank 0's); the
+    gradients averaged for a loss that is a mean over the cases, summed for a sum."""
     if not world.active:
         return model
     ids = [device] if device.type == "cuda" else None
-    return DDPModel(model, device_ids=ids)
+    ddp = DDPModel(model, device_ids=ids)
+    if reduction == "sum":
+        ddp.register_comm_hook(None, _sum_gradients)
+    return ddp
 
 
 def seed_rank(seed: int, world: World) -> None:
@@ -391,68 +387,6 @@ def seed_rank(seed: int, world: World) -> None:
     (dropout, DRAW's samples); rank 0 keeps the one-process stream."""
     if world.active and not world.is_main:
         torch.manual_seed(seed * 1_000_003 + world.rank)
-
-
-class NullLogger:
-    """What ranks > 0 log to: nothing (rank 0 writes metrics, summary and W&B)."""
-
-    def log(self, *args, **kwargs) -> None:
-        pass
-
-    def log_checkpoint(self, *args, **kwargs) -> None:
-        pass
-
-    def write_summary(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self, *args, **kwargs) -> None:
-        pass
-
-
-def _rng_state() -> dict:
-    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if cuda else None}
-
-
-class DistributedTrainer(Trainer):
-    """The one training loop on each process. Rank 0 evaluates and writes the checkpoint, which
-    carries every rank's RNG and task state (`ranks`) and the world size; a stop signal on any
-    rank stops every rank at the same step."""
-
-    def __init__(self, *args, world: World, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.world = world
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()  # every rank: the all-gather below is a collective
-        ranks = all_gather_object({"rng": _rng_state(), "task": self.task.state_dict()})
-        return {**state, "world_size": self.world.size, "ranks": ranks}
-
-    def save(self) -> None:
-        if self.world.is_main:
-            super().save()
-        else:
-            self.state_dict()
-
-    def load_state_dict(self, ckpt: dict) -> None:
-        super().load_state_dict(ckpt)
-        mine = ckpt["ranks"][self.world.rank]
-        self.task.load_state_dict(mine["task"])
-        torch.set_rng_state(mine["rng"]["cpu"])
-        if mine["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state(mine["rng"]["cuda"])
-
-    def evaluate(self, final: bool = False) -> dict[str, float]:
-        return super().evaluate(final) if self.world.is_main else {}
-
-    def _progress(self):
-        return super()._progress() if self.world.is_main else None
-
-    def _stop_requested(self, stop) -> bool:
-        device = self.params[0].device if self.params else None
-        if any_rank(super()._stop_requested(stop), device) and stop.signum is None:
-            stop.signum = signal.SIGTERM  # another rank's signal
-        return stop.signum is not None
 
 
 @contextlib.contextmanager

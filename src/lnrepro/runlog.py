@@ -358,3 +358,19 @@ class RunLogger:
             except Exception as e:  # noqa: BLE001
                 self._wandb_failed(e)
             self.wandb = None
+
+
+class NullLogger:
+    """What ranks > 0 log to: nothing (rank 0 writes metrics, summary and W&B)."""
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+    def log_checkpoint(self, *args, **kwargs) -> None:
+        pass
+
+    def write_summary(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self, *args, **kwargs) -> None:
+        pass

@@ -35,8 +35,8 @@ from lnrepro.data.common import cache_root
 from lnrepro.data.verify import pop_notes
 from lnrepro.errors import ConfigError, DataError, Interrupted, LnreproError, one_line
 from lnrepro.nn.norm import Norm, NormSpec
-from lnrepro.runlog import RunLogger, check_logger, git_commit
-from lnrepro.trainer import STATE_KEYS, Trainer, TrainerConfig
+from lnrepro.runlog import NullLogger, RunLogger, check_logger, git_commit
+from lnrepro.trainer import STATE_KEYS, DistributedTrainer, Trainer, TrainerConfig
 
 log = logging.getLogger("lnrepro")
 
@@ -395,7 +395,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         "data_notes": pop_notes(),  # files read that are not the originals (data.verify)
     }
     logger = _logger(cfg, run_dir, config, meta, ckpt, task, world)
-    make = Trainer if not world.active else partial(distributed.DistributedTrainer, world=world)
+    make = Trainer if not world.active else partial(DistributedTrainer, world=world)
     trainer = make(model, task, data, optimizer, trainer_cfg, logger, run_dir,
                    checkpoint_extra={"config": config, "meta": meta}, scheduler=scheduler,
                    scheduler_interval=interval)  # fmt: skip
@@ -464,10 +464,9 @@ def _build_parts(cfg: DictConfig, norm: NormSpec, device, world):
     """Task, data module and model (lnrepro.contracts), in the order that fixes the random
     numbers: the task first (it checks its own files, e.g. SentEval, before the data loads),
     then the seed, the data, the model."""
-    task = distributed.shard_task(build(cfg.task), world)
+    task = build(cfg.task)
     torch.manual_seed(cfg.seed)
     data = build(cfg.data, seed=cfg.seed, device=device)
-    data = distributed.shard_data(data, world)
     # shape fields the data decides (vocab_size, image size, ...) fill the model config's `???`
     dims = data.model_kwargs
     for k, v in dims.items():
@@ -475,15 +474,13 @@ def _build_parts(cfg: DictConfig, norm: NormSpec, device, world):
             raise ConfigError(f"model.{k}={cfg.model[k]} does not match the data ({k}={v})")
     model = build(cfg.model, norm=norm, **dims).to(device)
     norm.check_model(model)  # a model that ignored a part of its norm: one line, not a silent run
-    model = distributed.wrap_model(model, world, device)
-    distributed.seed_rank(cfg.seed, world)
-    return task, data, model
+    return distributed.wrap(task, data, model, world, device, cfg.seed)
 
 
 def _logger(cfg: DictConfig, run_dir: Path, config: dict, meta: dict, ckpt, task, world):
     """metrics.jsonl + W&B on the main process; nothing on the others."""
     if not world.is_main:
-        return distributed.NullLogger()
+        return NullLogger()
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     job_type, overrides = _job_identity()
     logger_cfg["job_type"] = logger_cfg.get("job_type") or job_type

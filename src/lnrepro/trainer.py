@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from lnrepro import distributed
 from lnrepro.artifacts import atomic_write
 from lnrepro.checks import is_int, positive_int
 from lnrepro.contracts import is_higher_better
@@ -586,6 +587,52 @@ class Trainer:
         from tqdm import tqdm
 
         return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
+
+
+def _rng_state() -> dict:
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if cuda else None}
+
+
+class DistributedTrainer(Trainer):
+    """The one training loop on each process. Rank 0 evaluates and writes the checkpoint, which
+    carries every rank's RNG and task state (`ranks`) and the world size; a stop signal on any
+    rank stops every rank at the same step."""
+
+    def __init__(self, *args, world: distributed.World, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.world = world
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()  # every rank: the all-gather below is a collective
+        ranks = distributed.all_gather_object({"rng": _rng_state(), "task": self.task.state_dict()})
+        return {**state, "world_size": self.world.size, "ranks": ranks}
+
+    def save(self) -> None:
+        if self.world.is_main:
+            super().save()
+        else:
+            self.state_dict()
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        super().load_state_dict(ckpt)
+        mine = ckpt["ranks"][self.world.rank]
+        self.task.load_state_dict(mine["task"])
+        torch.set_rng_state(mine["rng"]["cpu"])
+        if mine["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(mine["rng"]["cuda"])
+
+    def evaluate(self, final: bool = False) -> dict[str, float]:
+        return super().evaluate(final) if self.world.is_main else {}
+
+    def _progress(self):
+        return super()._progress() if self.world.is_main else None
+
+    def _stop_requested(self, stop) -> bool:
+        device = self.params[0].device if self.params else None
+        if distributed.any_rank(super()._stop_requested(stop), device) and stop.signum is None:
+            stop.signum = signal.SIGTERM  # another rank's signal
+        return stop.signum is not None
 
 
 def autocast(precision: str, device_type: str):

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 
 from lnrepro.data.books_corpus import load_corpus
-from lnrepro.data.common import check_batch_size, vocab_hash
+from lnrepro.data.common import check_batch_size, shard_cases, vocab_hash
 from lnrepro.data.text import SPECIALS
 from lnrepro.data.verify import check_flag
 from lnrepro.errors import ConfigError, DataError
@@ -83,6 +83,8 @@ class BooksData:
         if n_val:
             self.splits["val"] = self.val
         self.device = torch.device("cpu")
+
+    shard = staticmethod(shard_cases)  # (B, L) ids: the cases along dim 0
 
     def to(self, device) -> BooksData:
         self.device = torch.device(device)

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import torch
 
 from lnrepro.checks import positive_int
-from lnrepro.data.common import check_batch_size
+from lnrepro.data.common import check_batch_size, share
 from lnrepro.data.verify import check_flag
 from lnrepro.errors import ConfigError, DataError
 
@@ -289,6 +289,20 @@ class ClozeData:
             "n_entities": n_entities,
             "entity_offset": ENTITY0,
         }
+
+    @staticmethod
+    def shard(batch: ReaderBatch, rank: int, size: int) -> ReaderBatch:
+        """Process `rank`'s questions of a batch: documents and queries are time-first (T, B),
+        candidates and answers case-first (lnrepro.contracts.DataModule.shard)."""
+        cases = share(len(batch.answer), rank, size)
+        return ReaderBatch(
+            batch.doc[:, cases],
+            batch.doc_mask[:, cases],
+            batch.query[:, cases],
+            batch.query_mask[:, cases],
+            batch.candidates[cases],
+            batch.answer[cases],
+        )
 
     def to(self, device) -> ClozeData:
         self.train = self.train.to(device)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from lnrepro.checks import positive_int
-from lnrepro.data.common import check_batch_size, vocab_hash
+from lnrepro.data.common import check_batch_size, shard_cases, vocab_hash
 from lnrepro.data.text import EOS_ID, PAD_ID, SPECIALS, UNK_ID
 from lnrepro.errors import ConfigError, DataError
 
@@ -187,6 +187,8 @@ class CocoFeatures:
             Pairs(_trim(caps[i * m : (i + 1) * m]), feats[i * k : (i + 1) * k])
             for i in range(n_folds)
         ]
+
+    shard = staticmethod(shard_cases)  # captions (B, L) and images (B, D)
 
     def to(self, device) -> CocoFeatures:
         self.device = torch.device(device)

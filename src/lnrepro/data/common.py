@@ -87,6 +87,21 @@ def check_batch_size(batch_size) -> int:
     return positive_int(batch_size, "data.batch_size")
 
 
+def share(n: int, rank: int, size: int) -> slice:
+    """Process `rank`'s share of `n` cases split evenly over `size` processes (the global batch
+    is a multiple of the world size: lnrepro.distributed.rank_batch)."""
+    per = n // size
+    return slice(rank * per, (rank + 1) * per)
+
+
+def shard_cases(batch, rank: int, size: int):
+    """The default `shard` of a data module (lnrepro.contracts.DataModule): process `rank`'s
+    slice of a (named) tuple of tensors that hold the cases along their first dimension; a
+    value that is not a tensor (a flag) is every process's."""
+    parts = [t[share(len(t), rank, size)] if isinstance(t, torch.Tensor) else t for t in batch]
+    return type(batch)(*parts) if hasattr(batch, "_fields") else type(batch)(parts)
+
+
 class TensorData:
     """Tensors held in memory (on the training device) and sliced into mini-batches: a
     `lnrepro.contracts.DataModule`.
@@ -126,6 +141,8 @@ class TensorData:
                 f"data.batch_size={self.batch_size} is larger than the training set ({n} examples)"
             )
         self.steps_per_epoch = n // self.batch_size
+
+    shard = staticmethod(shard_cases)
 
     def to(self, device) -> TensorData:
         self.splits = {k: tuple(t.to(device) for t in v) for k, v in self.splits.items()}

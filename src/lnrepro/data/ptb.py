@@ -298,6 +298,13 @@ class TokenStreams:
                 )
             self.splits[split] = streams
 
+    @staticmethod
+    def shard(seg: Segment, rank: int, size: int) -> Segment:
+        """Process `rank`'s streams of a (T, B) segment (lnrepro.contracts.DataModule.shard):
+        each process carries the hidden state of its own streams from segment to segment."""
+        streams = common.share(seg.x.shape[1], rank, size)
+        return Segment(seg.x[:, streams], seg.y[:, streams], seg.first)
+
     def to(self, device) -> TokenStreams:
         self.train = self.train.to(device)
         self.splits = {k: v.to(device) for k, v in self.splits.items()}

@@ -11,6 +11,8 @@ from lnrepro.contracts import Task
 class Classification(Task):
     """Loss and metrics for (inputs, labels) batches; no state between batches."""
 
+    loss_reduction = "mean"  # cross-entropy averaged over the cases
+
     def training_step(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = batch
         logits = model(x)

@@ -39,6 +39,8 @@ class VariationalBound(Task):
         eval_seed: seed of the posterior noise used in evaluation.
     """
 
+    loss_reduction = "mean"  # the bound averaged over the images
+
     def __init__(self, eval_seed: int = 0):
         self.eval_seed = int(eval_seed)
 

@@ -58,6 +58,10 @@ class HandwritingTask(Task):
     between batches: each batch holds whole (truncated) lines.
     """
 
+    # summed over the sequences (Graves Eq. 26): on several processes the gradients are summed,
+    # so each process's clipping hooks see the per-sequence derivatives of one process
+    loss_reduction = "sum"
+
     def training_step(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, target, mask, chars = sequences(*batch)
         y, _ = model(x, chars)

@@ -31,6 +31,9 @@ class LanguageModel(Task):
         unit: "bpc" | "ppl".
     """
 
+    # cross-entropy averaged over the T x B tokens of a segment: every stream has T of them
+    loss_reduction = "mean"
+
     def __init__(self, unit: str = "bpc"):
         if unit not in UNITS:
             raise ConfigError(f"task.unit must be one of {', '.join(UNITS)}, got {unit!r}")

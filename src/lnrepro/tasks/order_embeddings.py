@@ -121,6 +121,9 @@ class OrderEmbeddingsTask(Task):
     """
 
     higher_is_better = frozenset({f"{q}_r{k}" for q in ("cap", "img") for k in KS} | {"rsum"})
+    # every caption of the batch is a contrastive term of every other image (Vendrov et al.
+    # Eq. 4): a share of the batch has other contrastive terms, so no per-case reduction
+    loss_reduction = None
 
     def __init__(self, margin: float = 0.05, encode_batch_size: int = 1000):
         if not margin > 0:

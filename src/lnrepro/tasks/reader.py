@@ -16,6 +16,8 @@ class Reader(Task):
     The model returns logits that are -inf outside the candidates, so the softmax is over the
     candidates only (lnrepro.models.reader.restrict)."""
 
+    loss_reduction = "mean"  # cross-entropy averaged over the questions
+
     def training_step(self, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = model(batch)
         loss = F.cross_entropy(logits, batch.answer)

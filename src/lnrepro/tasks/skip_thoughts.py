@@ -43,6 +43,9 @@ class SkipThoughtsTask(Task):
     """
 
     higher_is_better = HIGHER_IS_BETTER
+    # a mean over the batch's non-<pad> tokens of each decoder: the shares hold different counts
+    # of them, so neither the mean nor the sum of the shares' losses is the batch's loss
+    loss_reduction = None
 
     def __init__(self, senteval: dict | None = None, verify: bool = True):
         self.senteval = dict(senteval) if senteval else None
