@@ -336,7 +336,7 @@ def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
 def write_curves(spec: dict, runs: list[Run], path: Path) -> None:
     """Every logged value of the figure's metrics (plotted, tabled, or named by a claim), one row
     per run, step and metric, so that claims about speed (faster, lower_at in
-    src/lnrepro/claims/) can be recomputed from results/ alone, without the run folders."""
+    src/lnrepro/claims.py) can be recomputed from results/ alone, without the run folders."""
     keys = [s["key"] for m in spec["metrics"] for s in m.get("series") or [m]]
     keys += list(spec.get("table", []))
     keys += [c["metric"] for c in spec.get("claims") or [] if c.get("metric")]
