@@ -20,6 +20,7 @@ from helpers import ROOT, load_script
 from scipy import stats
 
 from lnrepro import claims as C
+from lnrepro.claims.speed import auc as auc_of
 from lnrepro.runs import find_runs
 
 
@@ -60,7 +61,7 @@ def test_linear_interval_with_constant_groups_is_welch():
     assert iv4.effect == pytest.approx(iv.effect - 1.5)
     assert iv4.df == pytest.approx(iv.df)
     assert iv4.high - iv4.low == pytest.approx(iv.high - iv.low)
-    assert C.welch_interval([1.0, 1.0], [3.0, 3.0]) == C.Interval(-2.0, -2.0, -2.0, math.inf)
+    assert C.welch_interval([1.0, 1.0], [3.0, 3.0]) == C.Interval(-2.0, -2.0, -2.0, math.inf, 0.0)
 
 
 @pytest.mark.slow  # > 1 s: 4000 simulated experiments
@@ -242,8 +243,8 @@ def test_final_higher_for_a_higher_is_better_metric(tmp_path, ln, verdict):
     assert res.tested == "final test/acc (batch_size 128): LN > BN"
 
 
-def test_faster_on_a_higher_is_better_metric_rises_to_the_worst_final(tmp_path):
-    """Accuracy curves: B's level is its LOWEST final (70), reached when a curve is >= it."""
+def test_faster_on_a_higher_is_better_metric_rises_to_the_fixed_level(tmp_path):
+    """Accuracy curves: a seed reaches the spec's level (50) when its curve is >= it."""
     runs = []
     for i, t in enumerate([800, 900, 1000]):
         pts = [(s, 10.0 if s < t else 70.0 + i) for s in range(100, 1001, 100)]
@@ -251,13 +252,13 @@ def test_faster_on_a_higher_is_better_metric_rises_to_the_worst_final(tmp_path):
     for i, t in enumerate([200, 300, 200]):
         pts = [(s, 10.0 if s < t else 75.0) for s in range(100, 1001, 100)]
         runs.append({"norm": "ln", "seed": i + 1, "curve": {"test/acc": curve(pts)}})
-    res = run_claim(tmp_path, {**FASTER, "metric": "test/acc"}, runs)
+    res = run_claim(tmp_path, {**FASTER, "metric": "test/acc", "level": 50}, runs)
     assert res.verdict == C.SUPPORTED, res.verdict_text()
-    assert "(level: 70)" in res.tested and ">= BN's worst final" in res.tested
-    iv = C.welch_interval(
-        [math.log(t) for t in (200, 300, 200)], [math.log(t) for t in (800, 900, 1000)]
-    )
-    assert (res.interval.low, res.interval.high) == pytest.approx((iv.low, iv.high))
+    assert res.tested == "updates until test/acc >= 50 (fixed level): LN / BN < 0.67"
+    # crossing between t - 100 (10) and t (75 or 70 + i), interpolated in log updates
+    ln = [crossing(t, 10.0, 75.0, 50) for t in (200, 300, 200)]
+    bn = [crossing(t, 10.0, 70.0 + i, 50) for i, t in enumerate((800, 900, 1000))]
+    assert res.interval.high == pytest.approx(hsu_high(ln, [200, 300, 200], bn, [800, 900, 1000]))
 
 
 def test_setting_lower_compares_one_norm_at_two_grid_settings(tmp_path):
@@ -285,27 +286,55 @@ def curve(steps_values: list[tuple[int, float]]) -> list[tuple[int, float, float
 
 def faster_runs(ln_reach: list[int | None], bn_reach: list[int]) -> list[dict]:
     """Curves that drop from 1.0 to their final value at the given step (BN's finals 0.10,
-    0.11, 0.12: the level is 0.12); an LN seed with None stays at 0.5."""
+    0.11, 0.12; LN's 0.05); an LN seed with None stays at 0.6, above the level 0.5."""
     runs = []
     for i, t in enumerate(bn_reach):
         pts = [(s, 1.0 if s < t else 0.10 + 0.01 * i) for s in range(100, 1001, 100)]
         runs.append({"norm": "bn", "seed": i + 1, "curve": {"train/nll": curve(pts)}})
     for i, t in enumerate(ln_reach):
-        pts = [(s, 0.5 if t is None or s < t else 0.05) for s in range(100, 1001, 100)]
+        pts = [(s, 0.6 if t is None else 1.0 if s < t else 0.05) for s in range(100, 1001, 100)]
         runs.append({"norm": "ln", "seed": i + 1, "curve": {"train/nll": curve(pts)}})
     return runs
 
 
-FASTER = {"check": "faster", "metric": "train/nll", "norms": ["ln", "bn"], "max_ratio": 0.67}
+FASTER = {
+    "check": "faster",
+    "metric": "train/nll",
+    "norms": ["ln", "bn"],
+    "max_ratio": 0.67,
+    "level": 0.5,
+}
 
 
-def test_faster_supported_with_the_log_interval(tmp_path):
+def crossing(t: int, before: float, after: float, level: float) -> float:
+    """log of the crossing between evaluations t - 100 and t, linear in log updates."""
+    frac = (before - level) / (before - after)
+    return math.log(t - 100) + frac * (math.log(t) - math.log(t - 100))
+
+
+def hsu_high(ln: list[float], ln_t: list[int], bn: list[float], bn_t: list[int]) -> float:
+    """The upper end by hand: each arm's variance at least the grid's, (log t - log(t - 100))²
+    / 12 around each crossing, Welch's standard error, t with min(n) - 1 df."""
+
+    def var(xs, ts):
+        grid = [math.log(t / (t - 100)) ** 2 / 12 for t in ts]
+        return max(statistics.variance(xs), statistics.fmean(grid)) / len(xs)
+
+    se = math.sqrt(var(ln, ln_t) + var(bn, bn_t))
+    q = C.t_quantile(0.975, min(len(ln), len(bn)) - 1)
+    return statistics.fmean(ln) - statistics.fmean(bn) + q * se
+
+
+def test_faster_supported_with_interpolated_crossings(tmp_path):
     ln, bn = [200, 300, 200], [800, 1000, 900]
     res = run_claim(tmp_path, FASTER, faster_runs(ln, bn))
-    assert res.verdict == C.SUPPORTED, res.verdict_text()
-    iv = C.welch_interval([math.log(t) for t in ln], [math.log(t) for t in bn])
-    assert (res.interval.low, res.interval.high) == pytest.approx((iv.low, iv.high))
-    assert "level: 0.12" in res.tested and res.measured.startswith("updates: LN 233.3 ± ")
+    assert res.verdict == C.SUPPORTED and not res.reasons, res.verdict_text()
+    x_ln = [crossing(t, 1.0, 0.05, 0.5) for t in ln]
+    x_bn = [crossing(t, 1.0, 0.10 + 0.01 * i, 0.5) for i, t in enumerate(bn)]
+    assert res.interval.high == pytest.approx(hsu_high(x_ln, ln, x_bn, bn))
+    assert res.interval.df == 2
+    assert "0.5 (fixed level)" in res.tested and res.measured.startswith("updates to level: LN 1")
+    assert res.p_support < 0.025 < res.p_contradict
 
 
 def test_faster_contradicted_when_clearly_slower_than_claimed(tmp_path):
@@ -313,12 +342,54 @@ def test_faster_contradicted_when_clearly_slower_than_claimed(tmp_path):
         tmp_path, {**FASTER, "max_ratio": 0.5}, faster_runs([700, 800, 700], [900, 1000, 900])
     )
     assert res.verdict == C.CONTRADICTED, res.verdict_text()
+    assert res.p_contradict < 0.025
 
 
-def test_faster_inconclusive_when_a_seed_never_reaches_the_level(tmp_path):
+def test_faster_contradicted_when_the_favoured_arm_never_reaches_the_level(tmp_path):
+    """The old rule read this as inconclusive ("never reaches"): now LN's crossing is at least
+    its budget (1,000 updates) and BN's are at 200-300."""
+    res = run_claim(
+        tmp_path, {**FASTER, "max_ratio": 1.0}, faster_runs([None] * 3, [200, 300, 200])
+    )
+    assert res.verdict == C.CONTRADICTED, res.verdict_text()
+    assert res.reasons == ["LN 3 of 3 censored"]
+    assert res.measured.startswith("updates to level: LN [1000, inf), [1000, inf), [1000, inf)")
+    assert math.isinf(res.interval.high) and res.interval.low > 0
+
+
+def test_faster_inconclusive_when_a_favoured_seed_never_reaches_the_level(tmp_path):
+    """An infinite upper end: the favourable side cannot be shown."""
     res = run_claim(tmp_path, FASTER, faster_runs([200, None, 200], [800, 1000, 900]))
-    assert res.verdict == C.INCONCLUSIVE and res.interval is None
-    assert res.reasons == ["LN seed 2 never reaches it"]
+    assert res.verdict == C.INCONCLUSIVE and res.reasons == ["LN 1 of 3 censored"]
+    assert res.p_support == 1.0
+
+
+def test_faster_left_censored_seeds_are_upper_bounds(tmp_path):
+    """LN past the level at its first evaluation: crossed somewhere in (0, 100]; still
+    supported (its upper ends decide), and the interval's low end is 0."""
+    res = run_claim(tmp_path, FASTER, faster_runs([100, 100, 100], [800, 1000, 900]))
+    assert res.verdict == C.SUPPORTED, res.verdict_text()
+    assert "LN (0, 100], (0, 100], (0, 100]" in res.measured
+    assert res.interval.low == -math.inf and res.effect_text().startswith("LN / BN updates = ")
+
+
+def test_faster_ties_on_the_grid_never_give_a_zero_width_interval(tmp_path):
+    res = run_claim(tmp_path, {**FASTER, "max_ratio": 1.0}, faster_runs([500] * 3, [500] * 3))
+    assert res.interval.high - res.interval.low > 0.1
+    assert res.verdict == C.INCONCLUSIVE
+
+
+def test_faster_reports_the_auc_without_deciding(tmp_path):
+    claim = {**FASTER, "auc": {"steps": [100, 1000], "log": True}}
+    res = run_claim(tmp_path, claim, faster_runs([200, 300, 200], [800, 1000, 900]))
+    iv, log = res.speed["auc"]
+    assert log and iv.high < 0  # LN's mean log NLL is lower
+    y = [math.log(1.0)] + [math.log(0.05)] * 9  # LN seed 1: 1.0 at 100, 0.05 from 200
+    auc = sum((y[i] + y[i + 1]) / 2 * 100 for i in range(9)) / 900
+    assert auc_of(
+        [100 * (i + 1) for i in range(10)], [math.exp(v) for v in y], (100, 1000), True
+    ) == pytest.approx(auc)
+    assert res.verdict == C.SUPPORTED  # the crossing ratio decides, not the AUC
 
 
 def test_faster_with_a_run_missing_from_the_curves_is_inconclusive(tmp_path):
@@ -407,7 +478,22 @@ def test_not_testable_needs_no_results(tmp_path):
     "claim, message",
     [
         ({"check": "sooner", "metric": "m", "norms": ["ln", "bn"]}, "check must be one of"),
-        ({"check": "faster", "metric": "m", "norms": ["ln", "bn"]}, "missing max_ratio"),
+        ({"check": "faster", "metric": "m", "norms": ["ln", "bn"]}, "missing level, max_ratio"),
+        (
+            {"check": "faster", "metric": "m", "norms": ["ln", "bn"], "max_ratio": 1, "level": "x"},
+            "level must be a number",
+        ),
+        (
+            {
+                "check": "faster",
+                "metric": "m",
+                "norms": ["ln", "bn"],
+                "max_ratio": 1,
+                "level": 0.5,
+                "auc": {"steps": [10]},
+            },
+            "auc must be",
+        ),
         ({"check": "final_lower", "metric": "m", "norms": ["ln", "gn"]}, "norms must be two of"),
         ({"check": "not_testable"}, "missing reason"),
         (
@@ -476,6 +562,7 @@ def test_curves_csv_from_run_folders_feeds_the_faster_check(tmp_path):
                 "quote": "q",
                 **FASTER,
                 "max_ratio": 1.0,
+                "level": 0.3,
                 "where": {"data.batch_size": 128},
             }
         ],
@@ -491,8 +578,8 @@ def test_curves_csv_from_run_folders_feeds_the_faster_check(tmp_path):
     assert rows[1] == ["bn", "1", "128", "100", "0.5", "train/nll", "0.9"]
     assert len(rows) == 1 + 6 * 4 + 1  # batch/loss is not a figure metric: not written
     (res,) = C.evaluate(spec, C.load_figure(results, spec))
-    assert res.verdict == C.SUPPORTED and "level: 0.29" in res.tested
-    assert res.measured == "updates: LN 200 ± 0 (n=3); BN 400 ± 0 (n=3)"
+    assert res.verdict == C.SUPPORTED and "<= 0.3 (fixed level)" in res.tested
+    assert res.measured.startswith("updates to level: LN 158.7, 158.7, 158.7; BN 39")
 
 
 # ---- the committed files ---------------------------------------------------------------------

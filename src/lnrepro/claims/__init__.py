@@ -19,6 +19,7 @@ from lnrepro.claims.render import (
     END,
     PAPER,
     Report,
+    apply_holm,
     build,
     claims_csv,
     claims_md,
@@ -50,7 +51,7 @@ from lnrepro.claims.stats import (
     welch_interval,
 )
 from lnrepro.claims.text import label, num, summary
-from lnrepro.claims.verdicts import CHECK_FUNCTIONS, Result, evaluate, updates_to
+from lnrepro.claims.verdicts import CHECK_FUNCTIONS, Result, evaluate
 
 __all__ = [
     "BEGIN",
@@ -67,6 +68,7 @@ __all__ = [
     "Interval",
     "Report",
     "Result",
+    "apply_holm",
     "build",
     "claims_csv",
     "claims_md",
@@ -89,7 +91,6 @@ __all__ = [
     "seed_curves",
     "summary",
     "t_quantile",
-    "updates_to",
     "validate",
     "welch_interval",
 ]

@@ -1,24 +1,35 @@
-"""The claims tables: results/claims.md, results/claims.csv and README.md's experiments block."""
+"""The claims report: results/claims.md, results/claims.csv and README.md's experiments block."""
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lnrepro.claims.results import FigureData, _float, load_figure
-from lnrepro.claims.specs import load_specs, make_targets
-from lnrepro.claims.stats import LEVEL, NOT_TESTABLE
-from lnrepro.claims.text import _cell, label
+from lnrepro.claims.results import FigureData, load_figure
+from lnrepro.claims.specs import load_family, load_specs, make_targets
+from lnrepro.claims.stats import CONTRADICTED, INCONCLUSIVE, LEVEL, NOT_TESTABLE, SUPPORTED, holm
+from lnrepro.claims.tables import claims_csv, claims_table, runs_table, speed_table
 from lnrepro.claims.verdicts import Result, evaluate
+
+FAMILY = "experiments/claims_family.txt"
 
 BEGIN, END = "<!-- claims:begin", "<!-- claims:end -->"
 PAPER = (
     'Sections, figures and tables are those of Ba, Kiros, Hinton 2016 ("Layer '
     'Normalization") unless another paper is named.'
+)
+
+SPEED = (
+    "Each `faster` row in detail: the level fixed in its spec (read off the exploratory "
+    "curves: what every exploratory seed of both arms reached by 60 % of its budget, "
+    "`scripts/claims_levels.py`), each seed's updates to it, the spread (sd) of the log "
+    "crossings per arm, and the power of the rule at that spread: the share of 2,000 "
+    "simulated replications on this row's evaluation grid (with the log-spaced early "
+    "evaluations) that read contradicted when the favoured arm is truly twice as slow "
+    "(`src/lnrepro/claims/simulate.py`; the rule's error rates: "
+    "[claims_simulation.md](claims_simulation.md)). A row below 80 % runs 5 seeds per arm. The "
+    "AUC (mean of the metric, of its log for NLL, bpc, perplexity, over a span fixed in the "
+    "spec) is reported beside it and decides nothing."
 )
 
 
@@ -29,6 +40,7 @@ class Report:
     results: list[Result]
     targets: dict[str, str]
     notes: set[str] = field(default_factory=set)  # stems with a results/<stem>.md discussion
+    family: list[str] = field(default_factory=list)  # claim ids registered for Holm
 
 
 def build(root: Path) -> Report:
@@ -38,87 +50,68 @@ def build(root: Path) -> Report:
     data = {s["name"]: load_figure(root / "results", s) for s in specs}
     results = [r for s in specs for r in evaluate(s, data[s["name"]])]
     notes = {d.stem for d in data.values() if (root / "results" / f"{d.stem}.md").exists()}
-    return Report(specs, data, results, targets, notes)
+    family = load_family(root / FAMILY, specs)
+    apply_holm(results, family, confirmatory=set())
+    return Report(specs, data, results, targets, notes, family)
 
 
-def runs_table(rep: Report, prefix: str) -> list[str]:
-    """One row per figure: its make target, result files, runs and seeds, summed run time."""
-    lines = [
-        (
-            "| figure | make target | results | runs | seeds per norm (fewest over the grid) "
-            "| summed run time |"
-        ),
-        "|---|---|---|---|---|---|",
-    ]
-    for s in rep.specs:
-        d = rep.data[s["name"]]
-        target = f"`make {rep.targets[s['name']]}`" if s["name"] in rep.targets else "–"
-        if d.missing:
-            notes = f"[notes]({prefix}{d.stem}.md)" if d.stem in rep.notes else "–"
-            lines.append(f"| {s['title']} | {target} | {notes} | 0 | – | – |")
-            continue
-        links = [f"[png]({prefix}{d.stem}.png)", f"[csv]({prefix}{d.stem}.csv)"]
-        if d.curves is not None:
-            links.append(f"[curves]({prefix}{d.stem}_curves.csv)")
-        if d.stem in rep.notes:
-            links.append(f"[notes]({prefix}{d.stem}.md)")
-        seeds = []
-        for n in s["norms"]:
-            grid = Counter(tuple(r.get(k) for k in d.grid_keys) for r in d.runs if r["norm"] == n)
-            seeds.append(f"{label(n)} {min(grid.values()) if grid else 0}")
-        minutes = sum(_float(r.get("wall_time_s", "")) for r in d.runs) / 60
-        lines.append(
-            f"| {s['title']} | {target} | {', '.join(links)} | {len(d.runs)} completed "
-            f"| {', '.join(seeds)} | {minutes:.1f} min |"
-        )
-    return lines
-
-
-def claims_table(rep: Report) -> list[str]:
-    lines = [
-        (
-            "| figure | paper | the paper says | claim tested (threshold fixed in advance) "
-            "| we get: mean ± sd (n seeds) | effect [95 % interval] | verdict |"
-        ),
-        "|---|---|---|---|---|---|---|",
-    ]
-    previous = None
-    for r in rep.results:
-        fig = r.figure if r.figure != previous else ""
-        previous = r.figure
-        cells = [
-            fig,
-            r.claim["section"],
-            _cell(r.claim["quote"]),
-            _cell(r.tested),
-            _cell(r.measured),
-            _cell(r.effect_text()),
-            f"**{r.verdict_text()}**",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+def apply_holm(results: list[Result], family: list[str], confirmatory: set[str]) -> None:
+    """Mark the family's confirmatory rows and give each its Holm verdict: Holm at 0.025 per
+    direction over their one-sided p values (for the claim, against it). `confirmatory`: the
+    ids whose runs were registered before they ran and unseen before; none yet, as no run in
+    results/ was made after its spec was fixed (every row is exploratory)."""
+    rows = [r for r in results if r.claim["id"] in family and r.claim["id"] in confirmatory]
+    for_, against = holm([r.p_support for r in rows]), holm([r.p_contradict for r in rows])
+    for r, s, c in zip(rows, for_, against):
+        r.confirmatory = True
+        r.holm = SUPPORTED if s else CONTRADICTED if c else INCONCLUSIVE
 
 
 def note(rep: Report) -> list[str]:
-    """How verdicts are decided, and how many false ones to expect."""
+    """How verdicts are decided, the Holm family, and how many false ones to expect."""
     tested = sum(r.verdict != NOT_TESTABLE for r in rep.results)
+    confirmatory = sum(r.confirmatory for r in rep.results)
     rules = (
-        "Verdicts are computed by `src/lnrepro/claims.py`: **supported** when the 95 % "
+        "Verdicts are computed by `src/lnrepro/claims/`: **supported** when the 95 % "
         "interval of the effect lies on the claim's side of its threshold, **contradicted** "
-        "when it lies on the other side, **inconclusive** when it straddles the threshold, "
-        "when a side has fewer than 2 seeds (n=1: no interval), or when a seed never reaches "
-        "a `faster` level; **not testable at this scale** for claims about converged values "
-        "that the CPU budget cannot reach. Intervals: Welch t for differences of seed means "
-        "(Welch-Satterthwaite degrees of freedom), on logarithms for ratios and for "
-        "updates-to-level; no bootstrap."
+        "when it lies on the other side, **inconclusive** when it straddles the threshold or "
+        "when a side has fewer than 2 seeds (n=1: no interval); **not testable at this scale** "
+        "for claims about converged values that the CPU budget cannot reach. Intervals: Welch "
+        "t for differences of seed means (Welch-Satterthwaite degrees of freedom), on "
+        "logarithms for ratios; no bootstrap. Speed claims (`faster`): the level is a number "
+        "fixed in the spec, read off the exploratory curves of both arms; each seed's crossing "
+        "is interpolated in log updates and carries at least the grid's variance "
+        "(Δ log t)²/12; a seed past the level at its first evaluation, or never reaching it, "
+        "is censored and the verdict takes the conservative end (supported needs A's upper and "
+        "B's lower ends below the threshold, contradicted A's lower and B's upper ends above "
+        "it); Welch's standard error with min(n) - 1 degrees of freedom (Hsu). The AUC beside "
+        "it (section below) is reported and never decides."
+    )
+    p_text = (
+        "p for / against: one-sided p values from the row's t statistic at its threshold "
+        "(comparable: the larger one-sided p of the equivalence test); a raw verdict is "
+        "supported exactly when p for < 0.025 and contradicted when p against < 0.025."
+    )
+    family = (
+        f"Multiplicity: the Holm family is the confirmatory rows among the {len(rep.family)} "
+        f"claims listed in `{FAMILY}`, with Holm's correction at 0.025 per direction. "
+        f"Confirmatory rows: {confirmatory}. "
+        + (
+            "**No row is confirmatory yet: every run in results/ was seen before these rules "
+            "and levels were fixed, so every verdict above is exploratory and none is "
+            "Holm-adjusted.** With 3 seeds per arm and this family, expect more inconclusive "
+            "rows once the confirmatory seeds run."
+            if not confirmatory
+            else "Exploratory rows keep their own column and are not in the family."
+        )
     )
     chance = (
         f"With n = 3 seeds per norm an interval is wide, so **inconclusive** is a likely "
         f"outcome. With {tested} claims checked at 95 %, about "
         f"{tested * (1 - LEVEL):.1f} false verdict(s) are expected by chance alone (about "
-        f"one in 20 claims)."
+        f"one in 20 claims) among the exploratory verdicts."
     )
-    return [rules, "", chance]
+    return [rules, "", p_text, "", family, "", chance]
 
 
 def claims_md(rep: Report) -> str:
@@ -141,67 +134,18 @@ def claims_md(rep: Report) -> str:
         "",
         PAPER,
         "",
-        *claims_table(rep),
+        *claims_table(rep.results),
         "",
         *note(rep),
         "",
+        "## Speed claims",
+        "",
+        SPEED,
+        "",
+        *speed_table(rep.results),
+        "",
     ]
     return "\n".join(lines)
-
-
-def claims_csv(rep: Report) -> str:
-    """One row per claim; effect and interval as numbers (ratios already exponentiated)."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(
-        [
-            "figure",
-            "id",
-            "section",
-            "quote",
-            "check",
-            "metric",
-            "norms",
-            "claim_tested",
-            "measured",
-            "effect",
-            "effect_kind",
-            "ci_low",
-            "ci_high",
-            "df",
-            "verdict",
-            "reason",
-        ]
-    )
-    for r in rep.results:
-        c, iv = r.claim, r.interval
-        numbers = [""] * 5
-        if iv:
-            f = math.exp if r.ratio else float
-            numbers = [
-                f"{f(iv.effect):.6g}",
-                "ratio" if r.ratio else "difference",
-                f"{f(iv.low):.6g}",
-                f"{f(iv.high):.6g}",
-                f"{iv.df:.4g}",
-            ]
-        w.writerow(
-            [
-                r.figure,
-                c["id"],
-                c["section"],
-                _cell(c["quote"]),
-                c["check"],
-                c.get("metric", ""),
-                "/".join(c.get("norms", [])),
-                _cell(r.tested),
-                r.measured,
-                *numbers,
-                r.verdict,
-                "; ".join(r.reasons),
-            ]
-        )
-    return out.getvalue()
 
 
 def readme_block(rep: Report) -> str:
@@ -220,7 +164,7 @@ def readme_block(rep: Report) -> str:
         "",
         links,
         "",
-        *claims_table(rep),
+        *claims_table(rep.results),
         "",
         *note(rep),
         END,
@@ -242,7 +186,7 @@ def outputs(root: Path, readme: bool = False) -> dict[Path, str]:
     rep = build(root)
     files = {
         root / "results" / "claims.md": claims_md(rep),
-        root / "results" / "claims.csv": claims_csv(rep),
+        root / "results" / "claims.csv": claims_csv(rep.results),
     }
     if readme:
         path = root / "README.md"

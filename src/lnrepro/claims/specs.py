@@ -7,11 +7,10 @@ and B the claim's two norms (A the one the paper favours):
 - final_lower: the final value of A is below B's. Effect: mean(A) - mean(B) (or, with
   `log: true`, the ratio of geometric means), Welch t interval. final_higher: the same for a
   higher-is-better metric, A above B.
-- faster: A reaches B's level in at most `max_ratio` of B's updates. The level is the worst
-  final value among B's seeds (the highest, or the lowest of a higher-is-better metric), so that
-  every seed of B reaches it; each seed's updates-to-level is the first evaluation that reaches it. Effect: the ratio of geometric means
-  of the updates, a Welch interval on their logarithms. A seed that never reaches the level
-  makes the claim inconclusive.
+- faster: A reaches the spec's fixed `level` in at most `max_ratio` of B's updates. Each
+  seed's crossing is interpolated in log updates, censored at the grid's ends, and the ratio of
+  geometric means gets a Welch interval on the logs (the rule: `speed`). `auc:` adds a
+  reported, non-deciding area-under-curve column over a fixed span of updates.
 - setting_lower: one norm A, its final value at one grid setting below its value at another
   (`settings: {key: [x, y]}`, e.g. LN gains initialised to 1.0 vs 0.1). Effect: mean(x) - mean(y).
 - lower_at: A is below B at the first evaluation at or after `at` (`x`: step or epoch).
@@ -75,7 +74,10 @@ def describe(c: dict, spec: dict) -> str:
         return f"{m} at {c.get('x', 'epoch')} {c['at']}{at}: {a} < {b}"
     if kind == "faster":
         reach = ">=" if higher_is_better(spec, m) else "<="
-        return f"updates until {m} {reach} {b}'s worst final{at}: {a} / {b} < {c['max_ratio']}"
+        return (
+            f"updates until {m} {reach} {num(c['level'])} (fixed level){at}: "
+            f"{a} / {b} < {c['max_ratio']}"
+        )
     if kind == "robust":
         ((key, (frm, to)),) = c["between"].items()
         return f"final {m}{at}, rise from {key.split('.')[-1]} {frm} to {to}: {a}'s < {b}'s"
@@ -100,7 +102,7 @@ def validate(spec: dict, source: str) -> None:
         else:
             need |= {"metric", "norms"}
             need |= {
-                "faster": {"max_ratio"},
+                "faster": {"max_ratio", "level"},
                 "lower_at": {"at"},
                 "robust": {"between"},
                 "comparable": {"margin"},
@@ -134,8 +136,21 @@ def validate(spec: dict, source: str) -> None:
             raise ValueError(f"{where}: {c['metric']} is higher-is-better: use final_higher")
         if not higher and c["check"] == "final_higher":
             raise ValueError(f"{where}: {c['metric']} is lower-is-better: use final_lower")
+        if c["check"] == "faster":
+            _check_speed(c, where)
         if c["check"] == "comparable" and c.get("log") and c["margin"] <= 1:
             raise ValueError(f"{where}: with log: true the margin is a ratio > 1")
+
+
+def _check_speed(c: dict, where: str) -> None:
+    """A `faster` claim's level is a number and its AUC span two steps (fixed in the spec)."""
+    if isinstance(c["level"], bool) or not isinstance(c["level"], (int, float)):
+        raise ValueError(f"{where}: level must be a number read off the exploratory curves")  # noqa: TRY004
+    span = (c.get("auc") or {}).get("steps")
+    if c.get("auc") is not None and (
+        not isinstance(span, list) or len(span) != 2 or not 0 <= span[0] < span[1]
+    ):
+        raise ValueError(f"{where}: auc must be {{steps: [from, to], log: true|false}}")
 
 
 def load_specs(experiments: Path, order: list[str] | None = None) -> list[dict]:
@@ -171,3 +186,18 @@ def make_targets(makefile: Path) -> tuple[dict[str, str], list[str]]:
                 targets[name] = current
     by_target = {t: n for n, t in targets.items()}
     return targets, [by_target[t] for t in order_line.split() if t in by_target]
+
+
+def load_family(path: Path, specs: list[dict]) -> list[str]:
+    """The claim ids of the Holm family file (`#` comments), each a testable claim of `specs`."""
+    if not path.exists():
+        return []
+    ids = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    ids = [i for i in ids if i]
+    known = {c["id"]: c for s in specs for c in s.get("claims") or []}
+    for i in ids:
+        if i not in known or known[i]["check"] == "not_testable":
+            raise ValueError(f"{path.name}: {i} is not a testable claim of experiments/*.yaml")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path.name}: an id is listed twice")
+    return ids

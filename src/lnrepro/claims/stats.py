@@ -33,6 +33,7 @@ class Interval:
     low: float
     high: float
     df: float
+    se: float = math.nan  # standard error of the effect (0: no spread in any group)
 
 
 def linear_interval(samples: list[list[float]], coefs: list[float]) -> Interval:
@@ -43,10 +44,10 @@ def linear_interval(samples: list[list[float]], coefs: list[float]) -> Interval:
     parts = [(c * c * statistics.variance(s) / len(s), len(s)) for c, s in zip(coefs, samples)]
     var = sum(v for v, _ in parts)
     if var == 0:  # no spread in any group: the interval is the point itself
-        return Interval(effect, effect, effect, math.inf)
+        return Interval(effect, effect, effect, math.inf, 0.0)
     df = var**2 / sum(v * v / (n - 1) for v, n in parts)
     half = t_quantile(0.5 + LEVEL / 2, df) * math.sqrt(var)
-    return Interval(effect, effect - half, effect + half, df)
+    return Interval(effect, effect - half, effect + half, df, math.sqrt(var))
 
 
 def welch_interval(a: list[float], b: list[float]) -> Interval:
@@ -71,3 +72,37 @@ def decide_within(iv: Interval, margin: float) -> str:
     if -margin < iv.low and iv.high < margin:
         return SUPPORTED
     return CONTRADICTED if iv.low >= margin or iv.high <= -margin else INCONCLUSIVE
+
+
+def p_values(claim: dict, iv: Interval) -> tuple[float | None, float | None]:
+    """One-sided p values (for the claim, against it) from the interval's t statistic at the
+    claim's threshold, as its verdict rule reads it: 0 for a difference, log(max_ratio) for a
+    ratio of updates, +-margin for `comparable` (for: the larger of the two one-sided p's of
+    the equivalence test; against: the smaller of the two sides beyond the margin). None
+    without spread (se 0): a t statistic needs one, and no row gets p = 0."""
+    if not (iv.se > 0 and math.isfinite(iv.se)):
+        return None, None
+    below = lambda thr: float(stats.t.cdf((iv.effect - thr) / iv.se, iv.df))
+    above = lambda thr: float(stats.t.sf((iv.effect - thr) / iv.se, iv.df))
+    kind = claim["check"]
+    if kind == "final_higher":
+        return above(0.0), below(0.0)
+    if kind == "comparable":
+        m = math.log(claim["margin"]) if claim.get("log") else claim["margin"]
+        return max(above(-m), below(m)), min(above(m), below(-m))
+    thr = math.log(claim["max_ratio"]) if kind == "faster" else 0.0
+    return below(thr), above(thr)
+
+
+def holm(p: list[float | None], alpha: float = (1 - LEVEL) / 2) -> list[bool]:
+    """Holm's step-down rejections at family-wise level `alpha` (Holm 1979, Scand. J. Stat. 6):
+    sort ascending, reject p_(i) while p_(i) <= alpha / (m - i); a missing p is never rejected
+    but counts in m."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: (p[i] is None, p[i] if p[i] is not None else 1.0))
+    out = [False] * m
+    for rank, i in enumerate(order):
+        if p[i] is None or p[i] > alpha / (m - rank):
+            break
+        out[i] = True
+    return out

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from lnrepro.claims.results import FigureData, final_values, seed_curves
+from lnrepro.claims.simulate import log_spaced, power
 from lnrepro.claims.specs import describe, higher_is_better
+from lnrepro.claims.speed import Crossings, auc, crossings, speed_test
 from lnrepro.claims.stats import (
     INCONCLUSIVE,
     NOT_TESTABLE,
@@ -15,6 +20,8 @@ from lnrepro.claims.stats import (
     decide_lower,
     decide_within,
     linear_interval,
+    p_values,
+    welch_interval,
 )
 from lnrepro.claims.text import label, num, summary
 
@@ -30,6 +37,11 @@ class Result:
     ratio: bool = False  # the interval is on a log scale: show exp(.)
     verdict: str = INCONCLUSIVE
     reasons: list[str] = field(default_factory=list)
+    p_support: float | None = None  # one-sided p of the claim's side at its threshold
+    p_contradict: float | None = None  # ... of the other side
+    speed: dict | None = None  # faster: level, crossing bounds, spreads, power, AUC
+    confirmatory: bool = False  # in the Holm family (registered, runs unseen before)
+    holm: str = ""  # the verdict after Holm's correction (confirmatory rows)
 
     def effect_text(self) -> str:
         if self.interval is None:
@@ -37,6 +49,8 @@ class Result:
         f = math.exp if self.ratio else (lambda v: v)
         iv = self.interval
         low, high = num(f(iv.low), 3), num(f(iv.high), 3)
+        if not math.isfinite(iv.effect):  # every seed of a side censored: only the bounds
+            return f"{self.effect_name} within [{low}, {high}]"
         return f"{self.effect_name} = {num(f(iv.effect), 3)} [{low}, {high}]"
 
     def verdict_text(self) -> str:
@@ -156,36 +170,70 @@ def check_lower_at(c: dict, data: FigureData, res: Result) -> Result:
     return compare_pair(c, res, groups, decide_lower)
 
 
-def updates_to(points: list, level: float, higher: bool = False) -> int | None:
-    """The step of the first evaluation at or below `level` (at or above it with `higher`;
-    None: never)."""
-    sign = -1.0 if higher else 1.0
-    return next((step for step, _, value in points if sign * value <= sign * level), None)
+def _arrays(points: list) -> tuple[list[int], list[float]]:
+    return [p[0] for p in points], [p[2] for p in points]
 
 
 def check_faster(c: dict, data: FigureData, res: Result) -> Result:
+    """A reaches the spec's fixed `level` in at most `max_ratio` of B's updates: crossings
+    interpolated in log updates, censored ends, Hsu-df Welch on the logs (`speed`); the AUC
+    and the power at the row's own spread are reported beside it (`res.speed`)."""
     a, b = c["norms"]
     if data.curves is None:
         return _no_curves(res, data)
-    curves = {n: seed_curves(data, n, c.get("where", {}), c["metric"], res.reasons) for n in (a, b)}
-    if not curves[b]:
-        res.reasons.append(f"no {label(b)} curve of {c['metric']}")
-        return res
+    where = c.get("where", {})
+    curves = {n: seed_curves(data, n, where, c["metric"], res.reasons) for n in (a, b)}
     higher = higher_is_better(data.spec, c["metric"])
-    level = (min if higher else max)(pts[-1][2] for pts in curves[b].values())
-    res.tested += f" (level: {num(level)})"
-    groups = {}
-    for n in (a, b):
-        steps = {seed: updates_to(pts, level, higher) for seed, pts in curves[n].items()}
-        res.reasons += [
-            f"{label(n)} seed {s} never reaches it" for s, t in steps.items() if t is None
-        ]
-        groups[n] = [t for t in steps.values() if t is not None]
-    res.measured = "updates: " + "; ".join(summary(label(n), v) for n, v in groups.items())
+    level, threshold = c["level"], math.log(c["max_ratio"])
+    cross = {n: [crossings(*_arrays(p), level, higher) for p in curves[n].values()] for n in curves}
+    unusable = bool(res.reasons) or bool(too_few(curves))  # a run without a curve, n < 2
+    res.reasons += too_few(curves)
+    res.ratio = True
     res.effect_name = f"{label(a)} / {label(b)} updates"
-    return compare_groups(
-        res, groups, [1.0, -1.0], True, lambda iv: decide_lower(iv, math.log(c["max_ratio"]))
+    info = {"level": level, "bounds": {}, "sigma": {}, "auc": None, "power": None, "power5": None}
+    for n in (a, b):
+        ends = [(math.exp(x.low), math.exp(x.high)) for x in cross[n]]
+        info["bounds"][n] = [
+            num(lo) if lo == hi else f"({num(lo)}, {num(hi)}]" if lo == 0 else f"[{num(lo)}, inf)"
+            for lo, hi in ends
+        ]
+        exact = [math.log(lo) for lo, hi in ends if lo == hi]
+        info["sigma"][n] = statistics.stdev(exact) if len(exact) > 1 else None
+        res.reasons += [f"{label(n)} {len(ends) - len(exact)} of {len(ends)} censored"] * (
+            len(exact) < len(ends)
+        )
+    res.measured = "updates to level: " + "; ".join(
+        f"{label(n)} {', '.join(info['bounds'][n])}" for n in (a, b)
     )
+    res.speed = info
+    if unusable:
+        return res
+
+    def stack(n):
+        return Crossings(*(np.array([getattr(x, k) for x in cross[n]]) for k in KEYS))
+
+    test = speed_test(stack(a), stack(b), threshold)
+    res.interval = Interval(float(test.effect), float(test.low), float(test.high), float(test.df))
+    res.verdict = str(test.verdict)
+    res.p_support, res.p_contradict = float(test.p_support), float(test.p_contradict)
+    sig = [s for s in info["sigma"].values() if s is not None]
+    if sig:
+        sa, sb = (info["sigma"][n] if info["sigma"][n] is not None else max(sig) for n in (a, b))
+        grid = log_spaced(_arrays(next(iter(curves[a].values())))[0])
+        n_min = min(len(cross[a]), len(cross[b]))
+        sa, sb = max(sa, 0.01), max(sb, 0.01)
+        info["power"] = power(grid, sa, sb, threshold, n_min)
+        info["power5"] = power(grid, sa, sb, threshold, 5) if n_min < 5 else None
+    if c.get("auc"):
+        lo, hi = c["auc"]["steps"]
+        log = c["auc"].get("log", False)
+        groups = [[auc(*_arrays(p), (lo, hi), log) for p in curves[n].values()] for n in (a, b)]
+        if all(math.isfinite(v) for g in groups for v in g):
+            info["auc"] = (welch_interval(*groups), log)
+    return res
+
+
+KEYS = ("low", "high", "grid_var")
 
 
 def _no_curves(res: Result, data: FigureData) -> Result:
@@ -216,5 +264,7 @@ def evaluate(spec: dict, data: FigureData) -> list[Result]:
             res.reasons.append(data.missing)
         else:
             CHECK_FUNCTIONS[c["check"]](c, data, res)
+            if res.interval is not None and res.p_support is None:
+                res.p_support, res.p_contradict = p_values(c, res.interval)
         out.append(res)
     return out
