@@ -47,8 +47,10 @@ lint: venv ## ruff check + ruff format --check of src/ tests/ scripts/ (ruff pin
 test: venv ## run the test suite (the README's test command; .ci/run calls it)
 	$(PY) -m pytest -q
 
-test-fast: venv ## the tests not marked slow: no end-to-end runs, no real data (under a minute)
-	$(PY) -m pytest -q -m "not slow"
+# processes of the fast lane (pytest-xdist); TEST_JOBS=0 runs it in this process (a loaded machine)
+TEST_JOBS ?= 2
+test-fast: venv ## the tests not marked slow: no end-to-end runs, no real data (~45 s idle 2-core)
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_JOBS)
 
 .PHONY: smoke
 smoke: venv ## every CPU-scale experiment (*_cpu*) for 5 updates (debug=smoke), 2 at a time: a line each + totals; absent data: skipped
