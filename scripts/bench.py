@@ -277,7 +277,8 @@ def bench_figure_run(norm: str, batch: int, steps: int, repeats: int) -> dict:
     """One shortened Figure 6 run of `norm` at `batch` and the bare step of its model."""
     from omegaconf import OmegaConf
 
-    from lnrepro.train import build, build_optimizer, run
+    from lnrepro.build import build, build_optimizer
+    from lnrepro.train import run
 
     overrides = [
         "experiment=pi_mnist_cpu",

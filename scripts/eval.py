@@ -36,8 +36,8 @@ from omegaconf.errors import OmegaConfBaseException
 from lnrepro import REPO_ROOT as ROOT
 from lnrepro import distributed
 from lnrepro.artifacts import atomic_write_text, read_run_checkpoint
+from lnrepro.build import build_norm, build_parts, resolve_device
 from lnrepro.errors import ConfigError, DataError, LnreproError, one_line
-from lnrepro.train import _build_parts, _norm_spec, resolve_device
 from lnrepro.trainer import TrainerConfig, autocast, evaluate_model
 
 # --option -> task.senteval key (skip-thoughts); scripts/eval_skip.py's options
@@ -148,9 +148,9 @@ def evaluate_checkpoint(args, require_model: str | None = None) -> dict:
     torch.set_flush_denormal(True)  # as lnrepro.train: subnormal floats flushed to zero
     device = resolve_device(str(args.device or cfg.get("device", "auto")))
     world = distributed.current()
-    norm = _norm_spec(cfg, cfg.data.get("batch_size"), world)
+    norm = build_norm(cfg, cfg.data.get("batch_size"), world)
     senteval = senteval_options(cfg, args)
-    task, data, model = _build_parts(cfg, norm, device, world)
+    task, data, model = build_parts(cfg, norm, device)
     if senteval is not None:
         task.senteval = senteval
     try:

@@ -2,7 +2,7 @@
 
 Every paper-scale experiment (configs/experiment/*.yaml but *_cpu*) is composed by Hydra's
 compose API as `python -m lnrepro.train experiment=<name> norm=<ln|bn|none>` composes it (but
-task.senteval=null), built by lnrepro.train's functions and fed by its data module's
+task.senteval=null), built by lnrepro.build's functions and fed by its data module's
 `synthetic_batch` (lnrepro.contracts.SyntheticBatch): the real shapes and dtypes, no data file.
 CPU half (alone without a GPU; then no report unless --out): each config x norm builds at full
 width (meta device) and, at reduced width (SMALL), trains a float32 and a bf16 update on the CPU,
@@ -10,7 +10,7 @@ recording the norm layers and LSTM/GRU modules it calls. GPU half: those LSTM/GR
 against the CPU; timed updates of every experiment x norm x precision (32, bf16 autocast) x mode
 (eager, compiled LSTM/GRU steps) at full width (s/update, peak memory, projected hours);
 the norm layers of those runs keep float32 statistics under bf16 autocast. ~7 min on one GPU.
-Needs torch, numpy, hydra-core and tqdm (lnrepro.train imports them), not the installed package.
+Needs torch, numpy, hydra-core and tqdm (lnrepro.build imports them), not the installed package.
     python scripts/gpu_check.py [--budget-s 360] [--updates 24] [--experiments draw ...]
                                 [--compile-mode default] [--out results/gpu_check.md]
 Exit status: 0 every check passed, 1 one failed (the report says which), 2 a package is missing.
@@ -47,7 +47,7 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
-from lnrepro import train
+from lnrepro import build as run_build
 from lnrepro.distributed import World
 from lnrepro.errors import ConfigError
 from lnrepro.nn.rnn import GRUCell, LSTMCell
@@ -102,20 +102,20 @@ def compose(name: str, norm: str):
 def build(cfg, device, length: int | None = None):
     """(model, task, optimizer, batch, steps per epoch) of a composed config, in lnrepro.train's
     order and by its functions, the data module's synthetic_batch standing in for the data."""
-    train.check_config_numbers(cfg)
+    run_build.check_config_numbers(cfg)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     module = sys.modules[hydra.utils.get_object(data.pop("_target_")).__module__]
     if not callable(hook := getattr(module, "synthetic_batch", None)):
         raise ConfigError(f"{module.__name__} has no synthetic_batch (lnrepro.contracts)")
-    norm = train._norm_spec(cfg, data["batch_size"], World())
-    task = train.build(cfg.task)
+    norm = run_build.build_norm(cfg, data["batch_size"], World())
+    task = run_build.build(cfg.task)
     torch.manual_seed(cfg.seed)
     syn = hook(data, data["batch_size"], torch.Generator().manual_seed(0), length)
     with torch.device(device):
-        model = train.build(cfg.model, norm=norm, **syn.model_kwargs).to(device)
+        model = run_build.build(cfg.model, norm=norm, **syn.model_kwargs).to(device)
     if str(device) == "meta":
         return model, task, None, None, syn.steps_per_epoch
-    optimizer, _, _ = train.build_optimizer(cfg.optim, model)
+    optimizer, _, _ = run_build.build_optimizer(cfg.optim, model)
     return model, task, optimizer, mapped(lambda t: t.to(device), syn.batch), syn.steps_per_epoch
 
 

@@ -226,12 +226,12 @@ def test_other_ranks_keep_hydra_out_of_the_run_dir():
 
 
 def test_checkpoints_from_before_norm_sync_resume():
-    from lnrepro.train import _check_resumable
+    from lnrepro.resume import check_resumable
 
     before = {"norm": {"kind": "bn", "eps": 1e-5}}
-    _check_resumable(before, {"norm": {"kind": "bn", "eps": 1e-5, "sync": False}})
+    check_resumable(before, {"norm": {"kind": "bn", "eps": 1e-5, "sync": False}})
     with pytest.raises(ConfigError, match="norm.sync"):
-        _check_resumable(before, {"norm": {"kind": "bn", "eps": 1e-5, "sync": True}})
+        check_resumable(before, {"norm": {"kind": "bn", "eps": 1e-5, "sync": True}})
 
 
 # ---------------------------------------------------------------- the real entrypoint

@@ -1,5 +1,5 @@
 """scripts/gpu_check.py (`make gpu-check`): every paper-scale config composed by Hydra and built
-by lnrepro.train's functions runs a synthetic batch through its model and task on the CPU; every
+by lnrepro.build's functions runs a synthetic batch through its model and task on the CPU; every
 data module offers the `synthetic_batch` hook (lnrepro.contracts.SyntheticBatch), which reads no
 file and gives the real data's types, shapes, dtypes and sizes; the script runs on a bare GPU
 machine that has torch, numpy, hydra-core and tqdm but not the installed package."""
@@ -20,7 +20,7 @@ from helpers import ROOT, load_script
 from omegaconf import OmegaConf
 from packaging.requirements import Requirement
 
-from lnrepro import train
+from lnrepro import build
 from lnrepro.contracts import SyntheticBatch
 
 SCRIPT = ROOT / "scripts" / "gpu_check.py"
@@ -94,7 +94,7 @@ def test_synthetic_batch_is_like_the_real_data(gpu_check, experiment, real_data)
     the shapes (batch and sizes; lengths as the config's), the model kwargs the data decides
     (vocabulary and image sizes) and the updates per epoch behind the projected hours."""
     cfg = gpu_check.compose(experiment, "ln")[0]
-    data = train.build(cfg.data, seed=1, device="cpu")
+    data = build.build(cfg.data, seed=1, device="cpu")
     real = next(iter(data.train_batches(0)))
     node = OmegaConf.to_container(cfg.data, resolve=True)
     fake = _hook_of(node)(node, node["batch_size"], torch.Generator().manual_seed(0))

@@ -549,19 +549,19 @@ def test_options_a_norm_does_not_take_are_refused(node, message):
 
 def test_options_are_refused_through_the_entrypoints_config(compose):
     from lnrepro import distributed
-    from lnrepro.train import _norm_spec
+    from lnrepro.build import build_norm as build_run_norm
 
     one = distributed.World(0, 1)
     cfg = compose(["experiment=pi_mnist_cpu", "norm=wn", "+norm.momentum=0.5"])
     with pytest.raises(ConfigError, match=r"norm wn does not take momentum \(taken by bn\)"):
-        _norm_spec(cfg, 128, one)
+        build_run_norm(cfg, 128, one)
     cfg = compose(["experiment=pi_mnist_cpu", "norm=ln", "+norm.unbiased=true"])
     with pytest.raises(ConfigError, match=r"norm ln does not take unbiased \(taken by bn\)"):
-        _norm_spec(cfg, 128, one)
+        build_run_norm(cfg, 128, one)
     cfg = compose(["experiment=pi_mnist_cpu", "norm=bn"])
-    assert _norm_spec(cfg, 4, one) == BN(unbiased=True)  # unbiased: auto at batch 4
+    assert build_run_norm(cfg, 4, one) == BN(unbiased=True)  # unbiased: auto at batch 4
     with pytest.raises(ConfigError, match="norm=bn cannot train with data.batch_size=1"):
-        _norm_spec(cfg, 1, one)
+        build_run_norm(cfg, 1, one)
 
 
 def test_a_norm_is_chosen_by_its_class_never_by_its_name():

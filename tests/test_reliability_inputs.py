@@ -117,7 +117,7 @@ def _fixes(message: str) -> list[str]:
 
 
 def test_a_refused_resume_lists_every_key_and_the_way_on():
-    from lnrepro.train import _check_resumable
+    from lnrepro.resume import check_resumable
 
     saved = {"seed": 1, "optim": {"lr": 1e-3, "betas": [0.9, 0.999]}, "model": {"hidden": [8, 8]}}
     saved["data"] = {f"k{i}": i for i in range(6)}
@@ -130,7 +130,7 @@ def test_a_refused_resume_lists_every_key_and_the_way_on():
         "logger": {"project": "other"},  # may change: not listed
     }
     with pytest.raises(ConfigError) as e:
-        _check_resumable(saved, now)
+        check_resumable(saved, now)
     msg = str(e.value)
     assert "\n" not in msg
     assert "10 keys" in msg, msg
@@ -154,10 +154,10 @@ def test_a_refused_resume_lists_every_key_and_the_way_on():
 
 
 def test_a_key_the_code_dropped_is_added_back_with_plus():
-    from lnrepro.train import _check_resumable
+    from lnrepro.resume import check_resumable
 
     with pytest.raises(ConfigError, match=r"old_key: 4 -> \(absent\).* \+old_key=4"):
-        _check_resumable({"seed": 1, "old_key": 4}, {"seed": 1})
+        check_resumable({"seed": 1, "old_key": 4}, {"seed": 1})
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def test_a_key_the_code_dropped_is_added_back_with_plus():
 def test_the_suggested_override_parses_back_to_the_checkpoint_value(value):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from lnrepro.train import hydra_override
+    from lnrepro.resume import hydra_override
 
     text = hydra_override("a.b", value)
     (parsed,) = OverridesParser.create().parse_overrides([text])
@@ -178,22 +178,22 @@ def test_the_suggested_override_parses_back_to_the_checkpoint_value(value):
 
 @pytest.mark.slow  # composes configs (~0.5 s each)
 def test_the_suggested_overrides_make_the_config_resumable(compose, tiny_mnist):
-    from lnrepro.train import _check_resumable
+    from lnrepro.resume import check_resumable
 
     saved = OmegaConf.to_container(tiny_cfg(compose, tiny_mnist), resolve=True)
     del saved["trainer"]["eval_at_start"]  # as if the code had gained trainer.eval_at_start
     saved["optim"]["betas"] = [0.8, 0.9]
     now = tiny_cfg(compose, tiny_mnist, "model.hidden=[16,16]", "norm=bn", "optim.lr=0.5")
     with pytest.raises(ConfigError) as e:
-        _check_resumable(saved, OmegaConf.to_container(now, resolve=True))
+        check_resumable(saved, OmegaConf.to_container(now, resolve=True))
     fix = _fixes(str(e.value))
     fixed = tiny_cfg(compose, tiny_mnist, "model.hidden=[16,16]", "norm=bn", "optim.lr=0.5", *fix)
-    _check_resumable(saved, OmegaConf.to_container(fixed, resolve=True))
+    check_resumable(saved, OmegaConf.to_container(fixed, resolve=True))
 
 
 def test_threads_and_keys_are_refused_in_one_line(compose, tiny_mnist, tmp_path):
     from lnrepro import distributed
-    from lnrepro.train import _checkpoint_to_resume
+    from lnrepro.resume import checkpoint_to_resume
     from lnrepro.trainer import STATE_KEYS
 
     cfg = tiny_cfg(compose, tiny_mnist, "resume=true")
@@ -203,7 +203,7 @@ def test_threads_and_keys_are_refused_in_one_line(compose, tiny_mnist, tmp_path)
     ckpt.parent.mkdir()
     torch.save({**dict.fromkeys(STATE_KEYS, 0), "config": saved, "meta": {"threads": 64}}, ckpt)
     with pytest.raises(ConfigError) as e:
-        _checkpoint_to_resume(cfg, ckpt, config, distributed.current())
+        checkpoint_to_resume(cfg, tmp_path, config, distributed.current())
     msg = str(e.value)
     assert "seed: 7 -> 1" in msg and "64 threads" in msg, msg
     assert "seed=7" in msg and "threads=64" in msg and "resume_allow_different_threads" in msg
@@ -262,7 +262,7 @@ def test_resume_with_the_run_dir_alone(tmp_path, tiny_mnist):
 
 
 def test_saved_overrides_are_added_before_those_given(tmp_path):
-    from lnrepro.train import with_saved_overrides
+    from lnrepro.resume import with_saved_overrides
 
     run_dir = tmp_path / "r"
     (run_dir / ".hydra").mkdir(parents=True)
@@ -345,7 +345,7 @@ def test_number_checks_follow_the_signature():
 )
 def test_every_shipped_config_passes_the_number_checks(compose, experiment):
     """No shipped value is refused: the checks flag only strings where numbers are wanted."""
-    from lnrepro.train import check_config_numbers
+    from lnrepro.build import check_config_numbers
 
     check_config_numbers(compose([f"experiment={experiment}"]))
 
