@@ -1,8 +1,9 @@
-"""The C++ LN-LSTM (lnrepro.nn.fused_lstm) against the autograd step loop it replaces.
+"""The C++ LSTM kernel (lnrepro.nn.fused_lstm) against the autograd step loop it replaces.
 
-Both compute supplementary Eq. 20-22; the loop is checked against the equations in
-test_rnn.py, so equality here carries those checks over to the fused path. Skipped where the
-extension cannot be built (no C++ compiler): the cells then use the loop.
+With its norms on it computes supplementary Eq. 20-22 (the LN-LSTM), with them off the plain
+LSTM (norm none); the loop is checked against the equations in test_rnn.py, so equality here
+carries those checks over to the fused path; the plain mode is checked against torch.nn.LSTM
+too. Skipped where the extension cannot be built (no C++ compiler): the cells then use the loop.
 """
 
 import pytest
@@ -14,18 +15,19 @@ from lnrepro.nn.rnn import LSTM, LSTMCell
 pytestmark = pytest.mark.skipif(not fused_lstm.available(), reason="C++ LN-LSTM not built")
 
 
-def _pair(dtype, layers=2, I=7, H=6, seed=0):
-    """Two equal LN-LSTMs, fused and step loop, with non-trivial LN gains and biases."""
+def _pair(dtype, layers=2, I=7, H=6, seed=0, norm="ln"):
+    """Two equal LSTMs, fused and step loop, with non-trivial LN gains and biases."""
     torch.manual_seed(seed)
-    fused = LSTM(I, H, layers, norm="ln").to(dtype)
+    fused = LSTM(I, H, layers, norm=norm).to(dtype)
     with torch.no_grad():
         for p in fused.parameters():
             if p.dim() == 1:
                 p.add_(0.3 * torch.randn_like(p))
-    loop = LSTM(I, H, layers, norm="ln").to(dtype)
+    loop = LSTM(I, H, layers, norm=norm).to(dtype)
     loop.load_state_dict(fused.state_dict())
     for cell in loop.layers:
         cell.fused = False
+    assert all(cell.fused for cell in fused.layers)
     return fused, loop
 
 
@@ -37,9 +39,10 @@ def _run(model, x, h0, c0, weights):
     return [out, h, c, *grads]
 
 
+@pytest.mark.parametrize("norm", ["ln", "none"])
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-11), (torch.float32, 2e-5)])
-def test_fused_equals_step_loop(dtype, tol):
-    fused, loop = _pair(dtype)
+def test_fused_equals_step_loop(dtype, tol, norm):
+    fused, loop = _pair(dtype, norm=norm)
     T, B, I, H = 9, 5, 7, 6
     g = torch.Generator().manual_seed(1)
     x = torch.randn(T, B, I, generator=g, dtype=dtype)
@@ -50,19 +53,56 @@ def test_fused_equals_step_loop(dtype, tol):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol, msg=name)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_plain_mode_equals_torch_lstm(dtype):
+    """norm none through the kernel with its norms off against torch.nn.LSTM (oneDNN's kernel
+    in float32) with the same weights: every output and gradient."""
+    torch.manual_seed(3)
+    T, B, I, H, layers = 11, 4, 5, 7, 2
+    ref = torch.nn.LSTM(I, H, layers).to(dtype)
+    ours = LSTM(I, H, layers, norm="none").to(dtype).copy_from_torch(ref)
+    assert all(cell.fused for cell in ours.layers)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(T, B, I, generator=g, dtype=dtype)
+    h0, c0 = (torch.randn(layers, B, H, generator=g, dtype=dtype) for _ in range(2))
+    w = torch.randn(T, B, H, generator=g, dtype=dtype)
+    a, b = _run(ours, x, h0, c0, w), _run(ref, x, h0, c0, w)
+    tol = 1e-11 if dtype == torch.float64 else 2e-5
+    for name, u, v in zip(["out", "h", "c", "x", "h0", "c0"], a, b):
+        torch.testing.assert_close(u, v, rtol=tol, atol=tol, msg=name)
+    grads = dict(zip([n for n, _ in ours.named_parameters()], a[6:]))
+    refs = dict(zip([n for n, _ in ref.named_parameters()], b[6:]))
+    for k in range(layers):
+        for ours_name, ref_name in (("weight_ih", "weight_ih"), ("weight_hh", "weight_hh")):
+            got, want = grads[f"layers.{k}.{ours_name}"], refs[f"{ref_name}_l{k}"]
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol, msg=f"{ours_name} {k}")
+        for bias in ("bias_ih", "bias_hh"):  # b = b_ih + b_hh: the same gradient
+            got, want = grads[f"layers.{k}.bias"], refs[f"{bias}_l{k}"]
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol, msg=f"{bias} {k}")
+
+
 def test_the_fused_path_is_taken_and_only_where_it_applies(monkeypatch):
-    calls = []
-    real = fused_lstm.ln_lstm_scan
+    calls, plain = [], []
+    real, real_plain = fused_lstm.ln_lstm_scan, fused_lstm.lstm_scan
     monkeypatch.setattr(fused_lstm, "ln_lstm_scan", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(fused_lstm, "lstm_scan", lambda *a: plain.append(1) or real_plain(*a))
     x = torch.randn(4, 3, 5)
     LSTMCell(5, 4, norm="ln").scan(x)
     assert len(calls) == 1
     LSTMCell(5, 4, norm="ln", ln_cell=False).scan(x)  # no LN on c_t: the loop
+    LSTMCell(5, 4, norm="ln", ln_gates=False).scan(x)  # LN on c_t only (DRAW): the loop
     LSTMCell(5, 4, norm="bn").scan(x)
+    LSTMCell(5, 4, norm="rms").scan(x)
     LSTMCell(5, 4, norm="ln").scan(x, mask=torch.ones(4, 3, dtype=torch.bool))  # padded: loop
     with torch.autocast("cpu", dtype=torch.bfloat16):
         LSTMCell(5, 4, norm="ln").scan(x)
-    assert len(calls) == 1
+    assert len(calls) == 1 and not plain
+    LSTMCell(5, 4, norm="none").scan(x)  # the plain cell: the kernel with its norms off
+    LSTMCell(5, 4, norm="ln", ln_gates=False, ln_cell=False).scan(x)  # no norm left: plain
+    assert len(plain) == 2
+    LSTMCell(5, 4, norm="none").scan(x, mask=torch.ones(4, 3, dtype=torch.bool))  # padded: loop
+    LSTMCell(5, 4, norm="none", fused=False).scan(x)
+    assert len(plain) == 2 and len(calls) == 1
 
 
 def test_gradcheck():
@@ -80,6 +120,12 @@ def test_gradcheck():
         return hs, c
 
     assert torch.autograd.gradcheck(f, (xin, w, g_hh, g_c, b_c, h0, c0))
+
+    def plain(*args):
+        hs, (_, c) = fused_lstm.lstm_scan(*args)
+        return hs, c
+
+    assert torch.autograd.gradcheck(plain, (xin, w, h0, c0))
 
 
 def test_float_nonlinearities_against_torch():
@@ -107,6 +153,9 @@ def test_nan_propagates():
         torch.zeros(1, 2), torch.zeros(1, 2),
     )  # fmt: skip
     assert torch.isnan(hs).all()
+    hs, (_, c) = fused_lstm.lstm_scan(xin, torch.ones(8, 2), torch.zeros(1, 2), torch.zeros(1, 2))
+    assert hs[0, 0].isnan().tolist() == [False, True]  # unit 1's g; no LN mixes the units
+    assert torch.isnan(hs[1]).all() and torch.isnan(c).all()  # through W_hh and the cell
 
 
 def test_lnrepro_fused_0_keeps_the_step_loop(monkeypatch):

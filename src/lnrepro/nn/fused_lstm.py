@@ -134,39 +134,43 @@ class Linear(torch.autograd.Function):
         return dx, dw
 
 
-class _LNLSTMScan(torch.autograd.Function):
+class _LSTMScan(torch.autograd.Function):
     """(xin (T, B, 4H), W_hh (4H, H), g_hh (4H,), g_c (H,), b_c (H,), h0, c0 (B, H), eps) ->
-    (hs (T, B, H), c_T (B, H)); see the module docstring."""
+    (hs (T, B, H), c_T (B, H)); see the module docstring. g_hh, g_c, b_c all None: the plain
+    LSTM (the kernel with its norms off)."""
 
     @staticmethod
     def forward(ctx, xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps):
-        B = xin.shape[1]
+        B, norm = xin.shape[1], gain_hh is not None
+        if not norm:
+            gain_hh = gain_c = bias_c = xin.new_empty(0)
         hs, NH, S, C, NC, TC, RH, RC = torch.ops.lnrepro.ln_lstm_forward(
-            xin, weight_hh, _pack(weight_hh, B), gain_hh, gain_c, bias_c, h0, c0, eps
+            xin, weight_hh, _pack(weight_hh, B), gain_hh, gain_c, bias_c, h0, c0, eps, norm
         )
         # intermediates too (allowed for first-order Functions): freed after the backward
         ctx.save_for_backward(weight_hh, gain_hh, gain_c, h0, hs, NH, S, C, NC, TC, RH, RC)
+        ctx.norm = norm
         return hs, C[-1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_hs, g_cT):
         weight_hh, gain_hh, gain_c, h0, hs, NH, S, C, NC, TC, RH, RC = ctx.saved_tensors
-        B = S.shape[1]
+        B, norm = S.shape[1], ctx.norm
         dX, dA, dYc, dc = torch.ops.lnrepro.ln_lstm_backward(
             g_hs.contiguous(), g_cT.contiguous(), weight_hh, _pack(weight_hh.t(), B),
-            gain_hh, gain_c, NH, S, C, NC, TC, RH, RC,
+            gain_hh, gain_c, NH, S, C, NC, TC, RH, RC, norm,
         )  # fmt: skip
         need = ctx.needs_input_grad
         d_w = d_gh = d_gc = d_bc = d_h0 = d_c0 = None
         if need[1]:  # sum_t dA_t^T h_{t-1}: one GEMM over all steps
             h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]]).flatten(0, 1)
             d_w = _linear(dA.flatten(0, 1).t(), h_prev.t())
-        if need[2]:  # (not einsum: it measured 20x slower for this contraction)
+        if norm and need[2]:  # (not einsum: it measured 20x slower for this contraction)
             d_gh = (dX * NH).sum((0, 1))
-        if need[3]:
+        if norm and need[3]:
             d_gc = (dYc * NC).sum((0, 1))
-        if need[4]:
+        if norm and need[4]:
             d_bc = dYc.sum((0, 1))
         if need[5]:
             d_h0 = dA[0].mm(weight_hh)
@@ -182,7 +186,7 @@ def applies(x: torch.Tensor, *params: torch.Tensor) -> bool:
     return (
         x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
-        and all(p.dtype == x.dtype and p.device.type == "cpu" for p in params)
+        and all(p.dtype == x.dtype and p.device.type == "cpu" for p in params if p is not None)
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
         and available()
@@ -200,5 +204,16 @@ def ln_lstm_scan(xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps: float = 1
     if xin.dim() != 3 or xin.shape[0] < 1 or xin.shape[-1] % 4:
         raise ValueError(f"xin must be (T >= 1, B, 4H), got {tuple(xin.shape)}")
     args = (xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0)
-    hs, c_T = _LNLSTMScan.apply(*(a.contiguous() for a in args), float(eps))
+    hs, c_T = _LSTMScan.apply(*(a.contiguous() for a in args), float(eps))
+    return hs, (hs[-1], c_T)
+
+
+def lstm_scan(xin, weight_hh, h0, c0):
+    """The plain LSTM over a whole sequence through the same kernel with its norms off:
+    gates_t = xin_t + h_{t-1} W_hh^T, c_t = sig(f) c_{t-1} + sig(i) tanh(g), h_t = sig(o)
+    tanh(c_t). xin (T, B, 4H): W_ih x_t + b of all steps; the rest as `ln_lstm_scan`."""
+    if xin.dim() != 3 or xin.shape[0] < 1 or xin.shape[-1] % 4:
+        raise ValueError(f"xin must be (T >= 1, B, 4H), got {tuple(xin.shape)}")
+    args = (xin, weight_hh, None, None, None, h0, c0)
+    hs, c_T = _LSTMScan.apply(*(a if a is None else a.contiguous() for a in args), 0.0)
     return hs, (hs[-1], c_T)

@@ -13,7 +13,8 @@ normalization themselves and never look at its name; they ask the norm object:
   None where the norm puts nothing there;
 * `norm.keeps_bias`: whether the layer before it keeps its own bias (no norm's shift replaces it);
 * `norm.wrap_weight(layer)`: the layer with its weight reparametrized (weight norm), or as it is;
-* `norm.fused_lstm`: whether the LSTM may run the fused C++ LN-LSTM (`lnrepro.nn.fused_lstm`).
+* `norm.fused_lstm`: whether the LSTM may run the fused C++ kernel (`lnrepro.nn.fused_lstm`):
+  the LN-LSTM where its step layers are LN's, the plain cell where it places none.
 
 The run asks `norm.check_batch(batch_size, processes)` (BN's batch-size guard) before it builds
 anything and `norm.check_model(model)` after the model is built: a norm whose parts the model did
@@ -127,7 +128,9 @@ class Norm:
     keeps_bias: bool = True  # False: its own shift replaces the bias of the layer before it
     wraps_weights: bool = False  # True: it lives on the weights, the model must call wrap_weight
     places_layers: bool = True  # True: the model must ask it for a layer (layer, conv, step)
-    fused_lstm: bool = False  # True: LSTMCell may run the fused C++ LN-LSTM (LN's Eq. 20-22)
+    # True: LSTMCell may run the fused C++ LSTM kernel: LN's Eq. 20-22 where its step layers
+    # are LN's own, the plain cell (the kernel with its norms off) where it places none
+    fused_lstm: bool = False
     batch_statistics: bool = False  # True: statistics over the batch (BN: batch-size guards)
     label: str | None = None  # figures and claims tables: its name there (None: `kind`)
     color: str | None = None  # figures: its colour (None: matplotlib's next)
@@ -834,6 +837,7 @@ class NoNorm(Norm):
 
     kind = "none"
     places_layers = False
+    fused_lstm = True  # the plain LSTM cell: the fused kernel with its norms off
     label, color, order = "baseline", "tab:gray", 1
 
     def layer(self, num_features: int) -> nn.Module:

@@ -200,13 +200,16 @@ class LSTMCell(nn.Module):
         weights = norm if ln_gates or ln_cell else cell
         weights.wrap_weight(self, "weight_ih")
         weights.wrap_weight(self, "weight_hh")
-        # the whole LN-LSTM sequence in one Function with C++ time loops (lnrepro.nn.fused_lstm):
-        # the same Eq. 20-22, for a norm that allows it and whose three layers are LN's own
-        # (`scan` takes it where it applies)
+        # the whole sequence in one Function with C++ time loops (lnrepro.nn.fused_lstm), for
+        # a norm that allows it: the same Eq. 20-22 where the three layers are LN's own, the
+        # plain cell (the kernel with its norms off) where it placed none (`scan` takes it
+        # where it applies)
+        layers = (self.norm_ih, self.norm_hh, self.norm_c)
         self.fused = (
             fused
-            and norm.fused_lstm
-            and all(type(m) is StepLayerNorm for m in (self.norm_ih, self.norm_hh, self.norm_c))
+            and gates.fused_lstm
+            and cell.fused_lstm
+            and (all(type(m) is StepLayerNorm for m in layers) or all(m is None for m in layers))
         )
 
     def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
@@ -255,9 +258,12 @@ class LSTMCell(nn.Module):
         state = self.zero_state(x) if state is None else state
         if mask is None and self.fused:
             n_h, n_c = self.norm_hh, self.norm_c
-            params = (self.weight_hh, n_h.weight, n_c.weight, n_c.bias, *state)
+            gains = () if n_c is None else (n_h.weight, n_c.weight, n_c.bias)
+            params = (self.weight_hh, *gains, *state)
             if fused_lstm.applies(x, self.weight_ih, *params):
                 u = fused_lstm.Linear.apply(x, self.weight_ih)  # W_ih x_t, all steps (oneDNN)
+                if n_c is None:  # no norm: the plain cell
+                    return fused_lstm.lstm_scan(self.finish_input(u, t0), *params)
                 xin = self.finish_input(u, t0) + n_h.bias  # LN_hh's bias is constant over time
                 return fused_lstm.ln_lstm_scan(xin, *params, n_c.eps)
         if mask is None:

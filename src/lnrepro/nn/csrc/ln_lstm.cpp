@@ -121,23 +121,53 @@ int64_t grain(int64_t row) { return std::max<int64_t>(1, 16384 / std::max<int64_
 
 template <typename T>
 void forward_steps(const at::Tensor& xin, const std::optional<at::Tensor>& packed,
-                   const at::Tensor& w_t, const T* g_hh, const T* g_c,
-                   const T* b_c, const at::Tensor& h0, double eps, at::Tensor& hs, at::Tensor& NH, at::Tensor& S, at::Tensor& C, at::Tensor& NC, at::Tensor& TC,
-                   at::Tensor& RH, at::Tensor& RC) {
+                   const at::Tensor& w_t, const T* g_hh, const T* g_c, const T* b_c,
+                   const at::Tensor& h0, double eps, at::Tensor& hs, at::Tensor& NH,
+                   at::Tensor& S, at::Tensor& C, at::Tensor& NC, at::Tensor& TC, at::Tensor& RH,
+                   at::Tensor& RC) {
+  const bool norm = g_hh != nullptr;  // off: the plain LSTM, no LN_hh, no LN_c
   const int64_t steps = xin.size(0), B = xin.size(1), N = xin.size(2), H = N / 4;
   for (int64_t t = 0; t < steps; ++t) {
     const auto A = linear_(t == 0 ? h0 : hs[t - 1], packed, w_t);  // a_t = h_{t-1} W_hh^T
     const T* a_ = A.data_ptr<T>();
-    const T* x_ = xin[t].data_ptr<T>();
-    T* nh_ = NH[t].data_ptr<T>();
-    T* s_ = S[t].data_ptr<T>();
-    const T* cp_ = C[t].data_ptr<T>();
-    T* cn_ = C[t + 1].data_ptr<T>();
-    T* nc_ = NC[t].data_ptr<T>();
-    T* tc_ = TC[t].data_ptr<T>();
-    T* h_ = hs[t].data_ptr<T>();
-    T* rh_ = RH[t].data_ptr<T>();
-    T* rc_ = RC[t].data_ptr<T>();
+    const T* x_ = xin.data_ptr<T>() + t * B * N;
+    T* s_ = S.data_ptr<T>() + t * B * N;
+    const T* cp_ = C.data_ptr<T>() + t * B * H;
+    T* cn_ = C.data_ptr<T>() + (t + 1) * B * H;
+    T* tc_ = TC.data_ptr<T>() + t * B * H;
+    T* h_ = hs.data_ptr<T>() + t * B * H;
+    if (!norm) {  // gates = xin + a, h = sig(o) tanh(c)
+      at::parallel_for(0, B, grain(N), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const T* a = a_ + b * N;
+          const T* x = x_ + b * N;
+          T* s = s_ + b * N;
+#pragma omp simd
+          for (int64_t j = 0; j < 2 * H; ++j) s[j] = sigmoid_(x[j] + a[j]);
+#pragma omp simd
+          for (int64_t j = 2 * H; j < 3 * H; ++j) s[j] = tanh_(x[j] + a[j]);
+#pragma omp simd
+          for (int64_t j = 3 * H; j < N; ++j) s[j] = sigmoid_(x[j] + a[j]);
+          const T* cp = cp_ + b * H;
+          T* cn = cn_ + b * H;
+          T* tc = tc_ + b * H;
+          T* h = h_ + b * H;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const T c = s[H + j] * cp[j] + s[j] * s[2 * H + j];
+            const T y = tanh_(c);
+            cn[j] = c;
+            tc[j] = y;
+            h[j] = s[3 * H + j] * y;
+          }
+        }
+      });
+      continue;
+    }
+    T* nh_ = NH.data_ptr<T>() + t * B * N;
+    T* nc_ = NC.data_ptr<T>() + t * B * H;
+    T* rh_ = RH.data_ptr<T>() + t * B;
+    T* rc_ = RC.data_ptr<T>() + t * B;
     at::parallel_for(0, B, grain(N), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const T* a = a_ + b * N;
@@ -188,25 +218,53 @@ void backward_steps(const at::Tensor& g_hs, const at::Tensor& g_cT,
                     const at::Tensor& C, const at::Tensor& NC, const at::Tensor& TC,
                     const at::Tensor& RH, const at::Tensor& RC, at::Tensor& dX, at::Tensor& dA,
                     at::Tensor& dYc, at::Tensor& dc) {
+  const bool norm = g_hh != nullptr;  // off: the plain LSTM, dA = dX
   const int64_t steps = S.size(0), B = S.size(1), N = S.size(2), H = N / 4;
   dc.copy_(g_cT);
   for (int64_t t = steps - 1; t >= 0; --t) {
     // dL/dh_t = the output's gradient + the recurrent term dA_{t+1} W_hh
     const auto rec = t + 1 < steps ? linear_(dA[t + 1], packed_t, w) : at::Tensor();
-    const T* g_ = g_hs[t].data_ptr<T>();
+    const T* g_ = g_hs.data_ptr<T>() + t * B * H;
     const T* rec_ = rec.defined() ? rec.data_ptr<T>() : nullptr;
-    const T* s_ = S[t].data_ptr<T>();
-    const T* sn_ = t + 1 < steps ? S[t + 1].data_ptr<T>() : nullptr;  // sig f_{t+1}
-    const T* cp_ = C[t].data_ptr<T>();
-    const T* nh_ = NH[t].data_ptr<T>();
-    const T* nc_ = NC[t].data_ptr<T>();
-    const T* tc_ = TC[t].data_ptr<T>();
-    const T* rh_ = RH[t].data_ptr<T>();
-    const T* rc_ = RC[t].data_ptr<T>();
-    T* dx_ = dX[t].data_ptr<T>();
-    T* da_ = dA[t].data_ptr<T>();
-    T* dyc_ = dYc[t].data_ptr<T>();
+    const T* s_ = S.data_ptr<T>() + t * B * N;
+    const T* sn_ = t + 1 < steps ? s_ + B * N : nullptr;  // sig f_{t+1}
+    const T* cp_ = C.data_ptr<T>() + t * B * H;
+    const T* tc_ = TC.data_ptr<T>() + t * B * H;
+    T* dx_ = dX.data_ptr<T>() + t * B * N;
     T* dc_ = dc.data_ptr<T>();
+    if (!norm) {  // dc_t = dh_t sig(o) tanh'(c_t) + dc_{t+1} sig f_{t+1}; dA_t = dX_t
+      at::parallel_for(0, B, grain(N), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const T* gb = g_ + b * H;
+          const T* rb = rec_ != nullptr ? rec_ + b * H : nullptr;
+          const T* s = s_ + b * N;
+          const T* sf = sn_ != nullptr ? sn_ + b * N + H : nullptr;
+          const T* tc = tc_ + b * H;
+          const T* cp = cp_ + b * H;
+          T* dx = dx_ + b * N;
+          T* dcb = dc_ + b * H;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const T si = s[j], sfj = s[H + j], sg = s[2 * H + j], so = s[3 * H + j], y = tc[j];
+            const T dh = rb != nullptr ? gb[j] + rb[j] : gb[j];
+            const T carry = sf != nullptr ? dcb[j] * sf[j] : dcb[j];  // dcb holds g_cT at T
+            const T d = dh * so * (T(1) - y * y) + carry;
+            dcb[j] = d;
+            dx[j] = d * sg * si * (T(1) - si);          // i
+            dx[H + j] = d * cp[j] * sfj * (T(1) - sfj);  // f
+            dx[2 * H + j] = d * si * (T(1) - sg * sg);  // g
+            dx[3 * H + j] = dh * y * so * (T(1) - so);  // o
+          }
+        }
+      });
+      continue;
+    }
+    const T* nh_ = NH.data_ptr<T>() + t * B * N;
+    const T* nc_ = NC.data_ptr<T>() + t * B * H;
+    const T* rh_ = RH.data_ptr<T>() + t * B;
+    const T* rc_ = RC.data_ptr<T>() + t * B;
+    T* da_ = dA.data_ptr<T>() + t * B * N;
+    T* dyc_ = dYc.data_ptr<T>() + t * B * H;
     at::parallel_for(0, B, grain(N), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const T* gb = g_ + b * H;
@@ -220,7 +278,7 @@ void backward_steps(const at::Tensor& g_hs, const at::Tensor& g_cT,
         for (int64_t j = 0; j < H; ++j) {
           const T so = s[3 * H + j], y = tc[j];
           const T dh = rb != nullptr ? gb[j] + rb[j] : gb[j];
-          dyc[j] = dh * so * (T(1) - y * y);      // through tanh, into LN_c's output
+          dyc[j] = dh * so * (T(1) - y * y);          // through tanh, into LN_c's output
           dx[3 * H + j] = dh * y * so * (T(1) - so);  // o
         }
         // dc_t = LN_c'(dyc) + dc_{t+1} sig f_{t+1}: LN_c' into the dc row, then the carry
@@ -238,9 +296,9 @@ void backward_steps(const at::Tensor& g_hs, const at::Tensor& g_cT,
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const T si = s[j], sf = s[H + j], sg = s[2 * H + j], d = dcb[j];
-          dx[j] = d * sg * si * (T(1) - si);             // i
-          dx[H + j] = d * cp[j] * sf * (T(1) - sf);      // f
-          dx[2 * H + j] = d * si * (T(1) - sg * sg);     // g
+          dx[j] = d * sg * si * (T(1) - si);          // i
+          dx[H + j] = d * cp[j] * sf * (T(1) - sf);   // f
+          dx[2 * H + j] = d * si * (T(1) - sg * sg);  // g
         }
         row_ln_backward(dx, nh_ + b * N, g_hh, rh_[b], N, da_ + b * N);
       }
@@ -254,48 +312,61 @@ void check(const at::Tensor& v, const at::Tensor& like, const char* name) {
   TORCH_CHECK(v.device().is_cpu(), "ln_lstm: ", name, " must be on the CPU");
 }
 
+template <typename T>
+const T* ptr_if(bool norm, const at::Tensor& v) {
+  return norm ? v.data_ptr<T>() : nullptr;
+}
+
+// norm false: the plain LSTM (gates = xin + h W_hh^T, h = sig(o) tanh(c)); the gains are then
+// unused (pass empty tensors) and NH, NC, RH, RC, dYc come back empty, dA is dX.
 std::vector<at::Tensor> ln_lstm_forward(const at::Tensor& xin, const at::Tensor& weight_hh,
                                         const std::optional<at::Tensor>& packed,
                                         const at::Tensor& gain_hh, const at::Tensor& gain_c,
                                         const at::Tensor& bias_c, const at::Tensor& h0,
-                                        const at::Tensor& c0, double eps) {
+                                        const at::Tensor& c0, double eps, bool norm) {
   TORCH_CHECK(xin.dim() == 3 && xin.size(2) % 4 == 0, "ln_lstm: xin must be (T, B, 4H)");
-  for (auto* p : {&xin, &weight_hh, &gain_hh, &gain_c, &bias_c, &h0, &c0}) check(*p, xin, "input");
+  for (auto* p : {&xin, &weight_hh, &h0, &c0}) check(*p, xin, "input");
+  if (norm)
+    for (auto* p : {&gain_hh, &gain_c, &bias_c}) check(*p, xin, "input");
   const int64_t steps = xin.size(0), B = xin.size(1), N = xin.size(2), H = N / 4;
+  const int64_t k = norm ? 1 : 0;  // the LN intermediates: none without the norms
   auto hs = at::empty({steps, B, H}, xin.options());
-  auto NH = at::empty({steps, B, N}, xin.options());
+  auto NH = at::empty({k * steps, B, N}, xin.options());
   auto S = at::empty({steps, B, N}, xin.options());
   auto C = at::empty({steps + 1, B, H}, xin.options());
-  auto NC = at::empty({steps, B, H}, xin.options());
+  auto NC = at::empty({k * steps, B, H}, xin.options());
   auto TC = at::empty({steps, B, H}, xin.options());
-  auto RH = at::empty({steps, B}, xin.options());
-  auto RC = at::empty({steps, B}, xin.options());
+  auto RH = at::empty({k * steps, B}, xin.options());
+  auto RC = at::empty({k * steps, B}, xin.options());
   C[0].copy_(c0);
   const auto w_t = weight_hh.t();
   AT_DISPATCH_FLOATING_TYPES(xin.scalar_type(), "ln_lstm_forward", [&] {
-    forward_steps<scalar_t>(xin, packed, w_t, gain_hh.data_ptr<scalar_t>(), gain_c.data_ptr<scalar_t>(),
-                            bias_c.data_ptr<scalar_t>(), h0, eps, hs, NH, S, C, NC, TC, RH, RC);
+    forward_steps<scalar_t>(xin, packed, w_t, ptr_if<scalar_t>(norm, gain_hh),
+                            ptr_if<scalar_t>(norm, gain_c), ptr_if<scalar_t>(norm, bias_c), h0,
+                            eps, hs, NH, S, C, NC, TC, RH, RC);
   });
   return {hs, NH, S, C, NC, TC, RH, RC};
 }
 
 std::vector<at::Tensor> ln_lstm_backward(const at::Tensor& g_hs, const at::Tensor& g_cT,
                                          const at::Tensor& weight_hh,
-                                         const std::optional<at::Tensor>& packed_t, const at::Tensor& gain_hh,
-                                         const at::Tensor& gain_c, const at::Tensor& NH,
-                                         const at::Tensor& S, const at::Tensor& C,
-                                         const at::Tensor& NC, const at::Tensor& TC,
-                                         const at::Tensor& RH, const at::Tensor& RC) {
-  for (auto* p : {&g_hs, &g_cT, &weight_hh, &gain_hh, &gain_c, &NH, &S, &C, &NC, &TC, &RH, &RC})
-    check(*p, S, "tensor");
+                                         const std::optional<at::Tensor>& packed_t,
+                                         const at::Tensor& gain_hh, const at::Tensor& gain_c,
+                                         const at::Tensor& NH, const at::Tensor& S,
+                                         const at::Tensor& C, const at::Tensor& NC,
+                                         const at::Tensor& TC, const at::Tensor& RH,
+                                         const at::Tensor& RC, bool norm) {
+  for (auto* p : {&g_hs, &g_cT, &weight_hh, &S, &C, &TC}) check(*p, S, "tensor");
+  if (norm)
+    for (auto* p : {&gain_hh, &gain_c, &NH, &NC, &RH, &RC}) check(*p, S, "tensor");
   auto dX = at::empty_like(S);
-  auto dA = at::empty_like(S);
-  auto dYc = at::empty_like(TC);
+  auto dA = norm ? at::empty_like(S) : dX;
+  auto dYc = norm ? at::empty_like(TC) : at::empty({0}, TC.options());
   auto dc = at::empty_like(g_cT);
   AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "ln_lstm_backward", [&] {
-    backward_steps<scalar_t>(g_hs, g_cT, packed_t, weight_hh, gain_hh.data_ptr<scalar_t>(),
-                             gain_c.data_ptr<scalar_t>(), NH, S, C, NC, TC, RH, RC, dX, dA, dYc,
-                             dc);
+    backward_steps<scalar_t>(g_hs, g_cT, packed_t, weight_hh, ptr_if<scalar_t>(norm, gain_hh),
+                             ptr_if<scalar_t>(norm, gain_c), NH, S, C, NC, TC, RH, RC, dX, dA,
+                             dYc, dc);
   });
   return {dX, dA, dYc, dc};
 }
@@ -303,12 +374,11 @@ std::vector<at::Tensor> ln_lstm_backward(const at::Tensor& g_hs, const at::Tenso
 }  // namespace
 
 TORCH_LIBRARY(lnrepro, m) {
-  m.def("ln_lstm_forward(Tensor xin, Tensor weight_hh, Tensor? packed, Tensor gain_hh, Tensor gain_c, "
-        "Tensor bias_c, Tensor h0, Tensor c0, float eps) -> Tensor[]");
+  m.def("ln_lstm_forward(Tensor xin, Tensor weight_hh, Tensor? packed, Tensor gain_hh, "
+        "Tensor gain_c, Tensor bias_c, Tensor h0, Tensor c0, float eps, bool norm) -> Tensor[]");
   m.def("ln_lstm_backward(Tensor g_hs, Tensor g_cT, Tensor weight_hh, Tensor? packed_t, "
-        "Tensor gain_hh, "
-        "Tensor gain_c, Tensor NH, Tensor S, Tensor C, Tensor NC, Tensor TC, Tensor RH, "
-        "Tensor RC) -> Tensor[]");
+        "Tensor gain_hh, Tensor gain_c, Tensor NH, Tensor S, Tensor C, Tensor NC, Tensor TC, "
+        "Tensor RH, Tensor RC, bool norm) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(lnrepro, CompositeExplicitAutograd, m) {
