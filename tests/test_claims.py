@@ -20,6 +20,7 @@ from helpers import ROOT, load_script
 from scipy import stats
 
 from lnrepro import claims as C
+from lnrepro.claims import sanity as S
 from lnrepro.claims.speed import auc as auc_of
 from lnrepro.runs import find_runs
 
@@ -404,24 +405,59 @@ def test_faster_without_curves_is_inconclusive(tmp_path):
     assert res.verdict == C.INCONCLUSIVE and res.reasons == ["no results/toy_curves.csv"]
 
 
-def test_lower_at_takes_the_first_evaluation_at_or_after(tmp_path):
+LOWER_AT = {
+    "check": "lower_at",
+    "metric": "train/nll",
+    "norms": ["ln", "bn"],
+    "at": 1,
+    "x": "epoch",
+    "log": True,
+}
+
+
+def lower_at_runs(epochs=(0.5, 0.9977, 1.496)) -> list[dict]:
+    """LN 0.1x and BN 0.3x at the second evaluation; at the third BN (0.01) is below LN (0.05)."""
     runs = []
-    for i in range(3):  # at epoch 1: LN 0.1x, BN 0.3x; later BN is lower
+    for i in range(3):
         for norm, early, late in (("ln", 0.10, 0.05), ("bn", 0.30, 0.01)):
-            pts = [(50, 0.5, 1.0), (100, 1.0, early + 0.01 * i), (150, 1.5, late)]
+            values = (1.0, early + 0.01 * i, late)
+            pts = [(50 * (k + 1), e, v) for k, (e, v) in enumerate(zip(epochs, values))]
             runs.append({"norm": norm, "seed": i + 1, "curve": {"train/nll": pts}})
-    claim = {
-        "check": "lower_at",
-        "metric": "train/nll",
-        "norms": ["ln", "bn"],
-        "at": 1,
-        "x": "epoch",
-        "log": True,
-    }
-    assert run_claim(tmp_path, claim, runs).verdict == C.SUPPORTED
-    assert run_claim(tmp_path, {**claim, "at": 1.2}, runs).verdict == C.CONTRADICTED
-    res = run_claim(tmp_path, {**claim, "at": 2}, runs)
-    assert res.verdict == C.INCONCLUSIVE and "no evaluation at epoch >= 2" in res.reasons[0]
+    return runs
+
+
+def test_lower_at_reads_the_evaluation_at_the_named_epoch(tmp_path):
+    res = run_claim(tmp_path, LOWER_AT, lower_at_runs((0.5, 1.0, 1.5)))
+    assert res.verdict == C.SUPPORTED
+    iv = C.welch_interval(*[[math.log(v + 0.01 * i) for i in range(3)] for v in (0.10, 0.30)])
+    assert res.interval.effect == pytest.approx(iv.effect)
+    assert res.measured.endswith(
+        "read at epoch 1: evaluated there (LN 1, LN 2, LN 3, BN 1, BN 2, BN 3)"
+    )
+
+
+def test_lower_at_interpolates_between_the_evaluations_around_it(tmp_path):
+    """Evaluations at epochs 0.9977 and 1.496 (Figure 6's grid at batch 128): epoch 1 is read
+    between them, close to the first; the old rule read epoch 1.496, where BN is lower."""
+    res = run_claim(tmp_path, LOWER_AT, lower_at_runs())
+    assert res.verdict == C.SUPPORTED, res.verdict_text()
+    w = (1 - 0.9977) / (1.496 - 0.9977)
+    ln = [0.10 + 0.01 * i + w * (0.05 - 0.10 - 0.01 * i) for i in range(3)]
+    bn = [0.30 + 0.01 * i + w * (0.01 - 0.30 - 0.01 * i) for i in range(3)]
+    iv = C.welch_interval([math.log(v) for v in ln], [math.log(v) for v in bn])
+    assert (res.interval.low, res.interval.high) == pytest.approx((iv.low, iv.high))
+    assert "interpolated between 0.9977 and 1.496" in res.measured
+    res = run_claim(tmp_path, {**LOWER_AT, "at": 1.49}, lower_at_runs())
+    assert res.verdict == C.CONTRADICTED  # near 1.496 BN is lower
+
+
+def test_lower_at_refuses_a_point_outside_the_evaluations(tmp_path):
+    for at in (2, 0.25):
+        res = run_claim(tmp_path, {**LOWER_AT, "at": at}, lower_at_runs())
+        assert res.verdict == C.INCONCLUSIVE and res.interval is None
+        assert res.reasons[0] == f"LN seed 1: epoch {at} outside its evaluations"
+    res = run_claim(tmp_path, {**LOWER_AT, "x": "step", "at": 125}, lower_at_runs())
+    assert res.verdict == C.SUPPORTED and "interpolated between 100 and 150" in res.measured
 
 
 @pytest.mark.parametrize(
@@ -640,3 +676,149 @@ def test_check_flag_catches_a_changed_result(tmp_path):
         w.writeheader()
         w.writerows(rows)
     assert main(["--check", "--root", str(tmp_path)]) == 1
+
+
+# ---- sanity gates ----------------------------------------------------------------------------
+PAIR = {"id": "p", "section": "s", "quote": "q", **FINAL_LOWER}
+
+
+def gated(tmp_path, runs, floors, claims=(PAIR,)):
+    """The toy figure's claims, its gate against `floors` ({metric: value}) and the gate row."""
+    spec = {**SPEC, "claims": list(claims)}
+    C.validate(spec, "toy.yaml")
+    data = write_results(tmp_path, runs)
+    rows = C.evaluate(spec, data)
+    g = S.gate(spec, data, {"toy": {m: (v, "a floor") for m, v in floors.items()}})
+    return rows, g, S.apply_gate(spec, rows, g)
+
+
+def test_an_arm_above_its_floor_makes_the_comparison_an_invalid_baseline(tmp_path):
+    """BN ends at 0.50 ± 0.01 against a floor of 0.49 (every seed stuck above it): LN's clear
+    win over it reads invalid baseline, never supported; the interval stays in the row."""
+    runs = finals({"ln": [0.10, 0.11, 0.12], "bn": [0.49, 0.50, 0.51]})
+    (row,), g, gate_row = gated(tmp_path, runs, {"test/err": 0.49})
+    assert row.verdict == S.INVALID and row.reasons == ["BN (batch_size 128) fails the sanity gate"]
+    assert row.interval.high < 0 and row.p_support < 0.025  # what it would have said
+    assert gate_row.verdict == S.FAILED and gate_row.claim["id"] == "toy_sanity"
+    (bn,) = [a for a in g.checks if a.norm == "bn"]
+    assert bn.stuck == 3 and not bn.passed  # 0.49 is not below the floor either
+    half = C.t_quantile(0.975, 2) * 0.01 / math.sqrt(3)  # one sample: mean - 0.49, t(2)
+    assert (bn.interval.effect, bn.interval.low, bn.interval.high) == pytest.approx(
+        (0.01, 0.01 - half, 0.01 + half)
+    )
+
+
+@pytest.mark.parametrize(
+    "bn, passes",
+    [
+        ([0.30, 0.31, 0.29], True),  # clearly below 0.49
+        ([0.20, 0.47, 0.55], False),  # mean 0.407 below, but its interval reaches above
+        ([0.10, 0.10, 0.11, 0.10, 0.50], True),  # one seed stuck: it counts, not decisive
+    ],
+)
+def test_the_gate_is_the_seed_mean_with_its_interval(tmp_path, bn, passes):
+    runs = finals({"ln": [0.10, 0.11, 0.12], "bn": bn})
+    (row,), g, gate_row = gated(tmp_path, runs, {"test/err": 0.49})
+    assert (row.verdict == S.INVALID) != passes
+    assert gate_row.verdict == (S.PASSED if passes else S.FAILED)
+    assert [a.stuck for a in g.checks if a.norm == "bn"] == [sum(v >= 0.49 for v in bn)]
+
+
+def test_without_a_floor_the_first_evaluation_is_paired_per_seed(tmp_path):
+    """No floors.csv row: each seed's final value against its own first evaluation."""
+    runs = []
+    for i, (first, last) in enumerate([(1.0, 0.5), (2.0, 0.6), (3.0, 2.9)]):
+        pts = [(0, 0.0, first), (100, 1.0, (first + last) / 2), (200, 2.0, last)]
+        runs.append(
+            {"norm": "bn", "seed": i + 1, "final": {"test/err": last}, "curve": {"test/err": pts}}
+        )
+        runs.append(
+            {"norm": "ln", "seed": i + 1, "final": {"test/err": 0.1}, "curve": {"test/err": pts}}
+        )
+    _, g, _ = gated(tmp_path, runs, {})
+    (bn,) = [a for a in g.checks if a.norm == "bn"]
+    diffs = [0.5 - 1.0, 0.6 - 2.0, 2.9 - 3.0]
+    assert bn.interval.effect == pytest.approx(statistics.fmean(diffs))
+    assert bn.interval.df == 2 and "its first evaluation (step 0; mean 2)" in bn.floor
+    # unpaired, 2.9 would sit above the mean first value, 2: the pairing matters
+    assert bn.interval.high == pytest.approx(
+        statistics.fmean(diffs) + C.t_quantile(0.975, 2) * statistics.stdev(diffs) / math.sqrt(3)
+    )
+
+
+def test_a_curve_with_only_its_final_evaluation_gives_no_floor(tmp_path):
+    runs = [
+        {
+            "norm": n,
+            "seed": i + 1,
+            "final": {"test/err": 0.2},
+            "curve": {"test/err": [(200, 2.0, 0.2)]},
+        }
+        for n in ("ln", "bn")
+        for i in range(3)
+    ]
+    (row,), g, gate_row = gated(tmp_path, runs, {})
+    assert g.checks == [] and gate_row.verdict == C.NOT_TESTABLE and row.verdict != S.INVALID
+
+
+def test_the_gate_of_a_higher_is_better_metric_looks_up(tmp_path):
+    claim = {"id": "h", "section": "s", "quote": "q", "check": "final_higher", "metric": "test/acc",
+             "norms": ["ln", "bn"]}  # fmt: skip
+    runs = finals({"ln": [0.9, 0.91, 0.92], "bn": [0.5, 0.52, 0.51]}, metric="test/acc")
+    (row,), g, _ = gated(tmp_path, runs, {"test/acc": 0.6}, [claim])
+    assert row.verdict == S.INVALID and [a.passed for a in g.checks] == [True, False]
+    (row,), g, _ = gated(tmp_path, runs, {"test/acc": 0.4}, [claim])
+    assert row.verdict == C.SUPPORTED and all(a.passed for a in g.checks)
+
+
+def test_every_arm_of_a_robust_claim_is_gated(tmp_path):
+    claim = {"id": "r", "section": "s", "quote": "q", "check": "robust", "metric": "test/err",
+             "norms": ["ln", "bn"], "between": {"data.batch_size": [128, 4]}}  # fmt: skip
+    assert S.arms({**SPEC, "claims": [claim]}) == [
+        ("ln", {"data.batch_size": 128}, "test/err", False),
+        ("ln", {"data.batch_size": 4}, "test/err", False),
+        ("bn", {"data.batch_size": 128}, "test/err", False),
+        ("bn", {"data.batch_size": 4}, "test/err", False),
+    ]
+    runs = finals({"ln": [0.019, 0.020, 0.021], "bn": [0.014, 0.015, 0.016]}, bs=128)
+    runs += finals({"ln": [0.02, 0.021, 0.022], "bn": [0.6, 0.6, 0.61]}, bs=4)
+    (row,), _, _ = gated(tmp_path, runs, {"test/err": 0.5}, [claim])
+    assert row.verdict == S.INVALID and "BN (batch_size 4)" in row.reasons[0]
+
+
+def test_a_row_with_an_invalid_baseline_is_never_rejected_by_holm():
+    def row(i, p, verdict):
+        r = C.Result("toy", {"id": i, "check": "final_lower"}, "t", verdict=verdict)
+        r.p_support, r.p_contradict = p, 1 - p
+        return r
+
+    rows = [row("a", 1e-6, S.INVALID), row("b", 0.02, C.SUPPORTED)]
+    C.apply_holm(rows, ["a", "b"], confirmatory={"a", "b"})
+    assert [r.holm for r in rows] == [S.INVALID, C.INCONCLUSIVE]  # a counts: 0.02 > 0.025 / 2
+    C.apply_holm(rows[1:], ["b"], confirmatory={"b"})
+    assert rows[1].holm == C.SUPPORTED
+
+
+def test_a_claim_level_direction_only_for_a_metric_the_figure_does_not_list():
+    base = {"id": "c", "section": "s", "quote": "q", "check": "final_higher", "norms": ["ln", "bn"]}
+    C.validate({**SPEC, "claims": [{**base, "metric": "x/rho", "higher_is_better": True}]}, "t")
+    with pytest.raises(ValueError, match="use final_lower"):
+        C.validate({**SPEC, "claims": [{**base, "metric": "x/rho"}]}, "t")
+    with pytest.raises(ValueError, match="higher_is_better is the figure's"):
+        C.validate(
+            {**SPEC, "claims": [{**base, "metric": "test/acc", "higher_is_better": True}]}, "t"
+        )
+
+
+@pytest.mark.slow  # > 1 s: every figure's claims from results/
+def test_the_word_ptb_lstm_fails_its_gate_against_the_unigram():
+    """The committed word-PTB LSTM ends at a test perplexity of ~644, above the unigram model's
+    ~639: both word-PTB comparisons read invalid baseline, not supported."""
+    rep = C.build(ROOT)
+    rows = {r.claim["id"]: r for r in rep.results}
+    assert rows["lm_word_ln_beats_lstm"].verdict == S.INVALID
+    assert rows["lm_word_faster"].verdict == S.INVALID
+    assert rows["lm_ptb_word_sanity"].verdict == S.FAILED
+    (g,) = [g for g in rep.gates if g.figure == "lm_ptb_word"]
+    (bad,) = [a for a in g.checks if not a.passed]
+    assert (bad.norm, bad.metric) == ("none", "test/ppl") and "unigram" in bad.floor

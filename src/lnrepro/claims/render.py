@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lnrepro.claims.results import FigureData, load_figure
+from lnrepro.claims.sanity import INVALID, Gate, apply_gate, claim_arms, gate, load_floors
 from lnrepro.claims.specs import load_family, load_specs, make_targets
 from lnrepro.claims.stats import CONTRADICTED, INCONCLUSIVE, LEVEL, NOT_TESTABLE, SUPPORTED, holm
-from lnrepro.claims.tables import claims_csv, claims_table, runs_table, speed_table
+from lnrepro.claims.tables import claims_csv, claims_table, runs_table, sanity_table, speed_table
 from lnrepro.claims.verdicts import Result, evaluate
 
 FAMILY = "experiments/claims_family.txt"
@@ -32,6 +33,13 @@ SPEED = (
     "spec) is reported beside it and decides nothing."
 )
 
+SANITY = (
+    "Each gate in detail: every arm (a norm at a setting) that enters a comparison, on each "
+    "metric it is compared on, against its floor: the floor and where it comes from, the arm's "
+    "final values, how far the seed mean is below the floor (above, for a higher-is-better "
+    "metric) with its 95 % t interval, and the seeds that end at or past the floor."
+)
+
 
 @dataclass
 class Report:
@@ -41,6 +49,7 @@ class Report:
     targets: dict[str, str]
     notes: set[str] = field(default_factory=set)  # stems with a results/<stem>.md discussion
     family: list[str] = field(default_factory=list)  # claim ids registered for Holm
+    gates: list[Gate] = field(default_factory=list)  # one sanity gate per figure
 
 
 def build(root: Path) -> Report:
@@ -48,28 +57,36 @@ def build(root: Path) -> Report:
     targets, order = make_targets(root / "Makefile")
     specs = load_specs(root / "experiments", order)
     data = {s["name"]: load_figure(root / "results", s) for s in specs}
-    results = [r for s in specs for r in evaluate(s, data[s["name"]])]
+    floors = load_floors(root / "results" / "floors.csv")
+    results, gates = [], []
+    for s in specs:
+        rows, g = evaluate(s, data[s["name"]]), gate(s, data[s["name"]], floors)
+        results += [*rows, apply_gate(s, rows, g)]
+        gates.append(g)
     notes = {d.stem for d in data.values() if (root / "results" / f"{d.stem}.md").exists()}
     family = load_family(root / FAMILY, specs)
     apply_holm(results, family, confirmatory=set())
-    return Report(specs, data, results, targets, notes, family)
+    return Report(specs, data, results, targets, notes, family, gates)
 
 
 def apply_holm(results: list[Result], family: list[str], confirmatory: set[str]) -> None:
     """Mark the family's confirmatory rows and give each its Holm verdict: Holm at 0.025 per
     direction over their one-sided p values (for the claim, against it). `confirmatory`: the
     ids whose runs were registered before they ran and unseen before; none yet, as no run in
-    results/ was made after its spec was fixed (every row is exploratory)."""
+    results/ was made after its spec was fixed (every row is exploratory). A row with an
+    invalid baseline counts in the family but is never rejected."""
     rows = [r for r in results if r.claim["id"] in family and r.claim["id"] in confirmatory]
-    for_, against = holm([r.p_support for r in rows]), holm([r.p_contradict for r in rows])
-    for r, s, c in zip(rows, for_, against):
+    ok = [r.verdict != INVALID for r in rows]
+    for_ = holm([r.p_support if v else None for r, v in zip(rows, ok)])
+    against = holm([r.p_contradict if v else None for r, v in zip(rows, ok)])
+    for r, s, c, v in zip(rows, for_, against, ok):
         r.confirmatory = True
-        r.holm = SUPPORTED if s else CONTRADICTED if c else INCONCLUSIVE
+        r.holm = INVALID if not v else SUPPORTED if s else CONTRADICTED if c else INCONCLUSIVE
 
 
 def note(rep: Report) -> list[str]:
     """How verdicts are decided, the Holm family, and how many false ones to expect."""
-    tested = sum(r.verdict != NOT_TESTABLE for r in rep.results)
+    tested = sum(r.verdict != NOT_TESTABLE and r.claim["check"] != "sanity" for r in rep.results)
     confirmatory = sum(r.confirmatory for r in rep.results)
     rules = (
         "Verdicts are computed by `src/lnrepro/claims/`: **supported** when the 95 % "
@@ -111,7 +128,30 @@ def note(rep: Report) -> list[str]:
         f"{tested * (1 - LEVEL):.1f} false verdict(s) are expected by chance alone (about "
         f"one in 20 claims) among the exploratory verdicts."
     )
-    return [rules, "", p_text, "", family, "", chance]
+    return [rules, "", p_text, "", family, "", chance, "", *sanity_note(rep)]
+
+
+def sanity_note(rep: Report) -> list[str]:
+    """The gates in words, and every failing arm with its numbers."""
+    text = (
+        "Sanity gates (one row per figure, not claims of the paper, not in the Holm family): "
+        "every arm that enters a comparison must beat a trivial floor of each metric it is "
+        "compared on, its seed mean with a 95 % interval (results/floors.csv: the unigram "
+        "model of the PTB training text, a logistic-regression classifier on MNIST, the "
+        "reader's best floor; elsewhere the arm's own first evaluation, paired per seed). "
+        "Seeds stuck at the floor count in the mean. A comparison with an arm that fails its "
+        "gate reads **invalid baseline**, whatever its interval says."
+    )
+    failed = []
+    for spec, g in zip(rep.specs, rep.gates):
+        for key, arms in g.failing().items():
+            ids = [c["id"] for c in spec["claims"] if key in claim_arms(spec, c)]
+            failed += [
+                f"**{g.figure}: {'; '.join(a.text() for a in arms)}**: an invalid baseline for "
+                + (", ".join(f"`{i}`" for i in ids) or "no comparison")
+                + "."
+            ]
+    return [text + (" Failing arms:" if failed else " Every arm passes its gate."), "", *failed]
 
 
 def claims_md(rep: Report) -> str:
@@ -143,6 +183,12 @@ def claims_md(rep: Report) -> str:
         SPEED,
         "",
         *speed_table(rep.results),
+        "",
+        "## Sanity gates",
+        "",
+        SANITY,
+        "",
+        *sanity_table(rep.gates),
         "",
     ]
     return "\n".join(lines)

@@ -55,6 +55,12 @@ def higher_is_better(spec: dict, metric: str) -> bool:
     )
 
 
+def claim_higher(spec: dict, c: dict) -> bool:
+    """Whether claim `c`'s metric is higher-is-better: the figure's `metrics:` entry, or the
+    claim's own `higher_is_better: true` for a metric the figure does not plot (SICK rho)."""
+    return bool(c.get("higher_is_better")) or higher_is_better(spec, c.get("metric"))
+
+
 def describe(c: dict, spec: dict) -> str:
     """The claim as we test it, thresholds included, in words."""
     kind, m = c["check"], c.get("metric")
@@ -73,7 +79,7 @@ def describe(c: dict, spec: dict) -> str:
     if kind == "lower_at":
         return f"{m} at {c.get('x', 'epoch')} {c['at']}{at}: {a} < {b}"
     if kind == "faster":
-        reach = ">=" if higher_is_better(spec, m) else "<="
+        reach = ">=" if claim_higher(spec, c) else "<="
         return (
             f"updates until {m} {reach} {num(c['level'])} (fixed level){at}: "
             f"{a} / {b} < {c['max_ratio']}"
@@ -131,7 +137,12 @@ def validate(spec: dict, source: str) -> None:
             raise ValueError(f"{where}: settings must be {{key: [x, y]}}")
         if c["check"] == "lower_at" and c.get("x", "epoch") not in ("step", "epoch"):
             raise ValueError(f"{where}: x must be step or epoch")
-        higher = higher_is_better(spec, c.get("metric"))
+        listed = any(m.get("key") == c.get("metric") for m in spec.get("metrics") or [])
+        if "higher_is_better" in c and listed:
+            raise ValueError(
+                f"{where}: higher_is_better is the figure's (metrics:) for {c['metric']}"
+            )
+        higher = claim_higher(spec, c)
         if higher and c["check"] in LOWER_ONLY:
             raise ValueError(f"{where}: {c['metric']} is higher-is-better: use final_higher")
         if not higher and c["check"] == "final_higher":

@@ -9,7 +9,7 @@ import math
 from collections import Counter
 
 from lnrepro.claims.results import _float
-from lnrepro.claims.text import _cell, label, num
+from lnrepro.claims.text import _cell, label, num, summary
 from lnrepro.claims.verdicts import Result
 
 POWER_WANTED = 0.8  # a speed row whose power at its own spread is lower runs 5 seeds per arm
@@ -130,6 +130,41 @@ def speed_table(results: list[Result]) -> list[str]:
     return lines
 
 
+def sanity_table(gates) -> list[str]:
+    """One row per arm and metric of every figure's sanity gate."""
+    lines = [
+        (
+            "| figure | arm | metric | floor | we get: mean ± sd (n seeds) | beats the floor by "
+            "[95 % interval] | seeds not past the floor | gate |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for g in gates:
+        fig = g.figure
+        for a in g.checks:
+            iv = a.interval
+            by = (
+                "–"
+                if iv is None
+                else f"{num(-iv.effect, 3)} [{num(-iv.high, 3)}, {num(-iv.low, 3)}]"
+            )
+            cells = [
+                fig,
+                a.name(),
+                a.metric,
+                a.floor,
+                summary("", a.values).strip(),
+                by,
+                f"{a.stuck} of {len(a.values)}",
+                ("passes" if a.passed else "**fails**") + (f" ({a.reason})" if a.reason else ""),
+            ]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+            fig = ""
+        if not g.checks:
+            lines.append(f"| {fig} | – | – | – | – | – | – | no arm enters a testable comparison |")
+    return lines
+
+
 def claims_csv(results: list[Result]) -> str:
     """One row per claim; effect and interval as numbers (ratios already exponentiated)."""
     out = io.StringIO()
@@ -199,6 +234,7 @@ def _extra(r: Result) -> list[str]:
     """The CSV's p values, status, Holm verdict, level, power and AUC of one row."""
     g = lambda v: "" if v is None else f"{v:.4g}"
     status = "confirmatory" if r.confirmatory else "exploratory"
+    status = "gate" if r.claim["check"] == "sanity" else status
     s = r.speed or {}
     auc = ["", "", ""]
     if s.get("auc"):

@@ -10,7 +10,7 @@ import numpy as np
 
 from lnrepro.claims.results import FigureData, final_values, seed_curves
 from lnrepro.claims.simulate import log_spaced, power
-from lnrepro.claims.specs import describe, higher_is_better
+from lnrepro.claims.specs import claim_higher, describe
 from lnrepro.claims.speed import Crossings, auc, crossings, speed_test
 from lnrepro.claims.stats import (
     INCONCLUSIVE,
@@ -151,23 +151,46 @@ def check_robust(c: dict, data: FigureData, res: Result) -> Result:
     return compare_groups(res, groups, [1.0, -1.0, -1.0, 1.0], c.get("log", False), decide_lower)
 
 
+def value_at(points: list, col: int, at: float) -> tuple[float, str] | None:
+    """A curve's value at x = `at` (column `col` of its points: 0 step, 1 epoch): the
+    evaluation there, else linear between the evaluations around it; None outside the curve."""
+    xs = [p[col] for p in points]
+    for i, x in enumerate(xs):
+        if abs(x - at) <= 1e-9:
+            return points[i][2], "evaluated there"
+        if x > at:
+            if i == 0:
+                return None
+            x0, v0, v1 = xs[i - 1], points[i - 1][2], points[i][2]
+            w = (at - x0) / (x - x0)
+            return v0 + w * (v1 - v0), f"interpolated between {num(x0)} and {num(x)}"
+    return None
+
+
 def check_lower_at(c: dict, data: FigureData, res: Result) -> Result:
+    """A below B at x = `at` exactly: each seed's evaluation there, or its value interpolated
+    linearly between the evaluations around it; a seed whose curve does not cover `at` is
+    refused (named in the reasons). How each value was read is stated in the row."""
     if data.curves is None:
         return _no_curves(res, data)
     x, at = c.get("x", "epoch"), c["at"]
     col = 0 if x == "step" else 1
-    groups = {}
+    groups, how = {}, {}
     for n in c["norms"]:
         groups[n] = []
         for seed, points in seed_curves(
             data, n, c.get("where", {}), c["metric"], res.reasons
         ).items():
-            later = [p for p in points if p[col] >= at - 1e-9]
-            if later:
-                groups[n].append(later[0][2])
-            else:
-                res.reasons.append(f"{label(n)} seed {seed} has no evaluation at {x} >= {at}")
-    return compare_pair(c, res, groups, decide_lower)
+            got = value_at(points, col, at)
+            if got is None:
+                res.reasons.append(f"{label(n)} seed {seed}: {x} {at} outside its evaluations")
+                continue
+            groups[n].append(got[0])
+            how.setdefault(got[1], []).append(f"{label(n)} {seed}")
+    compare_pair(c, res, groups, decide_lower)
+    read = "; ".join(f"{k} ({', '.join(v)})" for k, v in how.items())
+    res.measured += f"; read at {x} {at}: {read}" if read else ""
+    return res
 
 
 def _arrays(points: list) -> tuple[list[int], list[float]]:
@@ -183,7 +206,7 @@ def check_faster(c: dict, data: FigureData, res: Result) -> Result:
         return _no_curves(res, data)
     where = c.get("where", {})
     curves = {n: seed_curves(data, n, where, c["metric"], res.reasons) for n in (a, b)}
-    higher = higher_is_better(data.spec, c["metric"])
+    higher = claim_higher(data.spec, c)
     level, threshold = c["level"], math.log(c["max_ratio"])
     cross = {n: [crossings(*_arrays(p), level, higher) for p in curves[n].values()] for n in curves}
     unusable = bool(res.reasons) or bool(too_few(curves))  # a run without a curve, n < 2
