@@ -21,7 +21,8 @@ export LNREPRO_DATA
 endif
 export HF_HUB_OFFLINE ?= 0
 # NORMS=ln,bn,none,wn,rms make figure6: other norms than the figure's own (ln, bn, none)
-FIG := $(strip $(PY) scripts/figure.py $(if $(NORMS),--norms $(NORMS),))
+# CONFIRM=1 make figure6: run and plot exactly the spec's confirmatory_seeds (scales.cpu)
+FIG := $(strip $(PY) scripts/figure.py $(if $(NORMS),--norms $(NORMS),) $(if $(CONFIRM),--confirmatory,))
 LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 
 .DEFAULT_GOAL := help
@@ -151,8 +152,12 @@ figures: venv ## redraw every figure from existing runs (no training), then `mak
 	$(PY) scripts/claims.py --readme
 	-$(PY) scripts/figure.py check  # lists the committed figures the code would not draw as they are
 
-claims: venv ## the paper's claims checked from results/ -> results/claims.md, claims.csv, README table
+claims: venv ## the paper's claims checked from results/ -> results/claims.md, claims.csv, README table, notes' generated blocks
 	$(PY) scripts/claims.py --readme
+
+.PHONY: claims-check
+claims-check: venv ## writes nothing; fails with one line per claims file, README block or notes block that results/ disagrees with
+	$(PY) scripts/claims.py --check
 
 .PHONY: sweep compare reproduce
 sweep: venv ## a sweep from configs/sweep/<SWEEP>.yaml -> outputs/sweeps/<SWEEP>/ (LAUNCHER=..., ARGS="key=value ...")

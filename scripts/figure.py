@@ -2,6 +2,7 @@
 
     python scripts/figure.py run  experiments/figure6_pi_mnist.yaml [--scale cpu] [--launcher parallel]
     python scripts/figure.py plot experiments/figure6_pi_mnist.yaml [--scale cpu]
+    python scripts/figure.py run|plot experiments/figure6_pi_mnist.yaml --confirmatory
 
 `run` launches the whole grid (norms x grid x seeds) as ONE Hydra multirun into
 outputs/figures/<name>/<scale>/<overrides>/ with resume=true, so running it again continues killed runs
@@ -10,6 +11,14 @@ writes results/<name>.png (with several seeds: the mean, and a band from the min
 over seeds, as the caption says), results/<name>.csv (every run, one row each) and
 results/<name>_curves.csv (every logged value of the figure's metrics: norm, seed, grid keys,
 step, epoch, metric, value), from which scripts/claims.py recomputes the paper's claims.
+Each row of results/<name>.csv carries its run's provenance (lnrepro.claims.provenance: commit,
+config hash, metrics.jsonl digest, start time, load average); `run` samples the 1-minute load
+average into <sweep folder>/loadavg.jsonl while the grid runs.
+
+`--confirmatory` runs (and plots) exactly the scale's `confirmatory_seeds` (e.g. [11, 12, 13]) for
+every norm of the grid except the extra curves of `seeds_by_norm`; without it, `run` and `plot`
+take the scale's `seeds` (and `seeds_by_norm`) only, so that the two sets never mix in one CSV
+(lnrepro.claims.confirm decides which claims the confirmatory CSV makes confirmatory).
 
 The PNG carries a fingerprint (`lnrepro-figure` text field) of what drew it: the plotting code
 of this file, the spec's plotting keys and the two CSVs written beside it. `check` recomputes
@@ -33,6 +42,9 @@ from pathlib import Path
 
 from lnrepro import REPO_ROOT as ROOT
 from lnrepro.artifacts import png_text, save_figure, write_csv
+from lnrepro.claims.confirm import confirmatory_norms
+from lnrepro.claims.provenance import COLUMNS as PROVENANCE
+from lnrepro.claims.provenance import LOAD_SAMPLES, read_load_samples, run_provenance
 from lnrepro.runs import COLORS, Run, fmt_value, load_spec, spec_runs, sweep_dir
 from lnrepro.trainer import hms
 
@@ -49,11 +61,16 @@ def run_order(run, grid_keys: list[str]) -> tuple:
     return (str(run.get("norm.kind")), *[str(run.get(k)) for k in grid_keys], run.get("seed") or 0)
 
 
-def multiruns(spec: dict, scale: str) -> list[tuple[list[str], list]]:
+def multiruns(spec: dict, scale: str, confirmatory: bool = False) -> list[tuple[list[str], list]]:
     """(norms, seeds) per multirun: the scale's `seeds` for every norm, except the norms that
     `seeds_by_norm` gives fewer or other seeds (e.g. Figure 5's BN, an extra curve with no claim:
-    `seeds_by_norm: {bn: [1]}`); norms sharing a seed list run as one multirun."""
+    `seeds_by_norm: {bn: [1]}`); norms sharing a seed list run as one multirun. `confirmatory`:
+    the scale's `confirmatory_seeds` for every norm but those extra curves, as one multirun."""
     sc = spec["scales"][scale]
+    if confirmatory:
+        if not sc.get("confirmatory_seeds"):
+            raise SystemExit(f"{spec['name']}: scales.{scale} has no confirmatory_seeds")
+        return [(confirmatory_norms(spec, scale), list(sc["confirmatory_seeds"]))]
     by_norm = sc.get("seeds_by_norm") or {}
     groups: dict[tuple, list[str]] = {}
     for norm in sc.get("norms", spec["norms"]):  # a scale may run fewer
@@ -61,12 +78,28 @@ def multiruns(spec: dict, scale: str) -> list[tuple[list[str], list]]:
     return [(norms, list(seeds)) for seeds, norms in groups.items()]
 
 
-def run(spec: dict, scale: str, launcher: str | None, extra: list[str]) -> int:
+def planned(spec: dict, scale: str, runs: list[Run], confirmatory: bool = False) -> list[Run]:
+    """The runs of `multiruns` (norm and seed) among `runs`: a plot never mixes the
+    exploratory seeds with the confirmatory ones."""
+    want = {
+        (n, int(s))
+        for norms, seeds in multiruns(spec, scale, confirmatory)
+        for n in norms
+        for s in seeds
+    }
+    return [r for r in runs if (r.get("norm.kind"), int(r.get("seed") or 0)) in want]
+
+
+def run(
+    spec: dict, scale: str, launcher: str | None, extra: list[str], confirmatory: bool = False
+) -> int:
     sc = spec["scales"][scale]
     grid_size = math.prod(len(v) for v in spec.get("grid", {}).values())
-    groups = multiruns(spec, scale)
+    groups = multiruns(spec, scale, confirmatory)
     watch = GridProgress(
-        sweep_dir(spec, scale), sum(len(n) * len(s) for n, s in groups) * grid_size
+        sweep_dir(spec, scale),
+        sum(len(n) * len(s) for n, s in groups) * grid_size,
+        sample_load=launcher != "slurm",  # slurm jobs run on other machines
     )
     for norms, seeds in groups:
         cmd = [
@@ -111,10 +144,28 @@ class GridProgress:
     (its summary.json says completed); runs finished before this call count as done already
     and do not enter the estimate, which is the mean wall time of the runs finished since."""
 
-    def __init__(self, root: Path, total: int):
+    LOAD_EVERY = 30.0  # seconds between two samples of the 1-minute load average
+
+    def __init__(self, root: Path, total: int, sample_load: bool = False):
         self.root, self.total, self.t0 = Path(root), total, time.monotonic()
         self.before = self._finished()
         self.seen = set(self.before)
+        self.sample_load, self.last_sample = sample_load and hasattr(os, "getloadavg"), -math.inf
+
+    def _sample_load(self) -> None:
+        """Appends {time, load1} to <root>/loadavg.jsonl every LOAD_EVERY seconds: the rows of
+        results/<figure>.csv give each run the mean of the samples taken while it ran."""
+        if not self.sample_load or time.monotonic() - self.last_sample < self.LOAD_EVERY:
+            return
+        self.last_sample = time.monotonic()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.root / LOAD_SAMPLES, "a") as f:
+                f.write(
+                    json.dumps({"time": round(time.time(), 1), "load1": os.getloadavg()[0]}) + "\n"
+                )
+        except OSError:  # a sample is a nicety: never stop the grid for it
+            self.sample_load = False
 
     def _finished(self) -> set[str]:
         done = set()
@@ -127,6 +178,7 @@ class GridProgress:
         return done
 
     def report(self) -> None:
+        self._sample_load()
         for name in sorted(self._finished() - self.seen):
             self.seen.add(name)
             elapsed = time.monotonic() - self.t0
@@ -140,13 +192,14 @@ class GridProgress:
             )
 
 
-def plot(spec: dict, scale: str, out_dir: Path) -> int:
+def plot(spec: dict, scale: str, out_dir: Path, confirmatory: bool = False) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     root, runs = spec_runs(spec, scale)
+    runs = planned(spec, scale, runs, confirmatory)
     if not runs:
         print(
             f"no runs under {root}: run `python scripts/figure.py run experiments/{spec['name']}.yaml` (or its "
@@ -306,9 +359,15 @@ def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
         "wall_time_s",
         "s_per_update",
     ]
-    header += [f"final_{k}" for k in keys] + [f"best_{k}" for k in keys] + ["run_dir"]
+    header += [f"final_{k}" for k in keys] + [f"best_{k}" for k in keys]
+    header += [*PROVENANCE, "run_dir"]
     rows = []
+    samples: dict[Path, list] = {}  # the load samples of a sweep folder, read once
     for r in sorted(runs, key=lambda r: run_order(r, grid_keys)):
+        folder = Path(r.path).parent
+        if folder not in samples:
+            samples[folder] = read_load_samples(folder / LOAD_SAMPLES)
+        prov = run_provenance(r, samples[folder])
         s = r.summary
         last = r.rows[-1] if r.rows else {}
         final = s.get("final") or {}
@@ -328,6 +387,7 @@ def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
             ]
             + [_num(final.get(k)) for k in keys]
             + [_num(best.get(k)) for k in keys]
+            + [prov[c] for c in PROVENANCE]
             + [os.path.relpath(r.path, ROOT)]
         )
     write_csv(path, header, rows)
@@ -403,6 +463,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--out", default=str(ROOT / "results"))
     p.add_argument("--norms", help="comma-separated norms for every scale, e.g. ln,bn,none,wn,rms")
+    p.add_argument(
+        "--confirmatory",
+        action="store_true",
+        help="run / plot exactly the scale's confirmatory_seeds (lnrepro.claims.confirm)",
+    )
     args, extra = p.parse_known_args(argv)
     if args.action == "check":
         stale = stale_figures(Path(args.out))
@@ -419,8 +484,8 @@ def main(argv=None) -> int:
     if args.scale not in spec["scales"]:
         p.error(f"--scale must be one of {sorted(spec['scales'])}")
     if args.action == "run":
-        return run(spec, args.scale, args.launcher, extra)
-    return plot(spec, args.scale, Path(args.out))
+        return run(spec, args.scale, args.launcher, extra, args.confirmatory)
+    return plot(spec, args.scale, Path(args.out), args.confirmatory)
 
 
 if __name__ == "__main__":
