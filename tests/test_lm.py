@@ -322,6 +322,41 @@ def test_state_is_carried_detached_and_reset(tiny_ptb, norm):
     assert reset.item() == pytest.approx(ref_reset.item(), abs=1e-5)
 
 
+def test_time_reduction_sum_is_zarembas_loss(tiny_ptb):
+    """ "sum": the segment's cross-entropy summed over its T steps and averaged over the B streams
+    (Zaremba et al. 2014), so its gradient is T times the per-symbol loss's; metrics stay per
+    symbol."""
+    d = ptb(tiny_ptb, "word", 2, 5, 2, verify=False)
+    seg = next(d.train_batches(0))
+    model = tiny_model(d)
+    mean_loss, m_mean = LanguageModel("ppl").training_step(model, seg)
+    sum_loss, m_sum = LanguageModel("ppl", time_reduction="sum").training_step(model, seg)
+    with torch.no_grad():
+        logits, _ = model(seg.x)
+        per_token = F.cross_entropy(logits.flatten(0, 1), seg.y.flatten(), reduction="none")
+    T, B = seg.y.shape
+    assert (T, B) == (5, 2)
+    assert sum_loss.item() == pytest.approx(per_token.sum().item() / B, rel=1e-6)
+    assert mean_loss.item() == pytest.approx(per_token.mean().item(), rel=1e-6)
+    assert m_sum["loss"].item() == pytest.approx(m_mean["loss"].item())
+    assert m_sum["ppl"].item() == pytest.approx(m_mean["ppl"].item())
+    with pytest.raises(ConfigError, match="task.time_reduction"):
+        LanguageModel("ppl", time_reduction="total")
+
+
+def test_word_ptb_configs_take_zarembas_loss_where_they_say_so(compose):
+    """The Zaremba-setup configs sum over the steps; the first CPU protocol (its committed
+    exploratory seeds) and its Adam variant keep the loss per word."""
+    want = {
+        "lm_ptb_word": "sum",
+        "lm_ptb_word_cpu": "sum",
+        "lm_ptb_word_cpu_compressed": "mean",
+        "lm_ptb_word_cpu_adam": "mean",
+    }
+    got = {e: compose([f"experiment={e}"]).task.time_reduction for e in want}
+    assert got == want
+
+
 @pytest.mark.slow  # > 1 s: thousands of characters step by step, three times
 def test_evaluate_is_exact_and_leaves_training_state(tiny_ptb):
     d = ptb(tiny_ptb, "char", 3, 6, eval_batch_size=2, verify=False)

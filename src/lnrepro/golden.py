@@ -102,7 +102,7 @@ CASES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
         ("ln", "bn", "none"),
     ),
     "lm_ptb_word": (
-        "lm_ptb_word_cpu",
+        "lm_ptb_word_cpu_compressed",
         [
             "data.eval_tokens=2000",
             "model.hidden_size=64",

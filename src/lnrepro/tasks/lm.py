@@ -11,6 +11,7 @@ from lnrepro.contracts import Task
 from lnrepro.errors import ConfigError
 
 UNITS = ("bpc", "ppl")
+TIME_REDUCTIONS = ("mean", "sum")
 
 
 class LanguageModel(Task):
@@ -29,15 +30,25 @@ class LanguageModel(Task):
 
     Args:
         unit: "bpc" | "ppl".
+        time_reduction: how the training loss reduces over a segment's T steps. "mean": the
+            cross-entropy per symbol. "sum": summed over the steps and averaged over the streams,
+            Zaremba et al.'s (2014) loss: their learning rate 1 and gradient clip 5 apply to it,
+            so with "mean" the same numbers take steps T times smaller (20 for their small
+            model, 35 for the medium one). Metrics are per symbol either way.
     """
 
     # cross-entropy averaged over the T x B tokens of a segment: every stream has T of them
     loss_reduction = "mean"
 
-    def __init__(self, unit: str = "bpc"):
+    def __init__(self, unit: str = "bpc", time_reduction: str = "mean"):
         if unit not in UNITS:
             raise ConfigError(f"task.unit must be one of {', '.join(UNITS)}, got {unit!r}")
-        self.unit = unit
+        if time_reduction not in TIME_REDUCTIONS:
+            raise ConfigError(
+                f"task.time_reduction must be one of {', '.join(TIME_REDUCTIONS)}, "
+                f"got {time_reduction!r}"
+            )
+        self.unit, self.time_reduction = unit, time_reduction
         self.state: tuple[torch.Tensor, torch.Tensor] | None = None  # (h, c) after the last segment
 
     def _metric(self, nats: torch.Tensor) -> torch.Tensor:
@@ -50,6 +61,8 @@ class LanguageModel(Task):
         self.state = tuple(s.detach() for s in state)  # truncated BPTT: no gradient across segments
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         nats = loss.detach()
+        if self.time_reduction == "sum":  # mean over T x B tokens, times T: sum over T, mean over B
+            loss = loss * y.shape[0]
         return loss, {"loss": nats, self.unit: self._metric(nats)}
 
     @torch.no_grad()
