@@ -87,7 +87,7 @@ class Git:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self._shown: dict[tuple, str | None] = {}
+        self._shown: dict[tuple, object] = {}
 
     def __call__(self, *args: str) -> str | None:
         try:
@@ -115,6 +115,12 @@ class Git:
         if (commit, path) not in self._shown:
             self._shown[(commit, path)] = self("show", f"{commit}:{path}")
         return self._shown[(commit, path)]
+
+    def spec(self, commit: str, path: str) -> dict:
+        """experiments/<figure>.yaml at `commit`, parsed ({} if absent or unreadable)."""
+        if ("spec", commit, path) not in self._shown:
+            self._shown[("spec", commit, path)] = _load(self.show(commit, path))
+        return self._shown[("spec", commit, path)]
 
     def descends(self, commit: str, ancestor: str) -> bool:
         out = self("merge-base", "--is-ancestor", ancestor, commit)
@@ -145,7 +151,7 @@ def registration(git: Git, spec_path: str, claim_id: str, current: str | None) -
     HEAD holds) back, in which the claim's canonical text is `current`; None if HEAD's is not."""
     reg = None
     for commit in git.history(spec_path):  # newest first
-        if current is None or canonical(_load(git.show(commit, spec_path)), claim_id) != current:
+        if current is None or canonical(git.spec(commit, spec_path), claim_id) != current:
             break
         reg = commit
     return reg
@@ -167,14 +173,14 @@ def claim_status(root: Path, spec: dict, claim: dict, git: Git | None = None) ->
     if reg is None:  # (a)
         return "(a) the claim's spec differs from every commit's (uncommitted change)"
     short = reg[:7]
-    spec_at_r = _load(git.show(reg, spec_path))
+    spec_at_r = git.spec(reg, spec_path)
     registered = registered_runs(spec_at_r, claim)
     if not registered:
         return f"(d) no confirmatory seeds registered at R={short}"
     grid_keys = list(spec.get("grid") or {})
     table = Path(root) / csv_path
-    rows = _rows(table.read_text()) if table.exists() else []
-    rows = [r for r in rows if _in_arms(_key(r, grid_keys), claim, grid_keys)]
+    every = _rows(table.read_text()) if table.exists() else []
+    rows = [r for r in every if _in_arms(_key(r, grid_keys), claim, grid_keys)]
     if not rows:
         return f"(d) no runs of its arms in {csv_path}"
     r_time = git.time(reg)
@@ -190,7 +196,7 @@ def claim_status(root: Path, spec: dict, claim: dict, git: Git | None = None) ->
             return f"(b) {name}: start time not recorded"
         if started <= r_time:
             return f"(b) {name}: started before R={short} was committed"
-    seen = _seen_earlier(git, csv_path, reg, rows, grid_keys)  # (c)
+    seen = _seen_earlier(git, csv_path, reg, rows, claim, grid_keys)  # (c)
     if seen:
         return f"(c) seed {', '.join(sorted(seen, key=int))} in an earlier {csv_path}"
     keys = {_key(r, grid_keys) for r in rows if r.get("status") in FINISHED}
@@ -205,22 +211,28 @@ def claim_status(root: Path, spec: dict, claim: dict, git: Git | None = None) ->
     return ""
 
 
-def _seen_earlier(git: Git, csv_path: str, reg: str, rows: list[dict], grid_keys) -> set[str]:
-    """Seeds of `rows` in an earlier committed version of the CSV: any version not descending
-    from R, or, after R, a row that is not the same run (another metrics digest)."""
+def _seen_earlier(
+    git: Git, csv_path: str, reg: str, rows: list[dict], claim: dict, grid_keys
+) -> set[str]:
+    """Seeds of `rows` (the claim's arms) in an earlier committed version of the CSV, in a row
+    of those arms: any version not descending from R; after R, a row that another run has
+    replaced (same norm, seed and grid point, another metrics digest). A registered run
+    committed after R and since dropped is (d)'s to name."""
     digest = {_key(r, grid_keys): r.get("metrics_sha256") for r in rows}
+    registered = registered_runs(git.spec(reg, f"experiments/{Path(csv_path).stem}.yaml"), claim)
     seeds = {str(r["seed"]) for r in rows}
     seen = set()
     for commit in git.history(csv_path):
         after = git.descends(commit, reg)
         for old in _rows(git.show(commit, csv_path)):
-            seed = str(old.get("seed"))
-            if seed not in seeds:
+            key = _key(old, grid_keys)
+            if str(old.get("seed")) not in seeds or not _in_arms(key, claim, grid_keys):
                 continue
-            same = digest.get(_key(old, grid_keys))
-            if after and same not in (None, "", NOT_RECORDED) and old.get("metrics_sha256") == same:
+            now = digest.get(key)
+            same = now not in (None, "", NOT_RECORDED) and old.get("metrics_sha256") == now
+            if after and key in registered and (same or key not in digest):
                 continue
-            seen.add(seed)
+            seen.add(str(old.get("seed")))
     return seen
 
 
@@ -236,3 +248,56 @@ def confirmatory(root: Path, specs: list[dict]) -> tuple[set[str], dict[str, str
             else:
                 ids.add(claim["id"])
     return ids, reasons
+
+
+RULE = (
+    "A row is **confirmatory** only when `make claims-check` computes it so "
+    "(`src/lnrepro/claims/confirm.py`): (a) its claim spec, with the protocol of its runs, is "
+    "byte-identical from a registration commit R to HEAD; (b) every run of its arms recorded a "
+    "commit that descends from R and started after R was committed; (c) none of their seeds is "
+    "in an earlier version of the figure's CSV in git history; (d) every run registered at R "
+    "(its confirmatory seeds x grid x the claim's norms) is in the CSV, finished, and no other "
+    "run is. Every other row is exploratory, for the first reason below."
+)
+
+
+def status_lines(results: list, reasons: dict[str, str]) -> list[str]:
+    """claims.md: each claim's status and, for an exploratory one, why."""
+    lines = [RULE, "", "| claim | status | why not confirmatory |", "|---|---|---|"]
+    for r in results:
+        cid = r.claim["id"]
+        if r.confirmatory or cid in reasons:
+            status = "confirmatory" if r.confirmatory else "exploratory"
+            lines.append(f"| {cid} | {status} | {reasons.get(cid, '–')} |")
+    return lines
+
+
+def readme_lines(results: list, reasons: dict[str, str]) -> list[str]:
+    """README: the confirmatory verdicts only, raw and Holm-adjusted (or that there are none);
+    the exploratory ones stay in results/claims.md."""
+    from lnrepro.claims.tables import claims_table  # (the tables import the verdicts)
+
+    rows = [r for r in results if r.confirmatory]
+    exploratory = sum(1 for r in results if r.claim["id"] in reasons and not r.confirmatory)
+    head = (
+        "**Confirmatory verdicts** (raw, and Holm-adjusted over the confirmatory rows of "
+        "`experiments/claims_family.txt`). " + RULE
+    )
+    if not rows:
+        return [
+            head,
+            "",
+            (
+                f"**None yet**: all {exploratory} claims are exploratory (their verdicts and "
+                "the reason each is not confirmatory: [results/claims.md](results/claims.md)). "
+                "The confirmatory seeds (`confirmatory_seeds` in each experiments/*.yaml) have "
+                "not run."
+            ),
+        ]
+    return [
+        head,
+        "",
+        *claims_table(rows),
+        "",
+        f"{exploratory} exploratory claims: [results/claims.md](results/claims.md).",
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lnrepro.claims.confirm import confirmatory, readme_lines, status_lines
 from lnrepro.claims.results import FigureData, load_figure
 from lnrepro.claims.sanity import INVALID, Gate, apply_gate, claim_arms, gate, load_floors
 from lnrepro.claims.specs import load_family, load_specs, make_targets
@@ -50,6 +51,7 @@ class Report:
     notes: set[str] = field(default_factory=set)  # stems with a results/<stem>.md discussion
     family: list[str] = field(default_factory=list)  # claim ids registered for Holm
     gates: list[Gate] = field(default_factory=list)  # one sanity gate per figure
+    exploratory: dict[str, str] = field(default_factory=dict)  # claim id -> why (confirm)
 
 
 def build(root: Path) -> Report:
@@ -65,8 +67,9 @@ def build(root: Path) -> Report:
         gates.append(g)
     notes = {d.stem for d in data.values() if (root / "results" / f"{d.stem}.md").exists()}
     family = load_family(root / FAMILY, specs)
-    apply_holm(results, family, confirmatory=set())
-    return Report(specs, data, results, targets, notes, family, gates)
+    confirmed, why = confirmatory(root, specs)  # computed from git history, never declared
+    apply_holm(results, family, confirmatory=confirmed)
+    return Report(specs, data, results, targets, notes, family, gates, why)
 
 
 def apply_holm(results: list[Result], family: list[str], confirmatory: set[str]) -> None:
@@ -190,6 +193,10 @@ def claims_md(rep: Report) -> str:
         "",
         *sanity_table(rep.gates),
         "",
+        "## Confirmatory or exploratory",
+        "",
+        *status_lines(rep.results, rep.exploratory),
+        "",
     ]
     return "\n".join(lines)
 
@@ -210,7 +217,7 @@ def readme_block(rep: Report) -> str:
         "",
         links,
         "",
-        *claims_table(rep.results),
+        *readme_lines(rep.results, rep.exploratory),
         "",
         *note(rep),
         END,
