@@ -278,7 +278,9 @@ def readme_lines(results: list, reasons: dict[str, str]) -> list[str]:
     from lnrepro.claims.tables import claims_table  # (the tables import the verdicts)
 
     rows = [r for r in results if r.confirmatory]
-    exploratory = sum(1 for r in results if r.claim["id"] in reasons and not r.confirmatory)
+    why = [reasons[r.claim["id"]] for r in results if r.claim["id"] in reasons]
+    untestable = sum(w == "not testable" for w in why)
+    exploratory = len(why) - untestable
     head = (
         "**Confirmatory verdicts** (raw, and Holm-adjusted over the confirmatory rows of "
         "`experiments/claims_family.txt`). " + RULE
@@ -288,8 +290,9 @@ def readme_lines(results: list, reasons: dict[str, str]) -> list[str]:
             head,
             "",
             (
-                f"**None yet**: all {exploratory} claims are exploratory (their verdicts and "
-                "the reason each is not confirmatory: [results/claims.md](results/claims.md)). "
+                f"**None yet**: all {exploratory} testable claims are exploratory ({untestable} "
+                "more are not testable at this scale; their verdicts and the reason each is not "
+                "confirmatory: [results/claims.md](results/claims.md)). "
                 "The confirmatory seeds (`confirmatory_seeds` in each experiments/*.yaml) have "
                 "not run."
             ),
