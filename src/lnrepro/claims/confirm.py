@@ -253,11 +253,13 @@ def confirmatory(root: Path, specs: list[dict]) -> tuple[set[str], dict[str, str
 RULE = (
     "A row is **confirmatory** only when `make claims-check` computes it so "
     "(`src/lnrepro/claims/confirm.py`): (a) its claim spec, with the protocol of its runs, is "
-    "byte-identical from a registration commit R to HEAD; (b) every run of its arms recorded a "
-    "commit that descends from R and started after R was committed; (c) none of their seeds is "
+    "identical as canonical YAML from a registration commit R to HEAD; (b) every run of its "
+    "arms recorded a commit that descends from R and started after R was committed; (c) none "
+    "of their seeds is "
     "in an earlier version of the figure's CSV in git history; (d) every run registered at R "
     "(its confirmatory seeds x grid x the claim's norms) is in the CSV, finished, and no other "
-    "run is. Every other row is exploratory, for the first reason below."
+    "run is. Every other row is exploratory; results/claims.md names the first condition it "
+    "fails."
 )
 
 
