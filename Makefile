@@ -32,6 +32,7 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo "  variables: SCALE=cpu|paper  LAUNCHER=parallel|basic|local_submitit|slurm  SWEEP=<configs/sweep name>"
 	@echo "             ARGS=\"<extra overrides (sweep) or options (compare)>\"  LNREPRO_DATA=<datasets>"
+	@echo "             CONFIRM=1 (a figure target: run and plot only its confirmatory_seeds)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
