@@ -121,11 +121,48 @@ def test_gradcheck():
 
     assert torch.autograd.gradcheck(f, (xin, w, g_hh, g_c, b_c, h0, c0))
 
+    b, b_hh = (torch.randn(4 * H, dtype=torch.float64, requires_grad=True) for _ in range(2))
+
+    def with_biases(*args):
+        hs, (_, c) = fused_lstm.ln_lstm_scan(*args[:7], 1e-5, *args[7:])
+        return hs, c
+
+    assert torch.autograd.gradcheck(with_biases, (xin, w, g_hh, g_c, b_c, h0, c0, b, b_hh))
+
     def plain(*args):
         hs, (_, c) = fused_lstm.lstm_scan(*args)
         return hs, c
 
     assert torch.autograd.gradcheck(plain, (xin, w, h0, c0))
+    assert torch.autograd.gradcheck(plain, (xin, w, h0, c0, b))
+
+
+def test_biases_in_the_kernel_round_as_the_separate_adds():
+    """bias and bias_hh added in the row pass give the numbers of ((xin + b) + b_hh) passed
+    as xin, bit for bit, outputs and gradients (the golden runs rely on it)."""
+    torch.manual_seed(5)
+    T, B, H = 6, 4, 16
+    base = [torch.randn(T, B, 4 * H), 0.3 * torch.randn(4 * H, H), torch.rand(4 * H) + 0.5]
+    base += [torch.rand(H) + 0.5, torch.randn(H), torch.randn(B, H), torch.randn(B, H)]
+    base += [torch.randn(4 * H), torch.randn(4 * H)]
+    w = torch.randn(T, B, H)
+
+    def run(inside: bool, plain: bool):
+        xin, W, g_hh, g_c, b_c, h0, c0, b, b_hh = (v.clone().requires_grad_() for v in base)
+        if plain:
+            args = (xin, W, h0, c0, b) if inside else (xin + b, W, h0, c0)
+            hs, (_, c) = fused_lstm.lstm_scan(*args)
+            wrt = [xin, W, h0, c0, b]
+        else:
+            ln = (W, g_hh, g_c, b_c, h0, c0, 1e-5)
+            args = (xin, *ln, b, b_hh) if inside else ((xin + b) + b_hh, *ln)
+            hs, (_, c) = fused_lstm.ln_lstm_scan(*args)
+            wrt = [xin, W, g_hh, g_c, b_c, h0, c0, b, b_hh]
+        return [hs, c, *torch.autograd.grad((hs * w).sum() + c.sum(), wrt)]
+
+    for plain in (False, True):
+        for a, b in zip(run(True, plain), run(False, plain)):
+            assert torch.equal(a, b)
 
 
 def test_float_nonlinearities_against_torch():

@@ -135,18 +135,20 @@ class Linear(torch.autograd.Function):
 
 
 class _LSTMScan(torch.autograd.Function):
-    """(xin (T, B, 4H), W_hh (4H, H), g_hh (4H,), g_c (H,), b_c (H,), h0, c0 (B, H), eps) ->
-    (hs (T, B, H), c_T (B, H)); see the module docstring. g_hh, g_c, b_c all None: the plain
-    LSTM (the kernel with its norms off)."""
+    """(xin (T, B, 4H), W_hh (4H, H), g_hh (4H,), g_c (H,), b_c (H,), h0, c0 (B, H), eps,
+    bias, bias_hh (4H,) or None) -> (hs (T, B, H), c_T (B, H)); see the module docstring.
+    g_hh, g_c, b_c all None: the plain LSTM (the kernel with its norms off). The gates' input
+    term is (xin + bias) + bias_hh, added in the kernel's row pass."""
 
     @staticmethod
-    def forward(ctx, xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps):
+    def forward(ctx, xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps, bias, bias_hh):
         B, norm = xin.shape[1], gain_hh is not None
         if not norm:
             gain_hh = gain_c = bias_c = xin.new_empty(0)
         hs, NH, S, C, NC, TC, RH, RC = torch.ops.lnrepro.ln_lstm_forward(
-            xin, weight_hh, _pack(weight_hh, B), gain_hh, gain_c, bias_c, h0, c0, eps, norm
-        )
+            xin, weight_hh, _pack(weight_hh, B), gain_hh, gain_c, bias_c, h0, c0, eps, norm,
+            bias, bias_hh,
+        )  # fmt: skip
         # intermediates too (allowed for first-order Functions): freed after the backward
         ctx.save_for_backward(weight_hh, gain_hh, gain_c, h0, hs, NH, S, C, NC, TC, RH, RC)
         ctx.norm = norm
@@ -177,7 +179,9 @@ class _LSTMScan(torch.autograd.Function):
         if need[6]:
             H = TC.shape[-1]
             d_c0 = dc * S[0, :, H : 2 * H]
-        return dX, d_w, d_gh, d_gc, d_bc, d_h0, d_c0, None
+        d_b = dX.sum((0, 1)) if need[8] or need[9] else None  # both biases: the same sum
+        d_bh = (d_b.clone() if need[8] else d_b) if need[9] else None
+        return dX, d_w, d_gh, d_gc, d_bc, d_h0, d_c0, None, d_b if need[8] else None, d_bh
 
 
 def applies(x: torch.Tensor, *params: torch.Tensor) -> bool:
@@ -193,27 +197,34 @@ def applies(x: torch.Tensor, *params: torch.Tensor) -> bool:
     )
 
 
-def ln_lstm_scan(xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps: float = 1e-5):
+def _scan(xin, weight_hh, gains, h0, c0, eps, bias, bias_hh):
+    if xin.dim() != 3 or xin.shape[0] < 1 or xin.shape[-1] % 4:
+        raise ValueError(f"xin must be (T >= 1, B, 4H), got {tuple(xin.shape)}")
+    if bias is None and bias_hh is not None:
+        bias, bias_hh = bias_hh, None
+    args = (xin, weight_hh, *gains, h0, c0, float(eps), bias, bias_hh)
+    hs, c_T = _LSTMScan.apply(*(a.contiguous() if torch.is_tensor(a) else a for a in args))
+    return hs, (hs[-1], c_T)
+
+
+def ln_lstm_scan(
+    xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps: float = 1e-5, bias=None, bias_hh=None
+):
     """The LN-LSTM (supplementary Eq. 20-22) over a whole sequence in one autograd Function.
 
-    xin (T, B, 4H): the input terms LN_ih(W_ih x_t) + b of all steps plus LN_hh's bias;
-    weight_hh (4H, H); gain_hh (4H,): LN_hh's gain; gain_c, bias_c (H,): LN_c's; h0, c0 (B, H);
-    eps: both norms' eps. Returns (hs (T, B, H), (h_T, c_T)) as `LSTMCell.scan`. Gradients flow
-    to every tensor argument; first-order only. Call only where `applies(...)`.
+    xin (T, B, 4H): the input terms LN_ih(W_ih x_t) of all steps; bias (4H,): b, bias_hh (4H,):
+    LN_hh's bias (constant over time), added to xin in the kernel as (xin + b) + bias_hh, or
+    (None) already in xin; weight_hh (4H, H); gain_hh (4H,): LN_hh's gain; gain_c, bias_c (H,):
+    LN_c's; h0, c0 (B, H); eps: both norms' eps. Returns (hs (T, B, H), (h_T, c_T)) as
+    `LSTMCell.scan`. Gradients flow to every tensor argument; first-order only. Call only where
+    `applies(...)`.
     """
-    if xin.dim() != 3 or xin.shape[0] < 1 or xin.shape[-1] % 4:
-        raise ValueError(f"xin must be (T >= 1, B, 4H), got {tuple(xin.shape)}")
-    args = (xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0)
-    hs, c_T = _LSTMScan.apply(*(a.contiguous() for a in args), float(eps))
-    return hs, (hs[-1], c_T)
+    return _scan(xin, weight_hh, (gain_hh, gain_c, bias_c), h0, c0, eps, bias, bias_hh)
 
 
-def lstm_scan(xin, weight_hh, h0, c0):
+def lstm_scan(xin, weight_hh, h0, c0, bias=None):
     """The plain LSTM over a whole sequence through the same kernel with its norms off:
-    gates_t = xin_t + h_{t-1} W_hh^T, c_t = sig(f) c_{t-1} + sig(i) tanh(g), h_t = sig(o)
-    tanh(c_t). xin (T, B, 4H): W_ih x_t + b of all steps; the rest as `ln_lstm_scan`."""
-    if xin.dim() != 3 or xin.shape[0] < 1 or xin.shape[-1] % 4:
-        raise ValueError(f"xin must be (T >= 1, B, 4H), got {tuple(xin.shape)}")
-    args = (xin, weight_hh, None, None, None, h0, c0)
-    hs, c_T = _LSTMScan.apply(*(a if a is None else a.contiguous() for a in args), 0.0)
-    return hs, (hs[-1], c_T)
+    gates_t = (xin_t + b) + h_{t-1} W_hh^T, c_t = sig(f) c_{t-1} + sig(i) tanh(g), h_t = sig(o)
+    tanh(c_t). xin (T, B, 4H): W_ih x_t of all steps; bias (4H,): b, or (None) already in
+    xin; the rest as `ln_lstm_scan`."""
+    return _scan(xin, weight_hh, (None, None, None), h0, c0, 0.0, bias, None)

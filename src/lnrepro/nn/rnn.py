@@ -262,10 +262,11 @@ class LSTMCell(nn.Module):
             params = (self.weight_hh, *gains, *state)
             if fused_lstm.applies(x, self.weight_ih, *params):
                 u = fused_lstm.Linear.apply(x, self.weight_ih)  # W_ih x_t, all steps (oneDNN)
+                # N_x(u); the kernel adds b and LN_hh's bias (constant over time) in its row pass
+                xin = apply_time_norm(self.norm_ih, u, t0)
                 if n_c is None:  # no norm: the plain cell
-                    return fused_lstm.lstm_scan(self.finish_input(u, t0), *params)
-                xin = self.finish_input(u, t0) + n_h.bias  # LN_hh's bias is constant over time
-                return fused_lstm.ln_lstm_scan(xin, *params, n_c.eps)
+                    return fused_lstm.lstm_scan(xin, *params, self.bias)
+                return fused_lstm.ln_lstm_scan(xin, *params, n_c.eps, self.bias, n_h.bias)
         if mask is None:
             return _scan(self._step, self.input_term(x, t0), self.weight_hh, state, t0)
         xin = apply_time_norm(self.norm_ih, F.linear(x, self.weight_ih), t0, mask, min_live)

@@ -117,12 +117,28 @@ at::Tensor linear_(const at::Tensor& x, const std::optional<at::Tensor>& packed,
   return stack[0].toTensor();
 }
 
+// the input term of a row with the caller's biases, ((x + b1) + b2) as the separate tensor adds
+// would round it, written to `out`; x itself where there are none
+template <typename T>
+inline const T* add_biases(const T* x, const T* b1, const T* b2, int64_t n, T* out) {
+  if (b1 == nullptr) return x;
+  if (b2 == nullptr) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) out[j] = x[j] + b1[j];
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) out[j] = (x[j] + b1[j]) + b2[j];
+  }
+  return out;
+}
+
 int64_t grain(int64_t row) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(row, 1)); }
 
 template <typename T>
 void forward_steps(const at::Tensor& xin, const std::optional<at::Tensor>& packed,
                    const at::Tensor& w_t, const T* g_hh, const T* g_c, const T* b_c,
-                   const at::Tensor& h0, double eps, at::Tensor& hs, at::Tensor& NH,
+                   const T* bias1, const T* bias2, const at::Tensor& h0, double eps, at::Tensor& hs,
+                   at::Tensor& NH,
                    at::Tensor& S, at::Tensor& C, at::Tensor& NC, at::Tensor& TC, at::Tensor& RH,
                    at::Tensor& RC) {
   const bool norm = g_hh != nullptr;  // off: the plain LSTM, no LN_hh, no LN_c
@@ -140,8 +156,8 @@ void forward_steps(const at::Tensor& xin, const std::optional<at::Tensor>& packe
       at::parallel_for(0, B, grain(N), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const T* a = a_ + b * N;
-          const T* x = x_ + b * N;
           T* s = s_ + b * N;
+          const T* x = add_biases(x_ + b * N, bias1, bias2, N, s);
 #pragma omp simd
           for (int64_t j = 0; j < 2 * H; ++j) s[j] = sigmoid_(x[j] + a[j]);
 #pragma omp simd
@@ -171,9 +187,9 @@ void forward_steps(const at::Tensor& xin, const std::optional<at::Tensor>& packe
     at::parallel_for(0, B, grain(N), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const T* a = a_ + b * N;
-        const T* x = x_ + b * N;
         T* nh = nh_ + b * N;
         T* s = s_ + b * N;
+        const T* x = add_biases(x_ + b * N, bias1, bias2, N, s);
         T mean, rstd;
         row_stats(a, N, eps, mean, rstd);
         rh_[b] = rstd;
@@ -323,11 +339,19 @@ std::vector<at::Tensor> ln_lstm_forward(const at::Tensor& xin, const at::Tensor&
                                         const std::optional<at::Tensor>& packed,
                                         const at::Tensor& gain_hh, const at::Tensor& gain_c,
                                         const at::Tensor& bias_c, const at::Tensor& h0,
-                                        const at::Tensor& c0, double eps, bool norm) {
+                                        const at::Tensor& c0, double eps, bool norm,
+                                        const std::optional<at::Tensor>& bias,
+                                        const std::optional<at::Tensor>& bias_hh) {
   TORCH_CHECK(xin.dim() == 3 && xin.size(2) % 4 == 0, "ln_lstm: xin must be (T, B, 4H)");
   for (auto* p : {&xin, &weight_hh, &h0, &c0}) check(*p, xin, "input");
   if (norm)
     for (auto* p : {&gain_hh, &gain_c, &bias_c}) check(*p, xin, "input");
+  TORCH_CHECK(bias.has_value() || !bias_hh.has_value(), "ln_lstm: bias_hh without bias");
+  for (const auto* p : {&bias, &bias_hh})
+    if (p->has_value()) {
+      check(**p, xin, "bias");
+      TORCH_CHECK((*p)->numel() == xin.size(2), "ln_lstm: a bias must have 4H elements");
+    }
   const int64_t steps = xin.size(0), B = xin.size(1), N = xin.size(2), H = N / 4;
   const int64_t k = norm ? 1 : 0;  // the LN intermediates: none without the norms
   auto hs = at::empty({steps, B, H}, xin.options());
@@ -342,8 +366,10 @@ std::vector<at::Tensor> ln_lstm_forward(const at::Tensor& xin, const at::Tensor&
   const auto w_t = weight_hh.t();
   AT_DISPATCH_FLOATING_TYPES(xin.scalar_type(), "ln_lstm_forward", [&] {
     forward_steps<scalar_t>(xin, packed, w_t, ptr_if<scalar_t>(norm, gain_hh),
-                            ptr_if<scalar_t>(norm, gain_c), ptr_if<scalar_t>(norm, bias_c), h0,
-                            eps, hs, NH, S, C, NC, TC, RH, RC);
+                            ptr_if<scalar_t>(norm, gain_c), ptr_if<scalar_t>(norm, bias_c),
+                            ptr_if<scalar_t>(bias.has_value(), bias.value_or(at::Tensor())),
+                            ptr_if<scalar_t>(bias_hh.has_value(), bias_hh.value_or(at::Tensor())),
+                            h0, eps, hs, NH, S, C, NC, TC, RH, RC);
   });
   return {hs, NH, S, C, NC, TC, RH, RC};
 }
@@ -375,7 +401,8 @@ std::vector<at::Tensor> ln_lstm_backward(const at::Tensor& g_hs, const at::Tenso
 
 TORCH_LIBRARY(lnrepro, m) {
   m.def("ln_lstm_forward(Tensor xin, Tensor weight_hh, Tensor? packed, Tensor gain_hh, "
-        "Tensor gain_c, Tensor bias_c, Tensor h0, Tensor c0, float eps, bool norm) -> Tensor[]");
+        "Tensor gain_c, Tensor bias_c, Tensor h0, Tensor c0, float eps, bool norm, Tensor? bias, "
+        "Tensor? bias_hh) -> Tensor[]");
   m.def("ln_lstm_backward(Tensor g_hs, Tensor g_cT, Tensor weight_hh, Tensor? packed_t, "
         "Tensor gain_hh, Tensor gain_c, Tensor NH, Tensor S, Tensor C, Tensor NC, Tensor TC, "
         "Tensor RH, Tensor RC, bool norm) -> Tensor[]");
