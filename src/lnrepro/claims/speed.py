@@ -56,19 +56,17 @@ class Crossings:
 def crossings(steps: np.ndarray, values: np.ndarray, level, higher: bool = False) -> Crossings:
     """Crossings of `level` by curves `values` (..., E) evaluated after `steps` (..., E) > 0
     updates (increasing); `higher`: the metric rises to the level (accuracies)."""
-    steps, values = np.broadcast_arrays(np.asarray(steps, float), np.asarray(values, float))
-    level = np.asarray(level, float)[..., None]
-    sign = -1.0 if higher else 1.0
-    reached = sign * values <= sign * level
+    steps, values = np.broadcast_arrays(np.asarray(steps), np.asarray(values))
+    level = np.asarray(level)[..., None]
+    reached = values >= level if higher else values <= level
     logt = np.log(steps)
     first = np.argmax(reached, axis=-1)[..., None]
     prev = np.maximum(first - 1, 0)
     pick = lambda a, i: np.take_along_axis(a, i, axis=-1)[..., 0]
     v0, v1 = pick(values, prev), pick(values, first)
     x0, x1 = pick(logt, prev), pick(logt, first)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(v0 != v1, (v0 - level[..., 0]) / (v0 - v1), 1.0)
-    x = x0 + np.clip(frac, 0.0, 1.0) * (x1 - x0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # first == 0: v0 == v1, x unused
+        x = x0 + (v0 - level[..., 0]) / (v0 - v1) * (x1 - x0)  # v0 not reached, v1 reached
     gap_first, gap_last = logt[..., 1] - logt[..., 0], logt[..., -1] - logt[..., -2]
     ever, at_first = reached.any(axis=-1), first[..., 0] == 0
     low = np.where(~ever, logt[..., -1], np.where(at_first, -np.inf, x))
@@ -122,13 +120,13 @@ def speed_test(a: Crossings, b: Crossings, threshold: float) -> SpeedTest:
         high < threshold, SUPPORTED, np.where(low > threshold, CONTRADICTED, INCONCLUSIVE)
     )
     effect = np.where(np.isfinite(ea), ea, ec)
-    return SpeedTest(effect, low, high, np.where(np.isfinite(ea), dfa, dfc), p_sup, p_con, verdict)
+    return SpeedTest(effect, low, high, dfa, p_sup, p_con, verdict)  # dfa == dfc: min(n) - 1
 
 
 def reached_by(steps, values, fraction: float = LEVEL_FRACTION, higher: bool = False) -> float:
     """The best value of one curve among its evaluations at or before `fraction` of its budget
     (its last step)."""
-    steps, values = np.asarray(steps, float), np.asarray(values, float)
+    steps, values = np.asarray(steps), np.asarray(values)
     early = values[steps <= fraction * steps[-1] + 1e-9]
     if early.size == 0:
         raise ValueError(f"no evaluation by {fraction:.0%} of the budget")
@@ -145,12 +143,11 @@ def level_rule(curves, fraction: float = LEVEL_FRACTION, higher: bool = False) -
 def auc(steps, values, span: tuple[float, float], log: bool = False) -> float:
     """The mean of the metric (of its log with `log`) over updates span[0]..span[1], the curve
     linear between evaluations; nan when the curve does not cover the span."""
-    steps, values = np.asarray(steps, float), np.asarray(values, float)
+    steps, values = np.asarray(steps), np.asarray(values)
     lo, hi = span
-    if steps[0] > lo + 1e-9 or steps[-1] < hi - 1e-9 or (log and (values <= 0).any()):
+    if not (steps[0] <= lo and steps[-1] >= hi) or (log and (values <= 0).any()):
         return float("nan")
     y = np.log(values) if log else values
-    inside = (steps > lo) & (steps < hi)
-    xs = np.concatenate([[lo], steps[inside], [hi]])
+    xs = np.union1d(np.clip(steps, lo, hi), span)  # the span's ends and the evaluations inside
     ys = np.interp(xs, steps, y)
     return float(np.sum((ys[1:] + ys[:-1]) / 2 * np.diff(xs)) / (hi - lo))

@@ -64,7 +64,9 @@ def decide_lower(iv: Interval, threshold: float = 0.0) -> str:
 
 def decide_higher(iv: Interval) -> str:
     """The claim is `effect > 0`."""
-    return decide_lower(Interval(-iv.effect, -iv.high, -iv.low, iv.df))
+    if iv.low > 0:
+        return SUPPORTED
+    return CONTRADICTED if iv.high < 0 else INCONCLUSIVE
 
 
 def decide_within(iv: Interval, margin: float) -> str:

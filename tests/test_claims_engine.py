@@ -1,0 +1,246 @@
+"""The claims engine's statistics and verdict rules, function by function, at their boundaries
+(src/lnrepro/claims/stats.py, speed.py, verdicts.py): what `make mutation` holds them to. Fast:
+no files beyond tmp_path, no simulation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from lnrepro import claims as C
+from lnrepro.claims import speed as C_speed
+from lnrepro.claims.stats import holm, p_values
+
+IV = C.Interval
+
+
+# ---- stats: the decisions at their boundaries --------------------------------------------------
+@pytest.mark.parametrize(
+    "low, high, verdict",
+    [(-2.0, -1.0, C.SUPPORTED), (-1.0, 0.0, C.INCONCLUSIVE), (0.0, 1.0, C.INCONCLUSIVE),
+     (1e-9, 1.0, C.CONTRADICTED), (-1.0, 1.0, C.INCONCLUSIVE)],
+)  # fmt: skip
+def test_decide_lower_is_strict_at_the_threshold(low, high, verdict):
+    assert C.decide_lower(IV(0.0, low, high, 3.0)) == verdict
+    assert C.decide_lower(IV(0.0, low + 2, high + 2, 3.0), threshold=2.0) == verdict
+
+
+@pytest.mark.parametrize(
+    "low, high, verdict",
+    [(1.0, 2.0, C.SUPPORTED), (0.0, 1.0, C.INCONCLUSIVE), (-1.0, 0.0, C.INCONCLUSIVE),
+     (-1.0, -1e-9, C.CONTRADICTED), (-1.0, 1.0, C.INCONCLUSIVE)],
+)  # fmt: skip
+def test_decide_higher_is_strict_at_zero(low, high, verdict):
+    assert C.decide_higher(IV(9.0, low, high, 3.0)) == verdict
+
+
+@pytest.mark.parametrize(
+    "low, high, verdict",
+    [(-0.5, 0.5, C.SUPPORTED), (-1.0, 0.5, C.INCONCLUSIVE), (-0.5, 1.0, C.INCONCLUSIVE),
+     (1.0, 2.0, C.CONTRADICTED), (-2.0, -1.0, C.CONTRADICTED), (0.99, 2.0, C.INCONCLUSIVE),
+     (-2.0, -0.99, C.INCONCLUSIVE), (-2.0, 2.0, C.INCONCLUSIVE)],
+)  # fmt: skip
+def test_decide_within_at_the_margins(low, high, verdict):
+    assert C.decide_within(IV(0.0, low, high, 3.0), margin=1.0) == verdict
+
+
+def test_linear_interval_scales_the_variance_by_the_squared_coefficient():
+    a, b = [1.0, 2.0, 4.0], [0.0, 1.0, 5.0, 6.0]
+    iv = C.linear_interval([a, b], [2.0, -0.5])
+    va, vb = 4 * np.var(a, ddof=1) / 3, 0.25 * np.var(b, ddof=1) / 4
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
+    half = C.t_quantile(0.975, df) * math.sqrt(va + vb)
+    assert iv.effect == pytest.approx(2 * np.mean(a) - 0.5 * np.mean(b))
+    assert (iv.df, iv.se) == pytest.approx((df, math.sqrt(va + vb)))
+    assert (iv.low, iv.high) == pytest.approx((iv.effect - half, iv.effect + half))
+
+
+# ---- stats: one-sided p values at each check's threshold ---------------------------------------
+def t_p(effect, se, df, thr, side):
+    z = (effect - thr) / se
+    return sps.t.cdf(z, df) if side == "below" else sps.t.sf(z, df)
+
+
+@pytest.mark.parametrize("effect", [-0.3, 0.2])
+def test_p_values_of_a_difference(effect):
+    iv = IV(effect, 0.0, 0.0, 4.0, 0.1)
+    lower = p_values({"check": "final_lower"}, iv)
+    assert lower == pytest.approx(
+        (t_p(effect, 0.1, 4, 0, "below"), t_p(effect, 0.1, 4, 0, "above"))
+    )
+    higher = p_values({"check": "final_higher"}, iv)
+    assert higher == pytest.approx(lower[::-1])
+
+
+def test_p_values_of_a_ratio_of_updates_are_at_log_max_ratio():
+    iv = IV(-0.2, 0.0, 0.0, 2.0, 0.1)
+    thr = math.log(0.67)
+    got = p_values({"check": "faster", "max_ratio": 0.67}, iv)
+    assert got == pytest.approx((t_p(-0.2, 0.1, 2, thr, "below"), t_p(-0.2, 0.1, 2, thr, "above")))
+
+
+@pytest.mark.parametrize("log, margin, m", [(True, 1.25, math.log(1.25)), (False, 0.3, 0.3)])
+@pytest.mark.parametrize("effect", [0.05, -0.1, 0.5])
+def test_p_values_of_comparable_take_the_larger_equivalence_p(log, margin, m, effect):
+    iv = IV(effect, 0.0, 0.0, 3.0, 0.08)
+    p_for = max(t_p(effect, 0.08, 3, -m, "above"), t_p(effect, 0.08, 3, m, "below"))
+    p_against = min(t_p(effect, 0.08, 3, m, "above"), t_p(effect, 0.08, 3, -m, "below"))
+    got = p_values({"check": "comparable", "margin": margin, "log": log}, iv)
+    assert got == pytest.approx((p_for, p_against))
+
+
+@pytest.mark.parametrize("se", [0.0, math.inf, math.nan])
+def test_no_p_value_without_a_finite_spread(se):
+    assert p_values({"check": "final_lower"}, IV(1.0, 1.0, 1.0, math.inf, se)) == (None, None)
+
+
+# ---- stats: Holm -------------------------------------------------------------------------------
+def test_holm_steps_down_from_the_smallest_p():
+    # m = 4, alpha 0.025: 0.001 <= 0.025/4, 0.008 <= 0.025/3, 0.0125 <= 0.025/2, 0.03 > 0.025
+    assert holm([0.03, 0.0125, 0.001, 0.008]) == [False, True, True, True]
+    assert holm([0.0125, 0.001, 0.0251]) == [True, True, False]  # 0.0125 <= 0.025/2: rejected
+    assert holm([0.00625, 0.0124]) == [True, True]
+    assert holm([0.013, 0.02, 0.0001]) == [False, False, True]  # stops at 0.013 > 0.025/2
+
+
+def test_holm_counts_missing_p_values_and_never_rejects_them():
+    assert holm([None, 0.02]) == [False, False]  # m = 2: 0.02 > 0.0125
+    assert holm([None, 0.01, None, 0.001]) == [False, False, False, True]  # 0.01 > 0.025/3
+    assert holm([0.001, None, None]) == [True, False, False]
+    assert holm([]) == [] and holm([0.025]) == [True] and holm([0.0251]) == [False]
+
+
+# ---- speed: crossings, the censoring rule, the level rule, the AUC -----------------------------
+STEPS = [100, 200, 300, 900]  # log gaps: log 2, log 1.5, log 3
+
+
+def test_a_crossing_is_interpolated_in_log_updates_with_the_grid_variance():
+    x = C_speed.crossings(STEPS, [1.0, 0.8, 0.4, 0.2], 0.5)
+    want = math.log(200) + 0.75 * math.log(1.5)  # (0.8 - 0.5) / (0.8 - 0.4) of the way
+    assert (float(x.low), float(x.high)) == pytest.approx((want, want))
+    assert float(x.grid_var) == pytest.approx(math.log(1.5) ** 2 / 12)
+    assert not x.left and not x.right
+    hit = C_speed.crossings(STEPS, [1.0, 0.8, 0.5, 0.2], 0.5)  # reaches it at an evaluation
+    assert float(hit.low) == pytest.approx(math.log(300))
+    up = C_speed.crossings(STEPS, [0.1, 0.2, 0.6, 0.8], 0.5, higher=True)
+    assert float(up.low) == pytest.approx(math.log(200) + 0.75 * math.log(1.5))
+    late = C_speed.crossings(STEPS, [1.0, 0.9, 0.8, 0.5], 0.5, higher=False)
+    assert float(late.high) == pytest.approx(math.log(900))
+    assert float(late.grid_var) == pytest.approx(math.log(3) ** 2 / 12)
+
+
+def test_censored_crossings_are_bounds_with_their_gaps_variance():
+    left = C_speed.crossings(STEPS, [0.4, 0.3, 0.2, 0.1], 0.5)
+    assert (float(left.low), float(left.high)) == (-math.inf, pytest.approx(math.log(100)))
+    assert float(left.grid_var) == pytest.approx(math.log(2) ** 2 / 12) and left.left
+    right = C_speed.crossings(STEPS, [1.0, 0.9, 0.8, 0.7], 0.5)
+    assert (float(right.low), float(right.high)) == (pytest.approx(math.log(900)), math.inf)
+    assert float(right.grid_var) == pytest.approx(math.log(3) ** 2 / 12) and right.right
+    both = C_speed.crossings(
+        STEPS, [[0.4, 0.3, 0.2, 0.1], [1.0, 0.9, 0.8, 0.7], [1.0, 0.8, 0.4, 0.2]], [0.5, 0.5, 0.5]
+    )
+    assert both.left.tolist() == [True, False, False]
+    assert both.right.tolist() == [False, True, False]
+    assert both.high.tolist() == pytest.approx(
+        [math.log(100), math.inf, math.log(200) + 0.75 * math.log(1.5)]
+    )
+
+
+def test_crossings_raise_no_warnings_at_censored_or_exact_first_values():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for first in (0.4, 0.5, 0.9):  # below, at, and (never reaching) above the level
+            C_speed.crossings(STEPS, [first, first, first, first], 0.5)
+
+
+def test_welch_logs_over_replications_uses_each_rows_grid_variance_and_hsu_df():
+    xa = np.array([[0.0, 0.1, 0.2], [1.0, 1.0, 1.0]])
+    va = np.array([[0.0, 0.0, 0.0], [0.3, 0.3, 0.6]])
+    xb = np.array([[0.0, 0.0, 0.0, 0.0]] * 2)
+    vb = np.array([[0.01, 0.01, 0.01, 0.01], [0.0, 0.0, 0.0, 0.0]])
+    effect, se, df = C_speed.welch_logs(xa, va, xb, vb)
+    assert effect.tolist() == pytest.approx([0.1, 1.0])
+    assert se.tolist() == pytest.approx([math.sqrt(0.01 / 3 + 0.01 / 4), math.sqrt(0.4 / 3)])
+    assert df.shape == (2,) and df.tolist() == [2.0, 2.0]
+
+
+def crossings_of(*logs):
+    x = np.array(logs, float)
+    return C_speed.Crossings(x, x.copy(), np.full(x.shape, 1e-6))
+
+
+@pytest.mark.parametrize("threshold", [0.0, math.log(0.67)])
+def test_speed_test_by_hand(threshold):
+    a, b = crossings_of(5.0, 5.2, 5.4), crossings_of(6.0, 6.1, 6.2)
+    t = C_speed.speed_test(a, b, threshold)
+    se = math.sqrt(0.04 / 3 + 0.01 / 3)
+    q = sps.t.ppf(0.975, 2)
+    assert float(t.effect) == pytest.approx(-0.9) and float(t.df) == 2
+    assert (float(t.low), float(t.high)) == pytest.approx((-0.9 - q * se, -0.9 + q * se))
+    assert float(t.p_support) == pytest.approx(sps.t.cdf((-0.9 - threshold) / se, 2))
+    assert float(t.p_contradict) == pytest.approx(sps.t.sf((-0.9 - threshold) / se, 2))
+    assert str(t.verdict) == (C.SUPPORTED if -0.9 + q * se < threshold else C.INCONCLUSIVE)
+    # at the interval's own ends the rule is strict: an end at the threshold decides nothing
+    assert str(C_speed.speed_test(a, b, float(t.high)).verdict) == C.INCONCLUSIVE
+    assert str(C_speed.speed_test(b, a, float(C_speed.speed_test(b, a, 0).low)).verdict) == (
+        C.INCONCLUSIVE
+    )
+
+
+def test_speed_test_censoring_takes_the_conservative_end_without_warnings():
+    import warnings
+
+    inf = math.inf
+    a = C_speed.Crossings(np.array([5.0, 5.1, 5.2]), np.array([5.0, 5.1, inf]), np.full(3, 1e-4))
+    b = crossings_of(4.0, 4.1, 4.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = C_speed.speed_test(a, b, 0.0)
+    assert float(t.high) == inf and float(t.p_support) == 1.0 and float(t.low) > 0
+    assert str(t.verdict) == C.CONTRADICTED and float(t.df) == 2
+    assert float(t.effect) == pytest.approx(1.0)  # the finite (fast) end when the slow is not
+    left = C_speed.Crossings(np.array([-inf] * 3), np.array([4.0] * 3), np.full(3, 1e-4))
+    t = C_speed.speed_test(left, crossings_of(6.0, 6.1, 6.2), 0.0)
+    assert float(t.low) == -inf and float(t.p_contradict) == 1.0 and str(t.verdict) == C.SUPPORTED
+
+
+def test_the_level_is_what_every_curve_reached_by_60_percent_of_its_budget():
+    steps = [1000, 2880, 2881, 4800]  # 0.6 * 4800 = 2880 (up to rounding): 2881 is later
+    assert C_speed.reached_by(steps, [0.9, 0.5, 0.1, 0.05]) == 0.5
+    assert C_speed.reached_by(steps, [0.1, 0.5, 0.9, 0.95], higher=True) == 0.5
+    assert C_speed.reached_by(steps, [0.9, 0.5, 0.1, 0.05], fraction=1.0) == 0.05
+    with pytest.raises(ValueError, match="no evaluation by 60% of the budget"):
+        C_speed.reached_by([3000, 4800], [0.5, 0.1])
+    s = [100, 200, 300, 400, 500]
+    curves = [(s, [0.9, 0.4, 0.1, 0.05, 0.01]), (s, [0.8, 0.6, 0.3, 0.2, 0.1])]
+    assert C_speed.level_rule(curves) == 0.3  # the worst of the bests by update 300: 0.1, 0.3
+    up = [(s, [1 - v for v in vs]) for s, vs in curves]
+    assert C_speed.level_rule(up, higher=True) == pytest.approx(0.7)
+    assert C_speed.level_rule(curves, fraction=1.0) == 0.1
+
+
+def test_auc_is_the_mean_of_the_curve_over_the_span():
+    steps, values = [0, 100, 200, 400], [4.0, 2.0, 1.0, 1.0]
+    # over [50, 300]: linear between evaluations: 3 at 50, 2 at 100, 1 at 200, 1 at 300
+    want = (2.5 * 50 + 1.5 * 100 + 1.0 * 100) / 250
+    assert C_speed.auc(steps, values, (50, 300)) == pytest.approx(want)
+    assert C_speed.auc(steps, values, (0, 400)) == pytest.approx((300 + 150 + 200) / 400)
+    y = np.log(values)
+    logs = ((y[0] + y[1]) / 2 * 100 + (y[1] + y[2]) / 2 * 100 + y[2] * 200) / 400
+    assert C_speed.auc(steps, values, (0, 400), log=True) == pytest.approx(logs)
+    assert C_speed.auc(steps, values, (100, 200)) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("span, values", [((0, 500), [4.0, 2, 1, 1]), ((-1, 400), [4.0, 2, 1, 1])])
+def test_auc_is_nan_when_the_curve_does_not_cover_the_span(span, values):
+    assert math.isnan(C_speed.auc([0, 100, 200, 400], values, span))
+
+
+def test_auc_of_the_log_is_nan_at_a_zero_value():
+    assert math.isnan(C_speed.auc([0, 100], [1.0, 0.0], (0, 100), log=True))
+    assert C_speed.auc([0, 100], [1.0, 0.0], (0, 100)) == 0.5
