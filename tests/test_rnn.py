@@ -797,6 +797,88 @@ def test_masked_seq_bn_matches_its_equation_with_shift_and_running_rows(unbiased
         assert bn.running_mean[:t0].eq(0).all() and bn.running_var[:t0].eq(1).all()
 
 
+def _borrowing_reference(bn, x, mask, t0, min_live):
+    """The same with too few live cases: a step with fewer than min(min_live, B) live cases
+    (other than a sequence's first, t0 = 0) is normalised with the statistics of the last step
+    that had enough, and its running row moves towards those borrowed statistics."""
+    mean0, var0 = bn.running_mean.clone(), bn.running_var.clone()
+    need, out, used = min(min_live, x.shape[1]), torch.zeros_like(x), None
+    for k in range(x.shape[0]):
+        live = x[k][mask[k]]
+        if live.shape[0] >= need or (t0 == 0 and k == 0):
+            n = live.shape[0]
+            mu = live.sum(0) / n
+            used = (mu, ((live - mu) ** 2).sum(0) / n, n)
+        mu, var, n = used
+        scale = torch.rsqrt((var * n / (n - 1) if bn.unbiased else var) + bn.eps) * bn.weight
+        out[k] = torch.where(mask[k][:, None], (x[k] - mu) * scale + bn.bias, out[k])
+        if t0 + k < bn.t_max:
+            m = bn.momentum
+            mean0[t0 + k] = (1 - m) * mean0[t0 + k] + m * mu
+            var0[t0 + k] = (1 - m) * var0[t0 + k] + m * var * n / (n - 1)
+    return out, mean0, var0
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_masked_seq_bn_borrows_the_last_step_with_enough_live_cases(unbiased):
+    """The reader's longest documents leave few live cases at the last steps: those steps use
+    the statistics of the last step with at least min_live (here 4) live cases, in one call over
+    the segment and step by step as a recurrence calls it (a step that is fully live takes the
+    fused path and is held for the next call); a step with exactly 2 live cases (min_live 2) is
+    normalised with its own unbiased variance."""
+    steps, batch, feats = 7, 6, 3
+    lengths = torch.tensor([7, 7, 5, 4, 3, 2])  # live cases per step: 6 6 5 4 3 2 2
+    mask = torch.arange(steps)[:, None] < lengths[None]
+    x = torch.randn(steps, batch, feats).double() * 2 + torch.arange(steps).double()[:, None, None]
+    x = torch.where(mask[..., None], x, torch.full((), 1e3).double())
+
+    def make():
+        return SeqBatchNorm(feats, t_max=6, momentum=0.3, unbiased=unbiased).double()
+
+    whole = randomize(make())
+    single = make()
+    single.load_state_dict(whole.state_dict())
+    out, mean, var = _borrowing_reference(whole, x, mask, 0, 4)
+    y = whole(x, 0, mask, 4)
+    torch.testing.assert_close(y[mask], out[mask])
+    torch.testing.assert_close(whole.running_mean, mean)
+    torch.testing.assert_close(whole.running_var, var)
+    ys = torch.stack([single(x[t], t, mask[t], 4) for t in range(steps)])
+    torch.testing.assert_close(ys[mask], out[mask])
+    torch.testing.assert_close(single.running_mean, mean)
+    torch.testing.assert_close(single.running_var, var)
+    # a later segment (t0 > 0) whose first step is short borrows from the one held before
+    whole(x[:3], 0, mask[:3], 4)
+    short = mask[3:].clone()
+    short[0, 3:] = False  # 3 live cases at step 3
+    out, _, _ = _borrowing_reference(
+        whole, torch.cat([x[2:3], x[3:]]), torch.cat([mask[2:3], short]), 2, 4
+    )
+    torch.testing.assert_close(whole(x[3:], 3, short, 4)[short], out[1:][short])
+    # a fully live single step (the fused path) is held and lends its statistics to a short one
+    lend = randomize(make())
+    few = torch.stack([mask[0], mask[4]])  # 6, then 3 live cases
+    out, mean, var = _borrowing_reference(lend, x[:2], few, 0, 4)
+    ys = torch.stack([lend(x[t], t, few[t], 4) for t in range(2)])
+    torch.testing.assert_close(ys[few], out[few])
+    torch.testing.assert_close(lend.running_mean, mean)
+    torch.testing.assert_close(lend.running_var, var)
+    # min_live 2: every step uses its own statistics, the last two over exactly 2 live cases
+    own = randomize(make())
+    out, mean, var = _live_reference(own, x, mask, 0)
+    torch.testing.assert_close(own(x, 0, mask, 2)[mask], out[mask])
+    torch.testing.assert_close(own.running_var, var)
+
+
+def test_masked_seq_bn_refuses_what_it_cannot_normalise():
+    bn = SeqBatchNorm(3, t_max=5).double()
+    x = torch.randn(4, 3).double()
+    with pytest.raises(ConfigError, match=">= 2 live cases at the first step"):
+        bn(x.unsqueeze(0), 0, torch.tensor([[True, False, False, False]]), 2)
+    with pytest.raises(ConfigError, match="no earlier step"):
+        SeqBatchNorm(3, t_max=5).double()(x, 3, torch.tensor([True, False, False, False]), 2)
+
+
 @pytest.fixture
 def one_process_sync(monkeypatch):
     """norm.sync's code path in one process: the all-reduce of the statistics is the identity,
