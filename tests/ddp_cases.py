@@ -9,20 +9,31 @@ reference; N processes at B/N must reproduce it.
 
 from __future__ import annotations
 
+import copy
 import os
+import typing
+from unittest import mock
 
+import hydra
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
 from lnrepro import distributed
-from lnrepro.data.common import TensorData
+from lnrepro.data.books import Triples
+from lnrepro.data.coco_features import Pairs
+from lnrepro.data.common import TensorData, shard_cases
 from lnrepro.data.ptb import TokenStreams
+from lnrepro.data.text import EOS_ID, PAD_ID, SPECIALS
 from lnrepro.models.lm import LSTMLM
 from lnrepro.models.mlp import MLP
+from lnrepro.models.order_embeddings import OrderEmbeddings
+from lnrepro.models.skip_thoughts import SkipThoughts
 from lnrepro.nn.norm import NormSpec
 from lnrepro.tasks.classification import Classification
 from lnrepro.tasks.lm import LanguageModel
+from lnrepro.tasks.order_embeddings import OrderEmbeddingsTask
+from lnrepro.tasks.skip_thoughts import SkipThoughtsTask
 
 B, STEPS = 16, 10
 # name -> (model, norm kind, norm.sync)
@@ -34,7 +45,16 @@ CASES = {
     "lstm_ln": ("lstm", "ln", False),
     "lstm_bn_sync": ("lstm", "bn", True),
     "lstm_bn": ("lstm", "bn", False),
+    # losses that communicate: a mean over the global batch's non-pad tokens (the count
+    # all-reduced), a ranking of every pair against the whole global batch (gathered)
+    "skip_thoughts": ("skip", "ln", False),
+    "order_embeddings": ("order", "ln", False),
 }
+V, L = 30, 7  # the text cases: vocabulary, longest sentence (with <eos>)
+# SGD's step size; the order-embedding loss sums 2 B (B - 1) hinge terms (Vendrov et al. 2016),
+# its gradients ~60 x the per-case means': at 0.1 the updates are so large that the float64
+# rounding of the first step (~1e-15 relative) grows ~5 x per update, past TOL by the 10th
+LR = {"order_embeddings": 0.002}
 
 
 class SummedClassification(Classification):
@@ -50,8 +70,38 @@ class SummedClassification(Classification):
         return loss, {"loss": loss.detach() / len(y)}
 
 
+class Batches:
+    """Fixed global batches (the same every epoch), cut by the default `shard_cases`."""
+
+    shard = staticmethod(shard_cases)
+
+    def __init__(self, batches):
+        self.batches, self.steps_per_epoch = batches, len(batches)
+
+    def train_batches(self, epoch: int, start: int = 0):
+        yield from self.batches[start:]
+
+
+def _sentences(g: torch.Generator) -> torch.Tensor:
+    """(B, L) random sentences of 2 .. L tokens, <eos> last, padded: the shares of a batch hold
+    different counts of tokens."""
+    ids = torch.randint(len(SPECIALS), V, (B, L), generator=g)
+    n = torch.randint(2, L + 1, (B,), generator=g)
+    ids[torch.arange(B), n - 1] = EOS_ID
+    return ids.masked_fill(torch.arange(L) >= n[:, None], PAD_ID)
+
+
 def _data(kind: str):
     g = torch.Generator().manual_seed(123)
+    if kind == "skip":
+        return Batches([Triples(_sentences(g), _sentences(g), _sentences(g)) for _ in range(STEPS)])
+    if kind == "order":
+        return Batches(
+            [
+                Pairs(_sentences(g), torch.rand(B, 10, generator=g, dtype=torch.float64))
+                for _ in range(STEPS)
+            ]
+        )
     if kind.startswith("mlp"):  # pi-MNIST style: (B, 12) vectors, 5 classes
         n = B * STEPS
         x = torch.randn(n, 12, generator=g, dtype=torch.float64) * 2 + 0.5
@@ -67,6 +117,11 @@ def _data(kind: str):
 
 def _model(kind: str, spec: NormSpec):
     torch.manual_seed(0)
+    if kind == "skip":
+        return SkipThoughts(V, emb_dim=8, hidden_size=12, norm=spec, t_max=L), SkipThoughtsTask()
+    if kind == "order":
+        model = OrderEmbeddings(V, dim_word=8, dim=12, dim_image=10, norm=spec, t_max=L)
+        return model, OrderEmbeddingsTask()
     if kind.startswith("mlp"):  # BN on the logits too (Sec. 6.6)
         task = SummedClassification() if kind == "mlp_sum" else Classification()
         return MLP(in_dim=12, hidden=(16, 16), out_dim=5, norm=spec), task
@@ -84,7 +139,7 @@ def train(case: str) -> dict:
         task, data, model = distributed.wrap(
             task, _data(kind), model, world, torch.device("cpu"), seed=0
         )
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        opt = torch.optim.SGD(model.parameters(), lr=LR.get(case, 0.1))
         model.train()
         losses, grads = [], None
         for i, batch in enumerate(data.train_batches(0)):
@@ -105,8 +160,7 @@ def train(case: str) -> dict:
         torch.set_default_dtype(torch.float32)
 
 
-def worker(rank: int, world_size: int, port: int, out: str) -> None:
-    """One of the spawned processes: every case, rank 0 saves the results."""
+def _join(rank: int, world_size: int, port: int) -> None:
     torch.set_num_threads(1)
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -116,9 +170,54 @@ def worker(rank: int, world_size: int, port: int, out: str) -> None:
         LOCAL_RANK=str(rank),
     )
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
+
+
+def worker(rank: int, world_size: int, port: int, out: str) -> None:
+    """One of the spawned processes: every case, rank 0 saves the results."""
+    _join(rank, world_size, port)
     try:
         results = {case: train(case) for case in CASES}
         if rank == 0:
             torch.save(results, out)
+    finally:
+        dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------- the experiments' own tasks
+def synthetic_loss(task, model, batch) -> float:
+    """The loss of a fresh copy of task (no state carried from the last batch) on batch, with
+    per-case losses: no dropout (`model.eval()` first), and DRAW's posterior noise at zero
+    (z = mu), since a batch draws its noise as a whole."""
+
+    def zeros(*size, generator=None, **kwargs):
+        return torch.zeros(*size, **kwargs)
+
+    with torch.no_grad(), mock.patch.object(torch, "randn", zeros):
+        return float(copy.deepcopy(task).training_step(model, batch)[0])
+
+
+def experiment_share(gpu_check, experiment: str, rank: int, size: int) -> float:
+    """The loss of `experiment`'s task on share `rank` of `size` of gpu_check's synthetic batch
+    (reduced widths, as the data module cuts it); inside a process group of `size` when one
+    runs (the losses that communicate)."""
+    cfg = gpu_check.compose(experiment, "ln")[1]
+    model, task, _, batch, _ = gpu_check.build(cfg, "cpu")
+    model.eval()
+    data_module = typing.get_type_hints(hydra.utils.get_object(cfg.data._target_))["return"]
+    return synthetic_loss(task, model, data_module.shard(batch, rank, size))
+
+
+def experiment_shares(rank: int, world_size: int, port: int, out: str, experiments) -> None:
+    """A spawned process: its share of each experiment's synthetic batch in a gloo group;
+    rank 0 saves {experiment: [loss of share 0, loss of share 1, ...]}."""
+    _join(rank, world_size, port)
+    try:
+        from helpers import load_script
+
+        gpu_check = load_script("gpu_check")
+        mine = {e: experiment_share(gpu_check, e, rank, world_size) for e in experiments}
+        every = distributed.all_gather_object(mine)
+        if rank == 0:
+            torch.save({e: [r[e] for r in every] for e in experiments}, out)
     finally:
         dist.destroy_process_group()

@@ -1,12 +1,12 @@
 """Several processes (torchrun, DDP) on the CPU with gloo: 2 processes at B/2 train as one
-process at B (LN; BN with norm.sync=true; a loss summed over the cases), BN without sync does
-not; every experiment's task declares how its loss reduces, and the declaration holds on a
+process at B (LN; BN with norm.sync=true; a loss summed over the cases; the losses that
+communicate: skip-thoughts, order embeddings), BN without sync does not; every experiment's
+task declares how its loss reduces (none is refused), and the declaration holds on a
 synthetic batch split over 2 processes; rank 0 alone writes the run folder; resume under DDP,
 and a resume with another world size refused in one line."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import socket
@@ -64,16 +64,30 @@ def equivalence(tmp_path_factory):
     print("\nDDP 2 x B/2 vs 1 x B (max abs diff):")
     for case, d in diffs.items():
         print(
-            f"  {case:14s} grads {d['grad']:.2e}  losses {d['loss']:.2e}  "
+            f"  {case:16s} grads {d['grad']:.2e}  losses {d['loss']:.2e}  "
             f"BN running stats {d['buffers']:.2e}"
         )
     return diffs
 
 
 @pytest.mark.slow  # spawns 2 gloo processes (~15 s)
-@pytest.mark.parametrize("case", ["mlp_ln", "mlp_ln_sum", "mlp_bn_sync", "lstm_ln", "lstm_bn_sync"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "mlp_ln",
+        "mlp_ln_sum",
+        "mlp_bn_sync",
+        "lstm_ln",
+        "lstm_bn_sync",
+        "skip_thoughts",
+        "order_embeddings",
+    ],
+)
 def test_two_processes_train_as_one(equivalence, case):
-    """First-step gradients and 10 losses of 2 x B/2 equal 1 x B within TOL (float64, SGD)."""
+    """First-step gradients and 10 losses of 2 x B/2 equal 1 x B within TOL (float64, SGD):
+    also for the losses that communicate (skip-thoughts' token mean, Kiros et al. 2015: the
+    count all-reduced; order embeddings' ranking against the whole batch, Vendrov et al. 2016:
+    the embeddings gathered with autograd)."""
     d = equivalence[case]
     assert d["grad"] < TOL and d["loss"] < TOL, d
     assert d["buffers"] < TOL, d  # synced BN: the same running averages too
@@ -170,34 +184,50 @@ def gpu_check():
     return load_script("gpu_check")
 
 
+@pytest.fixture(scope="module")
+def shares_in_a_group(gpu_check, tmp_path_factory):
+    """The experiments whose task's loss communicates (`loss_communicates`: a count or the
+    embeddings of every process), each share's loss computed by its own process of a 2-process
+    gloo group: {experiment: [share 0's loss, share 1's loss]}."""
+    torch.set_num_threads(1)
+    chosen = [
+        e
+        for e in EXPERIMENTS
+        if getattr(
+            hydra.utils.get_class(gpu_check.compose(e, "ln")[1].task._target_),
+            "loss_communicates",
+            False,
+        )
+    ]
+    out = tmp_path_factory.mktemp("ddp_shares") / "shares.pt"
+    args = (2, _free_port(), str(out), chosen)
+    mp.spawn(ddp_cases.experiment_shares, args=args, nprocs=2)
+    return torch.load(out)
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_task_declares_how_its_loss_reduces(gpu_check, experiment, monkeypatch):
+def test_every_task_declares_how_its_loss_reduces(gpu_check, experiment, request):
     """Each experiment's task, as Hydra composes it (reduced widths, a synthetic batch of 4
-    cases: gpu_check's `compose` and `build`), on a world of 2: a task whose loss is a mean
-    ("mean") or a sum ("sum") over the cases is accepted, and the mean (sum) of its losses on
-    the two shares, as the data module cuts them, is its loss on the whole batch; any other
-    task is refused in one line. The declaration is on the class, so a renamed class keeps it."""
+    cases: gpu_check's `compose` and `build`), on a world of 2: its loss is a mean ("mean") or
+    a sum ("sum") over the cases, accepted by `shard_task`, and the mean (sum) of its losses on
+    the two shares, as the data module cuts them, is its loss on the whole batch. No task is
+    refused. A task whose loss communicates (`loss_communicates`: skip-thoughts' global token
+    count, order embeddings' gathered embeddings) computes each share in its own process of a
+    real 2-process gloo group (`shares_in_a_group`); the others in this process. The
+    declaration is on the class, so a renamed class keeps it."""
     torch.set_num_threads(1)
     cfg = gpu_check.compose(experiment, "ln")[1]
     model, task, _, batch, _ = gpu_check.build(cfg, "cpu")
-    world = World(0, 2)
-    if task.loss_reduction not in distributed.REDUCTIONS:
-        with pytest.raises(ConfigError, match=f"loss of {type(task).__name__} is neither"):
-            distributed.shard_task(task, world)
-        return
-    assert isinstance(distributed.shard_task(task, world), distributed.ShardedTask)
-    data_module = typing.get_type_hints(hydra.utils.get_object(cfg.data._target_))["return"]
-    shard = data_module.shard  # the data module's own cut, called on its class
-    # per-case losses: no dropout, LN, and DRAW's posterior noise at zero (z = mu), since a
-    # batch draws its noise as a whole
+    assert task.loss_reduction in distributed.REDUCTIONS, type(task).__name__
+    assert isinstance(distributed.shard_task(task, World(0, 2)), distributed.ShardedTask)
     model.eval()
-    monkeypatch.setattr(torch, "randn", lambda *a, generator=None, **k: torch.zeros(*a, **k))
-
-    def loss(b) -> float:
-        with torch.no_grad():  # a fresh task: no state carried from the last batch
-            return float(copy.deepcopy(task).training_step(model, b)[0])
-
-    whole, shares = loss(batch), [loss(shard(batch, r, 2)) for r in range(2)]
+    whole = ddp_cases.synthetic_loss(task, model, batch)
+    if getattr(task, "loss_communicates", False):
+        shares = request.getfixturevalue("shares_in_a_group")[experiment]
+    else:
+        data_module = typing.get_type_hints(hydra.utils.get_object(cfg.data._target_))["return"]
+        shard = data_module.shard  # the data module's own cut, called on its class
+        shares = [ddp_cases.synthetic_loss(task, model, shard(batch, r, 2)) for r in range(2)]
     combined = sum(shares) / 2 if task.loss_reduction == "mean" else sum(shares)
     assert combined == pytest.approx(whole, rel=1e-5, abs=1e-6), (task.loss_reduction, shares)
 

@@ -16,8 +16,13 @@ data module and model on the processes:
 * Losses: the task declares how its loss combines its cases (`Task.loss_reduction`). A mean
   ("mean"): with equal shares DDP's gradient average, (1/N) sum_r grad mean_r, is the gradient
   of the mean over the global batch, as in one process. A sum ("sum"): the processes'
-  gradients are summed instead (`_sum_gradients`). Any other loss (a ranking within the
-  batch, a mean over a count that differs between shares) is refused in one line. The
+  gradients are summed instead (`_sum_gradients`). A loss that is neither per share is made
+  a sum by the task itself, inside the process group: a mean over a count that differs
+  between shares divides each share's sum by the global count (`sum_over_ranks`:
+  skip-thoughts), a loss that compares the cases of the batch with each other gathers every
+  process's embeddings with autograd and takes its own cases' terms against the whole global
+  batch (`all_gather_cases`: order embeddings); `Task.loss_communicates` says so. A task
+  that declares neither is refused in one line. The
   `batch/*` rows are the mean over processes of each process's values (`ShardedTask`): the
   global batch's values for per-case means.
 * Batch norm: by default each process normalises over its own B/N cases (that is the BN batch
@@ -205,6 +210,36 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """The differentiable all-reduce (sum) of x over the processes (x itself for one): what
     `torch.distributed.nn.functional.all_reduce` does (deprecated from torch 2.14 on)."""
     return _AllReduceSum.apply(x) if current().active else x
+
+
+def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """The sum of t over the processes (not differentiable; t itself for one process): e.g.
+    the global batch's count of something each process counts in its share."""
+    if current().active:
+        t = t.detach().clone()
+        dist.all_reduce(t)
+    return t
+
+
+def all_gather_cases(x: torch.Tensor) -> torch.Tensor:
+    """The processes' x (equal shares, as `rank_batch` makes them; cases along dim 0)
+    concatenated in rank order: the global batch's rows, differentiable (x itself for one
+    process). Each process puts its rows into zeros and `all_reduce_sum` adds them (exact: one
+    nonzero term per entry); the gradient of a process's own rows is then the sum over the
+    processes of the gradients of those rows, as every process's loss may use every row (a
+    loss that compares the cases of the batch with each other: order embeddings)."""
+    world = current()
+    if not world.active:
+        return x
+    parts = [x if r == world.rank else torch.zeros_like(x) for r in range(world.size)]
+    return all_reduce_sum(torch.cat(parts))
+
+
+def share_bounds(n: int) -> tuple[int, int]:
+    """[lo, hi): this process's rows of the global batch that `all_gather_cases` forms from
+    shares of n cases each (0, n for one process)."""
+    rank = current().rank
+    return rank * n, (rank + 1) * n
 
 
 def any_rank(flag: bool, device=None) -> bool:

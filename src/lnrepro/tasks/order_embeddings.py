@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import torch
 
+from lnrepro import distributed
 from lnrepro.contracts import Task
 from lnrepro.data.text import PAD_ID
 from lnrepro.errors import ConfigError
@@ -72,6 +73,28 @@ def contrastive_loss(errors: torch.Tensor, margin: float) -> torch.Tensor:
     contrastive_imgs = (margin - errors + pos[:, None]).clamp(min=0)
     off = ~torch.eye(errors.shape[0], dtype=torch.bool, device=errors.device)
     return (contrastive_caps + contrastive_imgs)[off].sum()
+
+
+def contrastive_loss_of_cases(
+    s: torch.Tensor, im: torch.Tensor, lo: int, hi: int, margin: float
+) -> torch.Tensor:
+    """The terms of `contrastive_loss` that belong to the pairs lo .. hi-1 of a batch of
+    captions s (B, D) and images im (B, D), pair k = (s_k, im_k): the contrastive captions of
+    image k (column k of the penalty matrix) and the contrastive images of caption k (row k).
+    Every term belongs to one pair, so the sums over a partition of 0 .. B-1 add up to
+    `contrastive_loss(order_violation(s, im), margin)`: under torchrun each process takes its
+    own pairs against the whole global batch (Vendrov et al. 2016: every other caption and
+    image of the batch is a contrastive term)."""
+    n = hi - lo
+    rows = order_violation(s[lo:hi], im)  # (n, B): captions lo..hi-1 x every image
+    cols = order_violation(s, im[lo:hi])  # (B, n): every caption x images lo..hi-1
+    k = torch.arange(n, device=s.device)
+    pos = rows[k, lo + k]  # E(i_k, s_k) of the own pairs
+    contrastive_imgs = (margin - rows + pos[:, None]).clamp(min=0)  # row k: images j != k
+    contrastive_caps = (margin - cols + pos[None, :]).clamp(min=0)  # column k: captions c != k
+    own = torch.zeros(n, s.shape[0], dtype=torch.bool, device=s.device)
+    own[k, lo + k] = True
+    return contrastive_imgs[~own].sum() + contrastive_caps[~own.t()].sum()
 
 
 def image_ranks(errors: torch.Tensor) -> torch.Tensor:
@@ -122,8 +145,11 @@ class OrderEmbeddingsTask(Task):
 
     higher_is_better = frozenset({f"{q}_r{k}" for q in ("cap", "img") for k in KS} | {"rsum"})
     # every caption of the batch is a contrastive term of every other image (Vendrov et al.
-    # Eq. 4): a share of the batch has other contrastive terms, so no per-case reduction
-    loss_reduction = None
+    # Eq. 4): under torchrun each process gathers every process's embeddings (with autograd)
+    # and sums the terms of its own pairs against the whole global batch
+    # (`contrastive_loss_of_cases`); the processes' losses, and gradients, sum to the batch's
+    loss_reduction = "sum"
+    loss_communicates = True  # the gather: its shares' losses add up inside a process group
 
     def __init__(self, margin: float = 0.05, encode_batch_size: int = 1000):
         if not margin > 0:
@@ -132,8 +158,16 @@ class OrderEmbeddingsTask(Task):
 
     def training_step(self, model, batch):
         s, im = model(batch.ids, batch.images)
-        loss = contrastive_loss(order_violation(s, im), self.margin)
-        return loss, {"loss": loss.detach()}
+        world = distributed.current()
+        if not world.active:  # one process: the whole batch's loss
+            loss = contrastive_loss(order_violation(s, im), self.margin)
+            return loss, {"loss": loss.detach()}
+        # torchrun: this process's pairs against the global batch; its `loss` metric times the
+        # world size, so the mean over the processes (distributed.ShardedTask) is the batch's
+        lo, hi = distributed.share_bounds(len(s))
+        s, im = distributed.all_gather_cases(s), distributed.all_gather_cases(im)
+        loss = contrastive_loss_of_cases(s, im, lo, hi, self.margin)
+        return loss, {"loss": loss.detach() * world.size}
 
     @torch.no_grad()
     def evaluate(self, model, batches) -> dict[str, float]:

@@ -8,6 +8,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
+from lnrepro import distributed
 from lnrepro.contracts import Task
 from lnrepro.data.text import PAD_ID
 from lnrepro.eval.senteval import (
@@ -28,6 +29,14 @@ def _nll(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") ->
     )
 
 
+def _share_of_mean(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """This process's share of the global batch's mean NLL per non-<pad> token: its summed NLL
+    over the non-<pad> tokens of all the processes (the count all-reduced, no gradient). The
+    shares sum to the mean over the global batch, and their gradients to its gradient."""
+    count = distributed.sum_over_ranks((target != PAD_ID).sum())
+    return _nll(logits, target, "sum") / count
+
+
 class SkipThoughtsTask(Task):
     """Loss = mean NLL per token of the previous sentence + that of the next sentence (nats),
     each over its non-<pad> targets (words and <eos>). Kiros et al. sum over words; the mean
@@ -43,9 +52,12 @@ class SkipThoughtsTask(Task):
     """
 
     higher_is_better = HIGHER_IS_BETTER
-    # a mean over the batch's non-<pad> tokens of each decoder: the shares hold different counts
-    # of them, so neither the mean nor the sum of the shares' losses is the batch's loss
-    loss_reduction = None
+    # a mean over the batch's non-<pad> tokens of each decoder, whose count differs between the
+    # shares of several processes: each process divides its share's summed NLL by the count of
+    # the whole global batch (an all-reduce, `_share_of_mean`), so the processes' losses, and
+    # their gradients, sum to the global batch's
+    loss_reduction = "sum"
+    loss_communicates = True  # the count: its shares' losses add up inside a process group
 
     def __init__(self, senteval: dict | None = None, verify: bool = True):
         self.senteval = dict(senteval) if senteval else None
@@ -54,9 +66,19 @@ class SkipThoughtsTask(Task):
 
     def training_step(self, model, batch):
         lp, ln = model(batch.prev, batch.cur, batch.nxt)
-        prev, nxt = _nll(lp, batch.prev), _nll(ln, batch.nxt)
+        world = distributed.current()
+        if not world.active:  # one process: the batch's means
+            prev, nxt = _nll(lp, batch.prev), _nll(ln, batch.nxt)
+            loss = prev + nxt
+            metrics = {"loss": loss, "prev_nll": prev, "next_nll": nxt}
+            return loss, {k: v.detach() for k, v in metrics.items()}
+        # torchrun: this process's shares of the global batch's means; its metrics times the
+        # world size, so their mean over the processes (distributed.ShardedTask) is the global
+        # batch's value
+        prev, nxt = _share_of_mean(lp, batch.prev), _share_of_mean(ln, batch.nxt)
         loss = prev + nxt
-        return loss, {"loss": loss.detach(), "prev_nll": prev.detach(), "next_nll": nxt.detach()}
+        metrics = {"loss": loss, "prev_nll": prev, "next_nll": nxt}
+        return loss, {k: v.detach() * world.size for k, v in metrics.items()}
 
     @torch.no_grad()
     def evaluate(self, model, batches) -> dict[str, float]:
