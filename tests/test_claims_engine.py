@@ -5,6 +5,7 @@ no files beyond tmp_path, no simulation."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -244,3 +245,92 @@ def test_auc_is_nan_when_the_curve_does_not_cover_the_span(span, values):
 def test_auc_of_the_log_is_nan_at_a_zero_value():
     assert math.isnan(C_speed.auc([0, 100], [1.0, 0.0], (0, 100), log=True))
     assert C_speed.auc([0, 100], [1.0, 0.0], (0, 100)) == 0.5
+
+
+# ---- verdicts: what each check reads, and how the row says it ----------------------------------
+from test_claims import LOWER_AT, finals, lower_at_runs, run_claim
+
+from lnrepro.claims.verdicts import value_at
+
+ROBUST = {"check": "robust", "metric": "test/err", "norms": ["ln", "bn"]}
+
+
+def test_robust_on_a_log_scale_reads_only_its_setting_and_says_so(tmp_path):
+    runs = finals({"ln": [0.02, 0.021, 0.019], "bn": [0.010, 0.011, 0.009]}, bs=128)
+    runs += finals({"ln": [0.03, 0.031, 0.029], "bn": [0.040, 0.041, 0.039]}, bs=4)
+    runs += [{"norm": "ln", "bs": 4, "seed": 9, "final": {"test/err": 9.0}, "status": "failed"}]
+    claim = {**ROBUST, "between": {"data.batch_size": [128, 4]}, "log": True}
+    res = run_claim(tmp_path, claim, runs)
+    logs = lambda vs: [math.log(v) for v in vs]
+    iv = C.linear_interval(
+        [logs([0.03, 0.031, 0.029]), logs([0.02, 0.021, 0.019]),
+         logs([0.040, 0.041, 0.039]), logs([0.010, 0.011, 0.009])],
+        [1.0, -1.0, -1.0, 1.0],
+    )  # fmt: skip
+    assert res.interval.effect == pytest.approx(iv.effect) and res.ratio
+    assert res.effect_name == "rise batch_size 128 -> 4 (ratio), LN / BN"
+    assert res.measured == (
+        "LN: 128: 0.02 ± 0.001 (n=3), 4: 0.03 ± 0.001 (n=3); "
+        "BN: 128: 0.01 ± 0.001 (n=3), 4: 0.04 ± 0.001 (n=3)"
+    )
+    assert res.verdict == C.SUPPORTED and res.verdict_text() == C.SUPPORTED
+    plain = run_claim(tmp_path, {**claim, "log": False}, runs)
+    assert plain.effect_name == "rise batch_size 128 -> 4, LN - BN" and not plain.ratio
+
+
+def test_setting_lower_reads_its_where_and_its_log(tmp_path):
+    spec_runs = []
+    for bs, shift in ((128, 0.0), (4, 5.0)):  # batch 4 must not be read
+        for i, (one, tenth) in enumerate([(0.10, 0.20), (0.11, 0.22), (0.09, 0.18)]):
+            spec_runs.append(
+                {"norm": "ln", "bs": bs, "seed": i + 1, "final": {"test/err": one + shift}}
+            )
+    claim = {
+        "check": "setting_lower",
+        "metric": "test/err",
+        "norms": ["ln"],
+        "settings": {"data.batch_size": [128, 4]},
+    }
+    res = run_claim(tmp_path, claim, spec_runs)
+    assert res.effect_name == "batch_size 128 - batch_size 4"
+    assert res.measured == "LN batch_size 128 0.1 ± 0.01 (n=3); LN batch_size 4 5.1 ± 0.01 (n=3)"
+    assert res.interval.effect == pytest.approx(-5.0) and not res.ratio
+    res = run_claim(tmp_path, {**claim, "log": True}, spec_runs)
+    assert res.ratio and res.interval.effect == pytest.approx(
+        statistics.fmean(math.log(v) for v in (0.10, 0.11, 0.09))
+        - statistics.fmean(math.log(v) for v in (5.10, 5.11, 5.09))
+    )
+
+
+def test_final_below_reads_its_where_and_names_the_bar(tmp_path):
+    runs = finals({"ln": [0.40, 0.41, 0.42]}, bs=128) + finals({"ln": [0.9, 0.9, 0.9]}, bs=4)
+    claim = {"check": "final_below", "metric": "test/err", "norms": ["ln"], "value": 0.5,
+             "where": {"data.batch_size": 128}}  # fmt: skip
+    res = run_claim(tmp_path, claim, runs)
+    assert res.measured == "LN 0.41 ± 0.01 (n=3)" and res.effect_name == "LN - 0.5"
+    assert res.interval.effect == pytest.approx(-0.09) and res.verdict == C.SUPPORTED
+
+
+def test_comparable_without_log_uses_the_margin_in_units(tmp_path):
+    runs = [{"norm": "none", "seed": i + 1, "spu": v} for i, v in enumerate([1.0, 1.01, 0.99])]
+    runs += [{"norm": "ln", "seed": i + 1, "spu": v} for i, v in enumerate([1.1, 1.11, 1.09])]
+    claim = {"check": "comparable", "metric": "s_per_update", "norms": ["ln", "none"]}
+    assert run_claim(tmp_path, {**claim, "margin": 0.2}, runs).verdict == C.SUPPORTED
+    assert run_claim(tmp_path, {**claim, "margin": 0.05}, runs).verdict == C.CONTRADICTED
+
+
+def test_lower_at_reads_epochs_unless_told_steps(tmp_path):
+    claim = {k: v for k, v in LOWER_AT.items() if k != "x"}
+    res = run_claim(tmp_path, claim, lower_at_runs((0.5, 1.0, 1.5)))
+    assert "; read at epoch 1: evaluated there" in res.measured and res.verdict == C.SUPPORTED
+    res = run_claim(tmp_path / "bare", claim, lower_at_runs(), curves=False)
+    assert res.reasons == ["no results/toy_curves.csv"] and res.figure == "toy"
+
+
+def test_value_at_the_tolerance_and_the_ends():
+    pts = [(0, 0.0, 5.0), (1, 1e-9, 7.0), (2, 1.0, 9.0)]
+    assert value_at(pts, 1, 0.0) == (5.0, "evaluated there")
+    assert value_at(pts[1:], 1, 0.0) == (7.0, "evaluated there")  # 1e-9 away: the same point
+    assert value_at(pts, 1, 0.5) == (pytest.approx(8.0), "interpolated between 1e-09 and 1")
+    assert value_at(pts, 1, 1.5) is None and value_at(pts[2:], 1, 0.5) is None
+    assert value_at(pts, 0, 1.5)[0] == pytest.approx(8.0)
