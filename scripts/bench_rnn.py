@@ -11,9 +11,10 @@ runs 3 repeats, records the 1-minute load average after each, and reports the me
 over the repeats (the ms column: the median over the repeats of the medians). On CPU with the
 default thread count; also on CUDA (torch = cuDNN) when available.
 
-"LSTM ln" is the fused path where it applies (lnrepro.nn.fused_lstm: the sequence as one
-autograd Function, C++ time loops, oneDNN GEMMs); "LSTM ln, step loop" is the same layer with
-`fused=False`, the autograd loop every other norm takes. Two "autograd loop" rows time the LN-LSTM equations written as a straightforward loop (input
+"LSTM ln" and "LSTM none" are the fused path where it applies (lnrepro.nn.fused_lstm: the
+sequence as one autograd Function, C++ time loops, oneDNN GEMMs; "none" is the same kernel with
+its norms off); "LSTM ln, step loop" is the LN layer with `fused=False`, the autograd loop every
+other norm takes. Two "autograd loop" rows time the LN-LSTM equations written as a straightforward loop (input
 projection batched, h @ W_hh.T per step, autograd for everything), stepping through time with
 xin[t] (what one usually writes) or with xin.unbind(0): they show what the layer's techniques
 (unbind, the deferred W_hh gradient) buy.
@@ -23,6 +24,10 @@ xin[t] (what one usually writes) or with xin.unbind(0): they show what the layer
 steps aside under the compiler). Each compiled module is built once and compiled by its first
 call, timed apart and reported as "first call" (tracing the 100-step loop forward and backward);
 the rounds time the compiled code only.
+
+results/bench_rnn.md keeps one section per CPU, headed by the CPU's name, torch's CPU capability
+(AVX2, AVX512, ...), the thread count and the date; a run writes or replaces only its own CPU's
+section (same name and capability) and keeps the others.
 
     python scripts/bench_rnn.py [--quick] [--compiled] [--repeats 3] [--out results/bench_rnn.md]
 """
@@ -160,6 +165,33 @@ def repeated(devices, warmup: int, rounds: int, repeats: int, compiled: bool = F
     return rows, loads, first
 
 
+TITLE = "# RNN layer speed: forward + backward per batch"
+
+
+def heading_key() -> str:
+    """The start of this CPU's section heading: the CPU's name and torch's CPU capability."""
+    return f"## {cpu_name()}, CPU capability {torch.backends.cpu.get_cpu_capability()},"
+
+
+def merge_section(old: str, section: str, key: str) -> str:
+    """`old` (the results file's text, or "") with the section whose heading starts with `key`
+    replaced by `section` (appended where there is none); every other section kept as it is."""
+    head, sections = old, []
+    if "\n## " in "\n" + old:
+        first = ("\n" + old).index("\n## ")
+        head = old[: max(first - 1, 0)] if first else ""
+        sections = ["## " + part for part in ("\n" + old)[first + 4 :].split("\n## ")]
+    head = head.strip() or TITLE
+    sections = [sec.strip() for sec in sections]
+    mine = [k for k, sec in enumerate(sections) if sec.startswith(key)]
+    if mine:
+        sections[mine[0]] = section.strip()
+        sections = [sec for k, sec in enumerate(sections) if k not in mine[1:]]
+    else:
+        sections.append(section.strip())
+    return "\n\n".join([head, *sections]) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 repeat of 1 warm-up + 3 timed rounds")
@@ -170,12 +202,14 @@ def main():
     warmup, rounds, repeats = (1, 3, 1) if args.quick else (2, 9, args.repeats)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows, loads, first = repeated(devices, warmup, rounds, repeats, args.compiled)
+    now = datetime.datetime.now().isoformat(timespec="seconds")
     lines = [
-        "# RNN layer speed: forward + backward per batch",
+        f"{heading_key()} {torch.get_num_threads()} threads, {now[:10]}",
         "",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"- date: {now}",
         f"- torch {torch.__version__}, CPU threads {torch.get_num_threads()} ({cpu_name()}, "
-        f"{os.cpu_count()} logical CPUs)"
+        f"{os.cpu_count()} logical CPUs, torch CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()})"
         + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ""),
         (
             f"- setup: seq {T}, batch {B}, input {I}, hidden {H}, 1 layer, float32, training mode, "
@@ -191,7 +225,8 @@ def main():
             "kernel, on CUDA cuDNN"
         ),
         (
-            f"- fused LN-LSTM (lnrepro.nn.fused_lstm) built: {fused_lstm.available()}; its "
+            f"- fused LSTM kernel (lnrepro.nn.fused_lstm: LSTM ln, LSTM none) built: "
+            f"{fused_lstm.available()}; its "
             f"GEMMs in oneDNN: {fused_lstm.onednn()}"
         ),
     ]
@@ -210,11 +245,12 @@ def main():
         f"| {d} | {name} | {ms:.1f} | {ratio:.2f} | {lo:.2f}-{hi:.2f} |"
         for d, name, ms, ratio, lo, hi in rows
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
+    section = "\n".join(lines) + "\n"
+    print(section)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"written to {args.out}")
+    old = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(merge_section(old, section, heading_key()))
+    print(f"written to {args.out} (this CPU's section; the others kept)")
 
 
 if __name__ == "__main__":
