@@ -1,17 +1,21 @@
-"""The LN-LSTM over a whole sequence as one autograd Function, its time loops in C++.
+"""The LN-LSTM, and the plain LSTM, over a whole sequence as one autograd Function, its time
+loops in C++.
 
 Supplementary Eq. 20-22 of Ba, Kiros & Hinton 2016, in torch's gate order [i; f; g; o]:
 
-    gates_t = xin_t + LN_hh(h_{t-1} W_hh^T)          xin_t = LN_ih(W_ih x_t) + b (the caller's)
+    gates_t = xin_t + LN_hh(h_{t-1} W_hh^T)          xin_t = LN_ih(W_ih x_t) + b
     c_t     = sig(f_t) * c_{t-1} + sig(i_t) * tanh(g_t)
     h_t     = sig(o_t) * tanh(LN_c(c_t))
 
 LN_hh: one LN over the 4H gate units of the recurrent product, gain `gain_hh` (its bias is
-constant over time: the caller adds it to xin); LN_c over the H cell units, gain `gain_c`, bias
+constant over time: added to xin with b); LN_c over the H cell units, gain `gain_c`, bias
 `bias_c`; both as `lnrepro.nn.norm.LayerNorm` (Eq. 3-5: per case, biased variance, eps inside
-the square root). The carried c_t is the raw one. `LSTMCell(norm="ln").scan`'s autograd loop
-computes the same numbers up to float rounding (tests/test_fused_lstm.py); this is its fast
-path on the CPU.
+the square root). The carried c_t is the raw one. With its norms off (`lstm_scan`, norm "none")
+the same kernel runs the plain LSTM: gates_t = xin_t + h_{t-1} W_hh^T, h_t = sig(o_t) tanh(c_t),
+xin_t = W_ih x_t + b. The biases (b, LN_hh's) are added in the kernel's row pass, rounded as
+the separate tensor adds would. `LSTMCell.scan`'s autograd loop computes the same numbers up to
+float rounding (tests/test_fused_lstm.py; the plain mode also against torch.nn.LSTM); this is
+its fast path on the CPU.
 
 Why C++ (csrc/ln_lstm.cpp): per step, the recurrent product is one GEMM and the rest of the
 step (two LNs, four nonlinearities, the cell update; in the backward the same by hand) is one
@@ -20,17 +24,22 @@ Python autograd Function with the same hand-written backward ran no faster than 
 loop). After the loops, in single batched calls: dW_hh = sum_t dA_t^T h_{t-1} as one GEMM, the
 LN gains' gradients as sums over (T, B).
 
-Why oneDNN: every GEMM of the path (the input projection `Linear`, the per-step products with a
-weight packed once per call, dW) goes through oneDNN's linear, the library behind
-torch.nn.LSTM's CPU kernel; on the AMD EPYC of this project torch.mm's BLAS ran these float32
-shapes 2.3x slower (100 products (32 x 512)(512 x 2048): 86 ms vs 36 ms at 1 thread). Where
-oneDNN is absent (or for float64) the loops use torch.mm.
+Why oneDNN: the per-step products (with W_hh packed once per call) and the input projection
+`Linear` and its dL/dx go through oneDNN's linear, the library behind torch.nn.LSTM's CPU
+kernel; on the AMD EPYC of this project torch.mm's BLAS ran the per-step float32 shapes 2.3x
+slower (100 products (32 x 512)(512 x 2048): 86 ms vs 36 ms at 1 thread). The two weight
+gradients, (4H x TB)(TB x H) and (4H x TB)(TB x I), are torch.mm on transposed views: BLAS reads
+them in place, where oneDNN's linear needed transposed copies of the (TB, 4H) gradient (4% of
+the LN-LSTM's time at 1 thread). Where oneDNN is absent (or for float64) the loops use
+torch.mm. Profile of one LN-LSTM forward+backward (seq 100, batch 32, 512 units, 1 thread):
+the GEMMs ~84%, the C++ row passes ~9%, the gains' reductions and LN_ih ~5%. Speeds against
+torch.nn.LSTM: results/bench_rnn.md.
 
 The extension is compiled on first use with torch.utils.cpp_extension (a C++ compiler and ninja,
 about 20 s, cached under $TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions, keyed by the
 CPU's flags (it is built with -march=native) and the torch version). Where it cannot be built,
-or LNREPRO_FUSED=0, or the inputs are not float32/float64 CPU tensors, `available()` is False and the cell keeps the
-autograd loop: the same equations, the same results up to rounding.
+or LNREPRO_FUSED=0, or the inputs are not float32/float64 CPU tensors, `available()` is False
+and the cell keeps the autograd loop: the same equations, the same results up to rounding.
 """
 
 from __future__ import annotations
@@ -66,7 +75,7 @@ def _cpu_key() -> str:
 
 
 def available() -> bool:
-    """Whether the C++ LN-LSTM is built and loaded (builds it on the first call)."""
+    """Whether the C++ LSTM kernel is built and loaded (builds it on the first call)."""
     if "ok" not in _state:
         _state["ok"] = False
         if os.environ.get("LNREPRO_FUSED", "1") == "0":

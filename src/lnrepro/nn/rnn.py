@@ -48,9 +48,11 @@ Speed: the input projection (and its norm) is computed for all T steps in one ba
 Python loops only over the recurrence. Autograd would form the gradient of the recurrent weight
 as T skinny (4H x B)(B x H) products added one by one; `_DeferredWeightGrad` instead forms it as
 one (4H x TB)(TB x H) GEMM in the backward pass. The LN-LSTM (norm "ln" at the gates and on
-c_t, no mask, float32/64 on the CPU, no autocast) goes further: `LSTMCell.scan` runs the whole
-sequence as one autograd Function whose time loops are C++ (`lnrepro.nn.fused_lstm`, the same
-Eq. 20-22, a hand-written backward; `fused=False` or LNREPRO_FUSED=0 keeps the step loop).
+c_t) and the plain LSTM (a norm that places no layer in the cell and declares `fused_lstm`, as
+norm "none"), with no mask, float32/64 on the CPU, no autocast, go further: `LSTMCell.scan`
+runs the whole sequence as one autograd Function whose time loops are C++
+(`lnrepro.nn.fused_lstm`: the same Eq. 20-22, or the plain cell with the kernel's norms off, a
+hand-written backward; `fused=False` or LNREPRO_FUSED=0 keeps the step loop).
 Speeds: results/bench_rnn.md (scripts/bench_rnn.py).
 """
 

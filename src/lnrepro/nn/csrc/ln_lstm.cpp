@@ -1,20 +1,26 @@
 // The LN-LSTM recurrence (supplementary Eq. 20-22 of Ba, Kiros & Hinton 2016) over a whole
-// sequence: the time loops of lnrepro.nn.fused_lstm, forward and hand-written backward.
+// sequence, and with its norms off the plain LSTM: the time loops of lnrepro.nn.fused_lstm,
+// forward and hand-written backward.
 //
 // Per step the recurrent product is one GEMM (ATen); everything else of the step (LN over the
 // 4H gate units, the gate nonlinearities, the cell update, LN over c_t, tanh, the output gate)
 // is one pass over each case's row, and likewise the backward of the step. Gate order
 // [i; f; g; o] as torch.nn.LSTM. Shapes: T steps, B cases, H units, N = 4H.
 //
-//   gates_t = xin_t + g_hh * n_hh(h_{t-1} W_hh^T)      n(a) = (a - mean a) / sqrt(var a + eps)
-//   c_t     = sig(f) c_{t-1} + sig(i) tanh(g)            (biased variance, per case)
+//   gates_t = (xin_t + b1) + b2 + g_hh * n_hh(h_{t-1} W_hh^T)   n(a) = (a - mean a) / sqrt(var a + eps)
+//   c_t     = sig(f) c_{t-1} + sig(i) tanh(g)                     (biased variance, per case)
 //   h_t     = sig(o) tanh(g_c * n_c(c_t) + b_c)
 //
+// norm = false (the plain LSTM): gates_t = (xin_t + b1) + h_{t-1} W_hh^T, h_t = sig(o) tanh(c_t).
+// b1, b2 (4H, optional): the caller's biases, added in the row pass as the separate tensor adds
+// would round them.
+//
 // Saved for the backward: NH = n_hh(a_t), S = [sig i, sig f, tanh g, sig o], C = [c0, c_0 ..],
-// NC = n_c(c_t), TC = tanh(LN_c(c_t)), RH / RC the inverse standard deviations (T, B).
-// The backward returns dX = dL/dgates_t, dA = dL/da_t (a_t = h_{t-1} W_hh^T), dYc =
-// dL/dLN_c(c_t) and dc = dL/dc_0 (so dL/dc0 = dc sig f_0); the weight and gain gradients are
-// single batched reductions over these in Python (lnrepro.nn.fused_lstm).
+// NC = n_c(c_t), TC = tanh(LN_c(c_t)) (tanh(c_t) without norms), RH / RC the inverse standard
+// deviations (T, B); NH, NC, RH, RC empty without norms. The backward returns dX = dL/dgates_t,
+// dA = dL/da_t (a_t = h_{t-1} W_hh^T; dX itself without norms), dYc = dL/dLN_c(c_t) and dc =
+// dL/dc_0 (so dL/dc0 = dc sig f_0); the weight, bias and gain gradients are single batched
+// reductions over these in Python (lnrepro.nn.fused_lstm).
 //
 // Float math: exp by the Cephes polynomial (2 ulp), written so that the row loops vectorize
 // without -ffast-math; double uses std::exp / std::tanh. NaN propagates.
