@@ -916,6 +916,22 @@ def test_synced_seq_bn_equals_plain_with_shift_and_running_rows(one_process_sync
     torch.testing.assert_close(synced.running_var, plain.running_var)
 
 
+def test_synced_seq_bn_sums_in_float64_and_keeps_a_small_variance(one_process_sync):
+    """float32 steps whose variance (1e-4) is tiny next to their squared mean (900): the synced
+    path sums x and x^2 in float64 (in float32 the difference ss/n - mean^2 would lose the
+    variance) and returns float32, equal to the unsynced kernel; a variance below 1 is kept."""
+    synced = randomize(SeqBatchNorm(3, t_max=4, momentum=0.3, sync=True))
+    plain = SeqBatchNorm(3, t_max=4, momentum=0.3)
+    plain.load_state_dict(synced.state_dict())
+    x = torch.randn(5, 6, 3) * 0.01 + 30
+    y = synced(x, 0)
+    assert y.dtype == torch.float32 and synced.running_var.dtype == torch.float32
+    # x's own float32 rounding (ulp 2e-6 at 30, std 0.01) bounds the agreement to ~1e-3
+    torch.testing.assert_close(y, plain(x, 0), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(synced.running_var, plain.running_var, rtol=1e-3, atol=1e-9)
+    torch.testing.assert_close(synced.running_mean, plain.running_mean)
+
+
 def test_synced_feedforward_bn_equals_plain_with_shift_and_running_averages(one_process_sync):
     from lnrepro.nn.norm import BatchNorm
 
