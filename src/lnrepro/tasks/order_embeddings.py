@@ -134,7 +134,9 @@ def retrieval_metrics(errors: torch.Tensor) -> dict[str, float]:
 
 
 class OrderEmbeddingsTask(Task):
-    """Training: `contrastive_loss` of the batch's order violations (metric `loss`).
+    """Training: `contrastive_loss` of the batch's order violations (metric `loss`); under
+    torchrun each process's `contrastive_loss_of_cases` of its own pairs against the gathered
+    global batch, which sum to it.
     Evaluation: the retrieval metrics per fold (one `Pairs` of 5N captions and N images per
     batch), averaged over the folds.
 

@@ -40,7 +40,9 @@ def _share_of_mean(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class SkipThoughtsTask(Task):
     """Loss = mean NLL per token of the previous sentence + that of the next sentence (nats),
     each over its non-<pad> targets (words and <eos>). Kiros et al. sum over words; the mean
-    only rescales the gradient, which Adam ignores apart from clipping.
+    only rescales the gradient, which Adam ignores apart from clipping. Under torchrun each
+    process's loss is its share of the global batch's means (`_share_of_mean`), so the
+    processes' losses and gradients sum to the one-process ones (`loss_reduction = "sum"`).
 
     Metrics: training `loss`, `prev_nll`, `next_nll`; split "val" the same on held-out triples.
     SentEval (`senteval`: {data_dir, tasks, ...options of lnrepro.eval.senteval.run_senteval};
