@@ -916,6 +916,12 @@ def test_synced_seq_bn_equals_plain_with_shift_and_running_rows(one_process_sync
     torch.testing.assert_close(synced.running_var, plain.running_var)
 
 
+def test_synced_seq_bn_refuses_a_padded_batch(one_process_sync):
+    bn = SeqBatchNorm(3, t_max=4, sync=True)
+    with pytest.raises(ConfigError, match=r"^norm.sync=true does not support padded batches"):
+        bn(torch.randn(2, 4, 3), 0, torch.ones(2, 4, dtype=torch.bool), 2)
+
+
 def test_synced_seq_bn_sums_in_float64_and_keeps_a_small_variance(one_process_sync):
     """float32 steps whose variance (1e-4) is tiny next to their squared mean (900): the synced
     path sums x and x^2 in float64 (in float32 the difference ss/n - mean^2 would lose the
