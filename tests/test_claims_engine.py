@@ -248,7 +248,9 @@ def test_auc_of_the_log_is_nan_at_a_zero_value():
 
 
 # ---- verdicts: what each check reads, and how the row says it ----------------------------------
+from test_claims import FINAL_LOWER as FINAL
 from test_claims import LOWER_AT, finals, lower_at_runs, run_claim
+from test_claims import SPEC as SPEC_T
 
 from lnrepro.claims.verdicts import value_at
 
@@ -334,3 +336,67 @@ def test_value_at_the_tolerance_and_the_ends():
     assert value_at(pts, 1, 0.5) == (pytest.approx(8.0), "interpolated between 1e-09 and 1")
     assert value_at(pts, 1, 1.5) is None and value_at(pts[2:], 1, 0.5) is None
     assert value_at(pts, 0, 1.5)[0] == pytest.approx(8.0)
+
+
+def test_a_speed_rows_spread_and_power_are_its_own(tmp_path):
+    """sigma: the sd of each arm's exact log crossings (censored seeds left out, the other arm's
+    where an arm has fewer than 2); power at those spreads and this grid, and with 5 seeds."""
+    from test_claims import FASTER, crossing, faster_runs
+
+    from lnrepro.claims.simulate import log_spaced, power
+
+    claim = {**FASTER, "max_ratio": 0.8, "auc": {"steps": [100, 1000]}}
+    res = run_claim(tmp_path, claim, faster_runs([200, 300, 500], [800, 1000, 900]))
+    s = res.speed
+    x_ln = [crossing(t, 1.0, 0.05, 0.5) for t in (200, 300, 500)]
+    x_bn = [crossing(t, 1.0, 0.10 + 0.01 * i, 0.5) for i, t in enumerate((800, 1000, 900))]
+    assert s["level"] == 0.5 and res.ratio
+    assert (s["sigma"]["ln"], s["sigma"]["bn"]) == pytest.approx(
+        (statistics.stdev(x_ln), statistics.stdev(x_bn))
+    )
+    grid = log_spaced(range(100, 1001, 100))
+    args = (grid, s["sigma"]["ln"], s["sigma"]["bn"], math.log(0.8))
+    assert s["power"] == power(*args, 3) and s["power5"] == power(*args, 5)
+    assert s["power"] < s["power5"]
+    iv, log = s["auc"]
+    assert not log and iv.high < 0  # linear: LN's mean NLL over the span is lower
+    one = run_claim(tmp_path / "one", claim, faster_runs([200, None, None], [800, 1000, 900]))
+    assert one.speed["sigma"]["ln"] is None
+    assert one.speed["power"] == power(grid, one.speed["sigma"]["bn"], one.speed["sigma"]["bn"],
+                                       math.log(0.8), 3)  # fmt: skip
+    five = run_claim(tmp_path / "five", claim, faster_runs([200] * 5, [800, 1000, 900, 850, 950]))
+    assert five.speed["power"] is not None and five.speed["power5"] is None
+    assert five.speed["sigma"]["ln"] == 0  # ties: below the floor of 0.01 used for the power
+    assert five.speed["power"] == power(grid, 0.01, five.speed["sigma"]["bn"], math.log(0.8), 5)
+
+
+def test_the_effect_as_the_row_writes_it():
+    r = C.Result(
+        "toy", {}, "t", effect_name="LN - BN", interval=C.Interval(-0.0123, -0.02, -0.00456, 2)
+    )
+    assert r.effect_text() == "LN - BN = -0.0123 [-0.02, -0.00456]"
+    r.ratio, r.interval = True, C.Interval(math.log(0.5), math.log(0.25), math.log(0.9), 2)
+    assert r.effect_text() == "LN - BN = 0.5 [0.25, 0.9]"
+    r.interval = C.Interval(math.nan, -math.inf, math.log(0.6), 2)
+    assert r.effect_text() == "LN - BN within [0, 0.6]"
+    assert C.Result("toy", {}, "t").effect_text() == "–"
+    assert C.Result("toy", {}, "t", verdict=C.SUPPORTED).verdict_text() == C.SUPPORTED
+
+
+def test_a_pairs_row_and_a_log_of_zero(tmp_path):
+    res = run_claim(tmp_path, FINAL, finals({"ln": [0.01, 0.02, 0.03], "bn": [0.02, 0.03, 0.04]}))
+    assert res.measured == "LN 0.02 ± 0.01 (n=3); BN 0.03 ± 0.01 (n=3)"
+    assert res.effect_name == "LN - BN" and not res.ratio and res.figure == "toy"
+    res = run_claim(
+        tmp_path,
+        {**FINAL, "log": True},
+        finals({"ln": [0.0, 0.02, 0.03], "bn": [0.02, 0.03, 0.04]}),
+    )
+    assert res.reasons == ["log of a value <= 0"] and res.interval is None
+    assert res.effect_name == "LN / BN" and res.ratio
+
+
+def test_a_figure_without_results_names_what_is_missing(tmp_path):
+    spec = {**SPEC_T, "claims": [{"id": "c", "section": "s", "quote": "q", **FINAL}]}
+    (res,) = C.evaluate(spec, C.load_figure(tmp_path, spec))
+    assert res.reasons == ["no results/toy.csv"] and res.figure == "toy"
