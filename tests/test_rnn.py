@@ -870,6 +870,16 @@ def test_masked_seq_bn_borrows_the_last_step_with_enough_live_cases(unbiased):
     torch.testing.assert_close(own.running_var, var)
 
 
+def test_masked_seq_bn_without_shift_equals_a_zero_shift():
+    """shift=False (no bias: the recurrent term of a cell whose input term has one) on the masked
+    path, as on the unmasked one."""
+    x = torch.randn(4, 5, 3).double()
+    mask = torch.arange(4)[:, None] < torch.tensor([4, 4, 3, 2, 2])[None]
+    plain = SeqBatchNorm(3, t_max=5, shift=False).double()
+    zero = SeqBatchNorm(3, t_max=5).double()
+    torch.testing.assert_close(plain(x, 0, mask, 2)[mask], zero(x, 0, mask, 2)[mask])
+
+
 def test_masked_seq_bn_refuses_what_it_cannot_normalise():
     bn = SeqBatchNorm(3, t_max=5).double()
     x = torch.randn(4, 3).double()
