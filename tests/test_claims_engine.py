@@ -112,6 +112,7 @@ def test_holm_counts_missing_p_values_and_never_rejects_them():
     assert holm([None, 0.01, None, 0.001]) == [False, False, False, True]  # 0.01 > 0.025/3
     assert holm([0.001, None, None]) == [True, False, False]
     assert holm([]) == [] and holm([0.025]) == [True] and holm([0.0251]) == [False]
+    assert holm([(1 - C.LEVEL) / 2]) == [True]  # p exactly at alpha is rejected (<=)
 
 
 # ---- speed: crossings, the censoring rule, the level rule, the AUC -----------------------------
