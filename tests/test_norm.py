@@ -589,8 +589,8 @@ def test_what_each_builtin_declares():
     assert declared == {
         "ln": (False, False, True, True, False),
         "bn": (False, False, True, False, True),
-        "none": (True, False, False, False, False),
-        "wn": (True, True, False, False, False),
+        "none": (True, False, False, True, False),  # the plain cell through the fused kernel
+        "wn": (True, True, False, True, False),  # no norm layer in the cell: the plain kernel
         "rms": (False, False, True, False, False),
     }
     assert [BUILTINS[k]().layer(3).__class__.__name__ for k in NORM_KINDS] == [
