@@ -51,7 +51,7 @@ test: venv ## run the test suite (the README's test command; .ci/run calls it)
 
 # processes of the fast lane (pytest-xdist); TEST_JOBS=0 runs it in this process (a loaded machine)
 TEST_JOBS ?= 2
-test-fast: venv ## the tests not marked slow: no end-to-end runs, no real data (80 s of CPU in 2 processes: ~1 min idle 2-core)
+test-fast: venv ## the tests not marked slow: no end-to-end runs, no real data (2 processes: 51 s on a quiet 2-core AMD EPYC)
 	$(PY) -m pytest -q -m "not slow" -n $(TEST_JOBS)
 
 .PHONY: smoke
