@@ -756,22 +756,9 @@ def test_every_norm_trains_in_a_recurrent_model(kind):
 def _live_reference(bn, x, mask, t0):
     """Per-step BN over the live cases of each step (Cooijmans et al.; their Attentive_reader
     code), written out: the output of the live cases, and the running rows expected after one
-    training call from the initial zeros / ones (the unbiased variance, rows below t_max)."""
-    mean0, var0 = bn.running_mean.clone(), bn.running_var.clone()
-    out = torch.zeros_like(x)
-    for k in range(x.shape[0]):
-        live = x[k][mask[k]]
-        n = live.shape[0]
-        mu = live.sum(0) / n
-        var = ((live - mu) ** 2).sum(0) / n
-        use = var * n / (n - 1) if bn.unbiased else var
-        y = (x[k] - mu) / torch.sqrt(use + bn.eps) * bn.weight + bn.bias
-        out[k] = torch.where(mask[k][:, None], y, out[k])
-        if t0 + k < bn.t_max:
-            m = bn.momentum
-            mean0[t0 + k] = (1 - m) * mean0[t0 + k] + m * mu
-            var0[t0 + k] = (1 - m) * var0[t0 + k] + m * var * n / (n - 1)
-    return out, mean0, var0
+    training call from the initial zeros / ones (the unbiased variance, rows below t_max).
+    Every step here has a live case: `_borrowing_reference` with min_live 1 borrows nothing."""
+    return _borrowing_reference(bn, x, mask, t0, 1)
 
 
 @pytest.mark.parametrize("unbiased", [False, True])
