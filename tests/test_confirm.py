@@ -118,8 +118,14 @@ def repo(tmp_path) -> tuple[Repo, str]:
     r = Repo(tmp_path / "repo")
     first = r.commit(R_TIME - 1000, spec(confirmatory=()), rows([1, 2], NOT_RECORDED, 0))
     reg = r.commit(R_TIME, spec())
-    r.commit(R_TIME + 1000, table=rows([11, 12], reg + "+dirty", R_TIME + 500))
+    r.commit(R_TIME + 1000, table=rows([11, 12], reg, R_TIME + 500))
     return r, reg, first
+
+
+def test_a_run_from_uncommitted_changes_is_exploratory(repo):
+    r, reg, _ = repo
+    r.commit(R_TIME + 2000, table=rows([11, 12], reg + "+dirty", R_TIME + 500))
+    assert r.status() == f"(b) bn seed 11: ran from uncommitted changes ({reg[:7]}+dirty)"
 
 
 def test_registered_then_run_unseen_and_complete_is_confirmatory(repo):

@@ -6,8 +6,8 @@ declared. A claim is confirmatory only if
     claim's canonical text (`canonical`: the claim itself and the protocol that decides its
     runs: the scale's experiment, overrides and confirmatory seeds, the grid and the norms, as
     sorted YAML) is what the working tree holds;
-(b) every run of its arms in results/<figure>.csv recorded a commit that descends from R
-    (`<sha>+dirty` counts by its sha) and started after R's commit time;
+(b) every run of its arms in results/<figure>.csv recorded a clean commit (not `<sha>+dirty`:
+    uncommitted code can be anything) that descends from R and started after R's commit time;
 (c) none of those runs' seeds appears in an earlier version of results/<figure>.csv in git
     history, except as the same run (same metrics_sha256) committed after R;
 (d) every run registered at R (the figure's confirmatory seeds x grid x the claim's norms, from
@@ -185,10 +185,12 @@ def claim_status(root: Path, spec: dict, claim: dict, git: Git | None = None) ->
         return f"(d) no runs of its arms in {csv_path}"
     r_time = git.time(reg)
     for r in rows:  # (b)
-        commit = (r.get("commit") or NOT_RECORDED).split("+")[0]
+        commit = r.get("commit") or NOT_RECORDED
         name = f"{r['norm']} seed {r['seed']}"
         if commit == NOT_RECORDED:
             return f"(b) {name}: commit not recorded"
+        if commit.endswith("+dirty"):
+            return f"(b) {name}: ran from uncommitted changes ({commit[:7]}+dirty)"
         if not git.descends(commit, reg):
             return f"(b) {name}: commit {commit[:7]} does not descend from R={short}"
         started = parse_iso(r.get("started", ""))
