@@ -827,3 +827,38 @@ def test_the_word_ptb_lstm_fails_its_gate_against_the_unigram():
     (g,) = [g for g in rep.gates if g.figure == "lm_ptb_word"]
     (bad,) = [a for a in g.checks if not a.passed]
     assert (bad.norm, bad.metric) == ("none", "test/ppl") and "unigram" in bad.floor
+
+
+def test_exploratory_seeds_moved_aside_keep_their_verdicts(tmp_path):
+    """When a figure's confirmatory runs replace results/<figure>.csv, its exploratory CSVs move
+    to results/exploratory/: each claim row keeps their verdict beside the new one, and
+    claims.md lists them in full."""
+    root = tmp_path / "repo"
+    (root / "experiments").mkdir(parents=True)
+    shutil.copy(ROOT / "Makefile", root / "Makefile")
+    shutil.copy(ROOT / "experiments" / "cnn_mnist.yaml", root / "experiments")
+    moved = root / "results" / "exploratory"
+    moved.mkdir(parents=True)
+    for suffix in (".csv", "_curves.csv"):
+        shutil.copy(ROOT / "results" / f"cnn_mnist{suffix}", moved)
+        text = (ROOT / "results" / f"cnn_mnist{suffix}").read_text()
+        if suffix == ".csv":  # the "new" runs: the baseline's final errors doubled
+            rows = list(csv.DictReader(text.splitlines()))
+            for r in rows:
+                if r["norm"] == "none":
+                    r["final_test/err"] = str(2 * float(r["final_test/err"]))
+            with open(root / "results" / "cnn_mnist.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+        else:
+            (root / "results" / f"cnn_mnist{suffix}").write_text(text)
+    rep = C.build(root)
+    assert rep.earlier and {r.figure for r in rep.earlier} == {"cnn_mnist"}
+    now = {r.claim["id"]: r for r in rep.results}
+    for r in rep.earlier:
+        assert now[r.claim["id"]].earlier == r.verdict_text()
+    assert any(r.measured != now[r.claim["id"]].measured for r in rep.earlier)
+    md = C.claims_md(rep)
+    assert "## Exploratory seeds replaced by confirmatory runs" in md
+    assert C.claims_md(C.build(ROOT)).count("Exploratory seeds replaced") == 0

@@ -14,6 +14,8 @@ from lnrepro.claims.tables import claims_csv, claims_table, runs_table, sanity_t
 from lnrepro.claims.verdicts import Result, evaluate
 
 FAMILY = "experiments/claims_family.txt"
+# where a figure's exploratory CSVs go when its confirmatory runs replace them in results/
+EXPLORATORY = "results/exploratory"
 
 BEGIN, END = "<!-- claims:begin", "<!-- claims:end -->"
 PAPER = (
@@ -52,6 +54,7 @@ class Report:
     family: list[str] = field(default_factory=list)  # claim ids registered for Holm
     gates: list[Gate] = field(default_factory=list)  # one sanity gate per figure
     exploratory: dict[str, str] = field(default_factory=dict)  # claim id -> why (confirm)
+    earlier: list[Result] = field(default_factory=list)  # claims on results/exploratory/
 
 
 def build(root: Path) -> Report:
@@ -60,16 +63,30 @@ def build(root: Path) -> Report:
     specs = load_specs(root / "experiments", order)
     data = {s["name"]: load_figure(root / "results", s) for s in specs}
     floors = load_floors(root / "results" / "floors.csv")
+    results, gates = check(specs, data, floors)
+    notes = {d.stem for d in data.values() if (root / "results" / f"{d.stem}.md").exists()}
+    family = load_family(root / FAMILY, specs)
+    confirmed, why = confirmatory(root, specs)  # computed from git history, never declared
+    apply_holm(results, family, confirmatory=confirmed)
+    # the exploratory seeds of figures whose confirmatory runs replaced them in results/
+    replaced = [s for s in specs if (root / EXPLORATORY / f"{s['name']}.csv").exists()]
+    old = {s["name"]: load_figure(root / EXPLORATORY, s) for s in replaced}
+    earlier, _ = check(replaced, old, floors)
+    by_id = {r.claim["id"]: r for r in earlier}
+    for r in results:
+        if r.claim["id"] in by_id:
+            r.earlier = by_id[r.claim["id"]].verdict_text()
+    return Report(specs, data, results, targets, notes, family, gates, why, earlier)
+
+
+def check(specs: list[dict], data: dict[str, FigureData], floors: dict):
+    """Every claim and sanity gate of `specs` on `data`: (results, one gate per figure)."""
     results, gates = [], []
     for s in specs:
         rows, g = evaluate(s, data[s["name"]]), gate(s, data[s["name"]], floors)
         results += [*rows, apply_gate(s, rows, g)]
         gates.append(g)
-    notes = {d.stem for d in data.values() if (root / "results" / f"{d.stem}.md").exists()}
-    family = load_family(root / FAMILY, specs)
-    confirmed, why = confirmatory(root, specs)  # computed from git history, never declared
-    apply_holm(results, family, confirmatory=confirmed)
-    return Report(specs, data, results, targets, notes, family, gates, why)
+    return results, gates
 
 
 def apply_holm(results: list[Result], family: list[str], confirmatory: set[str]) -> None:
@@ -198,6 +215,19 @@ def claims_md(rep: Report) -> str:
         *status_lines(rep.results, rep.exploratory),
         "",
     ]
+    if rep.earlier:
+        lines += [
+            "## Exploratory seeds replaced by confirmatory runs",
+            "",
+            (
+                "The claims on the exploratory seeds of the figures whose confirmatory runs now "
+                f"fill results/: their CSVs moved to `{EXPLORATORY}/`. Seen before the levels "
+                "and thresholds were fixed; never Holm-adjusted."
+            ),
+            "",
+            *claims_table(rep.earlier),
+            "",
+        ]
     return "\n".join(lines)
 
 

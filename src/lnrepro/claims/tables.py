@@ -53,9 +53,10 @@ def pfmt(p: float | None) -> str:
 
 
 def verdict_cells(r: Result) -> list[str]:
-    """[exploratory verdict, confirmatory verdict (raw; Holm)]: a row fills one of them."""
+    """[exploratory verdict, confirmatory verdict (raw; Holm)]: a row fills one of them, and a
+    confirmatory row shows beside it the exploratory verdict of the seeds it replaced."""
     if r.confirmatory:
-        return ["–", f"**{r.verdict_text()}; Holm: {r.holm}**"]
+        return [r.earlier or "–", f"**{r.verdict_text()}; Holm: {r.holm}**"]
     return [f"**{r.verdict_text()}**", "–"]
 
 

@@ -42,6 +42,7 @@ class Result:
     speed: dict | None = None  # faster: level, crossing bounds, spreads, power, AUC
     confirmatory: bool = False  # in the Holm family (registered, runs unseen before)
     holm: str = ""  # the verdict after Holm's correction (confirmatory rows)
+    earlier: str = ""  # the exploratory verdict of results/exploratory/ (seeds it replaced)
 
     def effect_text(self) -> str:
         if self.interval is None:
