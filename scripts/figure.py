@@ -1,28 +1,38 @@
-"""Run and draw one paper figure from its experiments/<figure>.yaml.
+"""Run, collect and draw one paper figure from its experiments/<figure>.yaml.
 
     python scripts/figure.py run  experiments/figure6_pi_mnist.yaml [--scale cpu] [--launcher parallel]
     python scripts/figure.py plot experiments/figure6_pi_mnist.yaml [--scale cpu]
+    python scripts/figure.py draw experiments/figure6_pi_mnist.yaml [--scale cpu]
+    python scripts/figure.py draw --all
     python scripts/figure.py run|plot experiments/figure6_pi_mnist.yaml --confirmatory
 
 `run` launches the whole grid (norms x grid x seeds) as ONE Hydra multirun into
 outputs/figures/<name>/<scale>/<overrides>/ with resume=true, so running it again continues killed runs
 and leaves finished ones as they are. `plot` reads those run directories (metrics.jsonl) and
-writes results/<name>.png (with several seeds: the mean, and a band from the min to the max
-over seeds, as the caption says), results/<name>.csv (every run, one row each) and
-results/<name>_curves.csv (every logged value of the figure's metrics: norm, seed, grid keys,
-step, epoch, metric, value), from which scripts/claims.py recomputes the paper's claims.
+writes results/<name>.csv (every run, one row each) and results/<name>_curves.csv (every logged
+value of the figure's metrics: norm, seed, grid keys, step, epoch, metric, value), from which
+scripts/claims.py recomputes the paper's claims, then draws results/<name>.png from those two
+CSVs. `draw` redraws the PNG from the CSVs alone (no run folder: the committed figures are
+redrawn from the committed CSVs); `draw --all` every figure whose CSVs are in results/.
 Each row of results/<name>.csv carries its run's provenance (lnrepro.claims.provenance: commit,
 config hash, metrics.jsonl digest, start time, load average); `run` samples the 1-minute load
 average into <sweep folder>/loadavg.jsonl while the grid runs.
+
+How a figure reads (`render`, `_draw_panel`): the compared conditions of a panel in one axes,
+one colour each; with several seeds the mean and a 95 % t-interval band, or one thin line per
+seed where the seeds split (`_seeds_split`); markers at the evaluations; the paper's values
+dashed in the norm's colour and the floors of results/floors.csv grey dotted; y-ranges from the
+trained part of the curves (`_auto_ylim`); one legend per figure; a caption of two lines.
 
 `--confirmatory` runs (and plots) exactly the scale's `confirmatory_seeds` (e.g. [11, 12, 13]) for
 every norm of the grid except the extra curves of `seeds_by_norm`; without it, `run` and `plot`
 take the scale's `seeds` (and `seeds_by_norm`) only, so that the two sets never mix in one CSV
 (lnrepro.claims.confirm decides which claims the confirmatory CSV makes confirmatory).
 
-The PNG carries a fingerprint (`lnrepro-figure` text field) of what drew it: the plotting code
-of this file, the spec's plotting keys and the two CSVs written beside it. `check` recomputes
-it for every committed figure and lists the stale ones (tests/test_figures_fresh.py runs it):
+The PNG carries a fingerprint (`lnrepro-figure` text field) of what drew it: the drawing code
+of this file, the spec's plotting keys, the two CSVs beside it and its rows of
+results/floors.csv. `check` recomputes it for every committed figure and lists the stale ones
+(tests/test_figures_fresh.py runs it):
 
     python scripts/figure.py check
 """
@@ -30,9 +40,12 @@ it for every committed figure and lists the stale ones (tests/test_figures_fresh
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -48,12 +61,33 @@ from lnrepro.claims.provenance import LOAD_SAMPLES, read_load_samples, run_prove
 from lnrepro.runs import COLORS, Run, fmt_value, load_spec, spec_runs, sweep_dir
 from lnrepro.trainer import hms
 
-XLABELS = {"step": "updates", "time": "wall-clock time (s)", "epoch": "epoch"}
-# what a figure is drawn from (`fingerprint`): these functions, these keys of its spec
-PLOT_CODE = ("run_order", "plot", "_columns", "_layout", "_draw_panel", "_caption", "write_table")
-PLOT_CODE += ("write_curves", "_num")
+XLABELS = {
+    "step": "updates",
+    "time": "wall-clock time (s, at each run's mean pace)",
+    "epoch": "epoch",
+}
+# How a figure is drawn (`_auto_ylim`, `_t_band`, `_arms`, `_draw_panel`):
+HEAD_FRACTION = 0.15  # y-ranges leave out the first 15 % of the x-range (the untrained start)
+PAD_FRACTION = 0.1  # padding above and below a y-range, a fraction of its span
+REF_REACH = 1.0  # a reference line within this many spans of the curves widens the y-range
+TAIL_FRACTION = 0.2  # a seed's final value: its mean over the last 20 % of the x-range
+SPLIT_FRACTION = 1 / 3  # seeds split when two groups lie a third of the panel's span apart
+MAX_MARKERS = 60  # markers at the evaluations of a line of at most this many points
+BAND_LEVEL = 0.95  # the band: a 95 % t-interval of the mean over seeds
+ARM_COLORS = ("tab:purple", "tab:green", "tab:brown", "tab:olive", "tab:cyan")
+FLOOR_STYLE = {"color": "0.45", "ls": ":", "lw": 1.2}  # floors (and paper lines: lw)
+FLOORS_CSV = "floors.csv"  # results/floors.csv: figure, scale, metric, floor, model
+# what a figure is drawn from (`fingerprint`): these functions and constants, these keys of its
+# spec (tests/test_figures_fresh.py checks that every function `draw` calls is listed here)
+PLOT_CODE = ("draw", "render", "read_results", "read_floors", "Curves", "_float", "_stem")
+PLOT_CODE += ("_columns", "_layout", "_arms", "_t_band", "_seeds_split", "_split_arms")
+PLOT_CODE += ("_draw_panel",)
+PLOT_CODE += ("_auto_ylim", "_note_refs", "_legend", "_seed_text", "_caption")
+PLOT_CONSTANTS = ("XLABELS", "HEAD_FRACTION", "PAD_FRACTION", "REF_REACH", "TAIL_FRACTION")
+PLOT_CONSTANTS += ("SPLIT_FRACTION", "MAX_MARKERS", "BAND_LEVEL")
+PLOT_CONSTANTS += ("ARM_COLORS", "FLOOR_STYLE", "FLOORS_CSV")
 PLOT_KEYS = ("name", "title", "dataset", "grid", "norms", "panels", "x", "xs", "norm_columns")
-PLOT_KEYS += ("metrics", "metric_columns", "paper_scale", "table", "labels")
+PLOT_KEYS += ("metrics", "metric_columns", "paper_scale", "table", "labels", "arms", "arm_labels")
 
 
 def run_order(run, grid_keys: list[str]) -> tuple:
@@ -193,61 +227,185 @@ class GridProgress:
 
 
 def plot(spec: dict, scale: str, out_dir: Path, confirmatory: bool = False) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Collects the figure's runs from their folders into results/<stem>.csv and
+    results/<stem>_curves.csv, then draws results/<stem>.png from those two CSVs (`draw`)."""
     root, runs = spec_runs(spec, scale)
     runs = planned(spec, scale, runs, confirmatory)
     if not runs:
         print(
             f"no runs under {root}: run `python scripts/figure.py run experiments/{spec['name']}.yaml` (or its "
-            f"make target, see `make help`) first",
+            f"make target, see `make help`) first; `draw` redraws the figure from results/ alone",
             file=sys.stderr,
         )
         return 1
-    columns = _columns(spec, runs)
-    fig, axes, ncols = _layout(plt, len(spec["metrics"]), columns, spec.get("metric_columns"))
-    panel_key = spec.get("panels")
-    groups: dict[tuple, list[Run]] = defaultdict(list)
-    for r in runs:
-        groups[(r.get(panel_key) if panel_key else None, r.get("norm.kind"))].append(r)
-    banded = False  # some line is a mean over seeds, drawn with a min..max band
-    for j, (pv, x, norms) in enumerate(columns):
-        for i, m in enumerate(spec["metrics"]):
-            banded |= _draw_panel(axes[i][j], spec, groups, pv, x, m, norms)
-            if norms and len(columns) > 1:  # one column per group of norms (Figure 5)
-                axes[i][j].set_title(" vs ".join(spec["labels"].get(n, n) for n in norms))
-    fig.suptitle(
-        f"{spec['title']}\n" + textwrap.fill(_caption(spec, scale, runs, banded), int(60 * ncols)),
-        fontsize=9,
-    )
-    stem = spec["name"] if scale == "cpu" else f"{spec['name']}_{scale}"
-    png = out_dir / f"{stem}.png"
-    write_table(spec, runs, png.with_suffix(".csv"), scale)
-    curves = out_dir / f"{stem}_curves.csv"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = out_dir / f"{_stem(spec, scale)}.csv"
+    curves = out_dir / f"{_stem(spec, scale)}_curves.csv"
+    write_table(spec, runs, table, scale)
     write_curves(spec, runs, curves)
+    print(f"wrote {table} and {curves} from {len(runs)} runs under {root}")
+    return draw(spec, scale, out_dir)
+
+
+def _stem(spec: dict, scale: str) -> str:
+    """results/<stem>.png, .csv, _curves.csv: the spec's name, + _<scale> but at the CPU scale."""
+    return spec["name"] if scale == "cpu" else f"{spec['name']}_{scale}"
+
+
+def draw(spec: dict, scale: str, out_dir: Path) -> int:
+    """results/<stem>.png from results/<stem>.csv and results/<stem>_curves.csv alone (and the
+    floors of results/floors.csv): no run folder is read. The PNG carries its fingerprint."""
+    import matplotlib.pyplot as plt
+
+    png = Path(out_dir) / f"{_stem(spec, scale)}.png"
+    try:
+        fig = render(spec, scale, Path(out_dir))
+    except FileNotFoundError as e:
+        print(f"{spec['name']}: cannot draw {png.name}: {e}", file=sys.stderr)
+        return 1
     save_figure(fig, png, metadata={"lnrepro-figure": fingerprint(spec, png)})
-    print(f"wrote {png}, {png.with_suffix('.csv')} and {curves} from {len(runs)} runs under {root}")
+    plt.close(fig)
+    print(f"drew {png} from {png.with_suffix('.csv').name} and {png.stem}_curves.csv")
     return 0
 
 
-def _columns(spec: dict, runs: list[Run]) -> list[tuple]:
+def draw_all(out_dir: Path, scale: str = "cpu") -> int:
+    """`draw` for every experiments/*.yaml whose two CSVs are in `out_dir` at `scale`."""
+    failed = 0
+    for path in sorted((ROOT / "experiments").glob("*.yaml")):
+        spec = load_spec(path)
+        stem = _stem(spec, scale)
+        if scale not in spec.get("scales", {}) or not (out_dir / f"{stem}_curves.csv").exists():
+            continue
+        failed += draw(spec, scale, out_dir) != 0
+    return 1 if failed else 0
+
+
+class Curves:
+    """One run as results/ has it: its row of <stem>.csv (`info`: steps, epochs, wall time, ...)
+    and its evaluations of <stem>_curves.csv (`points`: metric -> [(step, epoch, value)])."""
+
+    def __init__(self, norm: str, seed: int, grid: dict):
+        self.norm, self.seed, self.grid = norm, seed, grid
+        self.info: dict = {}
+        self.points: dict = defaultdict(list)
+
+    def get(self, key: str):
+        """A key of the figure's grid, `norm.kind` or `seed` (as the CSVs spell its value)."""
+        return {"norm.kind": self.norm, "seed": self.seed}.get(key, self.grid.get(key))
+
+    def series(self, key: str, x: str) -> list[tuple[int, float, float]]:
+        """[(step, x, value)] of metric `key` in the order of the steps. x = `time` is the step
+        times the run's wall-clock seconds per update (wall_time_s / steps of its CSV row): the
+        curves CSV has no clock, so a time axis is the updates at each run's mean pace."""
+        pts = sorted(self.points.get(key, []))
+        if x == "time":
+            wall, steps = _float(self.info.get("wall_time_s")), _float(self.info.get("steps"))
+            if wall is None or not steps:
+                return []
+            return [(s, s * wall / steps, v) for s, _, v in pts]
+        if x == "epoch":
+            return [(s, e, v) for s, e, v in pts if e is not None]
+        return [(s, float(s), v) for s, _, v in pts]
+
+
+def _float(v) -> float | None:
+    """A CSV cell as a float: None when empty; `nan`, `inf` as floats."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_results(spec: dict, scale: str, results: Path) -> list[Curves]:
+    """The runs of results/<stem>.csv and results/<stem>_curves.csv, by norm, grid values, seed."""
+    stem = _stem(spec, scale)
+    grid_keys = list(spec.get("grid") or {})
+    table, curves = results / f"{stem}.csv", results / f"{stem}_curves.csv"
+    for f in (table, curves):
+        if not f.exists():
+            raise FileNotFoundError(f"no {f} (`plot` writes it from the run folders)")
+    runs: dict[tuple, Curves] = {}
+
+    def run_of(row: dict) -> Curves:
+        seed = int(_float(row.get("seed")) or 0)
+        key = (row["norm"], tuple(row.get(k, "") for k in grid_keys), seed)
+        if key not in runs:
+            runs[key] = Curves(row["norm"], seed, dict(zip(grid_keys, key[1], strict=True)))
+        return runs[key]
+
+    with open(table, newline="") as f:
+        for row in csv.DictReader(f):
+            run_of(row).info = row
+    with open(curves, newline="") as f:
+        for row in csv.DictReader(f):
+            value = _float(row["value"])
+            if value is not None:
+                point = (int(_float(row["step"]) or 0), _float(row["epoch"]), value)
+                run_of(row).points[row["metric"]].append(point)
+    return [runs[k] for k in sorted(runs)]
+
+
+def read_floors(results: Path, name: str, scale: str) -> list[dict]:
+    """The rows of results/floors.csv (figure, scale, metric, floor, model) of this figure."""
+    path = results / FLOORS_CSV
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {"metric": r["metric"], "floor": float(r["floor"]), "model": r["model"]}
+            for r in csv.DictReader(f)
+            if r.get("figure") == name and r.get("scale") == scale and _float(r.get("floor"))
+        ]
+
+
+def render(spec: dict, scale: str, results: Path):
+    """The figure (a matplotlib Figure, not saved) from the CSVs of results/: one row of panels
+    per metric, one column per `_columns` entry, every compared condition of a panel in it with
+    its own colour (`_arms`), one legend for the figure below the panels, and a caption of at
+    most two lines under the title (`_caption`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in read_results(spec, scale, results) if r.norm in spec["norms"]]
+    if not runs:
+        raise FileNotFoundError(f"no run of the norms {spec['norms']} in the CSVs")
+    columns = _columns(spec, runs)
+    fig, axes, _ = _layout(plt, len(spec["metrics"]), columns, spec.get("metric_columns"))
+    floors = read_floors(results, spec["name"], scale)
+    drawn: dict = {}  # what the caption explains: "band", "split"
+    for j, (pv, x, norms) in enumerate(columns):
+        split = _split_arms(spec, runs, pv, x, norms)
+        for i, m in enumerate(spec["metrics"]):
+            _draw_panel(axes[i][j], spec, runs, pv, x, m, norms, floors, drawn, split)
+            if norms and len(columns) > 1:  # one column per group of norms (`norm_columns`)
+                axes[i][j].set_title(" vs ".join(spec["labels"].get(n, n) for n in norms))
+    width = fig.get_figwidth()
+    _legend(fig, [ax for row in axes for ax in row], width, drawn.get("styles") or {})
+    fig.suptitle(f"{spec['title']}\n{_caption(spec, scale, runs, drawn, width)}", fontsize=9)
+    return fig
+
+
+def _columns(spec: dict, runs: list) -> list[tuple]:
     """(panel value, x axis, norms or None for all) per column: one per value of `panels` (e.g.
     batch size, largest first), or one per x-axis in `xs`, or one per group of `norm_columns`
-    (e.g. [[ln, none], [bn]]: the paper's two curves, then the extra one)."""
+    (e.g. [[ln, none], [bn]]: the norms of a group in one panel; the committed figures keep every
+    norm in one panel, as the paper's figures compare them)."""
     if spec.get("norm_columns"):
         x = (spec.get("xs") or [spec.get("x", "step")])[0]
         present = {r.get("norm.kind") for r in runs}
         return [(None, x, g) for g in spec["norm_columns"] if present & set(g)]
     if spec.get("xs"):
         return [(None, x, None) for x in spec["xs"]]
-    values = sorted(
-        {r.get(spec.get("panels")) for r in runs},
-        key=lambda v: -v if isinstance(v, (int, float)) else 0,
-    )
-    return [(v, spec.get("x", "epoch"), None) for v in values]
+    values = {
+        str(v) if spec.get("panels") else None for v in (r.get(spec.get("panels")) for r in runs)
+    }
+    return [
+        (v, spec.get("x", "epoch"), None)
+        for v in sorted(values, key=lambda v: -(_float(v) or 0) if v is not None else 0)
+    ]
 
 
 def _layout(plt, n_metrics: int, columns: list, metric_columns):
@@ -257,8 +415,12 @@ def _layout(plt, n_metrics: int, columns: list, metric_columns):
     wrap = int(metric_columns or 1) if len(columns) == 1 else 1
     nrows, ncols = math.ceil(n_metrics / wrap), len(columns) * wrap
     fig, grid = plt.subplots(
-        nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False, layout="constrained"
-    )  # keeps the suptitle clear of the panels
+        nrows,
+        ncols,
+        figsize=(max(7.0, 5.2 * ncols), 3.3 * nrows + 1.0),
+        squeeze=False,
+        layout="constrained",  # keeps the title, the caption and the legend clear of the panels
+    )
     axes = (
         [[grid[i // wrap][i % wrap] for _ in columns] for i in range(n_metrics)]
         if wrap > 1
@@ -269,79 +431,356 @@ def _layout(plt, n_metrics: int, columns: list, metric_columns):
     return fig, axes, ncols
 
 
-def _draw_panel(ax, spec: dict, groups: dict, pv, x: str, m: dict, norms=None) -> bool:
-    """One metric against `x` for every norm of the spec (or `norms`): one line per norm (the
-    mean over seeds with a min..max band when there are several), one per entry of
-    `series: [{key, name, ls}]` where a panel shows several metrics (Figure 5: train dashed,
-    validation solid), and the paper's values as dashed lines where the metric gives them
-    (`paper: {norm: value}`). Returns whether a band was drawn."""
-    banded = False
+def _arms(spec: dict, runs: list, pv, norms) -> list[tuple[str, str | None, list]]:
+    """The compared conditions of one panel as (legend name, colour, runs): one per norm (in
+    the spec's order, its colour), or, where the spec names `arms: <grid key>` (the gain
+    ablation of Sec. 6.2: `arms: norm.gain_init`), one per norm and value of that key, in the
+    grid's order: the first value in the norm's colour, the others in ARM_COLORS, named by
+    `arm_labels: {value: name}` (else `<norm label>, <key> = <value>`)."""
+    key, panel = spec.get("arms"), spec.get("panels")
+    values = [str(v) for v in (spec.get("grid") or {}).get(key, [])] if key else [None]
+    names = {str(k): v for k, v in (spec.get("arm_labels") or {}).items()}
+    out = []
+    for norm in norms or spec["norms"]:
+        for k, value in enumerate(values):
+            members = [
+                r
+                for r in runs
+                if r.norm == norm
+                and (pv is None or str(r.get(panel)) == pv)
+                and (key is None or str(r.get(key)) == value)
+            ]
+            if not members:
+                continue
+            name = spec["labels"].get(norm, norm)
+            if key:
+                name = names.get(value, f"{name}, {key.split('.')[-1]} = {value}")
+            colour = COLORS.get(norm) if k == 0 else ARM_COLORS[(k - 1) % len(ARM_COLORS)]
+            out.append((name, colour, members))
+    return out
+
+
+def _t_band(values, log: bool = False):
+    """Per row of `values` (evaluations x seeds): the mean over the seeds and its 95 % t-interval,
+    mean -+ t_{0.975, n-1} * sd / sqrt(n) (sd with n - 1 degrees of freedom; no band for one
+    seed). On a log axis the same on the logs of the values, back-transformed: a geometric mean
+    whose band stays positive. Returns (mean, low, high) as numpy arrays."""
+    import numpy as np
+    from scipy.stats import t
+
+    v = np.asarray(values, dtype=float)
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(v > 0, np.log(v), np.nan)
+    n = v.shape[1]
+    mean = v.mean(axis=1)
+    half = t.ppf(BAND_LEVEL / 2 + 0.5, n - 1) * v.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else 0
+    back = np.exp if log else np.asarray
+    return back(mean), back(mean - half), back(mean + half)
+
+
+def _seeds_split(finals: list[float], span: float) -> bool:
+    """Whether the seeds of an arm split: then each is drawn as a thin line of its own instead
+    of a mean that sits where no seed is (Figure 2's reader at the CPU scale: two LSTM seeds
+    learn, one stays near the floor). `finals`: each seed's mean over its evaluations in the
+    last TAIL_FRACTION (20 %) of the x-range (less noisy than one evaluation); `span`: how far
+    the panel's values range (every evaluation of every seed of every arm: what training moves
+    the metric by); both on the axis's scale (logs on a log axis). They split when, sorted,
+      (a) one gap between consecutive final values is at least twice every other gap (two
+          groups, not an even spread; with two seeds, the one gap), and
+      (b) that gap is at least SPLIT_FRACTION (1/3) of the span.
+    One seed never splits."""
+    v = sorted(f for f in finals if math.isfinite(f))
+    if len(v) < 2 or len(v) < len(finals) or not span > 0:
+        return False
+    gaps = sorted((b - a for a, b in itertools.pairwise(v)), reverse=True)
+    if len(gaps) > 1 and gaps[0] < 2 * gaps[1]:
+        return False
+    return gaps[0] >= SPLIT_FRACTION * span
+
+
+def _split_arms(spec: dict, runs: list, pv, x: str, norms) -> set[str]:
+    """The arms (`_arms` names) of a column whose seeds split (`_seeds_split`), decided on the
+    spec's first metric (its first series: the figure's headline curve, e.g. Figure 2's
+    validation error), so that an arm is drawn alike in every panel of its column."""
+    m = spec["metrics"][0]
+    key = (m.get("series") or [m])[0]["key"]
+
+    def scaled(v: float) -> float:
+        if m.get("log"):
+            return math.log(v) if v > 0 else math.nan
+        return v
+
+    arms = []
+    for name, _, members in _arms(spec, runs, pv, norms):
+        curves = [c for c in (r.series(key, x) for r in members) if c]
+        if curves:
+            arms.append((name, curves))
+    values = [scaled(p[2]) for _, cs in arms for c in cs for p in c]
+    values = [v for v in values if math.isfinite(v)]
+    span = max(values) - min(values) if values else 0.0
+    split = set()
+    for name, curves in arms:
+        x0 = min(c[0][1] for c in curves)
+        cut = max(c[-1][1] for c in curves) - TAIL_FRACTION * (max(c[-1][1] for c in curves) - x0)
+        finals = []
+        for c in curves:
+            tail = [scaled(p[2]) for p in c if p[1] >= cut] or [scaled(c[-1][2])]
+            finals.append(sum(tail) / len(tail))
+        if _seeds_split(finals, span):
+            split.add(name)
+    return split
+
+
+def _draw_panel(ax, spec, runs, pv, x, m, norms, floors, drawn, split=frozenset()) -> None:
+    """One metric against `x` for every arm of the panel (`_arms`; `series: [{key, name, ls}]`
+    where a panel shows several metrics, Figure 5: train dashed, validation solid, the line
+    styles explained once in the legend). An arm of several seeds is its mean with a 95 %
+    t-interval band (`_t_band`), or, for the arms in `split` (`_split_arms`), one thin line per
+    seed; markers at the evaluations (not on lines of more than MAX_MARKERS points, e.g. the
+    mini-batch losses). Reference lines: the paper's values (`paper: {norm: value}`) dashed in
+    the norm's colour, the floors of results/floors.csv for this metric grey dotted, labelled
+    with the floor's model. Axes: the metric's `log` (as the paper's figure: Figure 6 of Ba et
+    al. 2016 plots the training NLL on a log axis and the test error on a linear one), error
+    rates (keys ending in /err) in percent, plain numbers on log axes, the y-range by
+    `_auto_ylim` unless the metric gives `ylim: [low, high]`."""
+    from matplotlib.ticker import FuncFormatter, LogFormatter
+
+    class PlainLog(LogFormatter):  # 0.03, 200 on a log axis instead of 3 x 10^-2, 2 x 10^2
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:.3g}"
+
+    log = bool(m.get("log"))
     series = m.get("series") or [{"key": m["key"]}]
-    for norm, ser in ((n, s) for n in norms or spec["norms"] for s in series):
-        curves = [r.series(ser["key"], x) for r in groups.get((pv, norm), [])]
-        curves = [c for c in curves if c[0]]
-        if not curves:
+    solid = next((s for s in series if s.get("ls", "-") == "-"), series[0])
+    lines = []  # (xs, ys) of every line drawn: what the y-range is read from
+    for ser, (name, colour, members) in itertools.product(series, _arms(spec, runs, pv, norms)):
+        seeds = [(r.seed, r.series(ser["key"], x)) for r in members]
+        seeds = [(s, c) for s, c in seeds if c]
+        if not seeds:
             continue
-        n = min(len(c[0]) for c in curves)
-        xs = [sum(c[0][k] for c in curves) / len(curves) for k in range(n)]
-        ys = [[c[1][k] for c in curves] for k in range(n)]
-        mean = [sum(v) / len(v) for v in ys]
-        name = spec["labels"].get(norm, norm) + (f", {ser['name']}" if ser.get("name") else "")
-        label = f"{name} ({len(curves)} seed{'s' * (len(curves) > 1)})"
-        if len(curves) > 1:
-            label = f"{name} (mean of {len(curves)} seeds, band min..max)"
-        ax.plot(xs, mean, color=COLORS.get(norm), ls=ser.get("ls", "-"), label=label)
-        if len(curves) > 1:
-            banded = True
-            ax.fill_between(
-                xs, [min(v) for v in ys], [max(v) for v in ys], color=COLORS.get(norm), alpha=0.2
-            )
-    for norm, value in (m.get("paper") or {}).items():  # the paper's final values, dashed
-        if norm not in (norms or spec["norms"]):
+        ls = ser.get("ls", "-")
+        if ser.get("name"):  # the series' line style, once in the legend
+            drawn.setdefault("styles", {})[ser["name"]] = ls
+        steps = sorted(set.intersection(*({p[0] for p in c} for _, c in seeds)))
+        if len(seeds) > 1 and (name in split or not steps):
+            drawn["split"] = True
+            label = f"{name} ({len(seeds)} seeds, each drawn: they split)"
+            for k, (_, c) in enumerate(seeds):
+                sx, sy = [p[1] for p in c], [p[2] for p in c]
+                ax.plot(
+                    sx,
+                    sy,
+                    color=colour,
+                    ls=ls,
+                    lw=0.9,
+                    marker="o" if len(sx) <= MAX_MARKERS else None,
+                    ms=2,
+                    alpha=0.85,
+                    label=label if k == 0 and ser is solid else "_",
+                )
+                lines.append((sx, sy))
             continue
-        ax.axhline(
-            value,
-            color=COLORS.get(norm),
-            ls="--",
-            lw=1,
-            label=f"{spec['labels'].get(norm, norm)}: paper ({spec.get('paper_scale', 'paper scale')})",
+        by_step = [{p[0]: p for p in c} for _, c in seeds]
+        xs = [sum(b[s][1] for b in by_step) / len(by_step) for s in steps]
+        mean, lo, hi = _t_band([[b[s][2] for b in by_step] for s in steps], log)
+        label = f"{name} (1 seed)"
+        if len(seeds) > 1:
+            drawn["band"] = True
+            ax.fill_between(xs, lo, hi, color=colour, alpha=0.18, lw=0)
+            label = f"{name} (mean of {len(seeds)} seeds)"
+        ax.plot(
+            xs,
+            list(mean),
+            color=colour,
+            ls=ls,
+            lw=1.5,
+            marker="o" if len(xs) <= MAX_MARKERS else None,
+            ms=2.5,
+            label=label if ser is solid else "_",
         )
-    if m.get("log"):
+        lines.append((xs, list(mean)))
+    percent = not log and all(s["key"].endswith("/err") for s in series)
+    refs = []  # reference lines: (value, colour, style, legend label, note at the edge)
+    shown = norms or spec["norms"]
+    for norm, value in (m.get("paper") or {}).items():  # the paper's final values, dashed
+        if norm in shown:
+            name = spec["labels"].get(norm, norm)
+            label = f"{name}: paper ({spec.get('paper_scale', 'paper scale')})"
+            refs.append((value, COLORS.get(norm), "--", label, ("paper", name)))
+    keys = {s["key"] for s in series}
+    for f in floors:  # the floors of results/floors.csv (e.g. the unigram), grey dotted
+        if f["metric"] in keys:
+            style = FLOOR_STYLE["ls"]
+            refs.append((f["floor"], FLOOR_STYLE["color"], style, f["model"], (f["model"], "")))
+    for value, colour, style, label, _ in refs:
+        ax.axhline(value, color=colour, ls=style, lw=FLOOR_STYLE["lw"], label=label)
+    if log:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(PlainLog())
+        ax.yaxis.set_minor_formatter(PlainLog(labelOnlyBase=False))
+    elif percent:  # error rates in percent: readable ticks (1.5 %, 2 %)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g} %"))
     if m.get("logx"):
         ax.set_xscale("log")
-    if m.get("ylim"):  # [low, high]: where the curves differ, not the untrained model's start
+    if m.get("ylim"):  # [low, high]: the spec's own range
         ax.set_ylim(*m["ylim"])
+    else:
+        ylim = _auto_ylim(lines, [r[0] for r in refs], log, bool(m.get("logx")))
+        if ylim:
+            ax.set_ylim(*ylim)
+    _note_refs(ax, refs, percent)
     ax.set_xlabel(XLABELS.get(x, x))
     ax.set_ylabel(m["label"])
     if pv is not None:
-        ax.set_title(f"{spec.get('panels').split('.')[-1]} = {pv}")
+        ax.set_title(f"{spec['panels'].split('.')[-1].replace('_', ' ')} = {pv}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return banded
 
 
-def _caption(spec: dict, scale: str, runs: list[Run], banded: bool) -> str:
-    """The caption from what the runs actually were, not from what the spec hopes."""
-    ref = runs[0]
-    epochs = sorted({round(r.summary.get("epoch", float("nan")), 2) for r in runs if r.summary})
-    seeds = sorted({r.get("seed") for r in runs})
-    statuses = sorted({r.status for r in runs})
-    sub = (
-        f"{scale} scale ({ref.get('name')}), {spec.get('dataset', '')}; epochs trained: "
-        f"{', '.join(map(str, epochs))}; seeds {seeds}; {len(runs)} runs ({', '.join(statuses)})"
-    )
-    if banded:
-        sub += "; lines: mean over seeds, shaded bands: min..max over seeds"
-    tr = ref.get("data.train_eval_size")
-    if tr:
-        sub += f"; training NLL on a fixed {tr}-image training subset"
-    capped = {k: v for k, v in (ref.get("data.eval_tokens") or {}).items() if v}
-    if capped:
-        sub += "; evaluated on the first " + ", ".join(
-            f"{v:,} tokens of {k}" for k, v in capped.items()
+def _auto_ylim(lines, refs, log: bool = False, logx: bool = False):
+    """The y-range of a panel from the region that matters, not from the untrained model's
+    first evaluation: the values of the drawn lines (means, single seeds) from HEAD_FRACTION
+    (15 %) of the panel's x-range on (the x-range from 0, the start of training, to the last
+    evaluation; on a log-x axis in logs, from the first evaluation after 0; all values when
+    none lies there), widened to every reference value (a paper value, a floor)
+    that lies within REF_REACH (1) spans of them, then padded by PAD_FRACTION (10 %) of the span
+    on each side. On a log y axis all of this is done on the logs. A reference line further
+    away stays off the panel and is noted at its edge (`_note_refs`). None when nothing is
+    drawn. A metric's `ylim: [low, high]` in the spec replaces this rule."""
+
+    def scale(v, is_log):
+        v = float(v)
+        if is_log:
+            return math.log10(v) if v > 0 else math.nan
+        return v
+
+    pts = [(scale(a, logx), scale(b, log)) for xs, ys in lines for a, b in zip(xs, ys, strict=True)]
+    pts = [p for p in pts if math.isfinite(p[0]) and math.isfinite(p[1])]
+    if not pts:
+        return None
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    x0 = x0 if logx else min(x0, 0.0)  # training starts at 0 updates (epochs, seconds)
+    cut = x0 + HEAD_FRACTION * (x1 - x0)
+    ys = [y for x, y in pts if x >= cut] or [y for _, y in pts]
+    lo, hi = min(ys), max(ys)
+    reach = REF_REACH * ((hi - lo) or abs(hi) * 0.1 or 1.0)
+    for r in (scale(r, log) for r in refs):
+        if math.isfinite(r) and lo - reach <= r <= hi + reach:
+            lo, hi = min(lo, r), max(hi, r)
+    pad = PAD_FRACTION * ((hi - lo) or abs(hi) * 0.1 or 1.0)
+    lo, hi = lo - pad, hi + pad
+    return (10**lo, 10**hi) if log else (lo, hi)
+
+
+def _note_refs(ax, refs, percent: bool = False) -> None:
+    """The reference lines off the panel's y-range, named with their values in one line of
+    small text inside the panel's top (or bottom) edge, in the padding that `_auto_ylim` leaves
+    free of the curves, with an arrow that points where they lie: `paper: LN-GRU 0.854, GRU
+    0.842 \u2191`, `unigram of the training text 4.34 \u2191`."""
+    low, high = sorted(ax.get_ylim())
+    for side, group in (
+        ("top", [r for r in refs if r[0] > high]),
+        ("bottom", [r for r in refs if r[0] < low]),
+    ):
+        notes: dict[str, list[str]] = {}
+        for value, _, _, _, (kind, name) in group:
+            shown = f"{100 * value:.3g} %" if percent else f"{value:.4g}"
+            notes.setdefault(kind, []).append(f"{name} {shown}".strip())
+        if not notes:
+            continue
+        text = "; ".join(
+            f"{k}: {', '.join(v)}" if k == "paper" else f"{k} {v[0]}" for k, v in notes.items()
         )
-    return sub
+        colours = {r[1] for r in group}
+        ax.text(
+            0.99,
+            0.985 if side == "top" else 0.015,
+            text + (" \u2191" if side == "top" else " \u2193"),
+            transform=ax.transAxes,
+            ha="right",
+            va=side,
+            fontsize=6.5,
+            color=colours.pop() if len(colours) == 1 else "0.25",
+        )
+
+
+def _legend(fig, axes: list, width: float, styles: dict) -> None:
+    """One legend for the whole figure, below the panels: every label once, in drawing order,
+    then the line style of each named series (Figure 5: train dashed, validation solid)."""
+    from matplotlib.lines import Line2D
+
+    handles: dict = {}
+    for ax in axes:
+        if not ax.get_visible():
+            continue
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    for name, ls in styles.items():
+        handles.setdefault(name, Line2D([], [], color="0.3", ls=ls, lw=1.5))
+    if not handles:
+        return
+    longest = max(len(label) for label in handles)
+    ncols = max(1, min(len(handles), int(width * 13 / (longest + 6))))
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="outside lower center",
+        ncols=ncols,
+        fontsize=8,
+        frameon=False,
+    )
+
+
+def _seed_text(seeds) -> str:
+    """1, 2, 3 -> '1-3'; 1, 3 -> '1, 3'."""
+    s = sorted(seeds)
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    return ", ".join(map(str, s))
+
+
+def _caption(spec: dict, scale: str, runs: list, drawn: dict, width: float) -> str:
+    """At most two lines under the title, from what the CSVs say the runs were: the dataset
+    (without its parentheses), the scale and experiment, the updates (and epochs) trained, the
+    seeds, and what the lines and bands are. Shortened (experiment name dropped, then cut)
+    when it does not fit two lines of the figure's width."""
+    dataset = re.sub(r"\s+", " ", re.sub(r"\s*\([^()]*\)", "", spec.get("dataset", ""))).strip()
+    experiments = sorted({r.info.get("experiment", "") for r in runs} - {""})
+    trained = sorted(
+        {
+            (
+                int(_float(r.info.get("steps")) or 0),
+                float(f"{_float(r.info.get('epochs')) or 0:.3g}"),
+            )
+            for r in runs
+        }
+        - {(0, 0.0)}
+    )
+    trained = " / ".join(
+        f"{s:,} updates" + (f" ({e:g} epoch{'s' * (e != 1)})" if e else "") for s, e in trained
+    )
+    by_norm: dict[str, set] = defaultdict(set)
+    for r in runs:
+        by_norm[spec["labels"].get(r.norm, r.norm)].add(r.seed)
+    common = max(by_norm.values(), key=len)
+    seeds = f"seeds {_seed_text(common)}"
+    seeds += "".join(f", {n}: {_seed_text(s)}" for n, s in by_norm.items() if s != common)
+    what = []
+    if drawn.get("band"):
+        what.append("lines: mean of the seeds, bands: 95\u00a0% t-interval")
+    if drawn.get("split"):
+        what.append("thin lines: seeds that split")
+    incomplete = sum(r.info.get("status", "completed") != "completed" for r in runs)
+    parts = [dataset, f"{scale} scale ({', '.join(experiments)})", trained, seeds, *what]
+    if incomplete:
+        parts.append(f"{incomplete} run{'s' * (incomplete > 1)} not completed")
+    chars = int(width * 14)
+    for attempt in range(2):
+        lines = textwrap.wrap("; ".join(p for p in parts if p), chars)
+        if len(lines) <= 2:
+            return "\n".join(lines)
+        parts[1] = f"{scale} scale" if attempt == 0 else parts[1]
+    return "\n".join([lines[0], textwrap.shorten(" ".join(lines[1:]), chars, placeholder=" ...")])
 
 
 def write_table(spec: dict, runs: list[Run], path: Path, scale: str) -> None:
@@ -414,17 +853,29 @@ def write_curves(spec: dict, runs: list[Run], path: Path) -> None:
 
 
 def fingerprint(spec: dict, png: Path) -> str:
-    """What the figure `png` is drawn from: the plotting code (PLOT_CODE), the spec's plotting
-    keys and the CSVs beside the PNG (their bytes), as a short sha256."""
+    """What the figure `png` is drawn from: the drawing code (the source of PLOT_CODE, the
+    values of PLOT_CONSTANTS), the spec's plotting keys, the CSVs beside the PNG (their bytes)
+    and this figure's rows of the floors file beside them, as a short sha256."""
     import hashlib
     import inspect
 
     h = hashlib.sha256()
     for name in PLOT_CODE:
-        h.update(inspect.getsource(globals()[name]).encode())
+        obj = globals()[name]
+        # a class: its docstring and methods (the source of a class needs its module in
+        # sys.modules, which a script loaded by the tests is not)
+        if inspect.isclass(obj):
+            methods = [f for f in vars(obj).values() if inspect.isfunction(f)]
+            h.update((obj.__doc__ or "").encode())
+            h.update("".join(map(inspect.getsource, methods)).encode())
+        else:
+            h.update(inspect.getsource(obj).encode())
+    h.update(repr([globals()[name] for name in PLOT_CONSTANTS]).encode())
     h.update(json.dumps({k: spec.get(k) for k in PLOT_KEYS}, sort_keys=True, default=str).encode())
     for f in (png.with_suffix(".csv"), png.with_name(f"{png.stem}_curves.csv")):
         h.update(f.read_bytes() if f.exists() else b"-")
+    scale = png.stem[len(spec["name"]) + 1 :] or "cpu"
+    h.update(json.dumps(read_floors(png.parent, spec["name"], scale), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -453,8 +904,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("action", choices=["run", "plot", "check"])
-    p.add_argument("spec", nargs="?", help="experiments/<figure>.yaml (not for check)")
+    p.add_argument("action", choices=["run", "plot", "draw", "check"])
+    p.add_argument("spec", nargs="?", help="experiments/<figure>.yaml (not for check, draw --all)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="draw: every experiments/*.yaml whose CSVs are in --out (at --scale)",
+    )
     p.add_argument("--scale", default="cpu")
     p.add_argument(
         "--launcher",
@@ -474,6 +930,8 @@ def main(argv=None) -> int:
         for name, why in stale.items():
             print(f"stale: results/{name}.png ({why}): rerun or `make figures` to redraw it")
         return 1 if stale else 0
+    if args.action == "draw" and args.all:
+        return draw_all(Path(args.out), args.scale)
     if not args.spec:
         p.error(f"{args.action} needs the spec: experiments/<figure>.yaml")
     spec = load_spec(args.spec)
@@ -485,6 +943,8 @@ def main(argv=None) -> int:
         p.error(f"--scale must be one of {sorted(spec['scales'])}")
     if args.action == "run":
         return run(spec, args.scale, args.launcher, extra, args.confirmatory)
+    if args.action == "draw":
+        return draw(spec, args.scale, Path(args.out))
     return plot(spec, args.scale, Path(args.out), args.confirmatory)
 
 

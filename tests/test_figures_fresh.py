@@ -35,3 +35,48 @@ def test_a_changed_csv_makes_its_figure_stale(tmp_path):
     assert figure.stale_figures(results) == {}  # (the other figures are not in this folder)
     (results / f"{spec['name']}_curves.csv").write_text("norm,seed\nln,2\n")
     assert "figure6_pi_mnist" in figure.stale_figures(results)
+
+
+def test_plot_code_lists_every_function_the_drawing_calls():
+    """`fingerprint` hashes the source of PLOT_CODE (and the values of PLOT_CONSTANTS): every
+    function, class and constant of scripts/figure.py that `draw` reaches must be listed there,
+    or a change to it would leave the committed figures looking fresh."""
+    import ast
+    import inspect
+    import textwrap
+
+    own = {
+        name
+        for name, obj in vars(figure).items()
+        if (inspect.isfunction(obj) or inspect.isclass(obj))
+        and getattr(obj, "__module__", None) == figure.__name__
+    }
+    module = ast.parse((figure.ROOT / "scripts" / "figure.py").read_text())
+    constants = {  # assigned at the top of the file (not imported, as COLORS is)
+        t.id
+        for node in module.body
+        if isinstance(node, (ast.Assign, ast.AugAssign))
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(t, ast.Name) and t.id.isupper()
+    }
+    seen, todo, used = {"fingerprint"}, ["draw"], set()  # (the hash itself: not drawing)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        obj = getattr(figure, name)
+        sources = (
+            [inspect.getsource(f) for f in vars(obj).values() if inspect.isfunction(f)]
+            if inspect.isclass(obj)
+            else [inspect.getsource(obj)]
+        )
+        for src in sources:
+            for node in ast.walk(ast.parse(textwrap.dedent(src))):
+                if isinstance(node, ast.Name):
+                    if node.id in own:
+                        todo.append(node.id)
+                    elif node.id in constants:
+                        used.add(node.id)
+    assert seen - set(figure.PLOT_CODE) == {"fingerprint"}
+    assert used - set(figure.PLOT_CONSTANTS) - {"PLOT_CODE", "PLOT_KEYS"} == set()
