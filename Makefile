@@ -172,6 +172,15 @@ reproduce: venv ## run every figure in FIGURE_TARGETS (one after another), then 
 	@for t in $(FIGURE_TARGETS); do $(MAKE) --no-print-directory $$t || exit $$?; done
 	$(MAKE) --no-print-directory figures
 
+.PHONY: scorecard
+# A norm through LN's benchmarks beside LN, BN and none (experiments/scorecard/suite.yaml,
+# docs/scorecard.md). NORM: a config of configs/norm/ (rms, wn) or module.Class; examples/norms
+# is on PYTHONPATH (NORM=dyt.DyT), a folder of your own joins it: PYTHONPATH=<dir> make scorecard ...
+SCORECARD_PATH = $(CURDIR)/examples/norms$(if $(PYTHONPATH),:$(PYTHONPATH),)
+scorecard: venv ## a norm through LN's benchmarks beside LN, BN, none: NORM=<config or module.Class> [TIER=quick|full] [SEEDS=11,12,13] [NAME=...] -> results/scorecards/<name>.md, .png
+	@test -n "$(NORM)" || { echo "error: give NORM=<a configs/norm name or module.Class>, e.g. NORM=dyt.DyT" >&2; exit 2; }
+	PYTHONPATH=$(SCORECARD_PATH) $(PY) scripts/scorecard.py --norm $(NORM) --tier $(or $(TIER),quick) $(if $(SEEDS),--seeds $(SEEDS),) $(if $(NAME),--name $(NAME),) $(if $(LAUNCHER),--launcher $(LAUNCHER),) $(ARGS)
+
 bench: venv ## speed benchmarks -> results/bench.md (MLP) and results/bench_rnn.md (LSTM/GRU)
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_rnn.py --compiled
