@@ -259,12 +259,16 @@ def _plot(tmp_path, monkeypatch, seeds):
 
 
 @pytest.mark.slow  # > 1 s: matplotlib figures
-def test_figure_draws_mean_and_min_max_band_over_seeds(tmp_path, monkeypatch):
+def test_figure_draws_mean_and_t_interval_band_over_seeds(tmp_path, monkeypatch):
+    """Seeds ending at 0.1, 0.2, 0.3: the band is the mean's 95 % t interval,
+    0.2 -/+ t(0.975, 2) 0.1 / sqrt(3), not min..max."""
     bands, caption, rows = _plot(tmp_path, monkeypatch, seeds=(1, 2, 3))
     assert len(bands) == 2  # one band per norm
     lo, hi = bands[0]
-    assert list(lo) == [0.5, pytest.approx(0.1)] and list(hi) == [0.5, pytest.approx(0.3)]
-    assert "mean over seeds, shaded bands: min..max over seeds" in caption.replace("\n", " ")
+    half = 4.302653 * 0.1 / 3**0.5
+    assert list(lo) == [0.5, pytest.approx(0.2 - half)]
+    assert list(hi) == [0.5, pytest.approx(0.2 + half)]
+    assert "95\N{NO-BREAK SPACE}% t-interval" in caption and "min..max" not in caption
     assert len(rows) == 1 + 6  # the CSV still lists every run
 
 
@@ -439,8 +443,10 @@ def test_figure_norm_columns_series_paper_lines_and_ylim(tmp_path, monkeypatch):
     by_ax: dict = {}
     for ax, label, ls in drawn:
         by_ax.setdefault(ax, []).append((label.split(" (")[0], ls))
+    # a column per group of norms; the line styles (train dashed, val solid) are named once
+    # in the legend, so the lines themselves carry the norm's name only
     assert sorted(by_ax.values()) == [
-        [("BN, train", "--"), ("BN, val", "-")],
-        [("LN, train", "--"), ("LN, val", "-"), ("LN: paper", "paper")],
+        [("_", "--"), ("BN", "-")],
+        [("_", "--"), ("LN", "-"), ("LN: paper", "paper")],
     ]
     assert panels.count((0.01, 1.0)) == 2  # (matplotlib calls set_ylim itself too)
