@@ -61,6 +61,7 @@ from lnrepro.claims.provenance import LOAD_SAMPLES, read_load_samples, run_prove
 from lnrepro.runs import COLORS, Run, fmt_value, load_spec, spec_runs, sweep_dir
 from lnrepro.trainer import hms
 
+EXPLORATORY = "exploratory"  # results/exploratory/: seeds replaced by confirmatory ones
 XLABELS = {
     "step": "updates",
     "time": "wall-clock time (s, at each run's mean pace)",
@@ -238,6 +239,7 @@ def plot(spec: dict, scale: str, out_dir: Path, confirmatory: bool = False) -> i
             file=sys.stderr,
         )
         return 1
+    out_dir = destination(spec, scale, Path(out_dir), confirmatory)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = out_dir / f"{_stem(spec, scale)}.csv"
     curves = out_dir / f"{_stem(spec, scale)}_curves.csv"
@@ -245,6 +247,27 @@ def plot(spec: dict, scale: str, out_dir: Path, confirmatory: bool = False) -> i
     write_curves(spec, runs, curves)
     print(f"wrote {table} and {curves} from {len(runs)} runs under {root}")
     return draw(spec, scale, out_dir)
+
+
+def destination(spec: dict, scale: str, out_dir: Path, confirmatory: bool) -> Path:
+    """Where `plot` writes: results/, except that a figure's exploratory seeds give way to its
+    confirmatory ones. The first confirmatory plot moves the exploratory CSVs it finds in
+    results/ to results/exploratory/ (the claims engine still checks them there, in their own
+    column); from then on an exploratory plot writes there, never over the confirmatory CSVs."""
+    aside, stem = out_dir / EXPLORATORY, _stem(spec, scale)
+    if not confirmatory:
+        return aside if (aside / f"{stem}.csv").exists() else out_dir
+    table = out_dir / f"{stem}.csv"
+    if table.exists() and not (aside / f"{stem}.csv").exists():
+        registered = {str(s) for s in spec["scales"][scale].get("confirmatory_seeds") or []}
+        with open(table, newline="") as f:
+            if {r["seed"] for r in csv.DictReader(f)} - registered:
+                aside.mkdir(parents=True, exist_ok=True)
+                for name in (f"{stem}.csv", f"{stem}_curves.csv"):
+                    if (out_dir / name).exists():
+                        (out_dir / name).rename(aside / name)
+                print(f"moved the exploratory {stem}.csv and {stem}_curves.csv to {aside}")
+    return out_dir
 
 
 def _stem(spec: dict, scale: str) -> str:

@@ -4,6 +4,7 @@ mid-line, no summary.json), other norms and another experiment."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -270,6 +271,40 @@ def test_figure_draws_mean_and_t_interval_band_over_seeds(tmp_path, monkeypatch)
     assert list(hi) == [0.5, pytest.approx(0.2 + half)]
     assert "95\N{NO-BREAK SPACE}% t-interval" in caption and "min..max" not in caption
     assert len(rows) == 1 + 6  # the CSV still lists every run
+
+
+@pytest.mark.slow  # > 1 s: matplotlib figures
+def test_confirmatory_seeds_move_the_exploratory_csvs_aside(tmp_path, monkeypatch):
+    """A confirmatory plot moves the exploratory CSVs to results/exploratory/ and writes its
+    own in results/; an exploratory plot after it writes there, never over them."""
+    _plot(tmp_path, monkeypatch, seeds=(1, 2))
+    results = tmp_path / "results"
+    spec = {**SPEC, "scales": {"cpu": {**SPEC["scales"]["cpu"], "confirmatory_seeds": [11, 12]}}}
+    for s in (11, 12):
+        for norm in ("ln", "bn"):
+            write_run(
+                tmp_path / "outputs" / "figures" / "fig_test" / "cpu" / f"{norm}_{s}",
+                norm=norm,
+                seed=s,
+                val_errs=(0.5, 0.1),
+            )
+    assert figure.plot(spec, "cpu", results, confirmatory=True) == 0
+
+    def seeds(path):
+        return sorted({r["seed"] for r in csv.DictReader(open(path))}, key=int)
+
+    assert seeds(results / "fig_test.csv") == ["11", "12"] == seeds(results / "fig_test_curves.csv")
+    moved = results / "exploratory"
+    assert seeds(moved / "fig_test.csv") == ["1", "2"] == seeds(moved / "fig_test_curves.csv")
+    assert (
+        figure.plot(
+            {**spec, "scales": {"cpu": {**spec["scales"]["cpu"], "seeds": [1]}}}, "cpu", results
+        )
+        == 0
+    )
+    assert seeds(results / "fig_test.csv") == ["11", "12"] and seeds(moved / "fig_test.csv") == [
+        "1"
+    ]
 
 
 def test_figure_with_one_seed_has_no_band(tmp_path, monkeypatch):
