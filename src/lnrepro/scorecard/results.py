@@ -121,12 +121,14 @@ def evaluate(res: EntryResult, floors: dict) -> EntryResult:
         c.blocked = _blocked(res, ref)
         res.vs[ref] = c
     res.speed = {ref: _speed(res, ref) for ref in REFERENCES}
-    res.secondary = [
-        (m, {ref: compare(res.values(res.candidate, m.key), res.values(ref, m.key), m.log,
-                          m.higher) for ref in REFERENCES})
-        for m in e.secondary
-    ]  # fmt: skip
+    res.secondary = [(m, _secondary(res, m)) for m in e.secondary]
     return res
+
+
+def _secondary(res: EntryResult, m: Metric) -> dict[str, Comparison]:
+    """The candidate against each reference on a secondary metric: an interval, no verdict."""
+    cand = res.values(res.candidate, m.key)
+    return {ref: compare(cand, res.values(ref, m.key), m.log, m.higher) for ref in REFERENCES}
 
 
 def _blocked(res: EntryResult, ref: str) -> str:

@@ -127,8 +127,21 @@ def _entry(suite: dict, raw: dict, experiments: Path, seeds: list[int] | None) -
         speed=speed,
         seeds=[int(s) for s in want],
         baselines=[n for n in suite.get("baselines", ["ln", "bn", "none"]) if n in known],
-        cost=dict(suite.get("cost") or {}),
+        cost=_cost(suite.get("cost") or {}),
     )
+
+
+COST_KEYS = {"warmup": 0, "steps": 1, "repeats": 1}  # the timing's keys and their least values
+
+
+def _cost(raw: dict) -> dict:
+    """The suite's `cost:` (updates per norm and repeat of the timing), checked."""
+    for k, v in raw.items():
+        if k not in COST_KEYS:
+            raise ConfigError(f"scorecard cost.{k}: not one of {sorted(COST_KEYS)}")
+        if not (isinstance(v, int) and v >= COST_KEYS[k]):
+            raise ConfigError(f"scorecard cost.{k} must be a whole number >= {COST_KEYS[k]}")
+    return dict(raw)
 
 
 def _metric(spec: dict, raw: dict) -> Metric:
