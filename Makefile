@@ -21,7 +21,8 @@ export LNREPRO_DATA
 endif
 export HF_HUB_OFFLINE ?= 0
 # NORMS=ln,bn,none,wn,rms make figure6: other norms than the figure's own (ln, bn, none)
-# CONFIRM=1 make figure6: run and plot exactly the spec's confirmatory_seeds (scales.cpu)
+# CONFIRM=1 make figure6: run and plot exactly the spec's confirmatory_seeds (scales.cpu), from a clean
+# checkout only (uncommitted changes are refused: such runs would count as exploratory)
 FIG := $(strip $(PY) scripts/figure.py $(if $(NORMS),--norms $(NORMS),) $(if $(CONFIRM),--confirmatory,))
 LAUNCH := $(if $(LAUNCHER),--launcher $(LAUNCHER),)
 

@@ -58,6 +58,7 @@ from lnrepro.artifacts import png_text, save_figure, write_csv
 from lnrepro.claims.confirm import confirmatory_norms
 from lnrepro.claims.provenance import COLUMNS as PROVENANCE
 from lnrepro.claims.provenance import LOAD_SAMPLES, read_load_samples, run_provenance
+from lnrepro.runlog import git_commit
 from lnrepro.runs import COLORS, Run, fmt_value, load_spec, spec_runs, sweep_dir
 from lnrepro.trainer import hms
 
@@ -131,6 +132,11 @@ def run(
     sc = spec["scales"][scale]
     grid_size = math.prod(len(v) for v in spec.get("grid", {}).values())
     groups = multiruns(spec, scale, confirmatory)
+    if confirmatory and git_commit().endswith("+dirty"):  # lnrepro.claims.confirm, rule (b)
+        raise SystemExit(
+            "error: confirmatory runs from uncommitted changes would count as exploratory: "
+            "commit first, or run them from a clean checkout (git worktree add ../confirm HEAD)"
+        )
     watch = GridProgress(
         sweep_dir(spec, scale),
         sum(len(n) * len(s) for n, s in groups) * grid_size,

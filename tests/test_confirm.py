@@ -229,6 +229,7 @@ def test_figure_run_confirmatory_launches_exactly_the_confirmatory_seeds(monkeyp
             return 0
 
     monkeypatch.setattr(figure.subprocess, "Popen", Ended)
+    monkeypatch.setattr(figure, "git_commit", lambda: "a" * 40)  # a clean checkout
     monkeypatch.setenv("LNREPRO_OUTPUTS", str(tmp_path))
     s = spec(confirmatory=(11, 12, 13))
     s["scales"]["cpu"]["seeds_by_norm"] = {"none": [1]}  # an extra curve: no confirmatory runs
@@ -239,3 +240,12 @@ def test_figure_run_confirmatory_launches_exactly_the_confirmatory_seeds(monkeyp
     launched.clear()
     assert figure.run(s, "cpu", None, []) == 0
     assert [c for c in launched[0] if c.startswith("seed=")] == ["seed=1,2"]
+
+
+def test_figure_run_refuses_confirmatory_runs_from_uncommitted_changes(monkeypatch, tmp_path):
+    figure = load_script("figure")
+    monkeypatch.setattr(figure.subprocess, "Popen", lambda *a, **k: pytest.fail("launched"))
+    monkeypatch.setattr(figure, "git_commit", lambda: "a" * 40 + "+dirty")
+    monkeypatch.setenv("LNREPRO_OUTPUTS", str(tmp_path))
+    with pytest.raises(SystemExit, match="would count as exploratory: commit first"):
+        figure.run(spec(confirmatory=(11, 12, 13)), "cpu", None, [], confirmatory=True)
