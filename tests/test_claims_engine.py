@@ -134,6 +134,19 @@ def test_a_crossing_is_interpolated_in_log_updates_with_the_grid_variance():
     assert float(late.grid_var) == pytest.approx(math.log(3) ** 2 / 12)
 
 
+def test_a_rising_curve_reaches_the_level_at_an_evaluation_equal_to_it():
+    up = C_speed.crossings(STEPS, [0.1, 0.2, 0.5, 0.8], 0.5, higher=True)
+    assert float(up.low) == float(up.high) == pytest.approx(math.log(300))
+    assert float(up.grid_var) == pytest.approx(math.log(1.5) ** 2 / 12)
+
+
+def test_a_seed_that_never_crosses_carries_its_last_gaps_variance():
+    steps = [100, 200, 300, 600, 1800]  # log gaps: log 2, log 1.5, log 2, log 3
+    never = C_speed.crossings(steps, [1.0, 0.9, 0.8, 0.7, 0.6], 0.5)
+    assert (float(never.low), float(never.high)) == (pytest.approx(math.log(1800)), math.inf)
+    assert float(never.grid_var) == pytest.approx(math.log(3) ** 2 / 12)
+
+
 def test_censored_crossings_are_bounds_with_their_gaps_variance():
     left = C_speed.crossings(STEPS, [0.4, 0.3, 0.2, 0.1], 0.5)
     assert (float(left.low), float(left.high)) == (-math.inf, pytest.approx(math.log(100)))
@@ -253,6 +266,7 @@ from test_claims import FINAL_LOWER as FINAL
 from test_claims import LOWER_AT, finals, lower_at_runs, run_claim
 from test_claims import SPEC as SPEC_T
 
+from lnrepro.claims.text import num
 from lnrepro.claims.verdicts import value_at
 
 ROBUST = {"check": "robust", "metric": "test/err", "norms": ["ln", "bn"]}
@@ -401,3 +415,210 @@ def test_a_figure_without_results_names_what_is_missing(tmp_path):
     spec = {**SPEC_T, "claims": [{"id": "c", "section": "s", "quote": "q", **FINAL}]}
     (res,) = C.evaluate(spec, C.load_figure(tmp_path, spec))
     assert res.reasons == ["no results/toy.csv"] and res.figure == "toy"
+
+
+def test_a_rows_reasons_are_all_written_out():
+    r = C.Result("toy", {}, "t", reasons=["n=1", "LN 1 of 3 censored"])
+    assert r.verdict_text() == "inconclusive (n=1; LN 1 of 3 censored)"
+
+
+def test_the_interval_is_written_to_three_significant_digits():
+    r = C.Result(
+        "toy", {}, "t", effect_name="LN - BN", interval=IV(-0.012345, -0.023456, -0.0045678, 2)
+    )
+    assert r.effect_text() == "LN - BN = -0.0123 [-0.0235, -0.00457]"
+    r.ratio, r.interval = True, IV(math.log(0.51234), math.log(0.25678), math.log(0.98765), 2)
+    assert r.effect_text() == "LN - BN = 0.512 [0.257, 0.988]"
+
+
+def test_final_below_without_a_where_reads_every_run(tmp_path):
+    claim = {"check": "final_below", "metric": "test/err", "norms": ["ln"], "value": 0.5}
+    res = run_claim(tmp_path, claim, finals({"ln": [0.40, 0.41, 0.42], "bn": [0.9, 0.9, 0.9]}))
+    assert res.measured == "LN 0.41 ± 0.01 (n=3)" and res.verdict == C.SUPPORTED
+
+
+# A figure swept over two settings, one of them three levels deep (model.rnn.hidden_size):
+# `where` fixes the other, and a row names a setting by its last part.
+GRID2 = {"data.batch_size": [128, 4], "model.rnn.hidden_size": [64, 256]}
+
+
+def grid2_figure(values: dict[tuple[str, int, int], list[float]], claim: dict):
+    """FigureData of results whose final test/err per (norm, batch, hidden) are `values` (one
+    per seed); the claim validated against the spec."""
+    from lnrepro.claims.results import FigureData
+
+    runs = [
+        {"norm": n, "seed": str(i + 1), "status": "completed", "data.batch_size": str(bs),
+         "model.rnn.hidden_size": str(h), "final_test/err": str(v)}
+        for (n, bs, h), vs in values.items()
+        for i, v in enumerate(vs)
+    ]  # fmt: skip
+    spec = {**SPEC_T, "grid": GRID2, "claims": [{"id": "c", "section": "s", "quote": "q", **claim}]}
+    C.validate(spec, "toy.yaml")
+    return spec, FigureData(spec, "toy", runs, None)
+
+
+def test_setting_lower_fixes_the_other_settings_by_its_where():
+    claim = {
+        "check": "setting_lower",
+        "metric": "test/err",
+        "norms": ["ln"],
+        "settings": {"model.rnn.hidden_size": [256, 64]},
+        "where": {"data.batch_size": 128},
+    }
+    spec, data = grid2_figure(
+        {
+            ("ln", 128, 256): [0.10, 0.11, 0.12],
+            ("ln", 128, 64): [0.20, 0.21, 0.22],
+            ("ln", 4, 256): [0.90, 0.91, 0.92],
+            ("ln", 4, 64): [0.30, 0.31, 0.32],
+        },
+        claim,
+    )
+    (res,) = C.evaluate(spec, data)
+    assert res.effect_name == "hidden_size 256 - hidden_size 64"
+    assert res.measured == (
+        "LN hidden_size 256 0.11 ± 0.01 (n=3); LN hidden_size 64 0.21 ± 0.01 (n=3)"
+    )
+    assert res.interval.effect == pytest.approx(-0.1) and res.verdict == C.SUPPORTED
+
+
+def test_robust_fixes_the_other_settings_by_its_where():
+    """At batch 128 LN's error rises less than BN's from hidden 256 to 64 (supported); at batch
+    4, which the claim does not read, it rises more."""
+    claim = {
+        **ROBUST,
+        "between": {"model.rnn.hidden_size": [256, 64]},
+        "where": {"data.batch_size": 128},
+    }
+    v = lambda x: [x - 0.01, x, x + 0.01]
+    spec, data = grid2_figure(
+        {
+            ("ln", 128, 256): v(0.10),
+            ("ln", 128, 64): v(0.12),
+            ("bn", 128, 256): v(0.10),
+            ("bn", 128, 64): v(0.30),
+            ("ln", 4, 256): v(0.10),
+            ("ln", 4, 64): v(0.90),
+            ("bn", 4, 256): v(0.10),
+            ("bn", 4, 64): v(0.11),
+        },
+        claim,
+    )
+    (res,) = C.evaluate(spec, data)
+    assert res.effect_name == "rise hidden_size 256 -> 64, LN - BN"
+    assert res.interval.effect == pytest.approx(0.02 - 0.20) and res.verdict == C.SUPPORTED
+    assert res.measured.startswith("LN: 256: 0.1 ± 0.01 (n=3), 64: 0.12 ± 0.01 (n=3); BN: ")
+
+
+def lower_at_curves(ln_epochs, bn_epochs=((0.5, 1.0, 1.5),) * 3, bs=128, ln_early=0.10):
+    """lower_at_runs with each seed's own evaluation epochs: 1.0 at the first evaluation, LN
+    `ln_early` + 0.01 i and BN 0.30 + 0.01 i at the second, LN 0.05 and BN 0.01 at the third."""
+    runs = []
+    for norm, grids, early, late in (
+        ("ln", ln_epochs, ln_early, 0.05),
+        ("bn", bn_epochs, 0.30, 0.01),
+    ):
+        for i, epochs in enumerate(grids):
+            values = (1.0, early + 0.01 * i, late)
+            pts = [(50 * (k + 1), e, v) for k, (e, v) in enumerate(zip(epochs, values))]
+            runs.append({"norm": norm, "seed": i + 1, "bs": bs, "curve": {"train/nll": pts}})
+    return runs
+
+
+def test_lower_at_names_how_each_seed_was_read_and_every_refused_seed(tmp_path):
+    even, odd = (0.5, 1.0, 1.5), (0.5, 0.9, 1.3)
+    res = run_claim(tmp_path, LOWER_AT, lower_at_curves([even, odd, even]))
+    assert res.verdict == C.SUPPORTED and not res.reasons
+    w = (1 - 0.9) / (1.3 - 0.9)  # LN seed 2 between 0.11 at 0.9 and 0.05 at 1.3
+    assert res.measured == (
+        f"LN {num(statistics.fmean([0.10, 0.11 + w * (0.05 - 0.11), 0.12]))} ± "
+        f"{num(statistics.stdev([0.10, 0.11 + w * (0.05 - 0.11), 0.12]), 2)} (n=3); "
+        "BN 0.31 ± 0.01 (n=3); read at epoch 1: evaluated there (LN 1, LN 3, BN 1, BN 2, BN 3); "
+        "interpolated between 0.9 and 1.3 (LN 2)"
+    )
+    short = (0.25, 0.5, 0.75)  # stops before epoch 1
+    res = run_claim(tmp_path, LOWER_AT, lower_at_curves([short, short, even]))
+    assert res.reasons == [
+        "LN seed 1: epoch 1 outside its evaluations",
+        "LN seed 2: epoch 1 outside its evaluations",
+        "n=1",
+    ]
+    assert res.verdict == C.INCONCLUSIVE and res.interval is None
+    assert res.measured.startswith("LN 0.12 (n=1); BN 0.31 ± 0.01 (n=3); read at epoch 1: ")
+    assert "(LN 3, BN 1, BN 2, BN 3)" in res.measured
+
+
+def test_lower_at_with_no_seed_read_says_nothing_of_how(tmp_path):
+    late = ((2.0, 3.0, 4.0),) * 3
+    res = run_claim(tmp_path, LOWER_AT, lower_at_curves(late, late))
+    assert res.measured == "LN – (n=0); BN – (n=0)" and res.verdict == C.INCONCLUSIVE
+    assert len(res.reasons) == 7 and res.reasons[-1] == "n=0"
+
+
+def test_lower_at_reads_its_where_and_names_a_run_without_a_curve(tmp_path):
+    """Batch 4's curves (LN far higher there) must not be read; a completed run of batch 128
+    without the metric's curve is named."""
+    even = [(0.5, 1.0, 1.5)] * 3
+    runs = lower_at_curves(even) + lower_at_curves(even, bs=4, ln_early=5.0)
+    claim = {**LOWER_AT, "where": {"data.batch_size": 128}}
+    res = run_claim(tmp_path, claim, runs)
+    assert res.verdict == C.SUPPORTED and res.measured.startswith("LN 0.11 ± 0.01 (n=3); ")
+    runs.append({"norm": "bn", "seed": 4, "bs": 128, "curve": {"train/acc": [(50, 0.5, 0.9)]}})
+    res = run_claim(tmp_path / "gap", claim, runs)
+    assert res.reasons == ["BN seed 4 has no train/nll curve"] and res.interval is None
+
+
+# ---- verdicts: the speed row -------------------------------------------------------------------
+def test_a_speed_row_with_one_seed_is_not_tested_and_reports_no_power(tmp_path):
+    from test_claims import FASTER, faster_runs
+
+    res = run_claim(tmp_path, FASTER, faster_runs([200], [800, 1000, 900]))
+    assert res.reasons == ["n=1"] and res.verdict == C.INCONCLUSIVE
+    assert res.interval is None and res.p_support is None
+    s = res.speed
+    assert (s["level"], s["auc"], s["power"], s["power5"]) == (0.5, None, None, None)
+    assert s["sigma"]["ln"] is None and s["sigma"]["bn"] is not None
+
+
+def test_two_exact_crossings_give_a_spread(tmp_path):
+    from test_claims import FASTER, crossing, faster_runs
+
+    res = run_claim(tmp_path, FASTER, faster_runs([200, 400, None], [800, 1000, 900]))
+    assert res.reasons == ["LN 1 of 3 censored"] and res.verdict == C.INCONCLUSIVE
+    x_ln = [crossing(t, 1.0, 0.05, 0.5) for t in (200, 400)]
+    assert res.speed["sigma"]["ln"] == pytest.approx(statistics.stdev(x_ln))
+
+
+def test_a_speed_rows_power_is_at_its_own_number_of_seeds(tmp_path):
+    """Four seeds per arm, wide spreads: the power at n = 4 (not at the default 3), and at 5."""
+    from test_claims import FASTER, faster_runs
+
+    from lnrepro.claims.simulate import log_spaced, power
+
+    res = run_claim(
+        tmp_path,
+        {**FASTER, "max_ratio": 1.0},
+        faster_runs([200, 500, 300, 900], [300, 800, 200, 600]),
+    )
+    s = res.speed
+    grid = log_spaced(range(100, 1001, 100))
+    args = (grid, s["sigma"]["ln"], s["sigma"]["bn"], 0.0)
+    assert s["power"] == power(*args, 4) and s["power5"] == power(*args, 5)
+    assert s["power"] != power(*args, 3)  # the number of seeds matters at these spreads
+
+
+def test_a_speed_rows_auc_on_the_log_scale_is_the_mean_log_metric(tmp_path):
+    from test_claims import FASTER, faster_runs
+
+    runs = faster_runs([200, 300, 200], [800, 1000, 900])
+    claim = {**FASTER, "auc": {"steps": [100, 1000], "log": True}}
+    iv, log = run_claim(tmp_path, claim, runs).speed["auc"]
+    per_seed = {"ln": [], "bn": []}
+    for r in runs:
+        pts = r["curve"]["train/nll"]
+        per_seed[r["norm"]].append(
+            C_speed.auc([p[0] for p in pts], [p[2] for p in pts], (100, 1000), log=True)
+        )
+    want = C.welch_interval(per_seed["ln"], per_seed["bn"])
+    assert log and (iv.effect, iv.low, iv.high) == pytest.approx((want.effect, want.low, want.high))

@@ -101,10 +101,10 @@ def holm(p: list[float | None], alpha: float = (1 - LEVEL) / 2) -> list[bool]:
     sort ascending, reject p_(i) while p_(i) <= alpha / (m - i); a missing p is never rejected
     but counts in m."""
     m = len(p)
-    order = sorted(range(m), key=lambda i: (p[i] is None, p[i] if p[i] is not None else 1.0))
+    order = sorted((i for i in range(m) if p[i] is not None), key=lambda i: p[i])
     out = [False] * m
     for rank, i in enumerate(order):
-        if p[i] is None or p[i] > alpha / (m - rank):
+        if p[i] > alpha / (m - rank):
             break
         out[i] = True
     return out
