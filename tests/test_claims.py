@@ -829,6 +829,7 @@ def test_the_word_ptb_lstm_fails_its_gate_against_the_unigram():
     assert (bad.norm, bad.metric) == ("none", "test/ppl") and "unigram" in bad.floor
 
 
+@pytest.mark.slow  # > 1 s, and reads the repository's Makefile and results/
 def test_exploratory_seeds_moved_aside_keep_their_verdicts(tmp_path):
     """When a figure's confirmatory runs replace results/<figure>.csv, its exploratory CSVs move
     to results/exploratory/: each claim row keeps their verdict beside the new one, and
