@@ -25,6 +25,7 @@ from lnrepro.claims import scorecard as S
 from lnrepro.claims.confirm import Git
 from lnrepro.claims.provenance import NOT_RECORDED, config_hash
 from lnrepro.claims.text import summary
+from lnrepro.errors import ConfigError
 from lnrepro.runs import load_run
 from lnrepro.scorecard import baselines as bl
 from lnrepro.scorecard import card, launch
@@ -55,6 +56,8 @@ FIGURE = {
 SUITE = {
     "seeds": 2,
     "baselines": ["ln", "bn", "none"],
+    "references": ["ln", "none"],
+    "titles": {"none": "none"},
     "cost": {"warmup": 1, "steps": 2, "repeats": 2},
     "tiers": {
         "quick": [
@@ -199,6 +202,28 @@ def test_a_setting_outside_the_figures_grid_is_one_line(tiny):
     suite["tiers"]["quick"][0]["setting"] = {"data.batch_size": 32}
     with pytest.raises(Exception, match=r"data.batch_size=32 is not in the figure's grid"):
         entries(suite, "quick", tiny["experiments"])
+
+
+def test_the_references_are_data_of_the_suite(tiny):
+    entry = tiny_entry(tiny)
+    assert entry.references == ["ln", "none"] and entry.main_reference == "ln"
+    assert entry.columns == entry.baselines == ["ln", "bn", "none"]
+    assert [entry.title(n) for n in entry.columns] == ["LN", "BN", "none"]
+    for bad, match in [
+        ({"references": []}, r"references must be a non-empty list"),
+        ({"references": None}, r"references must be a non-empty list"),
+        (
+            {"references": ["ln", "rms"]},
+            r"references \['rms'\] are not among the suite's baselines",
+        ),
+        ({"titles": {"rms": "RMS"}}, r"titles \['rms'\] are not among the suite's baselines"),
+    ]:
+        suite = {**load_suite(tiny["suite"]), **bad}
+        with pytest.raises(ConfigError, match=match):
+            entries(suite, "quick", tiny["experiments"])
+    suite = {**load_suite(tiny["suite"]), "references": ["none", "bn"]}
+    other = entries(suite, "quick", tiny["experiments"])[0]
+    assert other.main_reference == "none" and other.references == ["none", "bn"]
 
 
 # ---- decisions: the engine's interval, equivalence within the margin, Holm ---------------

@@ -1,10 +1,12 @@
 """One scorecard from start to end (scripts/scorecard.py, `make scorecard`): the candidate
-norm through every entry of a tier of the suite, beside LN, BN and no normalization.
+norm through every entry of a tier of the suite, beside the suite's baselines (LN, BN and no
+normalization in experiments/scorecard/suite.yaml).
 
 1. For every entry: which committed baselines are reused and which rerun (`baselines.plan`);
    the candidate's runs and the reruns launched as ordinary multiruns (`launch`).
 2. For every entry: the runs collected with the reused rows (`results.entry_data`), the cost
-   per update against LN timed (`cost.measure`), the engine's numbers (`results.evaluate`).
+   per update against the suite's main reference timed (`cost.measure`), the engine's numbers
+   against each reference (`results.evaluate`).
 3. Holm over the primary comparisons of all entries, then results/scorecards/<name>.md and
    <name>.png.
 
@@ -31,7 +33,6 @@ from lnrepro.scorecard.results import EntryResult, entry_data, evaluate, holm
 from lnrepro.scorecard.suite import EXPERIMENTS, SUITE, Entry, entries, load_suite
 
 RESULTS = REPO_ROOT / "results"
-REFERENCE_KINDS = ("ln", "bn", "none")  # the baselines: not a candidate
 
 
 def parse(argv) -> argparse.Namespace:
@@ -95,10 +96,12 @@ def collect(entry: Entry, args, name: str, kind: str, plan: list[bl.Baseline]) -
 
 
 def time_entry(entry: Entry, norm_args: list[str]) -> cost.Cost:
-    """The candidate's cost per update against LN on this entry (the suite's `cost`)."""
+    """The candidate's cost per update against the entry's main reference (the suite's
+    `cost`)."""
+    reference = bl.norm_overrides(entry.main_reference)
     cfgs = {
-        "candidate": bl.compose(bl.run_overrides(entry, norm_args)),
-        "ln": bl.compose(bl.run_overrides(entry, bl.norm_overrides("ln"))),
+        cost.CANDIDATE: bl.compose(bl.run_overrides(entry, norm_args)),
+        cost.REFERENCE: bl.compose(bl.run_overrides(entry, reference)),
     }
     return cost.measure(cfgs, **entry.cost)
 
@@ -114,8 +117,8 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001  (a bad suite, norm or override: one line)
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    if kind in REFERENCE_KINDS:
-        print(f"error: {kind} is a baseline of every scorecard, not a candidate", file=sys.stderr)
+    if kind in todo[0].columns:
+        print(f"error: {kind} is a baseline of the suite, not a candidate", file=sys.stderr)
         return 2
     name = args.name or f"{kind}_{args.tier}"
     plans = [run_entry(e, args, name, kind, norm_args) for e in todo]

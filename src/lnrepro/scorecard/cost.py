@@ -1,4 +1,5 @@
-"""Cost per update of the candidate norm relative to LN, measured in the scorecard's own
+"""Cost per update of the candidate norm relative to the suite's main reference (its first
+`references` entry: LN in experiments/scorecard/suite.yaml), measured in the scorecard's own
 invocation on the machine it runs on.
 
 Both norms' models are built from the entry's config (the figure's CPU-scale experiment at the
@@ -6,11 +7,11 @@ setting) and trained on one synthetic batch of the entry's batch size (the data 
 `synthetic_batch`: the real batch's shapes without reading the data), with one torch thread,
 as each of the parallel launcher's two lanes runs. Interleaved: in every repeat each norm takes
 `warmup` untimed updates then `steps` timed ones, the order alternating between repeats
-(candidate first, then LN first), so that a change of the machine's load falls on both. Each
-repeat gives a ratio (candidate / LN seconds per update); the scorecard reports their geometric
-mean with the engine's 95 % t interval over the repeats' log ratios (`linear_interval`) and
-their range, the CPU, and the 1-minute load average before and after. The loss is not checked:
-a diverging norm still has a cost.
+(candidate first, then the reference first), so that a change of the machine's load falls on
+both. Each repeat gives a ratio (candidate / reference seconds per update); the scorecard
+reports their geometric mean with the engine's 95 % t interval over the repeats' log ratios
+(`linear_interval`) and their range, the CPU, and the 1-minute load average before and after.
+The loss is not checked: a diverging norm still has a cost.
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ import torch
 from lnrepro.claims.stats import Interval, linear_interval
 from lnrepro.golden import cpu_capability, cpu_name
 
+CANDIDATE, REFERENCE = "candidate", "reference"  # the two timed configs (`measure`)
+
 
 @dataclass
 class Cost:
-    """The per-update time of the candidate against LN on one entry."""
+    """The per-update time of the candidate against the reference on one entry."""
 
-    ratios: list[float] = field(default_factory=list)  # one per repeat: candidate / LN
-    seconds: dict[str, list[float]] = field(default_factory=dict)  # norm -> s/update per repeat
+    ratios: list[float] = field(default_factory=list)  # one per repeat: candidate / reference
+    # CANDIDATE or REFERENCE -> s/update per repeat
+    seconds: dict[str, list[float]] = field(default_factory=dict)
     steps: int = 0
     warmup: int = 0
     interval: Interval | None = None  # of the mean log ratio
@@ -107,7 +111,7 @@ def _seconds_per_update(parts, steps: int, warmup: int) -> float:
 
 
 def measure(cfgs: dict, steps: int = 20, warmup: int = 3, repeats: int = 5) -> Cost:
-    """Interleaved timing of the configs {"candidate": cfg, "ln": cfg} (composed)."""
+    """Interleaved timing of the configs {CANDIDATE: cfg, REFERENCE: cfg} (composed)."""
     cost = Cost(steps=steps, warmup=warmup, machine=machine())
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -126,7 +130,8 @@ def measure(cfgs: dict, steps: int = 20, warmup: int = 3, repeats: int = 5) -> C
         torch.set_num_threads(threads)
     after = _load()
     cost.load = (before, after) if before is not None else None
-    cost.ratios = [c / ln for c, ln in zip(cost.seconds["candidate"], cost.seconds["ln"])]
+    mine, ref = cost.seconds[CANDIDATE], cost.seconds[REFERENCE]
+    cost.ratios = [c / r for c, r in zip(mine, ref)]
     if len(cost.ratios) > 1:
         cost.interval = linear_interval([[math.log(r) for r in cost.ratios]], [1.0])
     return cost

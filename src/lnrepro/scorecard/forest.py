@@ -1,6 +1,7 @@
 """The scorecard's picture (results/scorecards/<name>.png): a forest plot of the candidate's
-effect against LN on every entry's primary metric, with its 95 % interval and the entry's
-equivalence margin.
+effect against the suite's main reference (its first `references` entry: LN in
+experiments/scorecard/suite.yaml) on every entry's primary metric, with its 95 % interval and
+the entry's equivalence margin.
 
 Entries have different metrics and margins, so one axis holds them all in units of their own
 margin: the effect (log ratio, or difference) divided by the margin (log r, or m), oriented
@@ -22,9 +23,9 @@ COLORS = {BETTER: "tab:green", WORSE: "tab:red", EQUIVALENT: "tab:blue", UNDECID
 
 
 def scaled(res: EntryResult) -> tuple[float, float, float] | None:
-    """(effect, low, high) against LN in units of the margin, left = better; None without an
-    interval."""
-    c = res.vs["ln"]
+    """(effect, low, high) against the main reference in units of the margin, left = better;
+    None without an interval."""
+    c = res.vs[res.entry.main_reference]
     if c.interval is None:
         return None
     m = margin_on_effect(res.entry.margin, c.log)
@@ -41,6 +42,7 @@ def draw(results: list[EntryResult], kind: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     me = label(kind)
+    ref = results[0].entry.title(results[0].entry.main_reference) if results else ""
     n = len(results)
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.55 * n), layout="constrained")
     ax.axvspan(-1, 1, color="0.88", lw=0, label="equivalence margin (each entry's own)")
@@ -48,7 +50,7 @@ def draw(results: list[EntryResult], kind: str, path: Path) -> None:
     reach = 2.0
     for i, r in enumerate(results):
         y = n - 1 - i
-        c = r.vs["ln"]
+        c = r.vs[r.entry.main_reference]
         verdict = c.blocked or c.holm
         point = scaled(r)
         if point is None:
@@ -65,9 +67,9 @@ def draw(results: list[EntryResult], kind: str, path: Path) -> None:
     ax.set_yticks(range(n), [r.entry.name for r in reversed(results)], fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xlim(-1.1 * reach, 1.1 * reach)
-    ax.set_xlabel(f"effect against LN / margin   (<- {me} better | {me} worse ->)")
+    ax.set_xlabel(f"effect against {ref} / margin   (<- {me} better | {me} worse ->)")
     ax.set_title(
-        f"{me} against LN: final primary metric per entry, 95 % interval, Holm verdict",
+        f"{me} against {ref}: final primary metric per entry, 95 % interval, Holm verdict",
         fontsize=10,
     )
     for verdict, colour in COLORS.items():

@@ -1,6 +1,10 @@
 """The scorecard as Markdown (results/scorecards/<name>.md): the primary verdicts with their
 intervals, the speed, the secondary metrics, the sanity gates, which baselines were reused and
-which rerun (and why), the cost per update, and the margins with how each was chosen."""
+which rerun (and why), the cost per update, and the margins with how each was chosen.
+
+The arms and comparisons are the suite's (experiments/scorecard/suite.yaml): a column per
+baseline (`Entry.columns`), a comparison per reference (`Entry.references`), each titled as the
+suite's `titles` say (`Entry.title`)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from dataclasses import dataclass
 
 from lnrepro.claims.scorecard import Comparison
 from lnrepro.claims.text import label, num, summary
-from lnrepro.scorecard.results import REFERENCES, EntryResult, seed_aucs
+from lnrepro.scorecard.cost import CANDIDATE, REFERENCE
+from lnrepro.scorecard.results import EntryResult, seed_aucs
 
 
 @dataclass
@@ -66,11 +71,26 @@ def _arm_or_absent(res: EntryResult, norm: str, metric: str) -> str:
     return "– (not in this figure)"
 
 
+def _titles(results: list[EntryResult], which: str) -> list[str]:
+    """The titles of the suite's `columns` (its baselines) or `references`, as every entry
+    carries them."""
+    if not results:
+        return []
+    e = results[0].entry
+    return [e.title(n) for n in getattr(e, which)]
+
+
+def _main_title(results: list[EntryResult]) -> str:
+    """The title of the suite's main reference (the cost's)."""
+    return (_titles(results, "references") or ["the reference"])[0]
+
+
 def verdict_table(results: list[EntryResult], kind: str) -> list[str]:
     me = label(kind)
+    versus = [x for t in _titles(results, "references") for x in (f"{me} vs {t}", "verdict")]
     head = [
-        "entry", "metric (margin)", me, "LN", "BN", "none", f"{me} vs LN", "verdict",
-        f"{me} vs none", "verdict", f"gate ({me})", "cost / update vs LN",
+        "entry", "metric (margin)", me, *_titles(results, "columns"), *versus,
+        f"gate ({me})", f"cost / update vs {_main_title(results)}",
     ]  # fmt: skip
     rows = []
     for r in results:
@@ -81,11 +101,8 @@ def verdict_table(results: list[EntryResult], kind: str) -> list[str]:
             [
                 r.entry.name,
                 f"{p.key} ({way} is better; margin {r.entry.margin_text})",
-                *(_arm_or_absent(r, n, p.key) for n in (r.candidate, "ln", "bn", "none")),
-                effect_text(r.vs["ln"]),
-                verdict_text(r.vs["ln"]),
-                effect_text(r.vs["none"]),
-                verdict_text(r.vs["none"]),
+                *(_arm_or_absent(r, n, p.key) for n in (r.candidate, *r.entry.columns)),
+                *(t(r.vs[x]) for x in r.entry.references for t in (effect_text, verdict_text)),
                 "–" if gate is None else ("passed" if gate.passed else "failed"),
                 r.cost.text() if r.cost else "not measured",
             ]
@@ -95,31 +112,35 @@ def verdict_table(results: list[EntryResult], kind: str) -> list[str]:
 
 def speed_table(results: list[EntryResult], kind: str) -> list[str]:
     me = label(kind)
-    head = ["entry", "AUC of", me, "LN", "none", f"{me} vs LN", f"{me} vs none"]
+    refs = _titles(results, "references")
+    head = ["entry", "AUC of", me, *refs, *(f"{me} vs {t}" for t in refs)]
     rows = []
     for r in results:
         sp = r.entry.speed
         lo, hi = sp["steps"]
         what = f"{'log ' if sp.get('log') else ''}{sp['metric']}, updates {lo:,}-{hi:,}"
-        arms = [summary("", seed_aucs(r, n, [])).strip() for n in (r.candidate, "ln", "none")]
+        norms = (r.candidate, *r.entry.references)
+        arms = [summary("", seed_aucs(r, n, [])).strip() for n in norms]
         log = bool(sp.get("log"))
         rows.append(
-            [r.entry.name, what, *arms, *(effect_text(r.speed[x], log) for x in REFERENCES)]
-        )
+            [r.entry.name, what, *arms,
+             *(effect_text(r.speed[x], log) for x in r.entry.references)]
+        )  # fmt: skip
     return _table(head, rows)
 
 
 def secondary_table(results: list[EntryResult], kind: str) -> list[str]:
     me = label(kind)
-    head = ["entry", "metric", me, "LN", "BN", "none", f"{me} vs LN", f"{me} vs none"]
+    versus = [f"{me} vs {t}" for t in _titles(results, "references")]
+    head = ["entry", "metric", me, *_titles(results, "columns"), *versus]
     rows = []
     for r in results:
         for m, cmp in r.secondary:
-            arms = [_arm_or_absent(r, n, m.key) for n in (r.candidate, "ln", "bn", "none")]
+            arms = [_arm_or_absent(r, n, m.key) for n in (r.candidate, *r.entry.columns)]
             way = "higher" if m.higher else "lower"
             rows.append(
                 [r.entry.name, f"{m.key} ({way} is better)", *arms,
-                 *(effect_text(cmp[x]) for x in REFERENCES)]
+                 *(effect_text(cmp[x]) for x in r.entry.references)]
             )  # fmt: skip
     return _table(head, rows)
 
@@ -152,7 +173,14 @@ def runs_table(results: list[EntryResult], kind: str) -> list[str]:
 
 def cost_table(results: list[EntryResult], kind: str) -> list[str]:
     me = label(kind)
-    head = ["entry", f"{me} ms / update", "LN ms / update", "ratio [95 %] (range)", "load 1 min"]
+    ref = _main_title(results)
+    head = [
+        "entry",
+        f"{me} ms / update",
+        f"{ref} ms / update",
+        "ratio [95 %] (range)",
+        "load 1 min",
+    ]
     rows = []
     for r in results:
         c = r.cost
@@ -161,7 +189,7 @@ def cost_table(results: list[EntryResult], kind: str) -> list[str]:
             continue
         ms = {k: summary("", [1000 * v for v in vs]).strip() for k, vs in c.seconds.items()}
         load = f"{c.load[0]:.2f} -> {c.load[1]:.2f}" if c.load else "–"
-        rows.append([r.entry.name, ms["candidate"], ms["ln"], c.text(), load])
+        rows.append([r.entry.name, ms[CANDIDATE], ms[REFERENCE], c.text(), load])
     return _table(head, rows)
 
 
@@ -195,7 +223,7 @@ def markdown(h: Header, results: list[EntryResult], family: int) -> str:
             "[docs/scorecard.md](../../docs/scorecard.md)."
         ),
         "",
-        f"## Verdicts: {me} against LN and against no normalization",
+        f"## Verdicts: {me} against {' and against '.join(_titles(results, 'references'))}",
         "",
         (
             "The primary metric of each entry at the end of its budget: seed mean ± sd (n); "
@@ -209,7 +237,7 @@ def markdown(h: Header, results: list[EntryResult], family: int) -> str:
         "",
         *verdict_table(results, h.kind),
         "",
-        f"![{me} against LN, in units of each entry's margin]({h.png})",
+        f"![{me} against {_main_title(results)}, in units of each entry's margin]({h.png})",
         "",
         "## Speed (AUC; outside the Holm family)",
         "",

@@ -1,7 +1,8 @@
 """A scorecard entry's numbers, every one from the claims engine: the runs of each arm (the
 candidate, its baselines reused from results/ or rerun) as one lnrepro.claims.FigureData, then
-the primary comparisons against LN and no normalization (`lnrepro.claims.scorecard`), the
-speed (AUC, `lnrepro.claims.speed.auc`), the secondary metrics and the sanity gates
+the primary comparisons against each of the suite's references (`Entry.references`: LN and no
+normalization in experiments/scorecard/suite.yaml; `lnrepro.claims.scorecard`), the speed
+(AUC, `lnrepro.claims.speed.auc`), the secondary metrics and the sanity gates
 (`lnrepro.claims.sanity.check_arm`); `holm` adjusts the primary verdicts over the scorecard."""
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from lnrepro.scorecard.baselines import Baseline
 from lnrepro.scorecard.cost import Cost
 from lnrepro.scorecard.suite import Entry, Metric
 
-REFERENCES = ("ln", "none")  # the comparisons that decide (the Holm family)
 DIVERGED = "diverged"
 
 
@@ -116,11 +116,11 @@ def evaluate(res: EntryResult, floors: dict) -> EntryResult:
             res.data, norm, e.setting, p.key, p.higher, floors.get(e.figure, {})
         )
     cand = res.values(res.candidate, p.key)
-    for ref in REFERENCES:
+    for ref in e.references:
         c = compare(cand, res.values(ref, p.key), p.log, p.higher, e.margin)
         c.blocked = _blocked(res, ref)
         res.vs[ref] = c
-    res.speed = {ref: _speed(res, ref) for ref in REFERENCES}
+    res.speed = {ref: _speed(res, ref) for ref in e.references}
     res.secondary = [(m, _secondary(res, m)) for m in e.secondary]
     return res
 
@@ -128,7 +128,8 @@ def evaluate(res: EntryResult, floors: dict) -> EntryResult:
 def _secondary(res: EntryResult, m: Metric) -> dict[str, Comparison]:
     """The candidate against each reference on a secondary metric: an interval, no verdict."""
     cand = res.values(res.candidate, m.key)
-    return {ref: compare(cand, res.values(ref, m.key), m.log, m.higher) for ref in REFERENCES}
+    refs = res.entry.references
+    return {ref: compare(cand, res.values(ref, m.key), m.log, m.higher) for ref in refs}
 
 
 def _blocked(res: EntryResult, ref: str) -> str:
@@ -171,8 +172,8 @@ def _speed(res: EntryResult, ref: str) -> Comparison:
 
 
 def holm(results: list[EntryResult]) -> list[Comparison]:
-    """Holm over the scorecard's family: every entry's primary comparison against LN and
-    against no normalization. Returns the family."""
-    family = [r.vs[ref] for r in results for ref in REFERENCES]
+    """Holm over the scorecard's family: every entry's primary comparison against each of its
+    references. Returns the family."""
+    family = [r.vs[ref] for r in results for ref in r.entry.references]
     holm_verdicts(family)
     return family

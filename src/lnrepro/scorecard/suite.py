@@ -1,6 +1,8 @@
 """The scorecard's suite (experiments/scorecard/suite.yaml): per tier, the entries a candidate
 norm runs through, each a figure spec at one grid setting with its primary metric, margin,
-secondary metrics and speed span; checked when loaded, one line per mistake."""
+secondary metrics and speed span, and the suite's baselines and references (the norms the
+candidate is compared with: data of the suite, never names in the code); checked when loaded,
+one line per mistake."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import yaml
 from lnrepro import REPO_ROOT
 from lnrepro.claims.confirm import confirmatory_norms
 from lnrepro.claims.specs import higher_is_better
+from lnrepro.claims.text import label
 from lnrepro.claims.text import setting as setting_text
 from lnrepro.errors import ConfigError
 from lnrepro.runs import load_spec
@@ -43,8 +46,22 @@ class Entry:
     secondary: list[Metric]
     speed: dict  # {metric, steps: [lo, hi], log}
     seeds: list[int]
-    baselines: list[str]  # the reference norms this figure runs: ln, none, and bn where it has it
+    baselines: list[str]  # the suite's baselines that this figure's confirmatory runs have
+    references: list[str]  # the suite's references: compared with the candidate (Holm family)
+    columns: list[str] = field(default_factory=list)  # the suite's baselines: the tables' arms
+    titles: dict = field(default_factory=dict)  # norm -> its title in the tables (suite.yaml)
     cost: dict = field(default_factory=dict)  # {warmup, steps, repeats}
+
+    @property
+    def main_reference(self) -> str:
+        """The first reference: the cost per update is timed against it, and the forest plot
+        shows the effect against it."""
+        return self.references[0]
+
+    def title(self, norm: str) -> str:
+        """A baseline's name in the scorecard's tables and plot: its title in the suite's
+        `titles`, else its label (lnrepro.nn.norm: the class's `label`, else its kind)."""
+        return str(self.titles.get(norm) or label(norm))
 
     @property
     def name(self) -> str:
@@ -86,10 +103,43 @@ def entries(
     tiers = suite.get("tiers") or {}
     if tier not in tiers:
         raise ConfigError(f"scorecard tier {tier!r} is not in the suite (tiers: {sorted(tiers)})")
-    return [_entry(suite, e, Path(experiments), seeds) for e in tiers[tier]]
+    arms = _arms(suite)
+    return [_entry(suite, arms, e, Path(experiments), seeds) for e in tiers[tier]]
 
 
-def _entry(suite: dict, raw: dict, experiments: Path, seeds: list[int] | None) -> Entry:
+def _norms(suite: dict, key: str) -> list[str]:
+    """The suite's `key` (baselines, references): a non-empty list of norm names, no repeats."""
+    raw = suite.get(key)
+    if not (isinstance(raw, list) and raw and all(isinstance(n, str) and n for n in raw)):
+        raise ConfigError(f"scorecard {key} must be a non-empty list of norm names, not {raw!r}")
+    if len(set(raw)) != len(raw):
+        raise ConfigError(f"scorecard {key} names a norm twice: {raw}")
+    return list(raw)
+
+
+def _arms(suite: dict) -> dict:
+    """The suite's `baselines`, `references` (each one of the baselines) and `titles` (a
+    baseline -> its title in the tables), checked: Entry's fields of the same names (the
+    baselines as `columns`)."""
+    baselines = _norms(suite, "baselines")
+    references = _norms(suite, "references")
+    stray = [n for n in references if n not in baselines]
+    if stray:
+        raise ConfigError(
+            f"scorecard references {stray} are not among the suite's baselines {baselines}"
+        )
+    titles = suite.get("titles") or {}
+    if not isinstance(titles, dict) or not all(isinstance(t, str) for t in titles.values()):
+        raise ConfigError(f"scorecard titles must map baselines to titles, not {titles!r}")
+    stray = [n for n in titles if n not in baselines]
+    if stray:
+        raise ConfigError(
+            f"scorecard titles {stray} are not among the suite's baselines {baselines}"
+        )
+    return {"columns": baselines, "references": references, "titles": dict(titles)}
+
+
+def _entry(suite: dict, arms: dict, raw: dict, experiments: Path, seeds: list[int] | None) -> Entry:
     where = f"scorecard entry {raw.get('figure')!r}"
     path = experiments / f"{raw.get('figure')}.yaml"
     if not path.exists():
@@ -114,8 +164,9 @@ def _entry(suite: dict, raw: dict, experiments: Path, seeds: list[int] | None) -
     sc = spec["scales"][SCALE]
     want = seeds or list(sc.get("confirmatory_seeds") or sc["seeds"])[: int(suite.get("seeds", 3))]
     known = set(confirmatory_norms(spec, SCALE))
-    if not {"ln", "none"} <= known:
-        raise ConfigError(f"{where}: the figure does not run both ln and none")
+    missing = [n for n in arms["references"] if n not in known]
+    if missing:
+        raise ConfigError(f"{where}: the figure does not run the suite's references {missing}")
     return Entry(
         figure=spec["name"],
         spec=spec,
@@ -126,7 +177,10 @@ def _entry(suite: dict, raw: dict, experiments: Path, seeds: list[int] | None) -
         secondary=[_metric(spec, m) for m in raw.get("secondary") or []],
         speed=speed,
         seeds=[int(s) for s in want],
-        baselines=[n for n in suite.get("baselines", ["ln", "bn", "none"]) if n in known],
+        baselines=[n for n in arms["columns"] if n in known],
+        references=list(arms["references"]),
+        columns=list(arms["columns"]),
+        titles=dict(arms["titles"]),
         cost=_cost(suite.get("cost") or {}),
     )
 
