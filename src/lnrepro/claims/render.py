@@ -92,14 +92,18 @@ def check(specs: list[dict], data: dict[str, FigureData], floors: dict):
 def apply_holm(results: list[Result], family: list[str], confirmatory: set[str]) -> None:
     """Mark the family's confirmatory rows and give each its Holm verdict: Holm at 0.025 per
     direction over their one-sided p values (for the claim, against it). `confirmatory`: the
-    ids whose runs were registered before they ran and unseen before; none yet, as no run in
-    results/ was made after its spec was fixed (every row is exploratory). A row with an
-    invalid baseline counts in the family but is never rejected."""
-    rows = [r for r in results if r.claim["id"] in family and r.claim["id"] in confirmatory]
-    ok = [r.verdict != INVALID for r in rows]
+    ids whose runs were registered before they ran and unseen before. Every claim of the
+    family counts in m from the start: one not confirmatory yet (its runs still to come), or
+    with an invalid baseline, has no p and is never rejected, so a Holm verdict given now can
+    only stay or turn more lenient as the other confirmatory runs land, never flip to a
+    rejection made on a smaller family."""
+    rows = [r for r in results if r.claim["id"] in family]
+    ok = [r.claim["id"] in confirmatory and r.verdict != INVALID for r in rows]
     for_ = holm([r.p_support if v else None for r, v in zip(rows, ok)])
     against = holm([r.p_contradict if v else None for r, v in zip(rows, ok)])
     for r, s, c, v in zip(rows, for_, against, ok):
+        if r.claim["id"] not in confirmatory:
+            continue
         r.confirmatory = True
         r.holm = INVALID if not v else SUPPORTED if s else CONTRADICTED if c else INCONCLUSIVE
 
@@ -130,8 +134,9 @@ def note(rep: Report) -> list[str]:
         "supported exactly when p for < 0.025 and contradicted when p against < 0.025."
     )
     family = (
-        f"Multiplicity: the Holm family is the confirmatory rows among the {len(rep.family)} "
-        f"claims listed in `{FAMILY}`, with Holm's correction at 0.025 per direction. "
+        f"Multiplicity: the Holm family is the {len(rep.family)} claims listed in `{FAMILY}`, "
+        "with Holm's correction at 0.025 per direction; a listed claim that is not "
+        "confirmatory yet counts in m without a p value (never rejected). "
         f"Confirmatory rows: {confirmatory}. "
         + (
             "**No row is confirmatory yet: every run in results/ was seen before these rules "
