@@ -11,9 +11,9 @@ runs 3 repeats, records the 1-minute load average after each, and reports the me
 over the repeats (the ms column: the median over the repeats of the medians). On CPU with the
 default thread count; also on CUDA (torch = cuDNN) when available.
 
-"LSTM ln" and "LSTM none" are the fused path where it applies (lnrepro.nn.fused_lstm: the
+"LSTM ln", "LSTM rms" and "LSTM none" are the fused path where it applies (lnrepro.nn.fused_lstm: the
 sequence as one autograd Function, C++ time loops, oneDNN GEMMs; "none" is the same kernel with
-its norms off); "LSTM ln, step loop" is the LN layer with `fused=False`, the autograd loop every
+its norms off, "rms" the kernel without centering); "LSTM ln, step loop" (and "rms") is the layer with `fused=False`, the autograd loop every
 other norm takes. Two "autograd loop" rows time the LN-LSTM equations written as a straightforward loop (input
 projection batched, h @ W_hh.T per step, autograd for everything), stepping through time with
 xin[t] (what one usually writes) or with xin.unbind(0): they show what the layer's techniques
@@ -87,6 +87,8 @@ def models(compiled: bool = False) -> dict[str, tuple[str, nn.Module]]:
         "LSTM ln": ("LSTM", LSTM(I, H, norm="ln")),
         "LSTM bn": ("LSTM", LSTM(I, H, norm="bn")),
         "LSTM ln, step loop": ("LSTM", step_loop(LSTM(I, H, norm="ln"))),
+        "LSTM rms": ("LSTM", LSTM(I, H, norm="rms")),
+        "LSTM rms, step loop": ("LSTM", step_loop(LSTM(I, H, norm="rms"))),
         "LSTM ln, autograd loop, xin[t]": ("LSTM", LoopLNLSTM(unbind=False)),
         "LSTM ln, autograd loop, unbind": ("LSTM", LoopLNLSTM(unbind=True)),
         "torch.nn.GRU": ("GRU", nn.GRU(I, H)),
@@ -225,7 +227,7 @@ def main():
             "kernel, on CUDA cuDNN"
         ),
         (
-            f"- fused LSTM kernel (lnrepro.nn.fused_lstm: LSTM ln, LSTM none) built: "
+            f"- fused LSTM kernel (lnrepro.nn.fused_lstm: LSTM ln, rms, none) built: "
             f"{fused_lstm.available()}; its "
             f"GEMMs in oneDNN: {fused_lstm.onednn()}"
         ),

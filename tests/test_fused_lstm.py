@@ -1,7 +1,7 @@
 """The C++ LSTM kernel (lnrepro.nn.fused_lstm) against the autograd step loop it replaces.
 
-With its norms on it computes supplementary Eq. 20-22 (the LN-LSTM), with them off the plain
-LSTM (norm none); the loop is checked against the equations in test_rnn.py, so equality here
+With its norms on it computes supplementary Eq. 20-22 (the LN-LSTM; without centering, RMSNorm in
+LN's places), with them off the plain LSTM (norm none); the loop is checked against the equations in test_rnn.py, so equality here
 carries those checks over to the fused path; the plain mode is checked against torch.nn.LSTM
 too. Skipped where the extension cannot be built (no C++ compiler): the cells then use the loop.
 """
@@ -39,7 +39,7 @@ def _run(model, x, h0, c0, weights):
     return [out, h, c, *grads]
 
 
-@pytest.mark.parametrize("norm", ["ln", "none"])
+@pytest.mark.parametrize("norm", ["ln", "rms", "none"])
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-11), (torch.float32, 2e-5)])
 def test_fused_equals_step_loop(dtype, tol, norm):
     fused, loop = _pair(dtype, norm=norm)
@@ -92,17 +92,19 @@ def test_the_fused_path_is_taken_and_only_where_it_applies(monkeypatch):
     LSTMCell(5, 4, norm="ln", ln_cell=False).scan(x)  # no LN on c_t: the loop
     LSTMCell(5, 4, norm="ln", ln_gates=False).scan(x)  # LN on c_t only (DRAW): the loop
     LSTMCell(5, 4, norm="bn").scan(x)
-    LSTMCell(5, 4, norm="rms").scan(x)
     LSTMCell(5, 4, norm="ln").scan(x, mask=torch.ones(4, 3, dtype=torch.bool))  # padded: loop
     with torch.autocast("cpu", dtype=torch.bfloat16):
         LSTMCell(5, 4, norm="ln").scan(x)
     assert len(calls) == 1 and not plain
+    LSTMCell(5, 4, norm="rms").scan(x)  # RMSNorm in LN's places: the kernel without centering
+    LSTMCell(5, 4, norm="rms", ln_cell=False).scan(x)  # mixed: the loop
+    assert len(calls) == 2
     LSTMCell(5, 4, norm="none").scan(x)  # the plain cell: the kernel with its norms off
     LSTMCell(5, 4, norm="ln", ln_gates=False, ln_cell=False).scan(x)  # no norm left: plain
     assert len(plain) == 2
     LSTMCell(5, 4, norm="none").scan(x, mask=torch.ones(4, 3, dtype=torch.bool))  # padded: loop
     LSTMCell(5, 4, norm="none", fused=False).scan(x)
-    assert len(plain) == 2 and len(calls) == 1
+    assert len(plain) == 2 and len(calls) == 2
 
 
 def test_gradcheck():
@@ -128,6 +130,12 @@ def test_gradcheck():
         return hs, c
 
     assert torch.autograd.gradcheck(with_biases, (xin, w, g_hh, g_c, b_c, h0, c0, b, b_hh))
+
+    def rms(*args):  # center=False: RMSNorm's backward (no mean term)
+        hs, (_, c) = fused_lstm.ln_lstm_scan(*args[:7], 1e-5, *args[7:], center=False)
+        return hs, c
+
+    assert torch.autograd.gradcheck(rms, (xin, w, g_hh, g_c, b_c, h0, c0, b, b_hh))
 
     def plain(*args):
         hs, (_, c) = fused_lstm.lstm_scan(*args)

@@ -591,7 +591,7 @@ def test_what_each_builtin_declares():
         "bn": (False, False, True, False, True),
         "none": (True, False, False, True, False),  # the plain cell through the fused kernel
         "wn": (True, True, False, True, False),  # no norm layer in the cell: the plain kernel
-        "rms": (False, False, True, False, False),
+        "rms": (False, False, True, True, False),  # the kernel without centering
     }
     assert [BUILTINS[k]().layer(3).__class__.__name__ for k in NORM_KINDS] == [
         "LayerNorm",

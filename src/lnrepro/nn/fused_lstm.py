@@ -10,7 +10,9 @@ Supplementary Eq. 20-22 of Ba, Kiros & Hinton 2016, in torch's gate order [i; f;
 LN_hh: one LN over the 4H gate units of the recurrent product, gain `gain_hh` (its bias is
 constant over time: added to xin with b); LN_c over the H cell units, gain `gain_c`, bias
 `bias_c`; both as `lnrepro.nn.norm.LayerNorm` (Eq. 3-5: per case, biased variance, eps inside
-the square root). The carried c_t is the raw one. With its norms off (`lstm_scan`, norm "none")
+the square root). The carried c_t is the raw one. With `center=False` both are RMSNorm
+(Zhang & Sennrich 2019; `lnrepro.nn.norm.RMSNorm`: no mean subtracted), so `norm=rms` runs the
+same kernel. With its norms off (`lstm_scan`, norm "none")
 the same kernel runs the plain LSTM: gates_t = xin_t + h_{t-1} W_hh^T, h_t = sig(o_t) tanh(c_t),
 xin_t = W_ih x_t + b. The biases (b, LN_hh's) are added in the kernel's row pass, rounded as
 the separate tensor adds would. `LSTMCell.scan`'s autograd loop computes the same numbers up to
@@ -74,6 +76,12 @@ def _cpu_key() -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
+def _source_key() -> str:
+    """A short hash of the kernel's source: two checkouts with different sources (a worktree
+    of another commit) build into different folders instead of rebuilding each other's."""
+    return hashlib.sha1(SOURCE.read_bytes()).hexdigest()[:8]
+
+
 def available() -> bool:
     """Whether the C++ LSTM kernel is built and loaded (builds it on the first call)."""
     if "ok" not in _state:
@@ -86,7 +94,7 @@ def available() -> bool:
             from torch.utils import cpp_extension
 
             cpp_extension.load(
-                name=f"lnrepro_ln_lstm_{_cpu_key()}",
+                name=f"lnrepro_ln_lstm_{_cpu_key()}_{_source_key()}",
                 sources=[str(SOURCE)],
                 extra_cflags=["-O3", "-march=native", "-fno-trapping-math", "-fopenmp-simd"],
                 is_python_module=False,
@@ -150,17 +158,17 @@ class _LSTMScan(torch.autograd.Function):
     term is (xin + bias) + bias_hh, added in the kernel's row pass."""
 
     @staticmethod
-    def forward(ctx, xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps, bias, bias_hh):
+    def forward(ctx, xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps, bias, bias_hh, center):
         B, norm = xin.shape[1], gain_hh is not None
         if not norm:
             gain_hh = gain_c = bias_c = xin.new_empty(0)
         hs, NH, S, C, NC, TC, RH, RC = torch.ops.lnrepro.ln_lstm_forward(
             xin, weight_hh, _pack(weight_hh, B), gain_hh, gain_c, bias_c, h0, c0, eps, norm,
-            bias, bias_hh,
+            bias, bias_hh, center,
         )  # fmt: skip
         # intermediates too (allowed for first-order Functions): freed after the backward
         ctx.save_for_backward(weight_hh, gain_hh, gain_c, h0, hs, NH, S, C, NC, TC, RH, RC)
-        ctx.norm = norm
+        ctx.norm, ctx.center = norm, center
         return hs, C[-1].clone()
 
     @staticmethod
@@ -170,7 +178,7 @@ class _LSTMScan(torch.autograd.Function):
         B, norm = S.shape[1], ctx.norm
         dX, dA, dYc, dc = torch.ops.lnrepro.ln_lstm_backward(
             g_hs.contiguous(), g_cT.contiguous(), weight_hh, _pack(weight_hh.t(), B),
-            gain_hh, gain_c, NH, S, C, NC, TC, RH, RC, norm,
+            gain_hh, gain_c, NH, S, C, NC, TC, RH, RC, norm, ctx.center,
         )  # fmt: skip
         need = ctx.needs_input_grad
         d_w = d_gh = d_gc = d_bc = d_h0 = d_c0 = None
@@ -190,7 +198,7 @@ class _LSTMScan(torch.autograd.Function):
             d_c0 = dc * S[0, :, H : 2 * H]
         d_b = dX.sum((0, 1)) if need[8] or need[9] else None  # both biases: the same sum
         d_bh = (d_b.clone() if need[8] else d_b) if need[9] else None
-        return dX, d_w, d_gh, d_gc, d_bc, d_h0, d_c0, None, d_b if need[8] else None, d_bh
+        return dX, d_w, d_gh, d_gc, d_bc, d_h0, d_c0, None, d_b if need[8] else None, d_bh, None
 
 
 def applies(x: torch.Tensor, *params: torch.Tensor) -> bool:
@@ -206,18 +214,28 @@ def applies(x: torch.Tensor, *params: torch.Tensor) -> bool:
     )
 
 
-def _scan(xin, weight_hh, gains, h0, c0, eps, bias, bias_hh):
+def _scan(xin, weight_hh, gains, h0, c0, eps, bias, bias_hh, center=True):
     if xin.dim() != 3 or xin.shape[0] < 1 or xin.shape[-1] % 4:
         raise ValueError(f"xin must be (T >= 1, B, 4H), got {tuple(xin.shape)}")
     if bias is None and bias_hh is not None:
         bias, bias_hh = bias_hh, None
-    args = (xin, weight_hh, *gains, h0, c0, float(eps), bias, bias_hh)
+    args = (xin, weight_hh, *gains, h0, c0, float(eps), bias, bias_hh, bool(center))
     hs, c_T = _LSTMScan.apply(*(a.contiguous() if torch.is_tensor(a) else a for a in args))
     return hs, (hs[-1], c_T)
 
 
 def ln_lstm_scan(
-    xin, weight_hh, gain_hh, gain_c, bias_c, h0, c0, eps: float = 1e-5, bias=None, bias_hh=None
+    xin,
+    weight_hh,
+    gain_hh,
+    gain_c,
+    bias_c,
+    h0,
+    c0,
+    eps: float = 1e-5,
+    bias=None,
+    bias_hh=None,
+    center: bool = True,
 ):
     """The LN-LSTM (supplementary Eq. 20-22) over a whole sequence in one autograd Function.
 
@@ -226,9 +244,11 @@ def ln_lstm_scan(
     (None) already in xin; weight_hh (4H, H); gain_hh (4H,): LN_hh's gain; gain_c, bias_c (H,):
     LN_c's; h0, c0 (B, H); eps: both norms' eps. Returns (hs (T, B, H), (h_T, c_T)) as
     `LSTMCell.scan`. Gradients flow to every tensor argument; first-order only. Call only where
-    `applies(...)`.
+    `applies(...)`. center=False: RMSNorm (Zhang & Sennrich 2019) in LN's places, as
+    `lnrepro.nn.norm.RMSNorm` (a / sqrt(mean a^2 + eps), no mean subtracted).
     """
-    return _scan(xin, weight_hh, (gain_hh, gain_c, bias_c), h0, c0, eps, bias, bias_hh)
+    gains = (gain_hh, gain_c, bias_c)
+    return _scan(xin, weight_hh, gains, h0, c0, eps, bias, bias_hh, center)
 
 
 def lstm_scan(xin, weight_hh, h0, c0, bias=None):

@@ -760,7 +760,7 @@ class RMS(LN):
     """RMSNorm (Zhang & Sennrich 2019) wherever LN goes (`RMSNorm`, `StepRMSNorm`)."""
 
     kind = "rms"
-    fused_lstm = False
+    fused_lstm = True  # the C++ LSTM kernel with its norms' centering off
     label, color, order = None, "tab:orange", 9
 
     def layer(self, num_features: int) -> nn.Module:

@@ -76,6 +76,7 @@ from lnrepro.nn.norm import (  # noqa: F401  (SeqBatchNorm, GroupLN: re-exported
     Norm,
     SeqBatchNorm,
     StepLayerNorm,
+    StepRMSNorm,
     apply_time_norm,
     as_norm,
 )
@@ -211,7 +212,11 @@ class LSTMCell(nn.Module):
             fused
             and gates.fused_lstm
             and cell.fused_lstm
-            and (all(type(m) is StepLayerNorm for m in layers) or all(m is None for m in layers))
+            and (
+                all(type(m) is StepLayerNorm for m in layers)
+                or all(type(m) is StepRMSNorm for m in layers)
+                or all(m is None for m in layers)
+            )
         )
 
     def input_term(self, x: torch.Tensor, t0: int = 0) -> torch.Tensor:
@@ -268,7 +273,8 @@ class LSTMCell(nn.Module):
                 xin = apply_time_norm(self.norm_ih, u, t0)
                 if n_c is None:  # no norm: the plain cell
                     return fused_lstm.lstm_scan(xin, *params, self.bias)
-                return fused_lstm.ln_lstm_scan(xin, *params, n_c.eps, self.bias, n_h.bias)
+                center = type(n_c) is StepLayerNorm  # else RMSNorm's (no mean subtracted)
+                return fused_lstm.ln_lstm_scan(xin, *params, n_c.eps, self.bias, n_h.bias, center)
         if mask is None:
             return _scan(self._step, self.input_term(x, t0), self.weight_hh, state, t0)
         xin = apply_time_norm(self.norm_ih, F.linear(x, self.weight_ih), t0, mask, min_live)

@@ -11,6 +11,8 @@
 //   c_t     = sig(f) c_{t-1} + sig(i) tanh(g)                     (biased variance, per case)
 //   h_t     = sig(o) tanh(g_c * n_c(c_t) + b_c)
 //
+// center = false: RMSNorm (Zhang & Sennrich 2019) in both places, n(a) = a / sqrt(mean a^2 + eps).
+//
 // norm = false (the plain LSTM): gates_t = (xin_t + b1) + h_{t-1} W_hh^T, h_t = sig(o) tanh(c_t).
 // b1, b2 (4H, optional): the caller's biases, added in the row pass as the separate tensor adds
 // would round them.
@@ -75,9 +77,18 @@ inline T sigmoid_(T x) {
   return T(1) / (T(1) + exp_(-x));
 }
 
-// mean and 1 / sqrt(biased var + eps) of a row, two passes
+// mean and 1 / sqrt(biased var + eps) of a row, two passes; center false (RMSNorm): mean 0
+// and 1 / sqrt(mean of squares + eps)
 template <typename T>
-inline void row_stats(const T* a, int64_t n, double eps, T& mean, T& rstd) {
+inline void row_stats(const T* a, int64_t n, double eps, bool center, T& mean, T& rstd) {
+  if (!center) {
+    T v = 0;
+#pragma omp simd reduction(+ : v)
+    for (int64_t j = 0; j < n; ++j) v += a[j] * a[j];
+    mean = 0;
+    rstd = T(1) / std::sqrt(v / T(n) + T(eps));
+    return;
+  }
   T s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t j = 0; j < n; ++j) s += a[j];
@@ -89,9 +100,11 @@ inline void row_stats(const T* a, int64_t n, double eps, T& mean, T& rstd) {
   rstd = T(1) / std::sqrt(v / T(n) + T(eps));
 }
 
-// LN backward of a row: rstd * (g dy - mean(g dy) - n * mean(g dy n))
+// LN backward of a row: rstd * (g dy - mean(g dy) - n * mean(g dy n)); center false
+// (RMSNorm, no mean subtracted): rstd * (g dy - n * mean(g dy n))
 template <typename T>
-inline void row_ln_backward(const T* dy, const T* n, const T* g, T rstd, int64_t len, T* out) {
+inline void row_ln_backward(const T* dy, const T* n, const T* g, T rstd, int64_t len, bool center,
+                            T* out) {
   T m1 = 0, m2 = 0;
 #pragma omp simd reduction(+ : m1, m2)
   for (int64_t j = 0; j < len; ++j) {
@@ -99,7 +112,7 @@ inline void row_ln_backward(const T* dy, const T* n, const T* g, T rstd, int64_t
     m1 += gdy;
     m2 += gdy * n[j];
   }
-  m1 /= T(len);
+  m1 = center ? m1 / T(len) : T(0);
   m2 /= T(len);
 #pragma omp simd
   for (int64_t j = 0; j < len; ++j) out[j] = rstd * (g[j] * dy[j] - m1 - n[j] * m2);
@@ -143,7 +156,8 @@ int64_t grain(int64_t row) { return std::max<int64_t>(1, 16384 / std::max<int64_
 template <typename T>
 void forward_steps(const at::Tensor& xin, const std::optional<at::Tensor>& packed,
                    const at::Tensor& w_t, const T* g_hh, const T* g_c, const T* b_c,
-                   const T* bias1, const T* bias2, const at::Tensor& h0, double eps, at::Tensor& hs,
+                   const T* bias1, const T* bias2, const at::Tensor& h0, double eps, bool center,
+                   at::Tensor& hs,
                    at::Tensor& NH,
                    at::Tensor& S, at::Tensor& C, at::Tensor& NC, at::Tensor& TC, at::Tensor& RH,
                    at::Tensor& RC) {
@@ -197,7 +211,7 @@ void forward_steps(const at::Tensor& xin, const std::optional<at::Tensor>& packe
         T* s = s_ + b * N;
         const T* x = add_biases(x_ + b * N, bias1, bias2, N, s);
         T mean, rstd;
-        row_stats(a, N, eps, mean, rstd);
+        row_stats(a, N, eps, center, mean, rstd);
         rh_[b] = rstd;
 #pragma omp simd
         for (int64_t j = 0; j < N; ++j) {
@@ -215,7 +229,7 @@ void forward_steps(const at::Tensor& xin, const std::optional<at::Tensor>& packe
         T* cn = cn_ + b * H;
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) cn[j] = s[H + j] * cp[j] + s[j] * s[2 * H + j];
-        row_stats(cn, H, eps, mean, rstd);
+        row_stats(cn, H, eps, center, mean, rstd);
         rc_[b] = rstd;
         T* nc = nc_ + b * H;
         T* tc = tc_ + b * H;
@@ -238,8 +252,8 @@ void backward_steps(const at::Tensor& g_hs, const at::Tensor& g_cT,
                     const std::optional<at::Tensor>& packed_t, const at::Tensor& w,
                     const T* g_hh, const T* g_c, const at::Tensor& NH, const at::Tensor& S,
                     const at::Tensor& C, const at::Tensor& NC, const at::Tensor& TC,
-                    const at::Tensor& RH, const at::Tensor& RC, at::Tensor& dX, at::Tensor& dA,
-                    at::Tensor& dYc, at::Tensor& dc) {
+                    const at::Tensor& RH, const at::Tensor& RC, bool center, at::Tensor& dX,
+                    at::Tensor& dA, at::Tensor& dYc, at::Tensor& dc) {
   const bool norm = g_hh != nullptr;  // off: the plain LSTM, dA = dX
   const int64_t steps = S.size(0), B = S.size(1), N = S.size(2), H = N / 4;
   dc.copy_(g_cT);
@@ -305,7 +319,7 @@ void backward_steps(const at::Tensor& g_hs, const at::Tensor& g_cT,
         }
         // dc_t = LN_c'(dyc) + dc_{t+1} sig f_{t+1}: LN_c' into the dc row, then the carry
         T* tmp = dx;  // i block, overwritten below: LN_c' of the row
-        row_ln_backward(dyc, nc_ + b * H, g_c, rc_[b], H, tmp);
+        row_ln_backward(dyc, nc_ + b * H, g_c, rc_[b], H, center, tmp);
         if (sn_ != nullptr) {
           const T* sf = sn_ + b * N + H;
 #pragma omp simd
@@ -322,7 +336,7 @@ void backward_steps(const at::Tensor& g_hs, const at::Tensor& g_cT,
           dx[H + j] = d * cp[j] * sf * (T(1) - sf);   // f
           dx[2 * H + j] = d * si * (T(1) - sg * sg);  // g
         }
-        row_ln_backward(dx, nh_ + b * N, g_hh, rh_[b], N, da_ + b * N);
+        row_ln_backward(dx, nh_ + b * N, g_hh, rh_[b], N, center, da_ + b * N);
       }
     });
   }
@@ -347,7 +361,7 @@ std::vector<at::Tensor> ln_lstm_forward(const at::Tensor& xin, const at::Tensor&
                                         const at::Tensor& bias_c, const at::Tensor& h0,
                                         const at::Tensor& c0, double eps, bool norm,
                                         const std::optional<at::Tensor>& bias,
-                                        const std::optional<at::Tensor>& bias_hh) {
+                                        const std::optional<at::Tensor>& bias_hh, bool center) {
   TORCH_CHECK(xin.dim() == 3 && xin.size(2) % 4 == 0, "ln_lstm: xin must be (T, B, 4H)");
   for (auto* p : {&xin, &weight_hh, &h0, &c0}) check(*p, xin, "input");
   if (norm)
@@ -375,7 +389,7 @@ std::vector<at::Tensor> ln_lstm_forward(const at::Tensor& xin, const at::Tensor&
                             ptr_if<scalar_t>(norm, gain_c), ptr_if<scalar_t>(norm, bias_c),
                             ptr_if<scalar_t>(bias.has_value(), bias.value_or(at::Tensor())),
                             ptr_if<scalar_t>(bias_hh.has_value(), bias_hh.value_or(at::Tensor())),
-                            h0, eps, hs, NH, S, C, NC, TC, RH, RC);
+                            h0, eps, center, hs, NH, S, C, NC, TC, RH, RC);
   });
   return {hs, NH, S, C, NC, TC, RH, RC};
 }
@@ -387,7 +401,7 @@ std::vector<at::Tensor> ln_lstm_backward(const at::Tensor& g_hs, const at::Tenso
                                          const at::Tensor& NH, const at::Tensor& S,
                                          const at::Tensor& C, const at::Tensor& NC,
                                          const at::Tensor& TC, const at::Tensor& RH,
-                                         const at::Tensor& RC, bool norm) {
+                                         const at::Tensor& RC, bool norm, bool center) {
   for (auto* p : {&g_hs, &g_cT, &weight_hh, &S, &C, &TC}) check(*p, S, "tensor");
   if (norm)
     for (auto* p : {&gain_hh, &gain_c, &NH, &NC, &RH, &RC}) check(*p, S, "tensor");
@@ -397,8 +411,8 @@ std::vector<at::Tensor> ln_lstm_backward(const at::Tensor& g_hs, const at::Tenso
   auto dc = at::empty_like(g_cT);
   AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "ln_lstm_backward", [&] {
     backward_steps<scalar_t>(g_hs, g_cT, packed_t, weight_hh, ptr_if<scalar_t>(norm, gain_hh),
-                             ptr_if<scalar_t>(norm, gain_c), NH, S, C, NC, TC, RH, RC, dX, dA,
-                             dYc, dc);
+                             ptr_if<scalar_t>(norm, gain_c), NH, S, C, NC, TC, RH, RC, center, dX,
+                             dA, dYc, dc);
   });
   return {dX, dA, dYc, dc};
 }
@@ -408,10 +422,10 @@ std::vector<at::Tensor> ln_lstm_backward(const at::Tensor& g_hs, const at::Tenso
 TORCH_LIBRARY(lnrepro, m) {
   m.def("ln_lstm_forward(Tensor xin, Tensor weight_hh, Tensor? packed, Tensor gain_hh, "
         "Tensor gain_c, Tensor bias_c, Tensor h0, Tensor c0, float eps, bool norm, Tensor? bias, "
-        "Tensor? bias_hh) -> Tensor[]");
+        "Tensor? bias_hh, bool center) -> Tensor[]");
   m.def("ln_lstm_backward(Tensor g_hs, Tensor g_cT, Tensor weight_hh, Tensor? packed_t, "
         "Tensor gain_hh, Tensor gain_c, Tensor NH, Tensor S, Tensor C, Tensor NC, Tensor TC, "
-        "Tensor RH, Tensor RC, bool norm) -> Tensor[]");
+        "Tensor RH, Tensor RC, bool norm, bool center) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(lnrepro, CompositeExplicitAutograd, m) {
