@@ -19,17 +19,14 @@ import sys
 from pathlib import Path
 
 from lnrepro import REPO_ROOT as ROOT
-from lnrepro.claims import load_specs, outputs
-from lnrepro.claims.blocks import differing, note_files
+from lnrepro.claims import outputs
+from lnrepro.claims.blocks import differing
 
 
 def generated(root: Path, readme: bool) -> dict[Path, str]:
     """{file: the text the code gives it}: claims.md, claims.csv, and with `readme` README.md
     (its claims block) and every figure note with generated blocks."""
-    files = outputs(root, readme=readme)
-    if readme:
-        files.update(note_files(root, load_specs(root / "experiments")))
-    return files
+    return outputs(root, readme=readme)
 
 
 def disagreements(root: Path) -> list[str]:

@@ -130,15 +130,23 @@ def test_claims_check_names_each_hand_edit_and_writes_nothing(repo, capsys):
         "| 1, 2, 3 | completed | 0.003018",
         "| 1, 2, 3 | completed | 0.001",
     )
+    _edit(
+        repo / "results" / "cnn_mnist.md",
+        "LN / baseline updates = 0.",
+        "LN / baseline updates = 1.",
+    )
     before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
     assert claims.main(["--check", "--root", str(repo)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before  # unchanged
-    assert len(lines) == 4, lines
+    assert len(lines) == 5, lines
     assert lines[0].startswith("results/claims.md: differs from what results/ gives at line")
     assert lines[1].startswith("results/claims.csv: differs from what results/ gives at line")
     assert lines[2].startswith("README.md: the claims block differs")
-    assert lines[3].startswith("results/figure6_pi_mnist.md: generated block 'runs' differs")
+    assert {line.split(" differs")[0] for line in lines[3:]} == {
+        "results/cnn_mnist.md: generated block 'claims'",
+        "results/figure6_pi_mnist.md: generated block 'runs'",
+    }
 
 
 def test_a_note_block_follows_its_csv(tmp_path):
@@ -163,3 +171,38 @@ def test_a_note_block_follows_its_csv(tmp_path):
     assert blocks.differing(note, text) == ["runs"] and blocks.differing(text, text) == []
     with pytest.raises(ValueError, match="unknown generated block"):
         blocks.render("<!-- generated:nope -->\n<!-- /generated -->", spec, rows)
+
+
+def test_a_claims_block_shows_the_engines_rows_of_its_figure():
+    from types import SimpleNamespace
+
+    from lnrepro.claims import blocks
+    from lnrepro.claims.stats import Interval
+    from lnrepro.claims.verdicts import Result
+
+    def result(figure, cid, verdict, **kw):
+        claim = {"id": cid, "check": "final_lower"}
+        iv = Interval(effect=-0.2, low=-0.3, high=-0.1, se=0.05, df=4.0)
+        return Result(figure, claim, f"tested {cid}", "m", "LN - BN", iv, verdict=verdict, **kw)
+
+    rep = SimpleNamespace(
+        results=[
+            result("toy", "a", "supported", confirmatory=True, holm="inconclusive", p_support=0.01,
+                   p_contradict=0.99, earlier="supported"),
+            result("toy", "b", "inconclusive"),
+            result("other", "c", "contradicted"),
+        ]
+    )  # fmt: skip
+    spec = {"name": "toy"}
+    note = "x\n<!-- generated:claims -->\n<!-- /generated -->\n"
+    with pytest.raises(ValueError, match="needs the claims report"):
+        blocks.render(note, spec, [])
+    text = blocks.render(note, spec, [], rep)
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert rows == [
+        (
+            "| `a` | tested a | m | LN - BN = -0.2 [-0.3, -0.1] | 0.01 / 0.99 | confirmatory: "
+            "**supported**; Holm: **inconclusive** (exploratory seeds: supported) |"
+        ),
+        "| `b` | tested b | m | LN - BN = -0.2 [-0.3, -0.1] | – | exploratory: inconclusive |",
+    ]

@@ -6,6 +6,10 @@ Blocks (NAME):
 - runs: one row per arm (grid values, norm): its seeds, status, each tabled metric's final
   value (mean ± sample sd over the seeds), seconds per update, minutes a run, and where the
   rows came from (their recorded commits and config hashes, or "not recorded").
+- claims: one row per claim of the figure as results/claims.md has it (the claims engine's
+  numbers: what was tested, the effect with its 95 % interval, the one-sided p values, the
+  verdict, confirmatory rows raw and Holm-adjusted with the verdict of the exploratory seeds they
+  replaced), so a note's discussion never restates a number by hand.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pathlib import Path
 
 from lnrepro.claims.provenance import NOT_RECORDED
 from lnrepro.claims.results import _float, read_csv
-from lnrepro.claims.text import label, num
+from lnrepro.claims.tables import pfmt
+from lnrepro.claims.text import _cell, label, num
 
 BLOCK = re.compile(
     r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.DOTALL
@@ -47,7 +52,7 @@ def _provenance(rows: list[dict], column: str, width: int) -> str:
     return ", ".join(v if v == NOT_RECORDED else f"`{v[:width]}`" for v in values)
 
 
-def runs_block(spec: dict, rows: list[dict]) -> str:
+def runs_block(spec: dict, rows: list[dict], rep=None) -> str:
     """The `runs` block of a figure: its CSV's rows grouped by arm."""
     grid_keys = list(spec.get("grid") or {})
     keys = spec.get("table") or [m["key"] for m in spec.get("metrics") or []]
@@ -75,17 +80,49 @@ def runs_block(spec: dict, rows: list[dict]) -> str:
     return "\n".join([caption, "", *lines]) + "\n"
 
 
-GENERATORS = {"runs": runs_block}
+def claims_block(spec: dict, rows: list[dict], rep=None) -> str:
+    """The `claims` block of a figure: its rows of the claims report `rep`."""
+    if rep is None:
+        raise ValueError("the claims block needs the claims report (lnrepro.claims.render.build)")
+    lines = [
+        (
+            "| claim | tested (threshold fixed in advance) | we get | effect [95 % interval] "
+            "| p for / against | verdict |"
+        ),
+        "|---|---|---|---|---|---|",
+    ]
+    results = [r for r in rep.results if r.figure == spec["name"]]
+    for r in results:
+        p = f"{pfmt(r.p_support)} / {pfmt(r.p_contradict)}" if r.p_support is not None else "–"
+        if r.confirmatory:
+            verdict = f"confirmatory: **{r.verdict_text()}**; Holm: **{r.holm}**"
+            if r.earlier:
+                verdict += f" (exploratory seeds: {r.earlier})"
+        elif r.claim["check"] == "sanity":  # a gate, not a claim: never confirmatory
+            verdict = r.verdict_text()
+        else:
+            verdict = f"exploratory: {r.verdict_text()}"
+        cells = [f"`{r.claim['id']}`", r.tested, r.measured, r.effect_text(), p, verdict]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    caption = (
+        f"The claims on [{spec['name']}.csv]({spec['name']}.csv), as [claims.md](claims.md) "
+        f"computes them ({len(results)} rows; p: one-sided at the claim's threshold)."
+    )
+    return "\n".join([caption, "", *lines]) + "\n"
 
 
-def render(text: str, spec: dict, rows: list[dict]) -> str:
-    """`text` with every generated block's body rewritten (an unknown NAME: ValueError)."""
+GENERATORS = {"runs": runs_block, "claims": claims_block}
+
+
+def render(text: str, spec: dict, rows: list[dict], rep=None) -> str:
+    """`text` with every generated block's body rewritten (an unknown NAME: ValueError); `rep`:
+    the claims report, which the `claims` block reads."""
 
     def body(m: re.Match) -> str:
         make = GENERATORS.get(m.group("name"))
         if make is None:
             raise ValueError(f"unknown generated block {m.group('name')!r}")
-        return m.group(1) + make(spec, rows) + m.group(4)
+        return m.group(1) + make(spec, rows, rep) + m.group(4)
 
     return BLOCK.sub(body, text)
 
@@ -99,9 +136,9 @@ def differing(old: str, new: str) -> list[str]:
     return [x.group("name") for x, y in zip(a, b) if x.group("body") != y.group("body")]
 
 
-def note_files(root: Path, specs: list[dict]) -> dict[Path, str]:
+def note_files(root: Path, specs: list[dict], rep=None) -> dict[Path, str]:
     """{results/<figure>.md: its text with the generated blocks rewritten} for every figure
-    note that has a generated block and a CSV."""
+    note that has a generated block and a CSV; `rep`: the claims report (`claims` blocks)."""
     out = {}
     for spec in specs:
         note = root / "results" / f"{spec['name']}.md"
@@ -110,5 +147,5 @@ def note_files(root: Path, specs: list[dict]) -> dict[Path, str]:
             continue
         text = note.read_text()
         if BLOCK.search(text):
-            out[note] = render(text, spec, read_csv(table))
+            out[note] = render(text, spec, read_csv(table), rep)
     return out

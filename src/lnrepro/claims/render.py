@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lnrepro.claims.blocks import note_files
 from lnrepro.claims.confirm import confirmatory, readme_lines, status_lines
 from lnrepro.claims.results import FigureData, load_figure
 from lnrepro.claims.sanity import INVALID, Gate, apply_gate, claim_arms, gate, load_floors
@@ -270,7 +271,8 @@ def replace_block(readme: str, block: str) -> str:
 
 def outputs(root: Path, readme: bool = False) -> dict[Path, str]:
     """{file: its generated text}: results/claims.md, results/claims.csv and, with readme,
-    README.md with its experiments table regenerated."""
+    README.md with its experiments table regenerated and the figure notes with their generated
+    blocks (lnrepro.claims.blocks)."""
     rep = build(root)
     files = {
         root / "results" / "claims.md": claims_md(rep),
@@ -279,4 +281,5 @@ def outputs(root: Path, readme: bool = False) -> dict[Path, str]:
     if readme:
         path = root / "README.md"
         files[path] = replace_block(path.read_text(), readme_block(rep))
+        files.update(note_files(root, rep.specs, rep))
     return files
